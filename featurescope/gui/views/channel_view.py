@@ -1,0 +1,271 @@
+"""Channel view: one feature map large, with a colour bar, laid over the input photo.
+
+Shows ``state.channel`` of ``state.layer`` (channel 0 while none is chosen). The map's
+ImageItem holds the real activation values (float32) and the colour bar shows their range;
+the overlay holds the same map bilinearly upsampled to the input size, so a student can see
+which part of the picture lit the channel up. Right/Left or N/P (and the buttons) step
+through channels via ``state.set_channel``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+import torch.nn.functional as F
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
+
+from featurescope.core import grids
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+DIVERGING = getattr(grids, "DIVERGING", ("coolwarm",))
+
+
+def map_levels(channel_map: np.ndarray, layer: Optional[np.ndarray], display) -> tuple[float, float]:
+    """Colour-bar limits for one map, following the display options.
+
+    Per layer: the whole layer's range (so maps compare); per channel: this map's range.
+    ``clip_percentile`` p: the p..(100-p)th percentile. Diverging colormaps: symmetric
+    around 0. Never returns an empty range.
+    """
+    values = layer if display.normalize == "layer" and layer is not None else channel_map
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    p = display.clip_percentile
+    if display.colormap in DIVERGING:
+        a = float(np.percentile(np.abs(finite), 100 - p)) if p else float(np.abs(finite).max())
+        lo, hi = -a, a
+    elif p:
+        lo, hi = (float(v) for v in np.percentile(finite, [p, 100 - p]))
+    else:
+        lo, hi = float(finite.min()), float(finite.max())
+    if not hi > lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+def channel_stats(channel_map: np.ndarray) -> dict[str, float]:
+    """min, mean, max and the fractions of exact zeros and of negative values."""
+    finite = channel_map[np.isfinite(channel_map)]
+    if finite.size == 0:
+        return {"min": float("nan"), "mean": float("nan"), "max": float("nan"),
+                "zeros": 0.0, "negative": 0.0}
+    return {"min": float(finite.min()), "mean": float(finite.mean()), "max": float(finite.max()),
+            "zeros": float(np.mean(channel_map == 0)), "negative": float(np.mean(channel_map < 0))}
+
+
+def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
+    vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+    vb.invertY(True)
+    item = pg.ImageItem()
+    vb.addItem(item)
+    return vb, item
+
+
+class ChannelView(QWidget):
+    """The selected channel of the selected layer, large and over the input image."""
+
+    def __init__(self, state, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self._input_rgb: Optional[np.ndarray] = None
+        self._input_for: Any = None
+        self._layer_array: Optional[np.ndarray] = None
+        self._layer_key: Any = None
+        self.channel_map: Optional[np.ndarray] = None  # what is shown, (h, w) float32
+        self.stats: dict[str, float] = {}
+
+        self.header = QLabel(self)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.header.font()
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        font.setBold(True)
+        self.header.setFont(font)
+        self.previous_button = QPushButton("\u25c0 Previous", self)
+        self.previous_button.setToolTip("Previous channel (Left or P)")
+        self.next_button = QPushButton("Next \u25b6", self)
+        self.next_button.setToolTip("Next channel (Right or N)")
+        self.previous_button.clicked.connect(self.previous_channel)
+        self.next_button.clicked.connect(self.next_channel)
+        top = QHBoxLayout()
+        top.addWidget(self.header, 1)
+        top.addWidget(self.previous_button)
+        top.addWidget(self.next_button)
+
+        self.plots = pg.GraphicsLayoutWidget(self)
+        self.plots.setBackground(None)
+        self.plots.ci.setSpacing(12)
+        self.map_box, self.map_item = _image_box()
+        self.overlay_box, self.input_item = _image_box()
+        self.overlay_item = pg.ImageItem()
+        self.overlay_box.addItem(self.overlay_item)
+        self.map_title = self.plots.addLabel("feature map", row=0, col=0)
+        self.overlay_title = self.plots.addLabel("over the input image", row=0, col=2)
+        self.plots.addItem(self.map_box, row=1, col=0)
+        self.color_bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=18)
+        self.plots.addItem(self.color_bar, row=1, col=1)
+        self.color_bar.setImageItem(self.map_item)
+        self.plots.addItem(self.overlay_box, row=1, col=2)
+
+        self.stats_label = QLabel(self)
+        self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hover_label = QLabel(self)
+        self.hover_label.setMinimumWidth(260)
+        self.hover_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(60)
+        self.opacity_slider.setMaximumWidth(160)
+        self.opacity_slider.setToolTip("Opacity of the map over the input image")
+        self.opacity_slider.valueChanged.connect(self._opacity_changed)
+        self.overlay_item.setOpacity(0.6)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.stats_label, 1)
+        bottom.addWidget(QLabel("overlay opacity", self))
+        bottom.addWidget(self.opacity_slider)
+        bottom.addWidget(self.hover_label)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.plots, 1)
+        layout.addLayout(bottom)
+
+        for keys, slot in ((("Right", "N"), self.next_channel), (("Left", "P"), self.previous_channel)):
+            for key in keys:
+                shortcut = QShortcut(QKeySequence(key), self)
+                shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.activated.connect(slot)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+        self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
+                                           slot=lambda args: self.show_hover(args[0]))
+        for signal in (state.result_changed, state.layer_changed, state.channel_changed,
+                       state.display_changed, state.model_changed):
+            signal.connect(self.refresh)
+        self.refresh()
+
+    # --- what is shown -------------------------------------------------------------
+
+    def _layer(self) -> Optional[np.ndarray]:
+        result, layer = self.state.result, self.state.layer
+        if result is None or not layer or layer not in result:
+            return None
+        key = (id(result), layer)
+        if key != self._layer_key:
+            self._layer_array = np.asarray(result[layer], dtype=np.float32)
+            self._layer_key = key
+        return self._layer_array
+
+    @property
+    def channels(self) -> int:
+        layer = self._layer()
+        return 0 if layer is None else int(layer.shape[0])
+
+    @property
+    def current_channel(self) -> int:
+        """The channel shown: state.channel, or 0 while none is chosen."""
+        n = self.channels
+        return min(max(self.state.channel, 0), n - 1) if n else -1
+
+    def _input_picture(self) -> Optional[np.ndarray]:
+        result, model = self.state.result, self.state.model
+        if result is None or model is None:
+            return None
+        if self._input_for is not result:
+            try:
+                self._input_rgb = np.asarray(model.deprocess(result.input))
+            except Exception:  # a model without deprocess must not break the map
+                self._input_rgb = None
+            self._input_for = result
+        return self._input_rgb
+
+    def refresh(self, *_: Any) -> None:
+        layer = self._layer()
+        if layer is None:
+            self.channel_map = None
+            self.stats = {}
+            for item in (self.map_item, self.input_item, self.overlay_item):
+                item.clear()
+            self.header.setText("No layer captured yet: load a model and an image.")
+            self.stats_label.setText("")
+            self.previous_button.setEnabled(False)
+            self.next_button.setEnabled(False)
+            return
+        c, n = self.current_channel, layer.shape[0]
+        info = getattr(self.state.result, "info", {}).get(self.state.layer)
+        kind = f" ({info.kind}, {layer.shape[1]}x{layer.shape[2]})" if info is not None else ""
+        self.header.setText(f"channel {c} of {n} in {self.state.layer}{kind}")
+        self.previous_button.setEnabled(c > 0)
+        self.next_button.setEnabled(c < n - 1)
+
+        display = self.state.display
+        self.channel_map = layer[c]
+        lo, hi = map_levels(self.channel_map, layer, display)
+        lut = grids.colormap_lut(display.colormap)[1:]
+        self.color_bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut))
+        self.map_item.setImage(self.channel_map, autoLevels=False, levels=(lo, hi))
+        self.color_bar.setLevels(values=(lo, hi))
+        self.map_box.autoRange(padding=0.02)
+
+        picture = self._input_picture()
+        if picture is not None:
+            height, width = picture.shape[:2]
+            up = F.interpolate(torch.from_numpy(np.ascontiguousarray(self.channel_map))[None, None],
+                               size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
+            self.input_item.setImage(picture, autoLevels=False, levels=(0, 255))
+            self.overlay_item.setImage(up, autoLevels=False, levels=(lo, hi), lut=lut)
+            self.overlay_box.autoRange(padding=0.02)
+        else:
+            self.input_item.clear()
+            self.overlay_item.clear()
+
+        self.stats = channel_stats(self.channel_map)
+        s = self.stats
+        self.stats_label.setText(
+            f"min {s['min']:.4g}   mean {s['mean']:.4g}   max {s['max']:.4g}   "
+            f"zeros {s['zeros'] * 100:.1f} %   negative {s['negative'] * 100:.1f} %")
+
+    # --- interaction --------------------------------------------------------------
+
+    def next_channel(self) -> None:
+        if self.channels and self.current_channel < self.channels - 1:
+            self.state.set_channel(self.current_channel + 1)
+
+    def previous_channel(self) -> None:
+        if self.channels and self.current_channel > 0:
+            self.state.set_channel(self.current_channel - 1)
+
+    def _opacity_changed(self, value: int) -> None:
+        self.overlay_item.setOpacity(value / 100.0)
+
+    def map_position(self, item: pg.ImageItem, scene_pos: QPointF) -> Optional[tuple[int, int]]:
+        """(row, col) in the feature map under a scene position over either picture."""
+        if self.channel_map is None or item.image is None:
+            return None
+        p = item.mapFromScene(scene_pos)
+        h, w = item.image.shape[:2]
+        if not (0 <= p.y() < h and 0 <= p.x() < w):
+            return None
+        mh, mw = self.channel_map.shape
+        return int(p.y() * mh / h), int(p.x() * mw / w)
+
+    def show_hover(self, scene_pos: QPointF) -> str:
+        """Show (and return) the position and value under ``scene_pos``."""
+        text = ""
+        for item, where in ((self.map_item, "map"), (self.input_item, "input")):
+            pos = self.map_position(item, scene_pos)
+            if pos is not None:
+                y, x = pos
+                text = f"y {y}, x {x}: {self.channel_map[y, x]:.4g}"
+                if where == "input":
+                    p = item.mapFromScene(scene_pos)
+                    text = f"input ({int(p.y())}, {int(p.x())}) -> map " + text
+                break
+        self.hover_label.setText(text)
+        return text
