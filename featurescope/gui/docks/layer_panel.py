@@ -1,0 +1,180 @@
+"""Every captured layer in network order, with its kind, output shape and depth; a slider.
+
+Up/Down and PgUp/PgDn move through the list (Qt's own list keys) and the selection goes
+straight to ``state.set_layer``, so the grid follows at once. The slider sweeps from the
+first layer to the last: edges to shapes.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from PySide6.QtCore import QRect, Qt, Signal
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtWidgets import (
+    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyledItemDelegate,
+    QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+)
+
+from featurescope.gui.state import AppState
+
+DEPTH_ROLE = Qt.UserRole + 1
+NAME_ROLE = Qt.UserRole
+
+
+def shape_text(shape: Any) -> str:
+    try:
+        c, h, w = shape
+        return f"{c} x {h} x {w}"
+    except (TypeError, ValueError):
+        return "?"
+
+
+class DepthDelegate(QStyledItemDelegate):
+    """A bar whose length is the layer's depth in the network (first = short)."""
+
+    def paint(self, painter: QPainter, option: Any, index: Any) -> None:
+        super().paint(painter, option, index)
+        depth = index.data(DEPTH_ROLE)
+        if depth is None:
+            return
+        rect: QRect = option.rect.adjusted(3, 5, -3, -5)
+        painter.save()
+        painter.setPen(Qt.NoPen)
+        painter.setBrush(QColor(128, 128, 128, 60))
+        painter.drawRect(rect)
+        fill = QRect(rect)
+        fill.setWidth(max(2, int(rect.width() * float(depth))))
+        # light (shallow: edges) to dark (deep: shapes)
+        painter.setBrush(QColor.fromHsvF(0.58, 0.35 + 0.55 * float(depth), 0.95 - 0.4 * float(depth)))
+        painter.drawRect(fill)
+        painter.restore()
+
+
+class LayerPanel(QWidget):
+    """Layer list + slider. Reads ``state.model``/``state.result``, sets ``state.layer``."""
+
+    layer_activated = Signal(str)
+
+    def __init__(self, state: AppState, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.state = state
+        self._updating = False
+
+        self.tree = QTreeWidget()
+        self.tree.setObjectName("layerList")
+        self.tree.setColumnCount(4)
+        self.tree.setHeaderLabels(["Layer", "Type", "Output (C x H x W)", "Depth"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.tree.setItemDelegateForColumn(3, DepthDelegate(self.tree))
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        for column in (1, 2):
+            header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.Fixed)
+        header.resizeSection(3, 56)
+        self.tree.setToolTip("Up/Down, PgUp/PgDn: move through the layers")
+
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setObjectName("layerSlider")
+        self.slider.setMinimum(0)
+        self.slider.setMaximum(0)
+        self.slider.setToolTip("Sweep from the first layer (edges) to the last (shapes)")
+        self.position = QLabel("")
+
+        sweep = QHBoxLayout()
+        sweep.addWidget(QLabel("edges"))
+        sweep.addWidget(self.slider, 1)
+        sweep.addWidget(QLabel("shapes"))
+        box = QVBoxLayout(self)
+        box.setContentsMargins(4, 4, 4, 4)
+        box.addWidget(self.tree, 1)
+        box.addLayout(sweep)
+        box.addWidget(self.position)
+
+        self.tree.currentItemChanged.connect(self._on_current_item_changed)
+        self.slider.valueChanged.connect(self._on_slider)
+        state.model_changed.connect(self._on_model_changed)
+        state.result_changed.connect(self._on_result_changed)
+        state.layer_changed.connect(self._on_layer_changed)
+
+    # -- filling -----------------------------------------------------------------------
+    def _layer_infos(self) -> list:
+        result, model = self.state.result, self.state.model
+        if result is not None:
+            return [result.info[name] for name in result.layers]
+        if model is not None:
+            return list(getattr(model, "layer_info", []) or [])
+        return []
+
+    def populate(self) -> None:
+        infos = self._layer_infos()
+        names = [info.name for info in infos]
+        if names == self.layer_names():
+            self._select(self.state.layer)
+            return
+        self._updating = True
+        try:
+            self.tree.clear()
+            n = max(1, len(infos) - 1)
+            items = []
+            for i, info in enumerate(infos):
+                item = QTreeWidgetItem([info.name, info.kind, shape_text(info.output_shape), ""])
+                item.setData(0, NAME_ROLE, info.name)
+                item.setData(3, DEPTH_ROLE, i / n)
+                item.setToolTip(0, f"{i + 1} of {len(infos)}: {info.name} ({info.kind})")
+                items.append(item)
+            self.tree.addTopLevelItems(items)
+            self.slider.setMaximum(max(0, len(infos) - 1))
+        finally:
+            self._updating = False
+        self._select(self.state.layer)
+
+    def layer_names(self) -> list[str]:
+        return [self.tree.topLevelItem(i).data(0, NAME_ROLE) for i in range(self.tree.topLevelItemCount())]
+
+    def _select(self, name: str) -> None:
+        names = self.layer_names()
+        if name not in names:
+            self.position.setText(f"{len(names)} layers" if names else "")
+            return
+        row = names.index(name)
+        self._updating = True
+        try:
+            item = self.tree.topLevelItem(row)
+            if self.tree.currentItem() is not item:
+                self.tree.setCurrentItem(item)
+            self.tree.scrollToItem(item)
+            self.slider.setValue(row)
+        finally:
+            self._updating = False
+        self.position.setText(f"layer {row + 1} of {len(names)}")
+
+    # -- state -> widgets -----------------------------------------------------------------
+    def _on_model_changed(self, _model: Any) -> None:
+        self.populate()
+
+    def _on_result_changed(self, _result: Any) -> None:
+        self.populate()
+
+    def _on_layer_changed(self, name: str) -> None:
+        self._select(name)
+
+    # -- widgets -> state -------------------------------------------------------------------
+    def _on_current_item_changed(self, current: Optional[QTreeWidgetItem], _previous: Any) -> None:
+        if self._updating or current is None:
+            return
+        self.state.set_layer(current.data(0, NAME_ROLE))
+
+    def _on_slider(self, value: int) -> None:
+        if self._updating:
+            return
+        names = self.layer_names()
+        if 0 <= value < len(names):
+            self.state.set_layer(names[value])
+
+    def focus_list(self) -> None:
+        self.tree.setFocus(Qt.OtherFocusReason)

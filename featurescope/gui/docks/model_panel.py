@@ -1,0 +1,254 @@
+"""Pick a network: the searchable catalogue, weights, your own model file, the device.
+
+The panel only describes what to load (``load_requested(dict)``); the window runs the
+load on the worker thread, so the current model stays usable until the new one is in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+    QLineEdit, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+)
+
+from featurescope.gui.state import AppState
+
+STATUS_TEXT = {"embedded": "embedded", "cached": "cached", "downloadable": "will download"}
+WEIGHTS_CHOICES = [("Pretrained", "default"), ("Untrained (random)", "none"),
+                   ("Weights file...", "file")]
+
+
+def parse_triple(text: str) -> Optional[tuple[float, float, float]]:
+    """'0.5, 0.5, 0.5' -> (0.5, 0.5, 0.5); '' -> None; ValueError otherwise."""
+    text = text.strip()
+    if not text:
+        return None
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3:
+        raise ValueError(f"'{text}' should be three numbers, one per colour channel, e.g. 0.5, 0.5, 0.5.")
+    return tuple(float(p) for p in parts)  # type: ignore[return-value]
+
+
+def parse_size(text: str) -> Optional[Any]:
+    """'224' -> 224; '32x48' -> (32, 48); '' -> None; ValueError otherwise."""
+    text = text.strip().lower()
+    if not text:
+        return None
+    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
+    values = [int(p) for p in parts]
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return (values[0], values[1])
+    raise ValueError(f"Input size '{text}' should be one number (224) or HxW (32x32).")
+
+
+class ModelPanel(QWidget):
+    load_requested = Signal(dict)
+
+    def __init__(self, state: AppState, parent: Optional[QWidget] = None):
+        super().__init__(parent)
+        self.state = state
+
+        self.current = QLabel("No model loaded")
+        self.current.setObjectName("currentModel")
+        self.current.setWordWrap(True)
+        self.current.setStyleSheet("font-weight: bold;")
+
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search models (resnet, vgg, mobilenet...)")
+        self.search.setClearButtonEnabled(True)
+        self.search.setObjectName("modelSearch")
+        self.models = QTreeWidget()
+        self.models.setObjectName("modelCatalogue")
+        self.models.setHeaderLabels(["Model", "Family", "Weights"])
+        self.models.setRootIsDecorated(False)
+        self.models.setUniformRowHeights(True)
+        header = self.models.header()
+        header.setSectionResizeMode(0, QHeaderView.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+
+        self.weights = QComboBox()
+        self.weights.setObjectName("weightsChoice")
+        for text, value in WEIGHTS_CHOICES:
+            self.weights.addItem(text, value)
+        self.weights_file = QLineEdit()
+        self.weights_file.setPlaceholderText("state dict (.pth / .pt)")
+        self.weights_browse = QPushButton("...")
+        self.weights_browse.setFixedWidth(30)
+
+        self.custom = QGroupBox("Your own model file")
+        self.custom.setCheckable(True)
+        self.custom.setChecked(False)
+        self.custom.setObjectName("customModel")
+        self.custom_file = QLineEdit()
+        self.custom_file.setPlaceholderText("mynet.py:Net")
+        self.custom_browse = QPushButton("...")
+        self.custom_browse.setFixedWidth(30)
+        self.input_size = QLineEdit()
+        self.input_size.setPlaceholderText("224 or 32x32")
+        self.mean = QLineEdit()
+        self.mean.setPlaceholderText("0.485, 0.456, 0.406")
+        self.std = QLineEdit()
+        self.std.setPlaceholderText("0.229, 0.224, 0.225")
+        custom_form = QFormLayout(self.custom)
+        row = QHBoxLayout()
+        row.addWidget(self.custom_file, 1)
+        row.addWidget(self.custom_browse)
+        custom_form.addRow("File:factory", row)
+        custom_form.addRow("Input size", self.input_size)
+        custom_form.addRow("Mean", self.mean)
+        custom_form.addRow("Std", self.std)
+
+        self.device = QComboBox()
+        self.device.setObjectName("deviceChoice")
+        from featurescope.core.devices import available_devices
+
+        for name in available_devices():
+            self.device.addItem(name, name)
+
+        self.load_button = QPushButton("Load model")
+        self.load_button.setObjectName("loadModel")
+        self.load_button.setDefault(True)
+
+        form = QFormLayout()
+        weights_row = QHBoxLayout()
+        weights_row.addWidget(self.weights)
+        weights_row.addWidget(self.weights_file, 1)
+        weights_row.addWidget(self.weights_browse)
+        form.addRow("Weights", weights_row)
+        form.addRow("Device", self.device)
+
+        box = QVBoxLayout(self)
+        box.setContentsMargins(4, 4, 4, 4)
+        box.addWidget(self.current)
+        box.addWidget(self.search)
+        box.addWidget(self.models, 1)
+        box.addLayout(form)
+        box.addWidget(self.custom)
+        box.addWidget(self.load_button)
+
+        self._fill_catalogue()
+        self._on_weights_choice()
+        self.search.textChanged.connect(self._filter)
+        self.weights.currentIndexChanged.connect(self._on_weights_choice)
+        self.weights_browse.clicked.connect(self._browse_weights)
+        self.custom_browse.clicked.connect(self._browse_custom)
+        self.models.itemDoubleClicked.connect(lambda *_: self.request_load())
+        self.load_button.clicked.connect(self.request_load)
+        state.model_changed.connect(self._on_model_changed)
+
+    # -- catalogue ----------------------------------------------------------------------
+    def _fill_catalogue(self) -> None:
+        from featurescope.core.models import catalogue
+
+        self.models.clear()
+        for entry in catalogue():
+            status = STATUS_TEXT.get(entry.weights_status, entry.weights_status)
+            item = QTreeWidgetItem([entry.name, entry.family, status])
+            item.setData(0, Qt.UserRole, entry.name)
+            item.setToolTip(2, f"{entry.weights_name}: {status}")
+            self.models.addTopLevelItem(item)
+
+    def _filter(self, text: str) -> None:
+        words = text.lower().split()
+        for i in range(self.models.topLevelItemCount()):
+            item = self.models.topLevelItem(i)
+            haystack = f"{item.text(0)} {item.text(1)} {item.text(2)}".lower()
+            item.setHidden(not all(word in haystack for word in words))
+
+    def select_model(self, name: str) -> None:
+        for i in range(self.models.topLevelItemCount()):
+            item = self.models.topLevelItem(i)
+            if item.data(0, Qt.UserRole) == name:
+                self.models.setCurrentItem(item)
+                self.models.scrollToItem(item)
+                return
+
+    # -- the form -------------------------------------------------------------------------
+    def _on_weights_choice(self, *_: Any) -> None:
+        is_file = self.weights.currentData() == "file"
+        self.weights_file.setEnabled(is_file)
+        self.weights_browse.setEnabled(is_file)
+
+    def _browse_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Weights file", str(Path.home()),
+                                              "PyTorch weights (*.pth *.pt *.bin);;All files (*)")
+        if path:
+            self.weights_file.setText(path)
+            self.weights.setCurrentIndex(self.weights.findData("file"))
+
+    def _browse_custom(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Model file", str(Path.home()),
+                                              "Python files (*.py)")
+        if path:
+            factory = self.custom_file.text().partition(":")[2] or "Net"
+            self.custom_file.setText(f"{path}:{factory}")
+            self.custom.setChecked(True)
+
+    def set_spec(self, spec: dict) -> None:
+        """Show a model spec (from the settings or the command line) in the form."""
+        name, weights = str(spec.get("name", "")), str(spec.get("weights", "default"))
+        is_custom = ".py:" in name or name.endswith(".py")
+        self.custom.setChecked(is_custom)
+        if is_custom:
+            self.custom_file.setText(name)
+        else:
+            self.select_model(name)
+        if weights in ("default", "none"):
+            self.weights.setCurrentIndex(self.weights.findData(weights))
+        else:
+            self.weights.setCurrentIndex(self.weights.findData("file"))
+            self.weights_file.setText(weights)
+        self.input_size.setText(str(spec.get("input_size") or ""))
+        self.mean.setText(str(spec.get("mean") or ""))
+        self.std.setText(str(spec.get("std") or ""))
+        device = str(spec.get("device") or "auto")
+        index = self.device.findData(device)
+        if index < 0 and device == "cuda":
+            index = self.device.findData("cuda:0")
+        if index >= 0:
+            self.device.setCurrentIndex(index)
+
+    def spec(self) -> dict:
+        """What the form asks for: name, weights, device, input_size, mean, std (text)."""
+        if self.custom.isChecked():
+            name = self.custom_file.text().strip()
+        else:
+            item = self.models.currentItem()
+            name = item.data(0, Qt.UserRole) if item is not None else ""
+        choice = self.weights.currentData()
+        weights = self.weights_file.text().strip() if choice == "file" else choice
+        return {"name": name, "weights": weights or "default",
+                "device": self.device.currentData() or "cpu",
+                "input_size": self.input_size.text().strip() if self.custom.isChecked() else "",
+                "mean": self.mean.text().strip() if self.custom.isChecked() else "",
+                "std": self.std.text().strip() if self.custom.isChecked() else ""}
+
+    def request_load(self) -> None:
+        spec = self.spec()
+        if not spec["name"]:
+            self.state.report_error("Choose a model in the list, or give your own model file as path.py:factory.")
+            return
+        try:
+            parse_size(spec["input_size"])
+            parse_triple(spec["mean"])
+            parse_triple(spec["std"])
+        except ValueError as error:
+            self.state.report_error(str(error))
+            return
+        self.load_requested.emit(spec)
+
+    def _on_model_changed(self, model: Any) -> None:
+        if model is None:
+            self.current.setText("No model loaded")
+            return
+        untrained = "" if model.trained else "  - untrained: random weights, predictions mean nothing"
+        self.current.setText(f"{model.display_name} [{model.weights_label}] on {model.device}{untrained}")
+        self.current.setStyleSheet("font-weight: bold;" + ("" if model.trained else " color: #c0392b;"))

@@ -1,0 +1,106 @@
+"""Build the real main window offscreen, load, select, wait, and save a PNG of it.
+
+``featurescope screenshot`` uses this to make the README pictures and to show anyone
+what a user would see, on a machine without a display.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+from featurescope.core.errors import FeaturescopeError
+
+VIEWS = {"grid": 0, "filters": 1, "channel": 2}
+TIMEOUT_S = 600.0
+
+
+def wait_until_idle(window, app, timeout_s: float = TIMEOUT_S) -> None:
+    """Process events until no request is pending and nothing new got queued."""
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while quiet < 3:  # idle for a few rounds: answers may queue follow-up work
+        if time.monotonic() > deadline:
+            raise FeaturescopeError(f"The window was still busy after {timeout_s:.0f} s; nothing was saved.")
+        app.processEvents()
+        if window.jobs.is_idle():
+            quiet += 1
+        else:
+            quiet = 0
+            window.jobs.pool.waitForDone(20)  # block briefly instead of spinning
+    app.processEvents()
+
+
+def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = None,
+                    model: Optional[str] = None, weights: Optional[str] = None,
+                    layer: Optional[str] = None, view: str = "grid", channel: Optional[int] = None,
+                    size: tuple[int, int] = (1280, 800)) -> Path:
+    """Save a PNG of the whole main window after everything it shows is computed.
+
+    ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
+    the first convolution; ``view`` is "grid", "filters" or "channel"; ``channel`` the
+    channel shown in the channel view. Uses throwaway settings, never the user's.
+    Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
+    """
+    if view not in VIEWS:
+        raise FeaturescopeError(f"'{view}' is not a view; use one of {', '.join(VIEWS)}.")
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise FeaturescopeError(f"{out} should end in .png: screenshots are PNG files.")
+    if not out.parent.exists():
+        raise FeaturescopeError(f"{out.parent} does not exist; create the folder first.")
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from featurescope.core.images import load_image
+    from featurescope.core.resources import default_sample
+
+    image_path = str(image) if image is not None else str(default_sample())
+    load_image(image_path)  # raises ImageError with its sentence before any window
+
+    from featurescope.gui.app import application
+
+    app = application()
+    from featurescope.gui.main_window import MainWindow
+
+    errors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="featurescope-shot-") as folder:
+        window = MainWindow(settings=Path(folder) / "settings.ini", start=False)
+        window.state.error_reported.connect(errors.append)
+        try:
+            window.resize(*size)
+            window.show()
+            window.start(image=image_path, model=model or "efficientnet_lite0",
+                         weights=weights or "default", device="auto")
+            wait_until_idle(window, app)
+            if errors:
+                raise FeaturescopeError(errors[0])
+            result = window.state.result
+            if result is None:
+                raise FeaturescopeError("Nothing was captured; the model or the image did not load.")
+            if layer is not None:
+                if layer not in result.layers:
+                    shown = ", ".join(result.layers[:8]) + (", ..." if len(result.layers) > 8 else "")
+                    raise FeaturescopeError(f"{window.state.model.name} has no layer '{layer}'; "
+                                            f"its layers are {shown}")
+                window.state.set_layer(layer)
+            window.tabs.setCurrentIndex(VIEWS[view])
+            if channel is not None:
+                channels = result[window.state.layer].shape[0]
+                if not 0 <= int(channel) < channels:
+                    raise FeaturescopeError(f"Layer {window.state.layer} has channels 0 to "
+                                            f"{channels - 1}; {channel} is not one of them.")
+                window.state.set_channel(int(channel))
+            elif view == "channel":
+                window.state.set_channel(0)
+            window.grid_view.fit()
+            wait_until_idle(window, app)
+            window.grid_view.fit()
+            app.processEvents()
+            if not window.grab().save(str(out), "PNG"):
+                raise FeaturescopeError(f"{out} could not be written; check that the folder is writable.")
+        finally:
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+    return out

@@ -1,0 +1,269 @@
+"""The feature-map mosaic of the selected layer: one ImageItem, pan/zoom, hover, click.
+
+The item holds ``grid_indices(...)`` (uint8: 0 separators, 1..255 values) with
+``colormap_lut(...)`` as its lookup table, so what is on screen is exactly
+``feature_grid``'s output. Grids are cached per (layer, display options) for the
+current capture, and the other layers are built in the background after each capture,
+so moving through layers only swaps arrays.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from featurescope.gui.state import AppState, DisplayOptions
+
+CACHE_BYTES = 256 * 1024 * 1024  # index mosaics kept for the current capture
+BACKGROUND_LAYERS = 400  # build at most this many layers' grids after a capture
+
+
+def grid_arguments(options: DisplayOptions) -> dict[str, Any]:
+    """The ``grid_indices`` keyword arguments ``feature_grid`` uses for ``options``."""
+    from featurescope.core import grids
+
+    kwargs: dict[str, Any] = dict(normalize=options.normalize, order=options.order,
+                                  columns=options.columns, gap=1,
+                                  clip_percentile=options.clip_percentile)
+    kwargs["signed"] = str(options.colormap).lower() in grids.DIVERGING  # as feature_grid
+    return kwargs
+
+
+def layer_array(result: Any, layer: str) -> np.ndarray:
+    """The (C, H, W) float array of ``layer`` in a capture, without copying."""
+    value = result[layer]
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()  # no copy when already float32 CPU
+    return np.asarray(value)
+
+
+def build_grid(result: Any, layer: str, options: DisplayOptions):
+    """``grid_indices`` of one layer: (uint8 (H, W) indices, GridLayout)."""
+    from featurescope.core.grids import grid_indices
+
+    return grid_indices(layer_array(result, layer), **grid_arguments(options))
+
+
+class FeatureGridView(QWidget):
+    """Shows the selected layer of ``state.result`` as one colour-mapped mosaic.
+
+    ``channel_activated(int)`` is emitted when a channel is clicked (after
+    ``state.set_channel``), so the window can switch to the channel tab.
+    """
+
+    channel_activated = Signal(int)
+
+    def __init__(self, state: AppState, parent: Optional[QWidget] = None, jobs: Any = None):
+        super().__init__(parent)
+        self.state = state
+        self.jobs = jobs
+        self.layout_: Any = None  # GridLayout of what is shown
+        self.shown_key: Optional[tuple] = None
+        self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self._cache_bytes = 0
+        self._result_id: Optional[int] = None
+        self._luts: dict[str, np.ndarray] = {}
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setBackground("#202124")
+        self.graphics.ci.setContentsMargins(2, 2, 2, 2)
+        self.view_box = self.graphics.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.view_box.setDefaultPadding(0.01)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.view_box.addItem(self.image_item)
+
+        self.title = QLabel("No layer yet: loading the model and the image...")
+        self.title.setObjectName("gridTitle")
+        self.title.setStyleSheet("font-weight: bold; padding: 2px 4px;")
+        self.readout = QLabel(" ")
+        self.readout.setObjectName("gridReadout")
+        self.readout.setStyleSheet("font-family: monospace; padding: 2px 4px;")
+        self.readout.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        box.addWidget(self.title)
+        box.addWidget(self.graphics, 1)
+        box.addWidget(self.readout)
+
+        scene = self.graphics.scene()
+        self._hover_proxy = pg.SignalProxy(scene.sigMouseMoved, rateLimit=60,
+                                           slot=self._on_mouse_moved)
+        scene.sigMouseClicked.connect(self._on_mouse_clicked)
+        self.setFocusPolicy(Qt.StrongFocus)
+
+        state.result_changed.connect(self._on_result_changed)
+        state.model_changed.connect(self._on_model_changed)
+        state.layer_changed.connect(self.refresh)
+        state.display_changed.connect(self._on_display_changed)
+
+    # -- cache -------------------------------------------------------------------------
+    def _key(self, layer: str, options: Optional[DisplayOptions] = None) -> tuple:
+        options = options or self.state.display
+        # upscale and colormap do not change the indices (the lut does the colour),
+        # except through "signed" for diverging maps, which grid_arguments includes.
+        return (layer, tuple(sorted(grid_arguments(options).items())))
+
+    def _store(self, key: tuple, grid: tuple) -> None:
+        if key in self._cache:
+            return
+        self._cache[key] = grid
+        self._cache_bytes += grid[0].nbytes
+        while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
+            _, (old, _) = self._cache.popitem(last=False)
+            self._cache_bytes -= old.nbytes
+
+    def cached(self, layer: str) -> bool:
+        return self._key(layer) in self._cache
+
+    def grid_for(self, layer: str) -> tuple:
+        """(indices, layout) of ``layer`` with the current options, cached."""
+        key = self._key(layer)
+        grid = self._cache.get(key)
+        if grid is None:
+            grid = build_grid(self.state.result, layer, self.state.display)
+            self._store(key, grid)
+        else:
+            self._cache.move_to_end(key)
+        return grid
+
+    def lut(self, colormap: Optional[str] = None) -> np.ndarray:
+        from featurescope.core.grids import colormap_lut
+
+        name = colormap or self.state.display.colormap
+        if name not in self._luts:
+            self._luts[name] = np.ascontiguousarray(colormap_lut(name), dtype=np.uint8)
+        return self._luts[name]
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_bytes = 0
+        self.shown_key = None
+
+    # -- reacting to the state ------------------------------------------------------
+    def _on_model_changed(self, _model: Any) -> None:
+        self.title.setText("Capturing activations...")
+
+    def _on_result_changed(self, result: Any) -> None:
+        self._clear_cache()
+        self._result_id = id(result) if result is not None else None
+        self.refresh()
+        self._build_in_background()
+
+    def _on_display_changed(self, _options: DisplayOptions) -> None:
+        self.refresh()
+        self._build_in_background()
+
+    def refresh(self, *_args: Any) -> None:
+        """Show the selected layer with the current options (from the cache if built)."""
+        state = self.state
+        result, layer = state.result, state.layer
+        if result is None or not layer or layer not in result:
+            self.image_item.clear()
+            self.layout_ = None
+            self.shown_key = None
+            return
+        key = self._key(layer)
+        indices, layout = self.grid_for(layer)
+        previous_shape = self.image_item.image.shape if self.image_item.image is not None else None
+        self.image_item.setImage(indices, autoLevels=False, levels=(0, 255), lut=self.lut())
+        self.layout_ = layout
+        self.shown_key = key
+        info = result.info.get(layer) if hasattr(result, "info") else None
+        kind = f"{info.kind}  " if info is not None else ""
+        c, h, w = layout.channels, layout.tile_height, layout.tile_width
+        self.title.setText(f"{layer}   {kind}{c} channels of {h}x{w}")
+        if previous_shape != indices.shape:
+            self.fit()
+
+    def fit(self) -> None:
+        """Fit the whole mosaic into the view."""
+        if self.image_item.image is not None:
+            h, w = self.image_item.image.shape[:2]
+            self.view_box.setRange(xRange=(0, w), yRange=(0, h), padding=0.01)
+
+    # -- background grids ---------------------------------------------------------------
+    def _build_in_background(self) -> None:
+        """Build every other layer's grid on the worker thread, nearest layers first."""
+        result, jobs = self.state.result, self.jobs
+        if jobs is None or result is None or not self.state.layer:
+            return
+        options = self.state.display
+        layers = list(result.layers)
+        here = layers.index(self.state.layer) if self.state.layer in layers else 0
+        order = sorted(range(len(layers)), key=lambda i: (abs(i - here), i < here))
+        todo = [layers[i] for i in order[:BACKGROUND_LAYERS]
+                if self._key(layers[i], options) not in self._cache]
+        if not todo:
+            return
+        keys = {layer: self._key(layer, options) for layer in todo}
+
+        def build(progress, cancel, partial):
+            for layer in todo:
+                cancel.raise_if_cancelled()
+                partial((result, keys[layer], build_grid(result, layer, options)))
+
+        jobs.submit("grids", build, on_partial=self._on_background_grid)
+
+    def _on_background_grid(self, piece: tuple) -> None:
+        result, key, grid = piece
+        if result is self.state.result:
+            self._store(key, grid)
+
+    # -- mouse --------------------------------------------------------------------------
+    def locate(self, scene_pos: QPointF) -> Optional[tuple[int, int, int]]:
+        """(channel, y, x) under a scene position, or None off the maps."""
+        if self.layout_ is None or self.image_item.image is None:
+            return None
+        if not self.view_box.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = self.image_item.mapFromScene(scene_pos)
+        y, x = int(np.floor(point.y())), int(np.floor(point.x()))
+        h, w = self.image_item.image.shape[:2]
+        if not (0 <= y < h and 0 <= x < w):
+            return None
+        return self.layout_.locate(y, x)
+
+    def readout_text(self, hit: Optional[tuple[int, int, int]]) -> str:
+        if hit is None:
+            return " "
+        channel, y, x = hit
+        value = float(self.state.result[self.state.layer][channel, y, x])
+        return f"channel {channel}  ({y}, {x}) = {value:.4g}"
+
+    def _on_mouse_moved(self, event: tuple) -> None:
+        try:
+            self.readout.setText(self.readout_text(self.locate(event[0])))
+        except (KeyError, IndexError, TypeError):
+            self.readout.setText(" ")
+
+    def _on_mouse_clicked(self, event: Any) -> None:
+        if event.button() != Qt.LeftButton or event.double():
+            return
+        hit = self.locate(event.scenePos())
+        if hit is not None:
+            self.activate_channel(hit[0])
+
+    def activate_channel(self, channel: int) -> None:
+        self.state.set_channel(int(channel))
+        self.channel_activated.emit(int(channel))
+
+    # -- keys: move through layers from the grid too ---------------------------------
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        steps = {Qt.Key_Up: -1, Qt.Key_Down: 1, Qt.Key_PageUp: -5, Qt.Key_PageDown: 5}
+        step = steps.get(event.key())
+        result = self.state.result
+        if step is None or result is None or not result.layers:
+            if event.matches(QKeySequence.StandardKey.Refresh):
+                self.fit()
+            return super().keyPressEvent(event)
+        layers = list(result.layers)
+        here = layers.index(self.state.layer) if self.state.layer in layers else 0
+        self.state.set_layer(layers[max(0, min(len(layers) - 1, here + step))])
+        event.accept()

@@ -1,0 +1,237 @@
+"""Background work for the GUI: one single-thread pool, latest request wins.
+
+The model and its capture hooks are not re-entrant, so every long job (loading a model,
+capturing activations, building grids of big layers, exporting) runs on ONE worker
+thread, one after the other. Each request has an id and a :class:`CancelToken`; a new
+request of the same kind cancels the old one, and results of requests that are no
+longer current are dropped. Only plain data (numpy arrays, dataclasses, CaptureResult,
+LoadedModel) crosses back to the GUI thread, through the queued signals of a separate
+``JobSignals`` QObject that lives in the GUI thread.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+from featurescope.core.errors import FeaturescopeError
+from featurescope.core.progress import CancelToken, Cancelled
+
+log = logging.getLogger(__name__)
+
+_ids = itertools.count(1)
+
+
+class JobSignals(QObject):
+    """Emitted from the worker thread; delivered queued in the GUI thread."""
+
+    finished = Signal(int, object)  # request id, result
+    failed = Signal(int, str)  # request id, one sentence for the user
+    cancelled = Signal(int)  # request id
+    progress = Signal(int, int, int, str)  # request id, done, total, text
+    partial = Signal(int, object)  # request id, a piece of the result published early
+
+
+@dataclass
+class Request:
+    """One submitted job: what it is, how to cancel it, where its answer goes."""
+
+    id: int
+    kind: str
+    label: str
+    token: CancelToken
+    on_result: Optional[Callable[[Any], None]] = None
+    on_error: Optional[Callable[[str, BaseException], None]] = None
+    on_partial: Optional[Callable[[Any], None]] = None
+    on_cancelled: Optional[Callable[[], None]] = None
+    error: Optional[BaseException] = field(default=None, repr=False)
+
+
+class _Job(QRunnable):
+    def __init__(self, request: Request, fn: Callable[..., Any], signals: JobSignals):
+        super().__init__()
+        self.setAutoDelete(True)
+        self._request = request
+        self._fn = fn
+        self._signals = signals
+
+    def run(self) -> None:  # worker thread: never touch a widget here
+        request, signals = self._request, self._signals
+        rid, token = request.id, request.token
+        try:
+            if token.is_cancelled:
+                raise Cancelled("cancelled before it started")
+
+            def progress(done: int, total: int, text: str = "") -> None:
+                signals.progress.emit(rid, int(done), int(total), str(text))
+
+            kwargs: dict[str, Any] = {"progress": progress, "cancel": token}
+            if request.on_partial is not None:
+                kwargs["partial"] = lambda piece: signals.partial.emit(rid, piece)
+            result = self._fn(**kwargs)
+            if token.is_cancelled:
+                raise Cancelled("cancelled")
+        except Cancelled:
+            signals.cancelled.emit(rid)
+        except FeaturescopeError as error:
+            request.error = error
+            signals.failed.emit(rid, str(error))
+        except MemoryError as error:
+            request.error = error
+            signals.failed.emit(rid, f"Out of memory while {request.label.lower() or 'working'}; "
+                                     "try a smaller image or a smaller model.")
+        except Exception as error:  # a bug, but the app must stay alive
+            request.error = error
+            log.error("%s failed:\n%s", request.label or request.kind, traceback.format_exc())
+            signals.failed.emit(rid, f"{request.label or request.kind} failed: "
+                                     f"{type(error).__name__}: {error}")
+        else:
+            signals.finished.emit(rid, result)
+
+
+class JobRunner(QObject):
+    """Runs jobs on one worker thread; a new request of a kind cancels the old one.
+
+    ``busy_changed(busy, label)`` drives the status bar; ``progress(done, total, text)``
+    reports the current job. Closing the window calls :meth:`shutdown`.
+    """
+
+    busy_changed = Signal(bool, str)
+    progress = Signal(int, int, str)
+    idle = Signal()
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)  # the model and its hooks are not re-entrant
+        self._pending: dict[int, tuple[Request, JobSignals]] = {}
+        self._current: dict[str, int] = {}  # kind -> id of the request that counts
+
+    # -- submitting ---------------------------------------------------------------
+    def submit(
+        self,
+        kind: str,
+        fn: Callable[..., Any],
+        *,
+        label: str = "",
+        on_result: Optional[Callable[[Any], None]] = None,
+        on_error: Optional[Callable[[str, BaseException], None]] = None,
+        on_partial: Optional[Callable[[Any], None]] = None,
+        on_cancelled: Optional[Callable[[], None]] = None,
+        also_cancel: Iterable[str] = (),
+    ) -> Request:
+        """Queue ``fn(progress=..., cancel=...[, partial=...])`` on the worker thread.
+
+        The previous request of ``kind`` (and of every kind in ``also_cancel``) is
+        cancelled; its answer, if it still comes, is dropped.
+        """
+        for other in (kind, *also_cancel):
+            self.cancel(other)
+        request = Request(next(_ids), kind, label, CancelToken(), on_result, on_error,
+                          on_partial, on_cancelled)
+        signals = JobSignals()  # created here, so it lives in the GUI thread
+        signals.finished.connect(self._on_finished)
+        signals.failed.connect(self._on_failed)
+        signals.cancelled.connect(self._on_cancelled)
+        signals.progress.connect(self._on_progress)
+        signals.partial.connect(self._on_partial)
+        self._pending[request.id] = (request, signals)
+        self._current[kind] = request.id
+        was_idle = len(self._pending) == 1
+        self.pool.start(_Job(request, fn, signals))
+        if was_idle or label:
+            self.busy_changed.emit(True, self._busy_label())
+        return request
+
+    def cancel(self, kind: Optional[str] = None) -> None:
+        """Cancel the current request of ``kind``, or every request when None."""
+        for request, _ in list(self._pending.values()):
+            if kind is None or request.kind == kind:
+                request.token.cancel()
+        if kind is None:
+            self._current.clear()
+        else:
+            self._current.pop(kind, None)
+
+    # -- state --------------------------------------------------------------------
+    def is_current(self, request_id: int) -> bool:
+        request = self._pending.get(request_id)
+        return request is not None and self._current.get(request[0].kind) == request_id
+
+    def is_idle(self) -> bool:
+        """True when no request is waiting or running (answers delivered included)."""
+        return not self._pending
+
+    def pending_kinds(self) -> list[str]:
+        return [request.kind for request, _ in self._pending.values()]
+
+    def current_request(self, kind: str) -> Optional[Request]:
+        rid = self._current.get(kind)
+        entry = self._pending.get(rid) if rid is not None else None
+        return entry[0] if entry else None
+
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        """Cancel everything and wait for the worker thread; True when it stopped."""
+        self.cancel()
+        self.pool.clear()  # jobs not yet started never run
+        done = self.pool.waitForDone(timeout_ms)
+        for request_id in list(self._pending):
+            self._forget(request_id)
+        return done
+
+    def _busy_label(self) -> str:
+        labels = [r.label for r, _ in self._pending.values() if r.label and not r.token.is_cancelled]
+        return labels[-1] if labels else ""
+
+    # -- answers (GUI thread) -------------------------------------------------------
+    def _forget(self, request_id: int) -> Optional[Request]:
+        entry = self._pending.pop(request_id, None)
+        if entry is None:
+            return None
+        request, signals = entry
+        if self._current.get(request.kind) == request_id:
+            del self._current[request.kind]
+        signals.deleteLater()
+        if not self._pending:
+            self.busy_changed.emit(False, "")
+            self.idle.emit()
+        else:
+            self.busy_changed.emit(True, self._busy_label())
+        return request
+
+    def _take(self, request_id: int) -> tuple[Optional[Request], bool]:
+        current = self.is_current(request_id)
+        return self._forget(request_id), current
+
+    @Slot(int, object)
+    def _on_finished(self, request_id: int, result: Any) -> None:
+        request, current = self._take(request_id)
+        if request is not None and current and not request.token.is_cancelled and request.on_result:
+            request.on_result(result)
+
+    @Slot(int, str)
+    def _on_failed(self, request_id: int, message: str) -> None:
+        request, current = self._take(request_id)
+        if request is not None and current and request.on_error:
+            request.on_error(message, request.error)
+
+    @Slot(int)
+    def _on_cancelled(self, request_id: int) -> None:
+        request, _ = self._take(request_id)
+        if request is not None and request.on_cancelled:
+            request.on_cancelled()
+
+    @Slot(int, int, int, str)
+    def _on_progress(self, request_id: int, done: int, total: int, text: str) -> None:
+        if self.is_current(request_id):
+            self.progress.emit(done, total, text)
+
+    @Slot(int, object)
+    def _on_partial(self, request_id: int, piece: Any) -> None:
+        entry = self._pending.get(request_id)
+        if entry and self.is_current(request_id) and entry[0].on_partial:
+            entry[0].on_partial(piece)
