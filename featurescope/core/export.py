@@ -35,6 +35,7 @@ __all__ = [
     "write_json",
     "annotate_grid",
     "export_layers",
+    "export_targets",
     "safe_filename",
     "file_sha256",
     "NPZ_NAME",
@@ -375,19 +376,8 @@ def export_layers(
     out_dir = Path(out_dir)
 
     # Plan every file first, so that an existing one stops the export before any write.
-    stems = _unique_stems(names)
-    plan: list[tuple[str, list[tuple[str, Path]]]] = []
-    for name in names:
-        files: list[tuple[str, Path]] = []
-        if "png" in chosen:
-            files.append(("grid", out_dir / f"{stems[name]}.png"))
-            if annotate:
-                files.append(("annotated", out_dir / f"{stems[name]}_annotated.png"))
-            if filters and _has_filters(result, name):
-                files.append(("filters", out_dir / f"{stems[name]}_filters.png"))
-                if annotate:
-                    files.append(("filters_annotated", out_dir / f"{stems[name]}_filters_annotated.png"))
-        plan.append((name, files))
+    filter_names = [name for name in names if _has_filters(result, name)] if filters else []
+    plan = _plan(names, out_dir, chosen, annotate, filter_names)
     npz_path = out_dir / NPZ_NAME if "npz" in chosen else None
     json_path = out_dir / JSON_NAME
     targets = [path for _, files in plan for _, path in files] + ([npz_path] if npz_path else []) + [json_path]
@@ -480,6 +470,47 @@ def _unique_stems(names: Sequence[str]) -> dict[str, str]:
         used.add(candidate.lower())
         stems[name] = candidate
     return stems
+
+
+def _plan(names, out_dir: Path, chosen: set, annotate: bool, filter_names) -> list:
+    """(layer name, [(kind, path), ...]) for every layer, in export order."""
+    stems = _unique_stems(names)
+    filter_names = set(filter_names)
+    plan = []
+    for name in names:
+        files: list[tuple[str, Path]] = []
+        if "png" in chosen:
+            files.append(("grid", out_dir / f"{stems[name]}.png"))
+            if annotate:
+                files.append(("annotated", out_dir / f"{stems[name]}_annotated.png"))
+            if name in filter_names:
+                files.append(("filters", out_dir / f"{stems[name]}_filters.png"))
+                if annotate:
+                    files.append(("filters_annotated", out_dir / f"{stems[name]}_filters_annotated.png"))
+        plan.append((name, files))
+    return plan
+
+
+def export_targets(
+    layers: Sequence[str],
+    out_dir: PathLike,
+    formats: Union[str, Sequence[str]] = ("png",),
+    annotate: bool = False,
+    filter_layers: Sequence[str] = (),
+) -> list[Path]:
+    """Every path :func:`export_layers` would write for these layers, without writing.
+
+    ``filter_layers`` are the conv layers whose filters are exported. A batch export
+    (several images) checks all of them before the first image is written.
+    """
+    chosen = _format_set(formats)
+    out_dir = Path(out_dir)
+    plan = _plan(list(layers), out_dir, chosen, annotate, filter_layers)
+    targets = [path for _, files in plan for _, path in files]
+    if "npz" in chosen:
+        targets.append(out_dir / NPZ_NAME)
+    targets.append(out_dir / JSON_NAME)
+    return targets
 
 
 def _info(result, name):
