@@ -404,3 +404,17 @@ def test_unreachable_server_and_corrupt_file(server, hub, monkeypatch, tmp_path)
     with pytest.raises(DownloadError, match="SHA-256 does not match"):
         load_model("resnet18")
     assert not list(hub.iterdir())
+
+
+# --------------------------------------------------------------------------- layers
+
+def test_layers_come_from_describe_layers_in_network_order(lite_model):
+    layers = lite_model.layers
+    assert layers[:4] == ["stem", "blocks.0.depthwise", "blocks.0.project", "blocks.1.expand"]
+    assert layers[-2:] == ["head", "pool"] and len(layers) == 50  # 49 convs + the final pool
+    stem = lite_model.layer_info[0]
+    assert stem.padding == "same" and stem.output_shape == (32, 112, 112)
+    assert [info.name for info in lite_model.layer_info] == layers
+    small = load_model("resnet18", weights="none", input_size=64)
+    assert small.layers[:2] == ["conv1", "maxpool"]
+    assert small.layer_info[0].input_shape == (3, 64, 64)
