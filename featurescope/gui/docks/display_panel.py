@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QUndoCommand, QUndoStack
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
                                QSpinBox, QWidget)
 
@@ -117,8 +117,20 @@ class DisplayOptionsPanel(QWidget):
         self.upscale.valueChanged.connect(lambda v: self._change("upscale", v))
         self.clip.toggled.connect(self._clip_changed)
         self.clip_value.valueChanged.connect(self._clip_changed)
+        # A spin box's line edit would take Ctrl+Z for its own text undo; here Ctrl+Z
+        # means "undo the last display change", wherever the focus is in the panel.
+        for spin in (self.columns, self.upscale, self.clip_value):
+            spin.installEventFilter(self)
+            spin.lineEdit().installEventFilter(self)
         state.display_changed.connect(self.show_options)
         self.show_options(state.display)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent):
+            if event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo):
+                event.ignore()  # let the panel's undo/redo actions have it
+                return True
+        return super().eventFilter(watched, event)
 
     def _clip_changed(self, *_: Any) -> None:
         self.clip_value.setEnabled(self.clip.isChecked())
