@@ -105,7 +105,7 @@ def _formulas(info) -> list[AxisFormula]:
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
     if info.kind in ADAPTIVE_KINDS:
-        fixed = "out = {} (fixed by the layer, whatever the input size)"
+        fixed = "fixed by the layer, whatever the input size: out = {}"
         if (h_in, h_out) == (w_in, w_out):
             return [AxisFormula("H and W", h_in, h_out, fixed.format(h_out))]
         return [AxisFormula("H", h_in, h_out, fixed.format(h_out)),
@@ -115,7 +115,7 @@ def _formulas(info) -> list[AxisFormula]:
     for i, axis, size_in, size_out in ((0, "H", h_in, h_out), (1, "W", w_in, w_out)):
         if info.padding == "same":
             value = -(-size_in // s[i])
-            text = f"out = ceil({size_in} / {s[i]}) = {value}   (padding \"same\")"
+            text = f"out = ceil(in / stride) = ceil({size_in} / {s[i]}) = {value}"
         else:
             p = _pair(info.padding)
             text, value = _conv_formula(size_in, k[i], s[i], p[i], d[i], size_out)
