@@ -36,7 +36,7 @@ def explanation_html(e: LayerExplanation) -> str:
         f"<div style='margin-left:8px'>{esc(f.axis)}: <code>{esc(f.text)}</code></div>"
         for f in e.formulas)
     general = GENERAL_FORMULA.get(e.kind, "")
-    if general and e.formulas and "same" not in e.formulas[0].text:
+    if general and e.formulas and "ceil(in / stride)" not in e.formulas[0].text:
         formulas = f"<div style='margin-left:8px; color:#808080'>in general: <code>{general}</code></div>" + formulas
     prose = "".join(f"<p>{esc(s)}</p>" for s in e.sentences)
     return (f"<h3 style='margin-bottom:4px'>{esc(e.title)}</h3>"

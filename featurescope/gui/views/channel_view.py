@@ -73,6 +73,7 @@ class ChannelView(QWidget):
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.state = state
+        self._stale = True
         self._input_rgb: Optional[np.ndarray] = None
         self._input_for: Any = None
         self._layer_array: Optional[np.ndarray] = None
@@ -185,7 +186,17 @@ class ChannelView(QWidget):
             self._input_for = result
         return self._input_rgb
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     def refresh(self, *_: Any) -> None:
+        """Redraw from the state; while hidden (another tab is current) only note it."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         layer = self._layer()
         if layer is None:
             self.channel_map = None

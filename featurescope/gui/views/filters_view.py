@@ -63,6 +63,7 @@ class FiltersView(QWidget):
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.state = state
+        self._stale = True
         self.weight: Optional[np.ndarray] = None  # (O, I/groups, kh, kw) of the layer shown
         self.layout_grid = None  # GridLayout of the mosaic shown
         self.effective_mode = ""
@@ -147,7 +148,17 @@ class FiltersView(QWidget):
         self.mode.setEnabled(False)
         self.input_channel.setEnabled(False)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
     def refresh(self, *_: Any) -> None:
+        """Redraw from the state; while hidden (another tab is current) only note it."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         info = _layer_info(self.state)
         if info is None:
             self.header.setText("Filters")
