@@ -340,7 +340,8 @@ def _cmd_layers(args) -> int:
 def _predictions(model, image, top: int):
     from featurescope.core.capture import capture
 
-    result = capture(model, image, layers=[])
+    # All layers: asking for fewer stops the forward pass early, before the logits.
+    result = capture(model, image)
     if result.logits is None:
         from featurescope.core.errors import ModelError
 
