@@ -116,12 +116,12 @@ class ChannelView(QWidget):
         self.stats_label = QLabel(self)
         self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hover_label = QLabel(self)
-        self.hover_label.setMinimumWidth(260)
-        self.hover_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.hover_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(60)
-        self.opacity_slider.setMaximumWidth(160)
+        self.opacity_slider.setMinimumWidth(120)
+        self.opacity_slider.setMaximumWidth(200)
         self.opacity_slider.setToolTip("Opacity of the map over the input image")
         self.opacity_slider.valueChanged.connect(self._opacity_changed)
         self.overlay_item.setOpacity(0.6)
@@ -129,13 +129,14 @@ class ChannelView(QWidget):
         bottom.addWidget(self.stats_label, 1)
         bottom.addWidget(QLabel("overlay opacity", self))
         bottom.addWidget(self.opacity_slider)
-        bottom.addWidget(self.hover_label)
+        self.hover_label.setToolTip("Move the mouse over the map or the photo")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(top)
         layout.addWidget(self.plots, 1)
         layout.addLayout(bottom)
+        layout.addWidget(self.hover_label)
 
         for keys, slot in ((("Right", "N"), self.next_channel), (("Left", "P"), self.previous_channel)):
             for key in keys:
