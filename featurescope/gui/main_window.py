@@ -11,11 +11,11 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSettings, Qt, QUrl
+from PySide6.QtCore import QBuffer, QIODevice, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
-    QTabWidget, QToolButton, QVBoxLayout, QWidget,
+    QTabBar, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from featurescope.gui.docks.image_panel import ImagePanel
@@ -157,7 +157,36 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                          | QDockWidget.DockWidgetClosable)
         self.addDockWidget(area, dock)
+        dock.dockLocationChanged.connect(self._schedule_tab_bar_check)
+        dock.topLevelChanged.connect(self._schedule_tab_bar_check)
         return dock
+
+    def _schedule_tab_bar_check(self, *_: Any) -> None:
+        QTimer.singleShot(0, self.hide_stray_tab_bars)
+
+    def hide_stray_tab_bars(self) -> None:
+        """Hide dock tab bars the layout no longer uses.
+
+        Qt 6.12 leaves a second, stale copy of a tabbed dock group's tab bar visible
+        (after a second tabifyDockWidget or a restoreState), drawn over the window. The
+        live bar sits right against the dock it shows; a stray one does not.
+        """
+        docks = {dock.windowTitle(): dock for dock in self.findChildren(QDockWidget)}
+        for bar in self.findChildren(QTabBar, options=Qt.FindDirectChildrenOnly):
+            if not bar.isVisible() or bar.count() == 0:
+                continue
+            dock = docks.get(bar.tabText(bar.currentIndex()))
+            if dock is None:
+                continue
+            g, d = bar.geometry(), dock.geometry()
+            live = (dock.isVisible() and not dock.isFloating() and abs(g.left() - d.left()) <= 4
+                    and (abs(g.top() - d.bottom()) <= 8 or abs(g.bottom() - d.top()) <= 8))
+            if not live:
+                bar.hide()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        super().showEvent(event)
+        self._schedule_tab_bar_check()
 
     def _build_docks(self) -> None:
         state = self.state
@@ -171,16 +200,18 @@ class MainWindow(QMainWindow):
         self.layers_dock = self._dock("Layers", "layersDock", self.layer_panel, left)
         self.model_dock = self._dock("Model", "modelDock", self.model_panel, left)
         self.image_dock = self._dock("Image", "imageDock", self.image_panel, left)
-        self.display_dock = self._dock("Display", "displayDock", self.display_panel, right)
         self.info_dock = self._dock("Layer info", "layerInfoDock", self.layer_info_panel, right)
         self.predictions_dock = self._dock("Predictions", "predictionsDock", self.predictions_panel, right)
-        # Layers on top of the left column; model and image as tabs below it.
-        self.tabifyDockWidget(self.model_dock, self.image_dock)
-        self.image_dock.raise_()
-        self.resizeDocks([self.layers_dock, self.model_dock], [430, 370], Qt.Vertical)
-        self.resizeDocks([self.layers_dock, self.display_dock], [360, 330], Qt.Horizontal)
+        self.display_dock = self._dock("Display", "displayDock", self.display_panel, right)
+        # Layers on top of the left column, image and model as tabs below it; on the
+        # right the layer info above, predictions and display options as tabs below.
+        self.tabifyDockWidget(self.image_dock, self.model_dock)
         self.tabifyDockWidget(self.predictions_dock, self.display_dock)
+        self.image_dock.raise_()
         self.predictions_dock.raise_()
+        self.resizeDocks([self.layers_dock, self.image_dock], [440, 340], Qt.Vertical)
+        self.resizeDocks([self.info_dock, self.predictions_dock], [440, 340], Qt.Vertical)
+        self.resizeDocks([self.layers_dock, self.info_dock], [390, 330], Qt.Horizontal)
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()

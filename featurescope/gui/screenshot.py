@@ -97,6 +97,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
             wait_until_idle(window, app)
             window.grid_view.fit()
             app.processEvents()
+            window.hide_stray_tab_bars()
             if not window.grab().save(str(out), "PNG"):
                 raise FeaturescopeError(f"{out} could not be written; check that the folder is writable.")
         finally:

@@ -46,13 +46,12 @@ class ImagePanel(QWidget):
         self.preview.setObjectName("inputPreview")
         self.preview.setBackground("#202124")
         self.preview.ci.setContentsMargins(0, 0, 0, 0)
-        self.preview.setMinimumSize(160, 160)
+        self.preview.setMinimumSize(120, 110)
         self.preview_box = self.preview.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.preview_box.setMouseEnabled(False, False)
         self.preview_item = pg.ImageItem(axisOrder="row-major")
         self.preview_box.addItem(self.preview_item)
         self.caption = QLabel("No image")
-        self.caption.setWordWrap(True)
         self.caption.setObjectName("imageCaption")
 
         self.samples = QListWidget()
@@ -74,6 +73,7 @@ class ImagePanel(QWidget):
 
         self.recent = QListWidget()
         self.recent.setObjectName("recentFiles")
+        self.recent.setMinimumHeight(40)
         self.recent.setMaximumHeight(90)
         self.open_button = QPushButton("Open image...")
         self.open_button.setToolTip("Open an image file (Ctrl+O); you can also drop or paste one")
@@ -131,5 +131,6 @@ class ImagePanel(QWidget):
         source = self.state.image_source
         name = Path(source).name if source and source != "clipboard" else (source or "image")
         if image is not None:
-            self.caption.setText(f"{name}: {image.width} x {image.height}, "
-                                 f"fed to the model as {w} x {h}")
+            self.caption.setText(f"{name}: {image.width} x {image.height} -> model input {w} x {h}")
+            self.caption.setToolTip(f"{source}\n{image.width} x {image.height} pixels, resized and "
+                                    f"cropped to {w} x {h} for the model (shown above)")

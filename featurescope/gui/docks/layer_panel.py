@@ -72,10 +72,13 @@ class LayerPanel(QWidget):
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
-        for column in (1, 2):
-            header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.Interactive)
+        header.resizeSection(1, 72)
+        header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.Fixed)
-        header.resizeSection(3, 56)
+        header.resizeSection(3, 44)
+        # "features.denseblock4.denselayer16.conv2": the end tells layers apart
+        self.tree.setTextElideMode(Qt.ElideLeft)
         self.tree.setToolTip("Up/Down, PgUp/PgDn: move through the layers")
 
         self.slider = QSlider(Qt.Horizontal)
@@ -125,7 +128,9 @@ class LayerPanel(QWidget):
                 item = QTreeWidgetItem([info.name, info.kind, shape_text(info.output_shape), ""])
                 item.setData(0, NAME_ROLE, info.name)
                 item.setData(3, DEPTH_ROLE, i / n)
-                item.setToolTip(0, f"{i + 1} of {len(infos)}: {info.name} ({info.kind})")
+                tip = f"{i + 1} of {len(infos)}: {info.name} ({info.kind}, output {shape_text(info.output_shape)})"
+                for column in range(4):
+                    item.setToolTip(column, tip)
                 items.append(item)
             self.tree.addTopLevelItems(items)
             self.slider.setMaximum(max(0, len(infos) - 1))

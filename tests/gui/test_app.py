@@ -1,0 +1,69 @@
+"""Start-up without a display, and settings that round-trip through an INI file."""
+from __future__ import annotations
+
+import pytest
+
+from featurescope.gui import app
+
+
+def test_no_display_says_so_and_exits_2(monkeypatch, capsys):
+    monkeypatch.setattr(app.sys, "platform", "linux")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    assert app.run_app() == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "QT_QPA_PLATFORM=offscreen" in err
+    assert "featurescope screenshot" in err and "featurescope export" in err
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, False),
+    ({"DISPLAY": ":0"}, True),
+    ({"WAYLAND_DISPLAY": "wayland-0"}, True),
+    ({"QT_QPA_PLATFORM": "offscreen"}, True),
+])
+def test_display_detection(monkeypatch, env, expected):
+    monkeypatch.setattr(app.sys, "platform", "linux")
+    assert app.has_display(env) is expected
+
+
+def test_settings_round_trip(tmp_path, qtbot):
+    from featurescope.gui.settings import Settings
+    from featurescope.gui.state import DisplayOptions
+
+    path = tmp_path / "s.ini"
+    first = Settings(path)
+    first.set_model_spec("resnet18", "none", "cpu", "32x32", "0.5,0.5,0.5", "0.25")
+    first.set_display_options(DisplayOptions(colormap="magma", normalize="layer", order="max",
+                                             columns=7, upscale=3, clip_percentile=99.5))
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    first.add_recent_file(a)
+    first.add_recent_file(b)
+    first.add_recent_file(a)  # moves to the top, no duplicate
+    first.set_last_folder("export", tmp_path)
+    first.set_annotate_exports(False)
+    first.sync()
+    assert path.is_file()
+
+    again = Settings(path)
+    assert again.model_spec() == {"name": "resnet18", "weights": "none", "device": "cpu",
+                                  "input_size": "32x32", "mean": "0.5,0.5,0.5", "std": "0.25"}
+    assert again.display_options() == DisplayOptions(colormap="magma", normalize="layer", order="max",
+                                                     columns=7, upscale=3, clip_percentile=99.5)
+    assert again.recent_files() == [str(a.resolve()), str(b.resolve())]
+    assert again.last_folder("export") == str(tmp_path)
+    assert again.annotate_exports() is False
+
+
+def test_fresh_settings_mean_the_default_model(tmp_path, qtbot):
+    from featurescope.gui.settings import Settings
+    from featurescope.gui.state import DisplayOptions
+
+    fresh = Settings(tmp_path / "none.ini")
+    assert fresh.model_spec()["name"] == "efficientnet_lite0"
+    assert fresh.model_spec()["weights"] == "default"
+    assert fresh.display_options() == DisplayOptions()
+    assert fresh.recent_files() == []
