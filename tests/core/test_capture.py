@@ -1,0 +1,239 @@
+"""Capture: exact outputs (checked against torchvision's feature extractor), layer
+metadata, in-place safety, hooks removed, cancel, early stop, predictions."""
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+import torchvision.models.feature_extraction as tv_fx
+from PIL import Image
+from torch import nn
+
+from featurescope.core import capture as capture_module
+from featurescope.core.capture import CaptureResult, LayerInfo, capture, describe_layers
+from featurescope.core.errors import ModelError
+from featurescope.core.progress import CancelToken, Cancelled
+
+
+def _without_inplace(model: nn.Module) -> nn.Module:
+    """A copy whose in-place modules are not in place: torchvision's feature extractor
+    returns the *live* output tensor, which VGG's ReLU(inplace=True) would overwrite."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if getattr(module, "inplace", False) is True:
+            module.inplace = False
+    return twin
+
+
+def _reference(model: nn.Module, x: torch.Tensor, nodes, monkeypatch) -> dict:
+    # torchvision treats its own ops (Conv2dNormActivation, SqueezeExcitation, ...) as
+    # leaves, hiding the convs inside; trace through them so every conv is a node.
+    monkeypatch.setattr(tv_fx, "_get_leaf_modules_for_ops", lambda: [])
+    extractor = tv_fx.create_feature_extractor(_without_inplace(model), return_nodes=list(nodes))
+    with torch.no_grad():
+        return extractor(x)
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("name, size", [
+    ("resnet18", 64),
+    ("vgg11", 64),  # conv followed by ReLU(inplace=True)
+    ("squeezenet1_1", 64),
+    ("mobilenet_v3_small", 64),  # SE blocks: adaptive pools, convs on 1x1 maps, Hardswish(inplace)
+])
+def test_captured_tensors_equal_torchvision_feature_extractor(name, size, monkeypatch):
+    model = torchvision.models.get_model(name, weights=None).eval()
+    x = torch.randn(1, 3, size, size)
+    result = capture(model, x)
+    assert result.layers, name
+    expected_types = capture_module.CAPTURED_CLASSES
+    assert len(result.layers) == sum(isinstance(m, expected_types) for m in model.modules())
+    reference = _reference(model, x, result.layers, monkeypatch)
+    for layer in result.layers:
+        got = result[layer]
+        assert got.dtype == torch.float32 and got.device.type == "cpu" and got.dim() == 3
+        assert torch.equal(got, reference[layer][0]), layer
+        assert result.info[layer].output_shape == tuple(got.shape)
+    with torch.inference_mode():
+        logits = model(x)[0]
+    assert torch.equal(result.logits, logits)
+    assert _hook_count(model) == 0
+
+
+class _Reused(nn.Module):
+    """A pool called twice, and functional in-place ops on conv outputs that no module
+    hook can see (``relu_``, ``+=``)."""
+
+    def __init__(self, functional_inplace: bool = True):
+        super().__init__()
+        self.functional_inplace = functional_inplace
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1, bias=False)
+        self.head = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = x.relu_() if self.functional_inplace else x.relu()
+        x = self.pool(x)
+        y = self.conv2(x)
+        if self.functional_inplace:
+            y += 1.0
+        else:
+            y = y + 1.0
+        y = self.pool(y)
+        return self.head(F.adaptive_avg_pool2d(y, 1).flatten(1))
+
+
+def test_module_called_twice_and_functional_inplace_ops(monkeypatch):
+    model = _Reused().eval()
+    x = torch.randn(1, 3, 16, 16)
+    result = capture(model, x)
+    assert result.layers == ["conv1", "pool", "conv2", "pool#2"]
+    assert result.info["pool#2"].module_name == "pool"
+    assert result.info["pool#2"].output_shape == (6, 4, 4)
+    assert [result.info[n].index for n in result.layers] == [0, 1, 2, 3]
+    twin = _Reused(functional_inplace=False).eval()
+    twin.load_state_dict(model.state_dict())
+    # FX names a module's second call "pool_1"; ours is "pool#2".
+    reference = _reference(twin, x, ["conv1", "pool", "conv2", "pool_1"], monkeypatch)
+    for ours, theirs in zip(result.layers, ["conv1", "pool", "conv2", "pool_1"]):
+        assert torch.equal(result[ours], reference[theirs][0]), ours
+    # The overwritten layers were found through version counters and are cloned from now on.
+    assert capture_module._CLONE_ON_STORE[model] == {"conv1", "conv2"}
+    again = capture(model, x)
+    assert torch.equal(again["conv1"], reference["conv1"][0])
+    assert result["conv1"].min() < 0  # really the pre-ReLU output
+    assert _hook_count(model) == 0
+
+
+def test_vgg_conv_output_survives_inplace_relu_without_cloning_everything():
+    model = torchvision.models.vgg11(weights=None).eval()
+    x = torch.randn(1, 3, 32, 32)
+    result = capture(model, x)
+    conv = result["features.0"]
+    assert conv.min() < 0  # a ReLU(inplace=True) follows it: not overwritten
+    # Pool outputs are followed by convs only: kept by reference, no copy.
+    with torch.inference_mode():
+        expected_pool = model.features[:3](x)
+    assert torch.equal(result["features.2"], expected_pool[0])
+
+
+def test_layer_metadata():
+    model = torchvision.models.resnet18(weights=None)
+    infos = describe_layers(model, (1, 3, 64, 64))
+    assert isinstance(infos[0], LayerInfo)
+    first = infos[0]
+    assert (first.name, first.kind, first.in_channels, first.out_channels) == ("conv1", "Conv2d", 3, 64)
+    assert (first.kernel_size, first.stride, first.padding, first.dilation, first.groups) == \
+        ((7, 7), (2, 2), (3, 3), (1, 1), 1)
+    assert first.input_shape == (3, 64, 64) and first.output_shape == (64, 32, 32)
+    assert first.parameters == 64 * 3 * 7 * 7
+    pool = infos[1]
+    assert (pool.name, pool.kind, pool.kernel_size, pool.stride, pool.padding, pool.parameters) == \
+        ("maxpool", "MaxPool2d", (3, 3), (2, 2), (1, 1), 0)
+    assert pool.in_channels == pool.out_channels == 64 and pool.output_shape == (64, 16, 16)
+    last = infos[-1]
+    assert (last.name, last.kind, last.output_size, last.kernel_size) == ("avgpool", "AdaptiveAvgPool2d", (1, 1), None)
+    assert [i.index for i in infos] == list(range(len(infos)))
+    downsample = next(i for i in infos if i.name == "layer2.0.downsample.0")
+    assert downsample.kernel_size == (1, 1) and downsample.parameters == 64 * 128
+
+    depthwise = describe_layers(torchvision.models.mobilenet_v2(weights=None), (1, 3, 32, 32))
+    dw = next(i for i in depthwise if i.name == "features.1.conv.0.0")
+    assert dw.groups == dw.in_channels == dw.out_channels == 32 and dw.parameters == 32 * 9
+
+    class Same(nn.Conv2d):
+        same_padding = True
+
+    net = nn.Sequential(Same(3, 2, 3, dilation=2), nn.AvgPool2d(2), nn.Conv2d(2, 2, 3, padding="same"))
+    same = describe_layers(net, (1, 3, 12, 12))
+    assert [i.kind for i in same] == ["Conv2d", "AvgPool2d", "Conv2d"]  # subclasses count
+    assert same[0].padding == "same" and same[0].dilation == (2, 2) and same[2].padding == "same"
+    assert same[1].stride == (2, 2) and same[1].parameters == 0
+    assert _hook_count(net) == 0
+
+
+def test_cancel_stops_between_layers_and_removes_hooks():
+    model = torchvision.models.resnet18(weights=None)
+    token = CancelToken()
+    seen = []
+
+    def progress(done, total, text):
+        seen.append((done, total, text))
+        if done == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        capture(model, torch.randn(1, 3, 32, 32), progress=progress, cancel=token)
+    assert [s[0] for s in seen] == [1, 2, 3]
+    assert seen[0][1] == 22 and seen[0][2] == "conv1"
+    assert _hook_count(model) == 0
+    with pytest.raises(Cancelled):  # already cancelled: nothing runs
+        capture(model, torch.randn(1, 3, 32, 32), cancel=token)
+
+
+def test_early_stop_after_last_requested_layer():
+    model = torchvision.models.resnet18(weights=None)
+    calls = []
+    model.layer3.register_forward_hook(lambda *a: calls.append("layer3"))
+    x = torch.randn(1, 3, 32, 32)
+    result = capture(model, x, layers=["layer1.0.conv2", "conv1"])
+    assert result.layers == ["conv1", "layer1.0.conv2"]  # network order
+    assert "maxpool" not in result and "conv1" in result
+    assert calls == []  # the pass stopped before layer3
+    assert result.logits is None and result.predictions() == []
+    full = capture(model, x)
+    assert torch.equal(result["layer1.0.conv2"], full["layer1.0.conv2"])
+    assert len(calls) == 1
+    with pytest.raises(ModelError, match="no captured layer named 'layer9'"):
+        capture(model, x, layers=["layer9"])
+    assert _hook_count(model) == 1  # only the test's own hook is left
+
+
+def test_loaded_model_stand_in_image_predictions_and_half_storage():
+    module = torchvision.models.squeezenet1_1(weights=None, num_classes=4).eval()
+
+    def preprocess(image):
+        data = torch.from_numpy(np.asarray(image, dtype=np.float32).copy())
+        return (data.permute(2, 0, 1) / 255.0).unsqueeze(0)
+
+    loaded = SimpleNamespace(module=module, device=torch.device("cpu"), preprocess=preprocess,
+                             categories=["ant", "bee", "cat", "dog"], name="squeezenet1_1",
+                             layers=None)
+    image = Image.new("RGB", (40, 32), (200, 30, 90))
+    result = capture(loaded, image)
+    assert isinstance(result, CaptureResult) and result.model_name == "squeezenet1_1"
+    assert result.input.shape == (1, 3, 32, 40)
+    with torch.inference_mode():
+        logits = module(preprocess(image))[0]
+    probabilities = torch.softmax(logits.double(), 0)
+    predictions = result.predictions(top=3)
+    assert [p.index for p in predictions] == torch.argsort(probabilities, descending=True)[:3].tolist()
+    assert predictions[0].label == loaded.categories[predictions[0].index]
+    assert predictions[0].probability == pytest.approx(probabilities.max().item())
+    assert len(result.predictions(top=10)) == 4
+    loaded.categories = None
+    assert capture(loaded, image).predictions(1)[0].label.startswith("class ")
+
+    half = capture(loaded, image, store_dtype=torch.float16)
+    assert half.raw("features.0").dtype == torch.float16
+    assert half["features.0"].dtype == torch.float32
+    torch.testing.assert_close(half["features.0"], result["features.0"], atol=1e-2, rtol=1e-2)
+
+
+def test_bad_inputs_are_user_errors():
+    model = nn.Sequential(nn.Conv2d(3, 2, 3))
+    with pytest.raises(Exception, match="one image"):
+        capture(model, torch.zeros(2, 3, 8, 8))
+    with pytest.raises(Exception, match="PIL image"):
+        capture(model, "cat.jpg")
+    assert capture(model, torch.zeros(3, 8, 8)).layers == ["0"]
