@@ -400,7 +400,7 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     model_name = getattr(loaded, "name", None) or type(module).__name__
     check(cancel)
     x = _as_input(model, image_or_input)
-    input_cpu = x.to("cpu")
+    input_cpu = x.to("cpu", copy=True)  # a snapshot: the caller may reuse its tensor
     x = x.to(device)
 
     wanted = None
