@@ -98,7 +98,8 @@ def _add_model_options(parser: argparse.ArgumentParser, *, weights_default: str 
                             f"(default: {DEFAULT_MODEL}, pretrained, no download)")
     group.add_argument("--weights", "-w", default=weights_default, metavar="W",
                        help="default (pretrained), none (random, untrained) or a state-dict file "
-                            f"(default: {weights_default})")
+                            + (f"(default: {weights_default})" if weights_default else
+                               "(default: none, since the layers do not depend on the weights)"))
     if device:
         group.add_argument("--device", "-d", default="auto", metavar="D",
                            help="auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every captured layer (convolution and pooling) in network order, with "
                     "its type, channels, kernel, stride, padding, output shape and parameters. "
                     "The names are the keys used by export, the NPZ file and the app.")
-    _add_model_options(layers, weights_default="none", device=False)
+    _add_model_options(layers, weights_default=None, device=False)
     layers.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     predict = commands.add_parser("predict", help="classify an image",
@@ -312,17 +313,21 @@ def _pair(value) -> str:
 
 
 def _cmd_layers(args) -> int:
+    asked = args.weights
+    if asked is None:  # the layers do not depend on the weights: no load, no download
+        args.weights = "none"
     model = _load_model(args, device="cpu")
     infos = list(model.layer_info)
     if args.json:
         print(json.dumps({
-            "model": model.name, "weights": model.weights_label,
+            "model": model.name, "weights": model.weights_label if asked is not None else None,
             "input_size": list(model.input_size),
             "layers": [_layer_dict(info) for info in infos],
         }, indent=2))
         return 0
     h, w = model.input_size
-    print(f"{model.display_name}: {len(infos)} conv and pooling layers, input 3x{h}x{w}")
+    title = model.display_name if asked is not None else model.name
+    print(f"{title}: {len(infos)} conv and pooling layers, input 3x{h}x{w}")
     name_w = max([len(i.name) for i in infos] + [4])
     print(f"{'#':>3}  {'name':<{name_w}}  {'type':<17} {'channels':>11}  {'kernel':>6} {'stride':>6} "
           f"{'padding':>7}  {'output':>14} {'params':>10}")
@@ -479,7 +484,10 @@ def _cmd_export(args) -> int:
             continue
         bar = _Bar(prefix=prefix)
         try:
-            result = capture(model, image, layers=names)
+            # Every layer: capture them all, so the pass runs to the end and the
+            # sidecar gets the predictions (a partial capture stops early).
+            every = len(names) == len(model.layers) and set(names) == set(model.layers)
+            result = capture(model, image, layers=None if every else names, progress=None)
             written = export_layers(
                 result, folder, layers=names, formats=formats, normalize=args.normalize,
                 colormap=args.colormap, order=args.sort, upscale=args.upscale,

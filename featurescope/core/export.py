@@ -156,7 +156,9 @@ def write_png(path: PathLike, rgb_uint8: np.ndarray, force: bool = False, *, ups
         raise ValueError(f"write_png needs an (H, W), (H, W, 3) or (H, W, 4) array, not {array.shape}")
     array = upscale_array(array, upscale)
     image = Image.fromarray(np.ascontiguousarray(array))
-    return _write_atomic(path, lambda handle: image.save(handle, format="PNG", compress_level=6), force)
+    # zlib level 1: a 2000x2000 grid encodes about 4x faster than Pillow's default 6
+    # for files about 10% larger, which matters when a whole network is exported.
+    return _write_atomic(path, lambda handle: image.save(handle, format="PNG", compress_level=1), force)
 
 
 def write_npz(path: PathLike, arrays: Mapping[str, Any], force: bool = False) -> Path:

@@ -76,7 +76,7 @@ def test_models_json(capsys):
 
 
 def test_layers_json_names_and_shapes(capsys):
-    assert main(["layers", "--model", "resnet18", "--weights", "none", "--json"]) == 0
+    assert main(["layers", "--model", "resnet18", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     layers = data["layers"]
     names = [layer["name"] for layer in layers]
@@ -85,6 +85,12 @@ def test_layers_json_names_and_shapes(capsys):
     assert layers[0]["kind"] == "Conv2d" and layers[0]["output_shape"] == [64, 112, 112]
     assert layers[0]["parameters"] == 64 * 3 * 7 * 7
     assert data["input_size"] == [224, 224]
+    assert data["weights"] is None  # not asked for: the layers do not depend on them
+
+    assert main(["layers", "--model", "resnet18"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "resnet18: 22 conv and pooling layers, input 3x224x224"
+    assert len(table) == 2 + 22 and "layer1.0.conv1" in table[4]
 
 
 def test_predict_json_on_the_cat_with_the_embedded_model(tmp_path):
