@@ -80,9 +80,11 @@ class ExportActions(QObject):
         return True
 
     def _confirm_overwrite(self, paths: list[Path]) -> bool:
-        names = ", ".join(p.name for p in paths[:4]) + (" ..." if len(paths) > 4 else "")
+        names = ", ".join(p.name for p in paths[:4])
+        if len(paths) > 4:
+            names += f" and {len(paths) - 4} more"
         answer = QMessageBox.question(
-            self.window, "Overwrite?",
+            self.window, "Replace existing files?",
             f"{names} already exist{'s' if len(paths) == 1 else ''} in {paths[0].parent}. Replace?",
             QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
@@ -213,12 +215,19 @@ class ExportActions(QObject):
                 return
             folder = Path(chosen)
             self.settings.set_last_folder("export", folder)
-        from featurescope.core.export import export_layers
+        from featurescope.core.export import export_layers, export_targets
 
         state, options = self.state, self.state.display
         result, model = state.result, state.model
         source = state.image_source if state.image_source and Path(state.image_source).is_file() else None
         annotate = self.annotate_action.isChecked()
+        if not force:
+            existing = [p for p in export_targets(result.layers, folder, ("png", "npz"), annotate)
+                        if p.exists()]
+            if existing:
+                if not self._confirm_overwrite(existing):
+                    return
+                force = True
 
         def work(progress, cancel):
             return export_layers(result, folder, formats=("png", "npz"), normalize=options.normalize,

@@ -168,6 +168,8 @@ def test_open_image_through_the_dialog(window, qtbot, tmp_path, monkeypatch):
     assert "red.png" in window.windowTitle()
 
 
+# PySide6 offers only the QPoint constructor of QDragEnterEvent, and marks it deprecated.
+@pytest.mark.filterwarnings("ignore:Function.*QDragEnterEvent:DeprecationWarning")
 def test_drop_an_image_file_onto_the_window(window, qtbot, tmp_path):
     path = photo(tmp_path / "dropped.jpg", colour=(10, 200, 10))
     mime = QMimeData()
