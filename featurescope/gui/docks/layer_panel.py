@@ -24,9 +24,14 @@ NAME_ROLE = Qt.UserRole
 def shape_text(shape: Any) -> str:
     try:
         c, h, w = shape
-        return f"{c} x {h} x {w}"
+        return f"{c}×{h}×{w}"
     except (TypeError, ValueError):
         return "?"
+
+
+def short_kind(kind: str) -> str:
+    """'Conv2d' -> 'Conv', 'AdaptiveAvgPool2d' -> 'AdaptAvgPool': the list stays narrow."""
+    return kind.removesuffix("2d").replace("Adaptive", "Adapt")
 
 
 class DepthDelegate(QStyledItemDelegate):
@@ -63,7 +68,7 @@ class LayerPanel(QWidget):
         self.tree = QTreeWidget()
         self.tree.setObjectName("layerList")
         self.tree.setColumnCount(4)
-        self.tree.setHeaderLabels(["Layer", "Type", "Output (C x H x W)", "Depth"])
+        self.tree.setHeaderLabels(["Layer", "Type", "C×H×W", "Depth"])
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
@@ -72,13 +77,13 @@ class LayerPanel(QWidget):
         header = self.tree.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.Interactive)
-        header.resizeSection(1, 72)
+        header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.Fixed)
-        header.resizeSection(3, 44)
+        header.resizeSection(3, 40)
         # "features.denseblock4.denselayer16.conv2": the end tells layers apart
         self.tree.setTextElideMode(Qt.ElideLeft)
+        self.tree.setMinimumWidth(260)
         self.tree.setToolTip("Up/Down, PgUp/PgDn: move through the layers")
 
         self.slider = QSlider(Qt.Horizontal)
@@ -125,7 +130,7 @@ class LayerPanel(QWidget):
             n = max(1, len(infos) - 1)
             items = []
             for i, info in enumerate(infos):
-                item = QTreeWidgetItem([info.name, info.kind, shape_text(info.output_shape), ""])
+                item = QTreeWidgetItem([info.name, short_kind(info.kind), shape_text(info.output_shape), ""])
                 item.setData(0, NAME_ROLE, info.name)
                 item.setData(3, DEPTH_ROLE, i / n)
                 tip = f"{i + 1} of {len(infos)}: {info.name} ({info.kind}, output {shape_text(info.output_shape)})"

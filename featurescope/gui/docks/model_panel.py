@@ -97,7 +97,15 @@ class ModelPanel(QWidget):
         self.mean.setPlaceholderText("0.485, 0.456, 0.406")
         self.std = QLineEdit()
         self.std.setPlaceholderText("0.229, 0.224, 0.225")
-        custom_form = QFormLayout(self.custom)
+        # the fields show only when the box is ticked, so the catalogue keeps the room
+        self.custom_fields = QWidget()
+        custom_form = QFormLayout(self.custom_fields)
+        custom_form.setContentsMargins(0, 0, 0, 0)
+        custom_box = QVBoxLayout(self.custom)
+        custom_box.setContentsMargins(6, 2, 6, 2)
+        custom_box.addWidget(self.custom_fields)
+        self.custom_fields.setVisible(False)
+        self.custom.toggled.connect(self.custom_fields.setVisible)
         row = QHBoxLayout()
         row.addWidget(self.custom_file, 1)
         row.addWidget(self.custom_browse)
@@ -249,6 +257,9 @@ class ModelPanel(QWidget):
         if model is None:
             self.current.setText("No model loaded")
             return
-        untrained = "" if model.trained else "  - untrained: random weights, predictions mean nothing"
-        self.current.setText(f"{model.display_name} [{model.weights_label}] on {model.device}{untrained}")
+        untrained = "" if model.trained else " - untrained: random weights, predictions mean nothing"
+        name = model.display_name
+        if model.weights_label and model.weights_label not in name:
+            name = f"{name} [{model.weights_label}]"
+        self.current.setText(f"{name} on {model.device}{untrained}")
         self.current.setStyleSheet("font-weight: bold;" + ("" if model.trained else " color: #c0392b;"))
