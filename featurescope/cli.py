@@ -243,19 +243,25 @@ def _warn(text: str) -> None:
 
 
 def _load_model(args, device: Optional[str] = None):
+    import warnings
+
     from featurescope.core.models import load_model
 
-    if getattr(args, "trust_pickle", False):
+    trust = bool(getattr(args, "trust_pickle", False))
+    if trust:
         _warn("--trust-pickle lets the weights file run any code while it is unpickled; "
               "use it only for files you trust.")
     bar = _Bar()
     try:
-        return load_model(
-            args.model, weights=args.weights, device=device or getattr(args, "device", "cpu"),
-            progress=bar, input_size=getattr(args, "input_size", None),
-            mean=getattr(args, "mean", None), std=getattr(args, "std", None),
-            trust_pickle=getattr(args, "trust_pickle", False),
-        )
+        with warnings.catch_warnings():
+            if trust:  # said once above, in the command's own words
+                warnings.filterwarnings("ignore", message=".*unpickl.*")
+            return load_model(
+                args.model, weights=args.weights, device=device or getattr(args, "device", "cpu"),
+                progress=bar, input_size=getattr(args, "input_size", None),
+                mean=getattr(args, "mean", None), std=getattr(args, "std", None),
+                trust_pickle=trust,
+            )
     finally:
         bar.finish()
 

@@ -45,6 +45,7 @@ __all__ = [
 PathLike = Union[str, os.PathLike]
 
 NPZ_NAME = "activations.npz"
+FILTER_MIN_UPSCALE = 8  # filter grids are enlarged at least this much
 JSON_NAME = "featurescope.json"
 
 # Title bar and channel-number colours of annotated grids.
@@ -52,6 +53,7 @@ _BAR_BACKGROUND = (24, 24, 24)
 _BAR_TEXT = (245, 245, 245)
 _LABEL_BACKGROUND = (0, 0, 0)
 _LABEL_TEXT = (255, 255, 255)
+_MAX_ANNOTATED_SIDE = 8000  # pixels; annotation enlarges tiny tiles at most this far
 
 
 # --- atomic writing -----------------------------------------------------------------------
@@ -247,6 +249,19 @@ def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
     return right - left, bottom - top
 
 
+def _enlarge_tiles(array: np.ndarray, rows: int, columns: int, tile_h: int, tile_w: int,
+                   gap: int, factor: int) -> np.ndarray:
+    """Repeat every tile's pixels ``factor`` times while separators keep their width."""
+
+    def source(count: int, tile: int) -> np.ndarray:
+        out = np.arange(count * tile * factor + (count - 1) * gap)
+        cell, offset = np.divmod(out, tile * factor + gap)
+        inside = offset < tile * factor
+        return cell * (tile + gap) + np.where(inside, offset // factor, tile + (offset - tile * factor))
+
+    return array[np.ix_(source(rows, tile_h), source(columns, tile_w))]
+
+
 def annotate_grid(
     rgb: np.ndarray,
     layout,
@@ -259,8 +274,9 @@ def annotate_grid(
     ``rgb`` is the grid (already enlarged ``upscale`` times, as ``feature_grid(...,
     upscale=upscale)`` returns it) and ``layout`` its ``GridLayout``. A dark bar above the
     grid shows ``title`` (e.g. the layer name); each tile gets its true channel number in
-    its top-left corner. When tiles are too small for their numbers, the grid is enlarged
-    further by a whole factor (nearest neighbour) so that every number fits on its tile.
+    its top-left corner. When tiles are too small for their numbers, every tile is enlarged
+    further by a whole factor (nearest neighbour; separators keep their width) so that
+    each number fits and covers at most half of its tile.
     """
     array = np.asarray(rgb, dtype=np.uint8)
     if array.ndim == 2:
@@ -281,10 +297,12 @@ def annotate_grid(
         # Smallest whole factor that makes the number fit on its tile and leaves at least
         # half of the tile visible, capped so that a huge layer stays a sane picture.
         extra = max(1, -(-needed_w // max(tile_w, 1)), -(-2 * needed_h // max(tile_h, 1)))
-        extra = min(extra, 16)
+        longest = max(tile_w * layout.columns, tile_h * layout.rows)
+        extra = max(1, min(extra, _MAX_ANNOTATED_SIDE // max(longest, 1)))
+    gap = layout.gap * upscale
     if extra > 1:
-        array = upscale_array(array, extra)
-    scale = upscale * extra
+        array = _enlarge_tiles(array, layout.rows, layout.columns, tile_h, tile_w, gap, extra)
+    tile_h, tile_w = tile_h * extra, tile_w * extra
 
     height, width = array.shape[:2]
     title_size = int(min(28, max(12, width // 40)))
@@ -298,10 +316,10 @@ def annotate_grid(
     draw.text((max(6, title_size // 2), (bar - title_h) // 2), title, fill=_BAR_TEXT, font=title_font, anchor="lt")
 
     if channel_numbers:
-        for channel in np.asarray(layout.order).ravel():
-            y0, x0 = layout.tile_origin(int(channel))
-            x = x0 * scale
-            y = y0 * scale + bar
+        for position, channel in enumerate(np.asarray(layout.order).ravel()):
+            row, column = divmod(position, layout.columns)
+            x = column * (tile_w + gap)
+            y = row * (tile_h + gap) + bar
             label = str(int(channel))
             text_w, text_h = _text_size(draw, label, font)
             draw.rectangle((x, y, x + text_w + 2, y + text_h + 2), fill=_LABEL_BACKGROUND)
@@ -376,6 +394,8 @@ def export_layers(
     if upscale < 1:
         raise ExportError(f"The upscale factor must be a whole number of at least 1, not {upscale}.")
     out_dir = Path(out_dir)
+    # Kernels are 1x1 to 11x11 pixels: at their true size a filter grid is a smudge.
+    filter_upscale = max(upscale, FILTER_MIN_UPSCALE)
 
     # Plan every file first, so that an existing one stops the export before any write.
     filter_names = [name for name in names if _has_filters(result, name)] if filters else []
@@ -415,7 +435,7 @@ def export_layers(
                     from featurescope.core.filters import filter_grid
 
                     weight = _layer_weight(model, result, name)
-                    filter_picture = filter_grid(weight, upscale=upscale)
+                    filter_picture = filter_grid(weight, upscale=filter_upscale)
                 if kind == "grid":
                     picture = grid
                 elif kind == "annotated":
@@ -427,7 +447,7 @@ def export_layers(
                 else:
                     kh, kw = weight.shape[-2:]
                     title = f"{name} filters  ({weight.shape[0]} kernels, {kh}x{kw})"
-                    picture = annotate_grid(filter_picture[0], filter_picture[1], title, upscale=upscale)
+                    picture = annotate_grid(filter_picture[0], filter_picture[1], title, upscale=filter_upscale)
                 layer_files.append(write_png(path, picture, force=True))
         except BaseException:
             # A cancelled or failed layer leaves none of its files behind.
@@ -606,6 +626,7 @@ def _sidecar(result, model, layer_records, names, normalize, colormap, order, up
             "upscale": upscale,
             "annotated": bool(annotate),
             "filters": bool(filters),
+            "filters_upscale": max(upscale, FILTER_MIN_UPSCALE) if filters else None,
         },
         "npz": _relative(npz_path, out_dir) if npz_path is not None else None,
         "layers": layer_records,

@@ -225,12 +225,26 @@ def test_annotate_adds_a_title_bar_and_numbers_on_the_tiles():
     np.testing.assert_array_equal(plain[bar:], grid)
 
 
-def test_annotate_enlarges_tiny_tiles_until_numbers_fit():
+def test_annotate_enlarges_tiny_tiles_until_numbers_fit_keeping_thin_separators():
     layout = _Layout(tile_height=3, tile_width=3, order=(0, 1, 2, 3))
-    grid = np.full((7, 7, 3), 90, np.uint8)
-    out = annotate_grid(grid, layout, "layer4.1.conv2")
-    assert out.shape[0] > 7 * 3 and out.shape[1] >= 7 * 3
-    assert out.shape[1] % 7 == 0 or out.shape[1] > 7  # grid enlarged by a whole factor
+    grid = np.zeros((7, 7, 3), np.uint8)  # separators black (row 3 and column 3)
+    colours = {0: (200, 0, 0), 1: (0, 200, 0), 2: (0, 0, 200), 3: (200, 200, 0)}
+    for channel, colour in colours.items():
+        y0, x0 = layout.tile_origin(channel)
+        grid[y0 : y0 + 3, x0 : x0 + 3] = colour
+    out = annotate_grid(grid, layout, "x", channel_numbers=True)
+    width = out.shape[1]
+    factor = (width - 1) // 6
+    assert factor >= 4 and width == 6 * factor + 1  # tiles enlarged, separator still 1 px
+    bar = out.shape[0] - width
+    body = out[bar:]
+    tile = 3 * factor
+    assert (body[tile] == 0).all() and (body[:, tile] == 0).all()  # the 1-px separators
+    for channel, colour in colours.items():
+        row, column = divmod(channel, 2)
+        y, x = row * (tile + 1), column * (tile + 1)
+        # bottom-right of each tile is free of its label and keeps the tile's colour
+        assert tuple(body[y + tile - 1, x + tile - 1]) == colour
 
 
 # --- export_layers ------------------------------------------------------------------------
@@ -308,7 +322,8 @@ def test_export_writes_pngs_npz_and_sidecar(tmp_path):
     meta = json.loads((out / "featurescope.json").read_text())
     assert meta["source_image"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert meta["grid"] == {"normalize": "channel", "colormap": "magma", "channel_order": "max",
-                            "upscale": 2, "annotated": True, "filters": False}
+                            "upscale": 2, "annotated": True, "filters": False,
+                            "filters_upscale": None}
     assert [layer["name"] for layer in meta["layers"]] == ["features.0", "features.2#2"]
     assert meta["layers"][0]["shape"] == [6, 8, 8] and meta["layers"][0]["kind"] == "Conv2d"
     assert sorted(meta["layers"][0]["channel_order"]) == list(range(6))
@@ -359,3 +374,21 @@ def test_export_unknown_layer_is_a_sentence(tmp_path):
     with pytest.raises(ExportError, match="'conv9' was not captured"):
         export.export_layers(_Result(), tmp_path, layers=["conv9"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_with_a_real_model_writes_filters(tmp_path):
+    from featurescope.core.capture import capture
+    from featurescope.core.filters import filter_grid
+    from featurescope.core.models import load_model
+
+    model = load_model("resnet18", weights="none", device="cpu")
+    result = capture(model, Image.new("RGB", (64, 64), (120, 60, 30)), layers=["conv1", "maxpool"])
+    paths = export.export_layers(result, tmp_path, filters=True, model=model)
+    names = sorted(p.name for p in paths)
+    assert names == ["conv1.png", "conv1_filters.png", "featurescope.json", "maxpool.png"]  # no kernels in a pool
+    expected, _ = filter_grid(model.module.conv1.weight, upscale=export.FILTER_MIN_UPSCALE)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "conv1_filters.png")), expected)
+    meta = json.loads((tmp_path / "featurescope.json").read_text())
+    assert meta["model"]["weights"] == "untrained" and meta["model"]["trained"] is False
+    assert meta["input"]["mean"] == list(model.mean)
+    assert meta["layers"][0]["files"] == ["conv1.png", "conv1_filters.png"]
