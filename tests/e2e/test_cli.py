@@ -194,3 +194,17 @@ def test_no_display_says_so_in_one_line(tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "QT_QPA_PLATFORM=offscreen" in done.stderr and "screenshot" in done.stderr
+
+
+@pytest.mark.parametrize("interruption", ["cancelled", "ctrl-c"])
+def test_cancel_and_ctrl_c_exit_130_quietly(monkeypatch, capsys, interruption):
+    from featurescope import cli
+    from featurescope.core.progress import Cancelled
+
+    def stop(args):
+        raise Cancelled("cancelled") if interruption == "cancelled" else KeyboardInterrupt()
+
+    monkeypatch.setitem(cli._COMMANDS, "models", stop)
+    assert main(["models"]) == 130
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err and captured.err.strip() == ""
