@@ -360,65 +360,87 @@ def receptive_field(model, layer: str, input_size: Optional[IntOrPair] = None) -
     computation runs. Raises ModelError for an unknown layer or one whose output is not a
     spatial feature map.
     """
+    return receptive_fields(model, [layer], input_size)[layer]
+
+
+def receptive_fields(model, layers: Optional[list[str]] = None,
+                     input_size: Optional[IntOrPair] = None) -> dict[str, ReceptiveField]:
+    """The receptive fields of several layers from one pass: ``{layer: ReceptiveField}``.
+
+    ``layers``: names as for :func:`receptive_field`; None means the LoadedModel's
+    ``.layers`` (every captured conv and pool layer). Same errors as
+    :func:`receptive_field`, for the first layer that has no field.
+    """
     module = getattr(model, "module", model)
     model_name = getattr(model, "name", None) or type(module).__name__
-    target, call = _find_module(module, layer, model_name)
+    if layers is None:
+        layers = list(getattr(model, "layers", None) or [])
+        if not layers:
+            raise ValueError("a plain nn.Module needs the list of layers")
+    wanted: dict[int, tuple[torch.nn.Module, dict[int, str]]] = {}
+    for layer in layers:
+        target, call = _find_module(module, layer, model_name)
+        wanted.setdefault(id(target), (target, {}))[1][call] = layer
     height, width = _input_size(model, input_size)
 
-    found: list[_Field] = []
-    calls = [0]
+    found: dict[str, Optional[_Field]] = {}
 
     def run(to_meta: bool) -> None:
         tracker = _FieldTracker(to_meta)
+        calls: dict[int, int] = {}
 
-        def hook(_module, _inputs, output):
-            calls[0] += 1
-            if calls[0] == call:
-                tensor = output[0] if isinstance(output, (tuple, list)) else output
-                field = tracker.field_of(tensor) if isinstance(tensor, torch.Tensor) else None
-                if field is not None:
-                    found.append(field)
-                raise _Stop
+        def hook(target, _inputs, output):
+            count = calls[id(target)] = calls.get(id(target), 0) + 1
+            layer = wanted[id(target)][1].get(count)
+            if layer is None:
+                return
+            tensor = output[0] if isinstance(output, (tuple, list)) else output
+            found[layer] = tracker.field_of(tensor) if isinstance(tensor, torch.Tensor) else None
+            if len(found) == len(set(layers)):
+                raise _Stop  # nothing after the last wanted layer is needed
 
         device, dtype = _device_and_dtype(module)
         image = torch.zeros((1, 3, height, width), device="meta" if to_meta else device,
                             dtype=dtype)
         tracker.set_field(image, _Field(_Axis(1, 1, 0), _Axis(1, 1, 0), (height, width)))
-        handle = target.register_forward_hook(hook)
+        handles = [target.register_forward_hook(hook) for target, _ in wanted.values()]
         try:
             with torch.no_grad(), tracker:
                 module(image)
         except _Stop:
             pass
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
     try:
         run(to_meta=True)
     except Exception:  # data-dependent code cannot run on "meta": do it for real once
         found.clear()
-        calls[0] = 0
         try:
             run(to_meta=False)
         except Exception as error:
-            raise ModelError(f"{model_name} cannot run on a {height} x {width} input, so the "
-                             f"receptive field of {layer!r} is unknown ({error}).") from error
+            raise ModelError(f"{model_name} cannot run on a {height} x {width} input, so its "
+                             f"receptive fields are unknown ({error}).") from error
 
-    if calls[0] < call:
-        raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass at "
-                         f"{height} x {width}, so it has no receptive field.")
-    if not found:
-        raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
-                         f"so it has no receptive field.")
-    field = found[0]
-    return ReceptiveField(
-        layer=layer,
-        size_hw=(int(round(field.h.size)), int(round(field.w.size))),
-        jump_hw=(_number(field.h.jump), _number(field.w.jump)),
-        start_hw=(_number(field.h.start), _number(field.w.start)),
-        input_size=(height, width),
-        output_shape=field.shape,
-    )
+    result = {}
+    for layer in layers:
+        if layer not in found:
+            raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass at "
+                             f"{height} x {width}, so it has no receptive field.")
+        field = found[layer]
+        if field is None:
+            raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
+                             f"so it has no receptive field.")
+        result[layer] = ReceptiveField(
+            layer=layer,
+            size_hw=(int(round(field.h.size)), int(round(field.w.size))),
+            jump_hw=(_number(field.h.jump), _number(field.w.jump)),
+            start_hw=(_number(field.h.start), _number(field.w.start)),
+            input_size=(height, width),
+            output_shape=field.shape,
+        )
+    return result
 
 
 def _number(value: float):

@@ -227,3 +227,22 @@ def test_efficientnet_lite0_same_padding_matches_gradients():
                           ("blocks.3.project", (4, 3)), ("blocks.5.depthwise", (0, 3))]:
         field = receptive_field(net, layer, input_size=64)
         assert _measured_box(net, layer, 64, y, x) == field.box(y, x), layer
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
+def test_every_captured_layer_of_a_loaded_model(name):
+    from featurescope.core.models import load_model
+    from featurescope.core.receptive import receptive_fields
+
+    model = load_model(name, weights="none", device="cpu")
+    fields = receptive_fields(model)  # one pass for all of model.layers
+    assert list(fields) == model.layers
+    for info in model.layer_info:
+        field = fields[info.name]
+        # The traced map size agrees with the capture metadata, layer by layer.
+        assert field.output_shape == info.output_shape[1:], info.name
+        assert field.input_size == model.input_size
+    assert receptive_field(model, model.layers[-2]) == fields[model.layers[-2]]
+    last_conv = [info.name for info in model.layer_info if info.kind == "Conv2d"][-1]
+    assert (fields[last_conv].size, fields[last_conv].jump) == {
+        "resnet18": (435, 32), "efficientnet_lite0": (851, 32)}[name]
