@@ -94,3 +94,28 @@ def test_large_layer_is_fast():
     assert time.perf_counter() - start < 1.0
     assert result.channel_similarity.shape == (512,)
     assert 0.99 < result.channel_similarity.min() and result.similarity > 0.99
+
+
+def test_two_real_captures_of_the_default_model():
+    from featurescope.core.capture import capture
+    from featurescope.core.images import load_image
+    from featurescope.core.models import load_model
+    from featurescope.core.resources import resource_path
+
+    model = load_model("efficientnet_lite0", device="cpu")
+    layers = ["stem", "head"]
+    cat = load_image(resource_path("samples", "chelsea.png"))
+    coffee = load_image(resource_path("samples", "coffee.png"))
+    result_a = capture(model, cat, layers=layers)
+    result_b = capture(model, coffee, layers=layers)
+    head = compare_layer(result_a, result_b, "head")
+    assert head.a.shape == (1280, 7, 7)
+    assert np.array_equal(head.a, result_a["head"].numpy())
+    assert np.array_equal(head.difference, np.abs(result_a["head"].numpy() - result_b["head"].numpy()))
+    low, high = head.shared_levels
+    assert low == min(head.a.min(), head.b.min()) and high >= head.difference.max()
+    assert -1 <= head.similarity < 0.99  # a cat is not an espresso
+    same = compare_layer(result_a, capture(model, cat, layers=layers), "stem")
+    assert same.similarity == pytest.approx(1.0, abs=1e-6) and same.difference.max() == 0
+    with pytest.raises(ComparisonError, match="no layer 'blocks.3.project'"):
+        compare_layer(result_a, result_b, "blocks.3.project")
