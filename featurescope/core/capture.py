@@ -13,12 +13,20 @@ by default. A stored output is cloned only when something is about to overwrite 
 - a functional in-place op (``x.relu_()``, ``out += identity``) in a model whose code we
   have not read. Models built only from ``torch.nn`` and ``torchvision`` classes run under
   ``torch.inference_mode()`` (their forwards were checked: no captured output is modified
-  in place except through in-place modules). Any other model (featurescope's own
-  EfficientNet-Lite0, user files) runs under ``torch.no_grad()``, where tensors keep
+  in place except through in-place modules), and so does featurescope's own
+  EfficientNet-Lite0 (core/lite.py: its forwards use ``out + x``, ``F.pad`` and
+  non-in-place ReLU6 only). Any other model (user files) runs under
+  ``torch.no_grad()``, where tensors keep
   their version counters: after the pass, a stored output whose counter moved was
   overwritten, so those layers are remembered (per model) and the pass is repeated with
   a clone taken at capture time. One extra forward, once per model, and only for models
   that need it; inference tensors have no version counter, hence no_grad there.
+
+Memory: ``memory_budget=bytes`` keeps the stored outputs under a budget (float16, or
+only some layers with the others listed in ``result.missing`` and fetched later by
+:func:`capture_missing`); see core/memory.py. The per-call Python work (LayerInfo
+objects, the module walk) is cached per model, so a capture of a small network on a
+small input costs little more than its forward pass.
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from featurescope.core import memory
 from featurescope.core.errors import ImageError, ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check, report
 
@@ -41,10 +50,27 @@ POOL_TYPES = CAPTURED_TYPES[1:]
 
 # Model classes whose forward code is known not to modify a captured output in place
 # except through inplace=True modules (see the module docstring).
-_TRUSTED_PREFIXES = ("torch.nn.", "torchvision.")
+_TRUSTED_PREFIXES = ("torch.nn.", "torchvision.", "featurescope.core.lite")
 
 # model module -> layer names that a functional in-place op overwrote; cloned at capture.
 _CLONE_ON_STORE: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
+# model module -> {(name, index, input shape, output shape, module id): LayerInfo}; a
+# LayerInfo is the same for every capture of one input size, and building it was a
+# fifth of a small capture's Python time.
+_INFO_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
+# model module -> ids of the in-place modules that met a stored output in a full
+# float32 capture. Later captures put the protecting pre-hook only on those (a hook
+# costs ~25 us a call; resnet18's shared ReLU runs 17 times and never meets one). The
+# data flow of these CNNs does not depend on the input; for untrusted models the
+# version-counter check would still catch a miss.
+_INPLACE_HITS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+# model module -> (ids of all its modules, [(qualified name, module, kind)] to hook);
+# walking and classifying ~200 modules on every capture showed up
+# in small captures. Rebuilt whenever the set of modules changes.
+_WALKS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+# bare module -> its describe_layers at 224 px (for memory estimates); LoadedModels
+# have .layer_info instead.
+_NOMINAL_INFOS: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -152,7 +178,7 @@ class _Session:
 
     def __init__(self, module: nn.Module, *, store: bool, wanted: Optional[set] = None,
                  clone: Iterable[str] = (), store_dtype=None, progress=None, cancel=None,
-                 total: int = 0):
+                 total: int = 0, keep: Optional[frozenset] = None, budget: Optional[int] = None):
         self.module = module
         self.store = store
         self.wanted = wanted
@@ -161,22 +187,34 @@ class _Session:
         self.progress = progress
         self.cancel = cancel
         self.total = total
+        self.keep = keep  # lazy capture: store only these (None: all)
+        self.budget = budget  # with keep: stop storing beyond this many bytes
+        self.stored_bytes = 0
+        self.info_cache = _INFO_CACHE.setdefault(module, {}) if store else {}
+        if len(self.info_cache) > 4096:  # many input sizes seen: start again
+            self.info_cache.clear()
         self.handles = []
         self.calls: dict[str, int] = {}
         self.infos: list[LayerInfo] = []
         self.outputs: dict[str, torch.Tensor] = {}
         self.versions: dict[str, int] = {}
         self.by_id: dict[int, list] = {}  # id(stored tensor) -> layer names holding it
+        self.inplace_hits: set = set()  # ids of in-place modules that met a stored output
         self.found = 0
 
     def __enter__(self) -> "_Session":
+        hooked, inplace = _walk(self.module)
+        self.inplace_ids = frozenset(map(id, inplace))
+        learned = _INPLACE_HITS.get(self.module) if self.store else None
+        # Only trust what was learned while the same modules were in place.
+        needed = learned[1] if learned is not None and learned[0] == self.inplace_ids else None
         try:
-            for qualified, sub in self.module.named_modules():
-                kind = captured_kind(sub)
-                if kind is not None:
-                    self.handles.append(sub.register_forward_hook(self._hook(qualified or "model", sub, kind)))
-                if self.store and getattr(sub, "inplace", False) is True:
-                    self.handles.append(sub.register_forward_pre_hook(self._before_inplace))
+            for qualified, sub, kind in hooked:
+                self.handles.append(sub.register_forward_hook(self._hook(qualified, sub, kind)))
+            if self.store:
+                for sub in inplace:
+                    if needed is None or id(sub) in needed:
+                        self.handles.append(sub.register_forward_pre_hook(self._before_inplace))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -198,7 +236,19 @@ class _Session:
             if isinstance(output, (tuple, list)):  # MaxPool2d(return_indices=True)
                 output = output[0]
             inp = args[0] if args else output
-            self.infos.append(_layer_info(name, module_name, mod, kind, len(self.infos), inp, output))
+            index = len(self.infos)
+            key = (name, index, inp.shape, output.shape, id(mod))
+            info = self.info_cache.get(key)
+            if info is None:
+                info = self.info_cache[key] = _layer_info(name, module_name, mod, kind, index, inp, output)
+            self.infos.append(info)
+            if self.store and self.keep is not None:
+                size = output.numel() * (self.store_dtype or output.dtype).itemsize
+                if name not in self.keep or self.stored_bytes + size > self.budget:
+                    self.found += 1
+                    report(self.progress, self.found, max(self.total, self.found), name)
+                    return None
+                self.stored_bytes += size
             if self.store:
                 kept = output
                 if self.store_dtype is not None and output.dtype != self.store_dtype:
@@ -231,6 +281,7 @@ class _Session:
             copy = None
             for name in names:
                 if self.outputs.get(name) is candidate:
+                    self.inplace_hits.add(id(mod))
                     copy = candidate.clone() if copy is None else copy
                     self.outputs[name] = copy
                     self.versions.pop(name, None)
@@ -240,6 +291,25 @@ class _Session:
         """Stored outputs whose version counter moved: a functional in-place op hit them."""
         return {name for name, version in self.versions.items()
                 if self.outputs[name]._version != version}
+
+
+def _walk(module: nn.Module, modules: Optional[list] = None) -> tuple[list, list]:
+    """([(qualified name, module, kind)] of captured modules, [in-place modules]) in
+    registration order, cached per model while its modules stay the same."""
+    modules = list(module.modules()) if modules is None else modules
+    ids = tuple(map(id, modules))
+    cached = _WALKS.get(module)
+    # in-place flags are plain attributes a user may flip: read them every time
+    inplace = [sub for sub in modules if getattr(sub, "inplace", False) is True]
+    if cached is not None and cached[0] == ids:
+        return cached[1], inplace
+    hooked = []
+    for qualified, sub in module.named_modules():
+        kind = captured_kind(sub)
+        if kind is not None:
+            hooked.append((qualified or "model", sub, kind))
+    _WALKS[module] = (ids, hooked)
+    return hooked, inplace
 
 
 def _trusted(module: nn.Module) -> bool:
@@ -293,10 +363,19 @@ class CaptureResult:
     ``.input`` the (1, 3, H, W) CPU tensor fed; ``.categories``; ``.model_name``;
     ``.device``; ``.predictions(top=5)``; ``.raw(name)`` the stored (1, C, H, W) tensor
     on the model's device.
+
+    Memory budget (see :func:`capture`): ``.missing`` lists layers (network order) that
+    were described but not stored to stay within the budget (empty normally);
+    ``name in result`` is False for those and ``result[name]`` raises KeyError until
+    :func:`capture_missing` returns a result holding them. ``.complete`` is True when
+    nothing is missing; ``.storage_dtype`` is torch.float32 or torch.float16;
+    ``.notice`` one sentence for the status bar when the budget changed anything, else "".
+    Two captures never share tensors: each result owns its outputs.
     """
 
     def __init__(self, outputs: dict, infos: Sequence[LayerInfo], logits, input_tensor,
-                 categories=None, model_name: str = "", device=None):
+                 categories=None, model_name: str = "", device=None, notice: str = "",
+                 memory_budget: Optional[int] = None):
         self._outputs = outputs
         self.layers: list[str] = [info.name for info in infos]
         self.info: dict[str, LayerInfo] = {info.name: info for info in infos}
@@ -305,11 +384,28 @@ class CaptureResult:
         self.categories = categories
         self.model_name = model_name
         self.device = device
+        self.missing: list[str] = [name for name in self.layers if name not in outputs]
+        self.notice = notice
+        self.memory_budget = memory_budget
+        stored = next(iter(outputs.values()), None)
+        self.storage_dtype = stored.dtype if stored is not None else torch.float32
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes held by the stored outputs."""
+        return sum(t.numel() * t.element_size() for t in self._outputs.values())
 
     def __getitem__(self, name: str) -> torch.Tensor:
         try:
             tensor = self._outputs[name]
         except KeyError:
+            if name in self.info:
+                raise KeyError(f"{name!r} was not kept within the memory budget; fetch it with "
+                               "capture_missing(model, result, [name]).") from None
             raise KeyError(f"{name!r} was not captured; captured layers: "
                            f"{', '.join(self.layers[:8])}{' ...' if len(self.layers) > 8 else ''}") from None
         return tensor[0].to(device="cpu", dtype=torch.float32)
@@ -377,9 +473,51 @@ def _logits(output) -> Optional[torch.Tensor]:
     return flat.detach().to(device="cpu", dtype=torch.float32)
 
 
+def _unpack(model):
+    if isinstance(model, nn.Module):  # a bare network: no preprocessing, labels or name
+        return model, None
+    return model.module, model
+
+
+def _nominal_infos(module: nn.Module, loaded) -> list[LayerInfo]:
+    """Layer shapes at the model's own input size, for memory estimates."""
+    infos = getattr(loaded, "layer_info", None) if loaded is not None else None
+    if infos:
+        return list(infos)
+    if module not in _NOMINAL_INFOS:
+        _NOMINAL_INFOS[module] = describe_layers(module, (1, 3, 224, 224))
+    return _NOMINAL_INFOS[module]
+
+
+def _plan(module: nn.Module, loaded, x: torch.Tensor, memory_budget, store_dtype,
+          focus: Optional[str]) -> memory.StoragePlan:
+    infos = _nominal_infos(module, loaded)
+    if not infos:
+        return memory.StoragePlan("float32", None, 0, memory_budget)
+    nominal = infos[0].input_shape[1:]  # the network input (C, H, W) of the first layer...
+    nominal_hw = tuple(getattr(loaded, "input_size", None) or nominal)
+    estimate = memory.estimate_layer_bytes(infos, nominal_hw, tuple(x.shape[-2:]))
+    if store_dtype is not None and store_dtype.itemsize < 4:  # already compact
+        estimate = {k: v * 2 // store_dtype.itemsize for k, v in estimate.items()}
+    return memory.storage_plan(estimate, memory_budget, focus)
+
+
+def _notice(plan: memory.StoragePlan, kept: int, total: int) -> str:
+    if plan.budget is None or plan.dtype_name == "float32":
+        return ""
+    budget = memory.format_bytes(plan.budget)
+    if not plan.lazy:
+        return (f"Activations stored as float16 to stay within the {budget} memory budget "
+                f"({memory.format_bytes(plan.estimated_bytes)} as float32).")
+    return (f"{kept} of {total} layers kept within the {budget} memory budget "
+            f"({memory.format_bytes(plan.estimated_bytes)} for all as float32); "
+            "the others are captured again when shown.")
+
+
 def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
             progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None, *,
-            store_dtype: Optional[torch.dtype] = None) -> CaptureResult:
+            store_dtype: Optional[torch.dtype] = None, memory_budget: Optional[int] = None,
+            focus: Optional[str] = None) -> CaptureResult:
     """Capture the conv/pool outputs of one image in one forward pass.
 
     ``model``: a LoadedModel (``.module``, ``.device``, ``.preprocess``, ``.categories``,
@@ -389,13 +527,14 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     ``logits`` is then None unless the pass ran to the end. ``progress(done, total,
     name)`` is called per captured layer; ``cancel`` is checked at every captured layer
     (raises ``progress.Cancelled``). ``store_dtype`` (e.g. torch.float16) stores outputs
-    compactly for huge inputs. Raises ModelError for a layer name the model does not have.
-    Hooks are removed whatever happens.
+    compactly. ``memory_budget`` (bytes, e.g. ``memory.DEFAULT_MEMORY_BUDGET``; None =
+    unlimited) bounds the stored outputs: float32 if all fit, else float16, else float16
+    for ``focus`` (default the first layer) and then the smallest layers that fit, the
+    rest described but listed in ``result.missing`` (with ``result.notice`` saying so);
+    the pass still runs to the end, so logits are there. Raises ModelError for a layer
+    name the model does not have. Hooks are removed whatever happens.
     """
-    if isinstance(model, nn.Module):  # a bare network: no preprocessing, labels or name
-        module, loaded = model, None
-    else:
-        module, loaded = model.module, model
+    module, loaded = _unpack(model)
     device = getattr(loaded, "device", None) or _module_device(module)
     model_name = getattr(loaded, "name", None) or type(module).__name__
     check(cancel)
@@ -408,16 +547,25 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
         wanted = list(dict.fromkeys(layers))  # keep order, drop repeats
         if not wanted:
             raise ModelError("No layers were asked for; pass None to capture every layer.")
-    total = len(wanted) if wanted is not None else len(getattr(loaded, "layers", None) or []) or \
-        sum(1 for m in module.modules() if captured_kind(m) is not None)
+    modules = list(module.modules())
+    total = len(wanted) if wanted is not None else len(_walk(module, modules)[0])
 
-    trusted = _trusted(module)
+    plan = None
+    if memory_budget is not None and wanted is None:
+        plan = _plan(module, loaded, x, int(memory_budget), store_dtype, focus)
+        if plan.dtype_name == "float16" and store_dtype is None:
+            store_dtype = torch.float16
+    keep = plan.keep if plan is not None else None
+
+    trusted = all(type(m).__module__.startswith(_TRUSTED_PREFIXES) for m in modules)
     grad_free = torch.inference_mode if trusted else torch.no_grad
-    module.eval()
+    if any(m.training for m in modules):
+        module.eval()
     for attempt in range(3):
         clone = _CLONE_ON_STORE.get(module, set())
         session = _Session(module, store=True, wanted=set(wanted) if wanted else None, clone=clone,
-                           store_dtype=store_dtype, progress=progress, cancel=cancel, total=total)
+                           store_dtype=store_dtype, progress=progress, cancel=cancel, total=total,
+                           keep=keep, budget=memory_budget)
         output = _run(module, x, session, grad_free)
         damaged = session.overwritten()
         if not damaged:
@@ -426,6 +574,10 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
         _CLONE_ON_STORE.setdefault(module, set()).update(damaged)
     else:  # pragma: no cover - the clone set only grows, so this cannot repeat
         raise ModelError("Capture could not protect the layer outputs from in-place changes.")
+    learned = _INPLACE_HITS.get(module)
+    if output is not None and wanted is None and keep is None and store_dtype is None \
+            and (learned is None or learned[0] != session.inplace_ids):
+        _INPLACE_HITS[module] = (session.inplace_ids, frozenset(session.inplace_hits))
 
     infos = session.infos
     if wanted is not None:
@@ -436,6 +588,49 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
             raise ModelError(f"{model_name} has no captured layer "
                              f"named {', '.join(repr(m) for m in missing)}; its layers start with {hint} "
                              "(`featurescope layers` lists them all).")
+    notice = _notice(plan, len(session.outputs), len(infos)) if plan is not None else ""
     return CaptureResult(session.outputs, infos, _logits(output), input_cpu,
                          categories=getattr(loaded, "categories", None), model_name=model_name,
-                         device=torch.device(device))
+                         device=torch.device(device), notice=notice, memory_budget=memory_budget)
+
+
+def capture_missing(model, result: CaptureResult, layers: Sequence[str],
+                    progress: Optional[ProgressCallback] = None,
+                    cancel: Optional[CancelToken] = None) -> CaptureResult:
+    """A result like ``result`` that also holds ``layers`` (fetched for a lazy capture).
+
+    Runs one forward pass on ``result.input``, stopped right after the last of
+    ``layers``, storing them in ``result.storage_dtype``. To stay within
+    ``result.memory_budget``, stored layers farthest (in network order) from the
+    requested ones are dropped from the new result (they join ``.missing``); ``result``
+    itself is not changed, so the GUI can keep showing it while this runs on a worker.
+    Layers already held are not recomputed. Raises ModelError for unknown names.
+    """
+    wanted = [name for name in dict.fromkeys(layers) if name not in result]
+    unknown = [name for name in wanted if name not in result.info]
+    if unknown:
+        raise ModelError(f"{result.model_name} has no captured layer named "
+                         f"{', '.join(repr(n) for n in unknown)}.")
+    outputs = dict(result._outputs)
+    if wanted:
+        dtype = result.storage_dtype if result.storage_dtype != torch.float32 else None
+        fetched = capture(model, result.input, layers=wanted, progress=progress, cancel=cancel,
+                          store_dtype=dtype)
+        outputs.update(fetched._outputs)
+    budget = result.memory_budget
+    if budget is not None:
+        order = {name: i for i, name in enumerate(result.layers)}
+        targets = [order[name] for name in layers]
+        size = {name: t.numel() * t.element_size() for name, t in outputs.items()}
+        used = sum(size.values())
+        evictable = sorted((n for n in outputs if n not in layers),
+                           key=lambda n: -min(abs(order[n] - t) for t in targets))
+        for name in evictable:
+            if used <= budget:
+                break
+            used -= size.pop(name)
+            del outputs[name]
+    ordered = {name: outputs[name] for name in result.layers if name in outputs}
+    return CaptureResult(ordered, [result.info[n] for n in result.layers], result.logits,
+                         result.input, categories=result.categories, model_name=result.model_name,
+                         device=result.device, notice=result.notice, memory_budget=budget)

@@ -237,3 +237,103 @@ def test_bad_inputs_are_user_errors():
     with pytest.raises(Exception, match="PIL image"):
         capture(model, "cat.jpg")
     assert capture(model, torch.zeros(3, 8, 8)).layers == ["0"]
+
+
+# --- memory budget, lazy layers, no sharing between captures --------------------------------
+
+def _small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(16, 4)).eval()
+
+
+# float32 bytes of the outputs of _small_net at 64 px: conv 8x64x64, pool 8x32x32,
+# conv 16x32x32, adaptive pool 16x1x1
+SMALL_NET_BYTES = {"0": 131072, "2": 32768, "3": 65536, "4": 64}
+
+
+def test_memory_budget_float32_then_float16_then_lazy():
+    net, x = _small_net(), torch.randn(1, 3, 64, 64)
+    full = capture(net, x)
+    assert {n: full.raw(n).numel() * 4 for n in full.layers} == SMALL_NET_BYTES
+    total = sum(SMALL_NET_BYTES.values())
+
+    roomy = capture(net, x, memory_budget=total)
+    assert roomy.complete and roomy.storage_dtype == torch.float32 and roomy.notice == ""
+    assert torch.equal(roomy["0"], full["0"])
+
+    half = capture(net, x, memory_budget=total // 2)
+    assert half.complete and half.storage_dtype == torch.float16
+    assert half.stored_bytes == total // 2 and "float16" in half.notice
+    torch.testing.assert_close(half["3"], full["3"], atol=1e-2, rtol=1e-2)
+
+    # Lazy: the first layer, then the smallest that still fit; the rest described only.
+    lazy = capture(net, x, memory_budget=70_000)
+    assert lazy.layers == full.layers and lazy.info["3"] == full.info["3"]
+    assert lazy.missing == ["2", "3"] and not lazy.complete
+    assert "0" in lazy and "4" in lazy and "3" not in lazy
+    assert lazy.stored_bytes <= 70_000 and "2 of 4 layers" in lazy.notice
+    with pytest.raises(KeyError, match="capture_missing"):
+        lazy["3"]
+    torch.testing.assert_close(lazy.logits, full.logits)  # the pass ran to the end
+
+    fetched = capture_module.capture_missing(net, lazy, ["3"])
+    torch.testing.assert_close(fetched["3"], full["3"], atol=1e-2, rtol=1e-2)
+    assert fetched.raw("3").dtype == torch.float16
+    # within the budget: the layer farthest from the one asked for was dropped
+    assert fetched.stored_bytes <= 70_000 and fetched.missing == ["0", "2"]
+    assert "0" in lazy and lazy.missing == ["2", "3"]  # the old result is untouched
+    assert fetched.input is lazy.input and fetched.logits is lazy.logits
+    with pytest.raises(ModelError, match="no captured layer"):
+        capture_module.capture_missing(net, lazy, ["9"])
+
+
+def test_storage_plan_and_estimates():
+    from featurescope.core import memory
+
+    net = _small_net()
+    infos = describe_layers(net, (1, 3, 224, 224))
+    assert memory.estimate_layer_bytes(infos, (224, 224), (64, 64)) == SMALL_NET_BYTES
+    plan = memory.storage_plan(SMALL_NET_BYTES, None)
+    assert plan.dtype_name == "float32" and not plan.lazy
+    plan = memory.storage_plan(SMALL_NET_BYTES, 70_000, focus="3")
+    assert plan.lazy and plan.keep == {"3", "4", "2"}  # the focus first, then smallest
+    assert memory.format_bytes(1536) == "1.5 KiB" and memory.format_bytes(3 << 30) == "3.0 GiB"
+    assert isinstance(memory.tune_allocator(), bool)
+
+
+def test_two_captures_in_a_row_do_not_share_or_overwrite_outputs():
+    model = torchvision.models.vgg11(weights=None).eval()  # conv -> ReLU(inplace=True)
+    a, b = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)
+    first = capture(model, a)
+    kept = {name: first[name].clone() for name in first.layers}
+    second = capture(model, b)  # the in-place protection is now learned, not re-probed
+    third = capture(model, a)
+    for name in first.layers:
+        assert torch.equal(first[name], kept[name]), name  # not overwritten
+        assert first.raw(name).data_ptr() != second.raw(name).data_ptr()
+        assert torch.equal(third[name], kept[name]), name  # conv outputs still pre-ReLU
+    assert (first["features.0"] < 0).any()  # the conv output, not the ReLU's
+    assert not torch.equal(first["features.0"], second["features.0"])
+    assert second.info == first.info  # metadata is cached but still right
+    assert capture(model, torch.randn(1, 3, 32, 32)).info["features.0"].output_shape == (64, 32, 32)
+
+
+def test_efficientnet_lite0_runs_under_inference_mode():
+    from featurescope.core import lite
+
+    model = lite.efficientnet_lite0(pretrained=False)
+    x = torch.randn(1, 3, 64, 64)
+    result = capture(model, x)
+    assert all(result.raw(name).is_inference() for name in result.layers)  # trusted: no_grad not needed
+    reference = {}
+    handles = [model.get_submodule(name).register_forward_hook(
+        lambda m, i, o, name=name: reference.__setitem__(name, o.clone()))
+        for name in ("stem", "blocks.1.depthwise", "blocks.2.project", "head")]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    for name, expected in reference.items():
+        torch.testing.assert_close(result[name], expected[0])
