@@ -5,6 +5,7 @@
     featurescope layers               the conv and pooling layers of one
     featurescope predict IMAGE        what the network thinks the image shows
     featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
+    featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
     featurescope screenshot OUT.png   a picture of the app, made offscreen
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
@@ -65,6 +66,17 @@ def _window_size(text: str) -> tuple[int, int]:
     if width < 1 or height < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 1280x800")
     return width, height
+
+
+def _position(text: str) -> tuple[int, int]:
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        y, x = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a position such as 10,12 (row, column)") from None
+    if y < 0 or x < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more in both row and column")
+    return y, x
 
 
 def _positive_int(text: str) -> int:
@@ -171,14 +183,41 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gray, viridis, magma, inferno, plasma, coolwarm, ... (default: viridis)")
     export.add_argument("--normalize", default="channel", choices=("channel", "layer"),
                         help="scale each map on its own, or the whole layer together (default: channel)")
-    export.add_argument("--sort", default="index", choices=("index", "mean", "max"),
-                        help="channel order in the grid (default: index)")
+    export.add_argument("--sort", default="index", choices=("index", "mean", "max", "sparsity"),
+                        help="channel order in the grid: index, strongest mean or max first, or "
+                             "most often active first (sparsity) (default: index)")
     export.add_argument("--upscale", type=_positive_int, default=1, metavar="N",
                         help="enlarge every pixel N times (default 1: exact size)")
     export.add_argument("--annotate", action="store_true",
                         help="also write a version with the layer name and channel numbers")
+    export.add_argument("--gradcam", action="store_true",
+                        help="also write gradcam_<layer>.png: the Grad-CAM of the top class over the "
+                             "input (inferno), at the last convolution of the network, where "
+                             "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
+    export.add_argument("--gradcam-layer", metavar="NAME",
+                        help="explain this conv layer instead of the last one (implies --gradcam)")
     export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     export.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    compare = commands.add_parser(
+        "compare", help="compare two images at one layer (A, B and |A - B| grids, similarity)",
+        description="Run two images through the same network and write, for one layer, the "
+                    "feature grids of A and B and of |A - B|, all three on one shared colour "
+                    "scale (<layer>_a.png, <layer>_b.png, <layer>_difference.png), and "
+                    "<layer>_compare.json with the overall and per-channel cosine similarity.")
+    compare.add_argument("image_a", metavar="IMAGE_A")
+    compare.add_argument("image_b", metavar="IMAGE_B")
+    compare.add_argument("--layer", "-l", required=True, metavar="L",
+                         help="the layer (names as `featurescope layers` prints them)")
+    _add_model_options(compare)
+    compare.add_argument("--colormap", "-c", default="viridis", metavar="C",
+                         help="gray, viridis, magma, inferno, plasma, coolwarm, ... (default: viridis)")
+    compare.add_argument("--upscale", type=_positive_int, default=1, metavar="N",
+                         help="enlarge every pixel N times (default 1: exact size)")
+    compare.add_argument("--annotate", action="store_true",
+                         help="draw the layer name and channel numbers on the grids")
+    compare.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
+    compare.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     shot = commands.add_parser("screenshot", help="save a picture of the app window (offscreen)",
                                description="Build the real main window offscreen, load, select, "
@@ -188,8 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--model", "-m", metavar="M")
     shot.add_argument("--weights", "-w", metavar="W")
     shot.add_argument("--layer", metavar="NAME")
-    shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel"))
+    shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel", "gradcam", "compare"))
     shot.add_argument("--channel", type=_non_negative_int, metavar="N")
+    shot.add_argument("--position", type=_position, metavar="Y,X",
+                      help="channel view: draw the receptive field of this feature-map position")
+    shot.add_argument("--compare-with", metavar="IMAGE_B",
+                      help="compare view: image B (default: another bundled sample)")
     shot.add_argument("--size", type=_window_size, default=(1280, 800), metavar="WxH",
                       help="window size (default 1280x800)")
     return parser
@@ -469,10 +512,14 @@ def _cmd_export(args) -> int:
     filter_layers = [i.name for i in model.layer_info if i.name in set(names) and i.kind == "Conv2d"] \
         if args.filters else []
     formats = ("png", "npz") if args.format == "both" else (args.format,)
+    gradcam_layer = _gradcam_layer(model, args) if (args.gradcam or args.gradcam_layer) else None
+    if gradcam_layer and not model.trained:
+        _warn(f"{model.name} is untrained (random weights), so its Grad-CAM means little.")
 
     if not args.force:  # check every image's files before writing the first one
         for folder in folders:
-            for target in export_targets(names, folder, formats, args.annotate, filter_layers):
+            extra = _gradcam_targets(folder, gradcam_layer) if gradcam_layer else []
+            for target in export_targets(names, folder, formats, args.annotate, filter_layers) + extra:
                 if os.path.lexists(target):
                     raise FileExistsExportError(
                         f"{target} already exists and nothing was written; use --force to "
@@ -500,6 +547,8 @@ def _cmd_export(args) -> int:
                 annotate=args.annotate, filters=args.filters, model=model, source_path=path,
                 force=args.force, progress=bar,
             )
+            if gradcam_layer:
+                written += _write_gradcam(model, result, folder, gradcam_layer, path, args.force)
         finally:
             bar.finish()
         written_total += len(written)
@@ -511,13 +560,116 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _gradcam_layer(model, args) -> str:
+    """The conv layer --gradcam explains: --gradcam-layer, else the network's last conv."""
+    from featurescope.core.errors import ModelError
+
+    convs = [i.name for i in model.layer_info if i.kind == "Conv2d"]
+    if args.gradcam_layer:
+        if args.gradcam_layer not in convs:
+            raise ModelError(f"{args.gradcam_layer!r} is not a convolution of {model.name}, so it has "
+                             f"no Grad-CAM; `featurescope layers --model {model.name}` lists them.")
+        return args.gradcam_layer
+    if not convs:
+        raise ModelError(f"{model.name} has no convolution layer, so it has no Grad-CAM.")
+    return convs[-1]
+
+
+def _gradcam_targets(folder: Path, layer: str) -> list[Path]:
+    from featurescope.core.export import safe_filename
+
+    stem = f"gradcam_{safe_filename(layer)}"
+    return [folder / f"{stem}.png", folder / f"{stem}.json"]
+
+
+def _write_gradcam(model, result, folder: Path, layer: str, source: Path, force: bool) -> list[Path]:
+    """The Grad-CAM overlay (top class) PNG and a small JSON about it; atomic writes."""
+    from featurescope.core.export import write_json, write_png
+    from featurescope.core.gradcam import compute_grad_cam, overlay
+
+    cam = compute_grad_cam(model, result.input, layer)
+    picture = overlay(model.deprocess(result.input), cam.map, colormap="inferno", alpha=0.5)
+    png, sidecar = _gradcam_targets(folder, layer)
+    written = [write_png(png, picture, force=force)]
+    written.append(write_json(sidecar, {
+        "source": str(source), "model": model.name, "weights": model.weights_label,
+        "trained": bool(model.trained), "layer": layer, "class_index": cam.target,
+        "class_label": cam.label, "score": cam.score, "colormap": "inferno", "alpha": 0.5,
+        "input_size": list(cam.map.shape), "layer_map_size": list(cam.layer_map.shape),
+    }, force=force))
+    return written
+
+
+def _cmd_compare(args) -> int:
+    import numpy as np
+
+    from featurescope.core import grids
+    from featurescope.core.capture import capture
+    from featurescope.core.compare import compare_layer, shared_index_grids
+    from featurescope.core.errors import ExportError, FileExistsExportError
+    from featurescope.core.export import annotate_grid, safe_filename, write_json, write_png
+    from featurescope.core.images import load_image
+
+    if args.colormap not in grids.COLORMAPS:
+        raise ExportError(f"{args.colormap!r} is not a colormap featurescope has; choose one of "
+                          f"{', '.join(grids.COLORMAPS)}.")
+    image_a, image_b = load_image(args.image_a), load_image(args.image_b)  # fail before the model
+    model = _load_model(args)
+    layer = _select_layers(model, args.layer)
+    if len(layer) != 1:
+        raise ExportError(f"compare takes one layer; {args.layer!r} names {len(layer)}.")
+    layer = layer[0]
+    out = Path(args.output)
+    stem = safe_filename(layer)
+    targets = {key: out / f"{stem}_{key}.png" for key in ("a", "b", "difference")}
+    sidecar = out / f"{stem}_compare.json"
+    if not args.force:
+        for target in (*targets.values(), sidecar):
+            if os.path.lexists(target):
+                raise FileExistsExportError(
+                    f"{target} already exists and nothing was written; use --force to "
+                    "overwrite or choose another folder.", target)
+    result_a = capture(model, image_a)
+    result_b = capture(model, image_b)
+    comparison = compare_layer(result_a, result_b, layer)
+    pictures, layout = shared_index_grids(comparison)
+    lut = grids.colormap_lut(args.colormap)
+    titles = {"a": f"{layer}  A: {Path(args.image_a).name}", "b": f"{layer}  B: {Path(args.image_b).name}",
+              "difference": f"{layer}  |A - B|"}
+    written = []
+    for key, target in targets.items():
+        rgb = lut[pictures[key]]
+        if args.upscale > 1:
+            rgb = np.repeat(np.repeat(rgb, args.upscale, axis=0), args.upscale, axis=1)
+        if args.annotate:
+            rgb = annotate_grid(rgb, layout, titles[key], upscale=args.upscale)
+        written.append(write_png(target, rgb, force=args.force))
+    worst = comparison.most_different_channels()
+    written.append(write_json(sidecar, {
+        "image_a": str(args.image_a), "image_b": str(args.image_b), "model": model.name,
+        "weights": model.weights_label, "layer": layer, "shape": list(comparison.a.shape),
+        "colormap": args.colormap, "shared_levels": list(comparison.shared_levels),
+        "similarity": comparison.similarity,
+        "mean_abs_difference": comparison.mean_abs_difference,
+        "channel_similarity": [float(v) for v in comparison.channel_similarity],
+        "least_similar_channels": [int(c) for c in worst],
+        "files": {key: path.name for key, path in targets.items()},
+    }, force=args.force))
+    print(f"{layer}: similarity {comparison.similarity:.4f}, mean |A - B| "
+          f"{comparison.mean_abs_difference:.4g}; least similar channels "
+          f"{', '.join(str(int(c)) for c in worst[:5])}")
+    print(f"{Path(args.image_a).name} vs {Path(args.image_b).name} -> {out}{os.sep} ({len(written)} files)")
+    return 0
+
+
 def _cmd_screenshot(args) -> int:
     # The window is built offscreen: no display is needed.
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from featurescope.gui.screenshot import save_screenshot
 
     path = save_screenshot(args.out, image=args.image, model=args.model, weights=args.weights,
-                           layer=args.layer, view=args.view, channel=args.channel, size=args.size)
+                           layer=args.layer, view=args.view, channel=args.channel, size=args.size,
+                           position=args.position, compare_with=args.compare_with)
     print(path)
     return 0
 
@@ -528,6 +680,7 @@ _COMMANDS = {
     "layers": _cmd_layers,
     "predict": _cmd_predict,
     "export": _cmd_export,
+    "compare": _cmd_compare,
     "screenshot": _cmd_screenshot,
 }
 

@@ -121,3 +121,33 @@ def compare_layer(result_a, result_b, layer: str) -> LayerComparison:
         channel_similarity=_cosine(flat_a, flat_b),
         similarity=float(_cosine(flat_a.reshape(1, -1), flat_b.reshape(1, -1))[0]),
     )
+
+
+def shared_index_grids(comparison: LayerComparison, columns=None, gap: int = 1, order=None):
+    """A, B and |A - B| tiled like feature grids, all three on ``shared_levels``.
+
+    Returns ``({"a": idx, "b": idx, "difference": idx}, layout)``: uint8 (H, W) index
+    mosaics (0 on separators, 1..255 from ``shared_levels[0]`` to ``shared_levels[1]``,
+    non-finite values at the low end) and the one ``GridLayout`` they share. Colour them
+    with ``grids.colormap_lut(name)[idx]``, so equal colours mean equal values in all
+    three pictures. ``order``: an optional permutation (position -> true channel).
+    """
+    from featurescope.core.grids import grid_layout
+
+    channels, height, width = comparison.a.shape
+    layout = grid_layout(channels, height, width, columns=columns, gap=gap, order=order)
+    low, high = comparison.shared_levels
+    span = (high - low) if high > low else 1.0
+    rows, cols = layout.rows, layout.columns
+    pictures = {}
+    for key, chw in (("a", comparison.a), ("b", comparison.b), ("difference", comparison.difference)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = (np.nan_to_num(chw[np.asarray(layout.order)].astype(np.float64), nan=low,
+                                    posinf=high, neginf=low) - low) / span
+        values = (1 + np.rint(np.clip(scaled, 0.0, 1.0) * 254)).astype(np.uint8)
+        tiles = np.zeros((rows * cols, height + gap, width + gap), dtype=np.uint8)
+        tiles[:channels, :height, :width] = values
+        mosaic = tiles.reshape(rows, cols, height + gap, width + gap).transpose(0, 2, 1, 3)
+        mosaic = mosaic.reshape(rows * (height + gap), cols * (width + gap))
+        pictures[key] = np.ascontiguousarray(mosaic[: layout.shape[0], : layout.shape[1]])
+    return pictures, layout

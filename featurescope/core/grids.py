@@ -30,7 +30,7 @@ DIVERGING = ("coolwarm", "rdbu")
 SEPARATOR_RGB = (48, 48, 48)
 
 NORMALIZE_MODES = ("channel", "layer")
-ORDER_MODES = ("index", "mean", "max")
+ORDER_MODES = ("index", "mean", "max", "sparsity")
 
 # Percentiles are estimated on at most this many values per channel (strided
 # subsample): exact enough for display clipping, and O(C * 1024) instead of a sort
@@ -223,6 +223,10 @@ def _order_from(flat: np.ndarray, order, hi=None, bad=None) -> np.ndarray:
             return np.arange(channels, dtype=np.intp)
         if order not in ORDER_MODES:
             raise ValueError(f"Unknown channel order {order!r}; choose one of {', '.join(ORDER_MODES)}.")
+        if order == "sparsity":  # most active first, exactly as stats.rank_channels ranks
+            from featurescope.core.stats import rank_channels
+
+            return rank_channels(flat[:, None, :], "sparsity").astype(np.intp)
         score = _channel_scores(flat, order, hi, bad)
         score = np.where(np.isnan(score), -np.inf, score)
         return np.argsort(-score, kind="stable").astype(np.intp)
@@ -231,7 +235,8 @@ def _order_from(flat: np.ndarray, order, hi=None, bad=None) -> np.ndarray:
 
 def channel_order(chw, order: str = "index") -> np.ndarray:
     """Channel indices in display order: "index" (0, 1, 2, ...), or "mean" / "max" with
-    the strongest channel first (ties keep index order; all-NaN channels come last)."""
+    the strongest channel first (ties keep index order; all-NaN channels come last), or
+    "sparsity": the channels positive at the most positions first (stats.rank_channels)."""
     x = _as_chw(chw)
     return _order_from(x.reshape(x.shape[0], -1), order)
 

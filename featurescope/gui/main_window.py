@@ -21,16 +21,19 @@ from PySide6.QtWidgets import (
 from featurescope.gui.docks.image_panel import ImagePanel
 from featurescope.gui.docks.layer_panel import LayerPanel
 from featurescope.gui.docks.model_panel import ModelPanel, parse_size, parse_triple
+from featurescope.gui import receptive_cache
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.settings import Settings
 from featurescope.gui.state import AppState
+from featurescope.gui.views.compare_view import CompareView
+from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
 from featurescope.gui.workers import JobRunner
 
 log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
-GRID_TAB, FILTERS_TAB, CHANNEL_TAB = 0, 1, 2
+GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB = 0, 1, 2, 3, 4
 
 
 def _placeholder(text: str):
@@ -141,6 +144,10 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.grid_view, "Feature maps")
         self.tabs.addTab(self.filters_view, "Filters")
         self.tabs.addTab(self.channel_view, "Channel")
+        self.gradcam_view = GradCamView(state, jobs=self.jobs)
+        self.compare_view = CompareView(state, jobs=self.jobs)
+        self.tabs.addTab(self.gradcam_view, "Grad-CAM")
+        self.tabs.addTab(self.compare_view, "Compare")
         self.banner = ErrorBanner()
         central = QWidget()
         box = QVBoxLayout(central)
@@ -271,7 +278,8 @@ class MainWindow(QMainWindow):
                                        "Show the whole mosaic")
         view_menu.addAction(self.fit_action)
         for index, (name, key) in enumerate((("Feature maps", "Ctrl+1"), ("Filters", "Ctrl+2"),
-                                             ("Channel", "Ctrl+3"))):
+                                             ("Channel", "Ctrl+3"), ("Grad-CAM", "Ctrl+4"),
+                                             ("Compare", "Ctrl+5"))):
             view_menu.addAction(self._action(name, lambda i=index: self.tabs.setCurrentIndex(i), key))
         view_menu.addSeparator()
         for dock in (self.layers_dock, self.model_dock, self.image_dock, self.info_dock,
@@ -353,6 +361,8 @@ class MainWindow(QMainWindow):
             # layer_info is computed lazily by a forward pass on zeros: do it here, not
             # in the layer list on the GUI thread (0.8 s for vgg16)
             model.layer_info
+            # receptive fields hook the model too: trace them here, once per model
+            receptive_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:

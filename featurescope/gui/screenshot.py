@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 from featurescope.core.errors import FeaturescopeError
 
-VIEWS = {"grid": 0, "filters": 1, "channel": 2}
+VIEWS = {"grid": 0, "filters": 1, "channel": 2, "gradcam": 3, "compare": 4}
 TIMEOUT_S = 600.0
 
 
@@ -36,12 +36,17 @@ def wait_until_idle(window, app, timeout_s: float = TIMEOUT_S) -> None:
 def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = None,
                     model: Optional[str] = None, weights: Optional[str] = None,
                     layer: Optional[str] = None, view: str = "grid", channel: Optional[int] = None,
-                    size: tuple[int, int] = (1280, 800)) -> Path:
+                    size: tuple[int, int] = (1280, 800),
+                    position: Optional[tuple[int, int]] = None,
+                    compare_with: Optional[Union[str, Path]] = None) -> Path:
     """Save a PNG of the whole main window after everything it shows is computed.
 
     ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
-    the first convolution; ``view`` is "grid", "filters" or "channel"; ``channel`` the
-    channel shown in the channel view. Uses throwaway settings, never the user's.
+    the first convolution; ``view`` is "grid", "filters", "channel", "gradcam" or
+    "compare"; ``channel`` the channel shown in the channel view; ``position`` (y, x) a
+    feature-map position whose receptive field the channel view draws on the input;
+    ``compare_with`` image B of the compare view (default: another bundled sample).
+    Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
     if view not in VIEWS:
@@ -57,6 +62,19 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
 
     image_path = str(image) if image is not None else str(default_sample())
     load_image(image_path)  # raises ImageError with its sentence before any window
+    if position is not None and view != "channel":
+        raise FeaturescopeError("--position marks a receptive field in the channel view; "
+                                "add --view channel.")
+    image_b = None
+    if view == "compare":
+        from featurescope.core.resources import sample_images
+
+        if compare_with is not None:
+            image_b = str(compare_with)
+        else:
+            others = [p for p in sample_images() if p.resolve() != Path(image_path).resolve()]
+            image_b = str(others[0] if others else default_sample())
+        load_image(image_b)
 
     from featurescope.gui.app import application
 
@@ -93,6 +111,18 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                 window.state.set_channel(int(channel))
             elif view == "channel":
                 window.state.set_channel(0)
+            if image_b is not None:
+                window.compare_view.set_image_b(image_b)
+            wait_until_idle(window, app)
+            if errors:
+                raise FeaturescopeError(errors[0])
+            if position is not None:
+                height, width = result[window.state.layer].shape[1:]
+                y, x = position
+                if not (0 <= y < height and 0 <= x < width):
+                    raise FeaturescopeError(f"Layer {window.state.layer} is {height} x {width}; "
+                                            f"position {y},{x} is outside it.")
+                window.channel_view.show_position(int(y), int(x))
             window.grid_view.fit()
             wait_until_idle(window, app)
             window.grid_view.fit()

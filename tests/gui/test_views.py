@@ -107,9 +107,10 @@ def test_channel_view_keys_buttons_and_hover(qtbot, state, loaded):
     m = loaded[1]["conv1"].numpy()[63]
     text = view.show_hover(view.map_item.mapToScene(QPointF(5.5, 7.5)))  # x, y
     assert text == f"y 7, x 5: {m[7, 5]:.4g}"
-    # the input is 64x64 and the map 32x32: input (15, 11) lies over map (7, 5)
-    text = view.show_hover(view.input_item.mapToScene(QPointF(11.2, 15.2)))
-    assert text.endswith(f"y 7, x 5: {m[7, 5]:.4g}") and text.startswith("input (15, 11)")
+    # the input is 64x64 and the map 32x32 (jump 2, field centres at 0, 2, 4, ...):
+    # input (14, 10) is the centre of map position (7, 5)'s receptive field
+    text = view.show_hover(view.input_item.mapToScene(QPointF(10.2, 14.2)))
+    assert text.endswith(f"y 7, x 5: {m[7, 5]:.4g}") and text.startswith("input (14, 10)")
 
     state.set_layer("maxpool")  # new layer: channel reset, shows channel 0
     assert view.header.text().startswith("channel 0 of 64 in maxpool")

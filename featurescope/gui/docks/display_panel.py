@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from featurescope.core import grids
 
 NORMALIZE = (("channel", "per channel"), ("layer", "per layer"))
-ORDER = (("index", "channel index"), ("mean", "strongest mean"), ("max", "strongest max"))
+ORDER = (("index", "channel index"), ("mean", "strongest mean"), ("max", "strongest max"),
+         ("sparsity", "most often active"))
 DEFAULT_CLIP = 1.0  # percent cut off at each end: 1..99th percentile
 
 

@@ -1,13 +1,23 @@
-"""Layer info dock: what the selected layer does, with its own numbers filled in."""
+"""Layer info dock: what the selected layer does, with its own numbers filled in.
+
+Below the explanation: the layer's receptive field (size and jump, from the per-model
+cache in ``gui.receptive_cache``), how many of its channels are dead for this image
+(``stats.dead_channels``) and a histogram of its activations (``stats.activation_histogram``).
+"""
 from __future__ import annotations
 
 import html
 from typing import Any, Optional
 
+import numpy as np
+import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QSplitter, QTextBrowser, QVBoxLayout, QWidget
 
 from featurescope.core.explain import LayerExplanation, explain_layer
+from featurescope.gui import receptive_cache
+
+HISTOGRAM_BINS = 64
 
 EMPTY_TEXT = "Select a layer to see what it does."
 _STANDARD = "out = floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1"
@@ -44,6 +54,39 @@ def explanation_html(e: LayerExplanation) -> str:
             f"<p style='margin-top:8px; margin-bottom:2px'>Output size:</p>{formulas}{prose}")
 
 
+def _pair_text(value, unit: str = "") -> str:
+    if isinstance(value, (tuple, list)):
+        return " x ".join(f"{v:g}" for v in value) + unit
+    return f"{value:g}{unit}"
+
+
+def field_html(field: Any, model: Any) -> str:
+    """The receptive-field paragraph: size and jump in input pixels, in words."""
+    esc = html.escape
+    if field is None:
+        reason = receptive_cache.error_for(model)
+        return ("<p><b>Receptive field</b>: unknown for this layer"
+                + (f" ({esc(reason)})" if reason else "") + ".</p>")
+    size = field.size if isinstance(field.size, tuple) else (field.size, field.size)
+    image_h, image_w = field.input_size
+    bigger = " - larger than the image, so it is clipped at the edges" \
+        if size[0] > image_h or size[1] > image_w else ""
+    return (f"<p><b>Receptive field</b>: <b>{size[0]} x {size[1]} px</b> of the "
+            f"{image_h} x {image_w} input{bigger}; <b>jump {_pair_text(field.jump, ' px')}</b> "
+            f"(neighbouring positions look {_pair_text(field.jump)} input pixels apart). "
+            f"Hover the channel view to see where one position looks.</p>")
+
+
+def dead_html(dead: Optional[np.ndarray], channels: int) -> str:
+    if dead is None:
+        return ""
+    share = f" ({100.0 * len(dead) / channels:.0f} %)" if channels else ""
+    listed = ", ".join(str(int(c)) for c in dead[:12]) + (", ..." if len(dead) > 12 else "")
+    tail = f": {listed}" if len(dead) else ""
+    return (f"<p><b>Dead channels</b> (never positive for this image): "
+            f"<b>{len(dead)} of {channels}</b>{share}{tail}</p>")
+
+
 class LayerInfoPanel(QWidget):
     """Shows :func:`explain_layer` for ``state.layer`` as readable, selectable rich text."""
 
@@ -54,10 +97,35 @@ class LayerInfoPanel(QWidget):
         self.browser.setOpenLinks(False)
         self.browser.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        self.histogram_plot = pg.PlotWidget(self)
+        self.histogram_plot.setObjectName("activationHistogram")
+        self.histogram_plot.setMinimumHeight(90)
+        self.histogram_plot.setMenuEnabled(False)
+        self.histogram_plot.setMouseEnabled(x=False, y=False)
+        self.histogram_plot.hideButtons()
+        self.histogram_plot.setTitle("activations of this layer", size="9pt")
+        self.histogram_plot.setLabel("left", "count")
+        # Bars, not a stepped PlotDataItem: with PySide6 6.12 every PlotDataItem.setData
+        # leaks two references to Python's True, which crashes a long test run at exit.
+        self.histogram_bars = pg.BarGraphItem(x0=[0.0], x1=[1.0], height=[0.0],
+                                              brush=(80, 140, 220, 200), pen=pg.mkPen(None))
+        self.histogram_plot.addItem(self.histogram_bars)
+        self.zero_line = pg.InfiniteLine(0.0, angle=90, pen=pg.mkPen((200, 80, 80), style=Qt.PenStyle.DashLine))
+        self.histogram_plot.addItem(self.zero_line)
+        splitter = QSplitter(Qt.Orientation.Vertical, self)
+        splitter.addWidget(self.browser)
+        splitter.addWidget(self.histogram_plot)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([300, 110])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.browser)
+        layout.addWidget(splitter)
         self.explanation: Optional[LayerExplanation] = None
+        self.field: Any = None  # ReceptiveField of the layer, or None
+        self.dead: Optional[np.ndarray] = None  # dead channel indices for this image
+        self.histogram: Optional[tuple[np.ndarray, np.ndarray]] = None  # (counts, edges)
+        self._stats_key: Any = None
         state.layer_changed.connect(self.refresh)
         state.result_changed.connect(self.refresh)
         state.model_changed.connect(self.refresh)
@@ -65,12 +133,40 @@ class LayerInfoPanel(QWidget):
 
     def refresh(self, *_: Any) -> None:
         info = find_layer_info(self.state)
+        self._update_stats()
         if info is None:
             self.explanation = None
+            self.field = None
             self.browser.setHtml(f"<p>{EMPTY_TEXT}</p>")
             return
         self.explanation = explain_layer(info)
-        self.browser.setHtml(explanation_html(self.explanation))
+        self.field = receptive_cache.field_for(self.state.model, self.state.layer)
+        channels = int(info.output_shape[0]) if info.output_shape else 0
+        self.browser.setHtml(explanation_html(self.explanation) + field_html(self.field, self.state.model)
+                             + dead_html(self.dead, channels))
+
+    def _update_stats(self) -> None:
+        """Dead channels and the histogram of the layer in the current capture (cached)."""
+        from featurescope.core.stats import activation_histogram, dead_channels
+
+        result, layer = self.state.result, self.state.layer
+        if result is None or not layer or layer not in result:
+            self.dead, self.histogram, self._stats_key = None, None, None
+            self.histogram_bars.setOpts(x0=[0.0], x1=[1.0], height=[0.0])
+            self.histogram_plot.setTitle("activations of this layer", size="9pt")
+            return
+        key = (id(result), layer)
+        if key == self._stats_key:
+            return
+        chw = result[layer]
+        self.dead = dead_channels(chw)
+        self.histogram = activation_histogram(chw, HISTOGRAM_BINS)
+        self._stats_key = key
+        counts, edges = self.histogram
+        self.histogram_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts.astype(np.float64))
+        self.histogram_plot.setXRange(float(edges[0]), float(edges[-1]), padding=0.02)
+        self.histogram_plot.setYRange(0.0, float(max(counts.max(), 1)), padding=0.05)
+        self.histogram_plot.setTitle(f"activations ({int(counts.sum()):,} values)", size="9pt")
 
     def text(self) -> str:
         """The plain text shown (for tests and copying)."""

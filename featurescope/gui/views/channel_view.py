@@ -5,6 +5,12 @@ ImageItem holds the real activation values (float32) and the colour bar shows th
 the overlay holds the same map bilinearly upsampled to the input size, so a student can see
 which part of the picture lit the channel up. Right/Left or N/P (and the buttons) step
 through channels via ``state.set_channel``.
+
+Receptive fields: hovering (or clicking, which pins it) a position of the map draws the
+input pixels it sees, ``receptive_field(model, layer).box(y, x)``, on the input picture;
+hovering the input picture marks the map position whose field is centred nearest (solid)
+and every position whose field contains that pixel (dashed). Fields come from
+``gui.receptive_cache`` (computed once per model, on the worker).
 """
 from __future__ import annotations
 
@@ -16,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider,
+                               QVBoxLayout, QWidget)
 
 from featurescope.core import grids
+from featurescope.gui import receptive_cache
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -59,6 +67,18 @@ def channel_stats(channel_map: np.ndarray) -> dict[str, float]:
             "zeros": float(np.mean(channel_map == 0)), "negative": float(np.mean(channel_map < 0))}
 
 
+def _rect_item(box: pg.ViewBox, color: str, width: float = 2.0, dashed: bool = False) -> QGraphicsRectItem:
+    """A hidden outline (cosmetic pen, so it stays thin at any zoom) above the pictures."""
+    item = QGraphicsRectItem()
+    pen = pg.mkPen(color, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+    pen.setCosmetic(True)
+    item.setPen(pen)
+    item.setZValue(10)
+    item.hide()
+    box.addItem(item, ignoreBounds=True)
+    return item
+
+
 def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
     vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
     vb.invertY(True)
@@ -80,8 +100,15 @@ class ChannelView(QWidget):
         self._layer_key: Any = None
         self.channel_map: Optional[np.ndarray] = None  # what is shown, (h, w) float32
         self.stats: dict[str, float] = {}
+        self.field: Any = None  # ReceptiveField of the layer shown, or None
+        self.rf_position: Optional[tuple[int, int]] = None  # map position whose field is drawn
+        self.rf_box: Optional[tuple[int, int, int, int]] = None  # its (y0, x0, y1, x1) on the input
+        self.seeing: Optional[tuple[int, int, int, int]] = None  # map positions seeing a hovered pixel
+        self.pinned: Optional[tuple[int, int]] = None  # clicked position (kept while on this layer)
+        self._pinned_layer = ""
 
         self.header = QLabel(self)
+        self.header.setWordWrap(True)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         font = self.header.font()
         font.setPointSizeF(font.pointSizeF() * 1.2)
@@ -112,8 +139,13 @@ class ChannelView(QWidget):
         self.plots.addItem(self.color_bar, row=1, col=1)
         self.color_bar.setImageItem(self.map_item)
         self.plots.addItem(self.overlay_box, row=1, col=2)
+        self.rf_item = _rect_item(self.overlay_box, "#00e5ff")  # the field on the input
+        self.pixel_item = _rect_item(self.overlay_box, "#ffffff", 1.0)  # the hovered input pixel
+        self.position_item = _rect_item(self.map_box, "#00e5ff")  # the position on the map
+        self.seeing_item = _rect_item(self.map_box, "#ffffff", 1.0, dashed=True)
 
         self.stats_label = QLabel(self)
+        self.stats_label.setWordWrap(True)
         self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hover_label = QLabel(self)
         self.hover_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -130,6 +162,10 @@ class ChannelView(QWidget):
         bottom.addWidget(QLabel("overlay opacity", self))
         bottom.addWidget(self.opacity_slider)
         self.hover_label.setToolTip("Move the mouse over the map or the photo")
+        self.field_label = QLabel(self)
+        self.field_label.setWordWrap(True)  # a long sentence must not widen the window
+        self.field_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.field_label.setToolTip("Hover or click a map position to see where it looks in the input")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -137,6 +173,7 @@ class ChannelView(QWidget):
         layout.addWidget(self.plots, 1)
         layout.addLayout(bottom)
         layout.addWidget(self.hover_label)
+        layout.addWidget(self.field_label)
 
         for keys, slot in ((("Right", "N"), self.next_channel), (("Left", "P"), self.previous_channel)):
             for key in keys:
@@ -147,6 +184,7 @@ class ChannelView(QWidget):
 
         self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
                                            slot=lambda args: self.show_hover(args[0]))
+        self.plots.scene().sigMouseClicked.connect(self._clicked)
         for signal in (state.result_changed, state.layer_changed, state.channel_changed,
                        state.display_changed, state.model_changed):
             signal.connect(self.refresh)
@@ -204,6 +242,8 @@ class ChannelView(QWidget):
             self.stats = {}
             for item in (self.map_item, self.input_item, self.overlay_item):
                 item.clear()
+            self.field = None
+            self._draw_field(None)
             self.header.setText("No layer captured yet: load a model and an image.")
             self.stats_label.setText("")
             self.previous_button.setEnabled(False)
@@ -237,6 +277,13 @@ class ChannelView(QWidget):
             self.input_item.clear()
             self.overlay_item.clear()
 
+        self.field = receptive_cache.field_for(self.state.model, self.state.layer)
+        if self.field is not None and tuple(self.field.output_shape) != tuple(layer.shape[1:]):
+            self.field = None  # a capture at another input size than the model's
+        if self._pinned_layer != self.state.layer:
+            self.pinned, self._pinned_layer = None, self.state.layer
+        self._draw_field(self.pinned)
+
         self.stats = channel_stats(self.channel_map)
         s = self.stats
         self.stats_label.setText(
@@ -267,17 +314,100 @@ class ChannelView(QWidget):
         mh, mw = self.channel_map.shape
         return int(p.y() * mh / h), int(p.x() * mw / w)
 
+    def input_pixel(self, scene_pos: QPointF) -> Optional[tuple[int, int]]:
+        """(row, col) of the input picture under a scene position, or None."""
+        if self.channel_map is None or self.input_item.image is None:
+            return None
+        p = self.input_item.mapFromScene(scene_pos)
+        h, w = self.input_item.image.shape[:2]
+        if not (0 <= p.y() < h and 0 <= p.x() < w):
+            return None
+        return int(p.y()), int(p.x())
+
+    def _field_text(self, y: int, x: int) -> str:
+        """Where position (y, x) looks, and which positions see the hovered pixel."""
+        if self.rf_box is None:
+            return ""
+        y0, x0, y1, x1 = self.rf_box
+        text = (f"receptive field of ({y}, {x}): input rows {y0}-{y1 - 1}, "
+                f"columns {x0}-{x1 - 1} ({y1 - y0} x {x1 - x0} px)")
+        if self.seeing is not None:
+            sy0, sx0, sy1, sx1 = self.seeing
+            count = (sy1 - sy0) * (sx1 - sx0)
+            text += (f";  this pixel is seen by {count} position{'s' if count != 1 else ''} "
+                     f"(rows {sy0}-{sy1 - 1}, columns {sx0}-{sx1 - 1})")
+        return text
+
+    def _draw_field(self, position: Optional[tuple[int, int]],
+                    pixel: Optional[tuple[int, int]] = None) -> None:
+        """Outline ``position``'s receptive field on the input (and the position on the
+        map); with ``pixel``, also the hovered input pixel and the positions seeing it."""
+        field = self.field
+        self.rf_position = self.rf_box = self.seeing = None
+        for item in (self.rf_item, self.position_item, self.pixel_item, self.seeing_item):
+            item.hide()
+        if field is None or position is None:
+            return
+        y, x = position
+        try:
+            y0, x0, y1, x1 = field.box(y, x)
+        except IndexError:
+            return
+        self.rf_position, self.rf_box = (y, x), (y0, x0, y1, x1)
+        self.rf_item.setRect(x0, y0, x1 - x0, y1 - y0)
+        self.rf_item.show()
+        self.position_item.setRect(x, y, 1, 1)
+        self.position_item.show()
+        if pixel is not None:
+            self.pixel_item.setRect(pixel[1], pixel[0], 1, 1)
+            self.pixel_item.show()
+            self.seeing = receptive_cache.positions_seeing(field, *pixel)
+            if self.seeing is not None:
+                sy0, sx0, sy1, sx1 = self.seeing
+                self.seeing_item.setRect(sx0, sy0, sx1 - sx0, sy1 - sy0)
+                self.seeing_item.show()
+
+    def show_position(self, y: int, x: int) -> None:
+        """Pin map position (y, x): its receptive field stays drawn on the input."""
+        self.pinned, self._pinned_layer = (int(y), int(x)), self.state.layer
+        self._draw_field(self.pinned)
+        if self.channel_map is not None and self.rf_position is not None:
+            self.hover_label.setText(f"pinned y {y}, x {x}: {self.channel_map[y, x]:.4g}")
+            self.field_label.setText(self._field_text(y, x))
+
+    def _position_at(self, scene_pos: QPointF) -> tuple[Optional[tuple[int, int]], Optional[tuple[int, int]]]:
+        """(map position, input pixel or None) under a scene position over either picture."""
+        pos = self.map_position(self.map_item, scene_pos)
+        if pos is not None:
+            return pos, None
+        pixel = self.input_pixel(scene_pos)
+        if pixel is None:
+            return None, None
+        if self.field is not None:
+            return self.field.position(*pixel), pixel
+        return self.map_position(self.input_item, scene_pos), pixel
+
+    def _clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        pos, _pixel = self._position_at(event.scenePos())
+        if pos is not None:
+            self.show_position(*pos)
+
     def show_hover(self, scene_pos: QPointF) -> str:
-        """Show (and return) the position and value under ``scene_pos``."""
-        text = ""
-        for item, where in ((self.map_item, "map"), (self.input_item, "input")):
-            pos = self.map_position(item, scene_pos)
-            if pos is not None:
-                y, x = pos
-                text = f"y {y}, x {x}: {self.channel_map[y, x]:.4g}"
-                if where == "input":
-                    p = item.mapFromScene(scene_pos)
-                    text = f"input ({int(p.y())}, {int(p.x())}) -> map " + text
-                break
+        """Show (and return) the position and value under ``scene_pos``, drawing its
+        receptive field; away from both pictures the pinned field (if any) comes back."""
+        pos, pixel = self._position_at(scene_pos)
+        if pos is None:
+            self._draw_field(self.pinned)
+            self.hover_label.setText("")
+            self.field_label.setText(self._field_text(*self.pinned) if self.rf_box else "")
+            return ""
+        y, x = pos
+        self._draw_field(pos, pixel)
+        text = f"y {y}, x {x}: {self.channel_map[y, x]:.4g}"
+        if pixel is not None:
+            text = f"input ({pixel[0]}, {pixel[1]}) -> map " + text
         self.hover_label.setText(text)
+        self.field_label.setText(self._field_text(y, x))
         return text

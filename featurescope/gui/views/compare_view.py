@@ -1,0 +1,378 @@
+"""Compare view: image A (the current image) and image B at the selected layer.
+
+A, B and |A - B| are tiled like the feature grid (true channel order) and coloured on
+ONE scale, ``compare_layer(...).shared_levels``, so equal colours mean equal values in
+all three. Below: the per-channel cosine similarity, least similar first, and the
+similarity of the whole layer.
+
+Image B comes from Open B..., a drop onto this tab, Paste B, or a bundled sample. It is
+opened and captured with the current model on the worker thread ("compare-b" request);
+when the model changes B is captured again. The comparison itself (``compare_layer`` and
+the three index mosaics) is a "compare" request too, so a big layer never blocks the
+window. Work happens only while this tab is visible.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QBuffer, QIODevice, QPointF, Qt, QUrl
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
+                               QVBoxLayout, QWidget)
+
+from featurescope.core import grids
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
+PICTURES = (("a", "A: current image"), ("b", "B"), ("difference", "|A - B|"))
+WORST_LISTED = 8
+
+
+def compare_work(result_a: Any, result_b: Any, layer: str):
+    """The comparison and its three shared-scale index mosaics (runs on the worker)."""
+    from featurescope.core.compare import compare_layer, shared_index_grids
+
+    comparison = compare_layer(result_a, result_b, layer)
+    pictures, layout = shared_index_grids(comparison)
+    return comparison, pictures, layout
+
+
+class CompareView(QWidget):
+    """Image A against image B at ``state.layer``."""
+
+    def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.jobs = jobs
+        self.image_b: Any = None  # PIL image
+        self.source_b = ""
+        self.result_b: Any = None  # CaptureResult of B with ``_model_b``
+        self._model_b: Any = None  # the model B was last captured (or asked) with
+        self._result_model: Any = None  # the model result_b comes from
+        self._pending_b: Optional[tuple[str, Any]] = None  # ("path"|"bytes", value) to load
+        self.comparison: Any = None  # LayerComparison shown
+        self.pictures: dict[str, np.ndarray] = {}
+        self.grid_layout: Any = None
+        self.worst_first: Optional[np.ndarray] = None
+        self._key: Any = None  # (result A, result B, layer) of what is shown or computing
+        self._stale = True
+        self.setAcceptDrops(True)
+
+        self.source_label = QLabel("Image B: none yet", self)
+        self.source_label.setMinimumWidth(60)
+        self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_button = QPushButton("Open B...", self)
+        self.open_button.setToolTip("Choose the image to compare with the current one (or drop it here)")
+        self.paste_button = QPushButton("Paste B", self)
+        self.paste_button.setToolTip("Use the image (or image file path) on the clipboard as B")
+        self.sample_combo = QComboBox(self)
+        self.sample_combo.setObjectName("compareSample")
+        self.sample_combo.addItem("a bundled sample...", "")
+        self.sample_combo.setMinimumContentsLength(10)
+        self.sample_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        from featurescope.core.resources import sample_images
+
+        for path in sample_images():
+            self.sample_combo.addItem(path.stem.replace("_", " "), str(path))
+        top = QHBoxLayout()
+        top.addWidget(self.source_label, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.paste_button)
+        top.addWidget(self.sample_combo)
+
+        self.header = QLabel("Choose image B: Open B..., drop an image here, Paste B or a sample.", self)
+        self.header.setWordWrap(True)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.header.font()
+        font.setBold(True)
+        self.header.setFont(font)
+
+        self.plots = pg.GraphicsLayoutWidget(self)
+        self.plots.setBackground("#202124")
+        self.boxes: dict[str, pg.ViewBox] = {}
+        self.items: dict[str, pg.ImageItem] = {}
+        for column, (key, title) in enumerate(PICTURES):
+            self.plots.addLabel(title, row=0, col=column, color="#e8eaed")
+            box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+            item = pg.ImageItem(axisOrder="row-major")
+            box.addItem(item)
+            self.plots.addItem(box, row=1, col=column)
+            self.boxes[key], self.items[key] = box, item
+        self.color_bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=16)
+        for column in range(len(PICTURES)):  # three equal pictures
+            self.plots.ci.layout.setColumnStretchFactor(column, 1)
+        self.plots.addItem(self.color_bar, row=1, col=len(PICTURES))
+
+        self.similarity_plot = pg.PlotWidget(self)
+        self.similarity_plot.setObjectName("channelSimilarity")
+        self.similarity_plot.setMaximumHeight(150)
+        self.similarity_plot.setMinimumHeight(90)
+        self.similarity_plot.setMenuEnabled(False)
+        self.similarity_plot.setMouseEnabled(x=False, y=False)
+        self.similarity_plot.hideButtons()
+        self.similarity_plot.setLabel("left", "similarity")
+        self.similarity_plot.setLabel("bottom", "channels, least similar first")
+        self.similarity_plot.setYRange(-1.0, 1.0, padding=0.02)
+        # Two items (below / above 0.5), not per-bar brushes, which leak in PySide6 6.12.
+        self.similarity_bars = pg.BarGraphItem(x=[], height=[], width=0.85, brush=(80, 140, 220),
+                                               pen=pg.mkPen(None))
+        self.dissimilar_bars = pg.BarGraphItem(x=[], height=[], width=0.85, brush=(220, 90, 80),
+                                               pen=pg.mkPen(None))
+        self.similarity_plot.addItem(self.similarity_bars)
+        self.similarity_plot.addItem(self.dissimilar_bars)
+        self.worst_label = QLabel(self)
+        self.worst_label.setWordWrap(True)
+        self.worst_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hover_label = QLabel(self)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(top)
+        layout.addWidget(self.header)
+        layout.addWidget(self.plots, 1)
+        layout.addWidget(self.hover_label)
+        layout.addWidget(self.similarity_plot)
+        layout.addWidget(self.worst_label)
+
+        self.open_button.clicked.connect(self.open_dialog)
+        self.paste_button.clicked.connect(self.paste)
+        self.sample_combo.activated.connect(self._sample_chosen)
+        self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
+                                           slot=lambda args: self.show_hover(args[0]))
+        for signal in (state.result_changed, state.layer_changed, state.model_changed):
+            signal.connect(self.refresh)
+        state.display_changed.connect(lambda *_: self._paint())
+        self.refresh()
+
+    # --- choosing B -------------------------------------------------------------------
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image B", "", IMAGE_FILTER)
+        if path:
+            self.set_image_b(path)
+
+    def _sample_chosen(self, index: int) -> None:
+        path = self.sample_combo.itemData(index)
+        if path:
+            self.set_image_b(path)
+
+    def set_image_b(self, path: str) -> None:
+        """Use the image file ``path`` as B (opened and captured on the worker)."""
+        self._pending_b = ("path", str(path))
+        self._capture_b()
+
+    def set_image_b_bytes(self, data: bytes, name: str = "clipboard") -> None:
+        """Use encoded image bytes (a paste or a dropped picture) as B."""
+        self._pending_b = ("bytes", (bytes(data), name))
+        self._capture_b()
+
+    def accept_mime(self, mime: Any) -> bool:
+        """B from a drop or the clipboard: a file URL, image data or a path as text."""
+        if mime is None:
+            return False
+        if mime.hasUrls():
+            for url in mime.urls():
+                if url.isLocalFile() and Path(url.toLocalFile()).is_file():
+                    self.set_image_b(url.toLocalFile())
+                    return True
+        if mime.hasImage():
+            image = mime.imageData()
+            if image is not None and not image.isNull():
+                buffer = QBuffer()
+                buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+                image.save(buffer, "PNG")
+                self.set_image_b_bytes(bytes(buffer.data()), "clipboard")
+                return True
+        if mime.hasText():
+            text = mime.text().strip().strip('"').strip("'")
+            path = QUrl(text).toLocalFile() if text.startswith("file:") else text
+            if path and "\n" not in path and Path(path).expanduser().is_file():
+                self.set_image_b(str(Path(path).expanduser()))
+                return True
+        return False
+
+    def paste(self) -> None:
+        if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
+            self.header.setText("The clipboard holds no image and no path to an image file.")
+
+    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        if self.accept_mime(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            self.header.setText("Drop an image file (PNG, JPEG, ...) to compare with it.")
+            event.ignore()
+
+    def _capture_b(self) -> None:
+        """Open (if new) and capture B with the current model, on the worker."""
+        from featurescope.core.capture import capture
+        from featurescope.core.images import image_from_bytes, load_image
+
+        model = self.state.model
+        if model is None:
+            return
+        pending, image = self._pending_b, self.image_b
+        if pending is None and image is None:
+            return
+        source = self.source_b
+        if pending is not None:
+            kind, value = pending
+            source = value if kind == "path" else value[1]
+
+        def work(progress=None, cancel=None):
+            picture = image
+            if pending is not None:
+                kind, value = pending
+                picture = load_image(value) if kind == "path" else image_from_bytes(*value)
+            return picture, capture(model, picture, progress=progress, cancel=cancel)
+
+        def done(answer: Any) -> None:
+            picture, result = answer
+            if pending is not None and self._pending_b is not pending:
+                return  # another B was asked for meanwhile
+            self._pending_b = None
+            self.image_b, self.source_b, self.result_b = picture, source, result
+            self._result_model = model
+            name = Path(source).name if source != "clipboard" else "clipboard image"
+            self.source_label.setText(f"Image B: {name}")
+            self.source_label.setToolTip(source)
+            self._key = None
+            self.refresh()
+
+        def failed(message: str, _error: Any = None) -> None:
+            if pending is not None and self._pending_b is pending:
+                self._pending_b = None
+            self.state.report_error(message)
+
+        self._model_b = model  # asked for: do not ask again for this model
+        label = f"Capturing image B ({Path(source).name if source else 'B'})"
+        if self.jobs is None:
+            try:
+                done(work())
+            except Exception as error:  # noqa: BLE001 - shown as a sentence
+                failed(str(error))
+            return
+        self.jobs.submit("compare-b", work, label=label, on_result=done, on_error=failed,
+                         also_cancel=("compare",))
+
+    # --- comparing ----------------------------------------------------------------------
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        """Compare the state's capture with B at the state's layer (while visible)."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        model, result_a, layer = self.state.model, self.state.result, self.state.layer
+        if model is not None and self.image_b is not None and self._model_b is not model:
+            self._capture_b()  # the model changed: B's activations are another network's
+            return
+        if self.result_b is None or result_a is None or not layer or layer not in result_a:
+            self._clear()
+            return
+        if self._result_model is not model or layer not in self.result_b:
+            return  # B is being captured again for this model
+        key = (result_a, self.result_b, layer)
+        if self._key is not None and self._key[0] is key[0] and self._key[1] is key[1] \
+                and self._key[2] == layer:
+            return
+        self._key = key
+        self.header.setText(f"Comparing at {layer}...")
+        result_b = self.result_b
+
+        def work(progress=None, cancel=None):
+            return compare_work(result_a, result_b, layer)
+
+        def done(answer: Any) -> None:
+            if self._key is key:
+                self.comparison, self.pictures, self.grid_layout = answer
+                self._paint()
+
+        def failed(message: str, _error: Any = None) -> None:
+            if self._key is key:
+                self._clear()
+                self.header.setText(message)
+
+        if self.jobs is None:
+            try:
+                done(work())
+            except Exception as error:  # noqa: BLE001
+                failed(str(error))
+            return
+        self.jobs.submit("compare", work, label="", on_result=done, on_error=failed)
+
+    def _clear(self) -> None:
+        self.comparison, self.pictures, self.grid_layout, self.worst_first = None, {}, None, None
+        for item in self.items.values():
+            item.clear()
+        self.similarity_bars.setOpts(x=[], height=[])
+        self.dissimilar_bars.setOpts(x=[], height=[])
+        self.worst_label.setText("")
+        if self.image_b is None:
+            self.header.setText("Choose image B: Open B..., drop an image here, Paste B or a sample.")
+
+    def _paint(self) -> None:
+        """Show the comparison in the display options' colormap."""
+        c = self.comparison
+        if c is None:
+            return
+        lut = grids.colormap_lut(self.state.display.colormap)
+        for key, item in self.items.items():
+            item.setImage(self.pictures[key], autoLevels=False, levels=(0, 255), lut=lut)
+        for box in self.boxes.values():  # follow the box's size as the layout settles
+            box.enableAutoRange()
+        low, high = c.shared_levels
+        self.color_bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, 255), lut[1:]))
+        self.color_bar.setLevels(values=(low, high if high > low else low + 1.0))
+        self.worst_first = c.most_different_channels()
+        similarity = c.channel_similarity[self.worst_first]
+        rank = np.arange(similarity.size)
+        below = similarity < 0.5
+        self.dissimilar_bars.setOpts(x=rank[below], height=similarity[below])
+        self.similarity_bars.setOpts(x=rank[~below], height=similarity[~below])
+        self.similarity_plot.setXRange(-0.5, max(similarity.size, 1) - 0.5, padding=0.01)
+        channels, height, width = c.a.shape
+        self.header.setText(
+            f"{c.layer}: similarity {c.similarity:.3f} (cosine, whole layer), mean |A - B| "
+            f"{c.mean_abs_difference:.4g}; one colour scale {low:.3g} .. {high:.3g} "
+            f"for all three ({channels} channels of {height}x{width})")
+        worst = ", ".join(f"{int(i)} ({c.channel_similarity[i]:.2f})"
+                          for i in self.worst_first[:WORST_LISTED])
+        self.worst_label.setText(f"Least similar channels: {worst}")
+
+    def show_hover(self, scene_pos: QPointF) -> str:
+        """Channel, position and the A, B and |A - B| values under the mouse."""
+        text = ""
+        if self.comparison is not None and self.grid_layout is not None:
+            for item in self.items.values():
+                p = item.mapFromScene(scene_pos)
+                h, w = self.grid_layout.shape
+                if 0 <= p.y() < h and 0 <= p.x() < w:
+                    hit = self.grid_layout.locate(int(p.y()), int(p.x()))
+                    if hit is not None:
+                        ch, y, x = hit
+                        c = self.comparison
+                        text = (f"channel {ch}, y {y}, x {x}:  A {c.a[ch, y, x]:.4g}   "
+                                f"B {c.b[ch, y, x]:.4g}   |A - B| {c.difference[ch, y, x]:.4g}   "
+                                f"(channel similarity {c.channel_similarity[ch]:.3f})")
+                    break
+        self.hover_label.setText(text)
+        return text

@@ -1,0 +1,318 @@
+"""Grad-CAM view: which parts of the photo drive a class, seen from the selected layer.
+
+Follows ``state.layer``: a convolution is explained itself; for a pooling layer the view
+says so and uses the nearest convolution before it. The class is the top prediction, one
+of the top five, or any class found by name in the search box. The forward and backward
+pass (``core.gradcam.compute_grad_cam``) runs on the worker thread as a "gradcam" request
+(a new one replaces the old), only while this tab is visible; answers are cached per
+capture, layer and class, so switching back is instant.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLineEdit, QSlider,
+                               QVBoxLayout, QWidget)
+
+from featurescope.core import grids
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+COLORMAP = "inferno"
+CACHE_SIZE = 32
+TOP = 5
+
+
+def gradcam_layer(state) -> tuple[str, str]:
+    """(conv layer to explain, a sentence when it is not ``state.layer`` itself)."""
+    result, layer = state.result, state.layer
+    if result is None or not layer:
+        return "", ""
+    info = getattr(result, "info", {}) or {}
+    kind = getattr(info.get(layer), "kind", "")
+    if kind == "Conv2d":
+        return layer, ""
+    layers = list(result.layers)
+    before = layers[: layers.index(layer)] if layer in layers else []
+    convs = [name for name in before if getattr(info.get(name), "kind", "") == "Conv2d"]
+    what = f"{layer} is a {kind or 'non-convolution'} layer"
+    if not convs:
+        return "", f"Grad-CAM reads a convolution's gradients; {what} with no convolution before it."
+    return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so this shows the "
+                       f"nearest convolution before it, {convs[-1]}.")
+
+
+def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
+    vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+    item = pg.ImageItem()
+    vb.addItem(item)
+    return vb, item
+
+
+class GradCamView(QWidget):
+    """The Grad-CAM map of the chosen class over the input, for the selected layer."""
+
+    def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.jobs = jobs
+        self.target: Optional[int] = None  # None: the top class
+        self.cam: Any = None  # the GradCam shown (core.gradcam.GradCam)
+        self.layer = ""  # the conv layer explained
+        self._stale = True
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._wanted: Optional[tuple] = None
+        self._cache_result: Any = None
+        self._model_for_classes: Any = None
+        self._lut = grids.colormap_lut(COLORMAP)[1:]
+
+        self.header = QLabel(self)
+        self.header.setWordWrap(True)
+        font = self.header.font()
+        font.setPointSizeF(font.pointSizeF() * 1.2)
+        font.setBold(True)
+        self.header.setFont(font)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.note = QLabel(self)
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #9a6700;")
+
+        self.class_combo = QComboBox(self)
+        self.class_combo.setObjectName("gradcamClass")
+        self.class_combo.setMinimumContentsLength(12)
+        self.class_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.class_combo.setToolTip("Explain the top class or one of the top five")
+        self.class_search = QLineEdit(self)
+        self.class_search.setObjectName("gradcamClassSearch")
+        self.class_search.setPlaceholderText("any class: type a name or number")
+        self.class_search.setClearButtonEnabled(True)
+        self.class_search.setToolTip("Type part of a class name (or its number) and press Enter")
+        self.completer = QCompleter([], self)
+        self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.class_search.setCompleter(self.completer)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(55)
+        self.opacity_slider.setMaximumWidth(160)
+        self.opacity_slider.setToolTip("Opacity of the map over the input image")
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Class", self))
+        controls.addWidget(self.class_combo, 2)
+        controls.addWidget(self.class_search, 2)
+        controls.addWidget(QLabel("opacity", self))
+        controls.addWidget(self.opacity_slider)
+
+        self.plots = pg.GraphicsLayoutWidget(self)
+        self.plots.setBackground(None)
+        self.plots.ci.setSpacing(12)
+        self.overlay_box, self.input_item = _image_box()
+        self.overlay_item = pg.ImageItem()
+        self.overlay_item.setOpacity(0.55)
+        self.overlay_box.addItem(self.overlay_item)
+        self.layer_box, self.layer_item = _image_box()
+        self.plots.addLabel("over the input image", row=0, col=0)
+        self.plots.addLabel("at the layer's own resolution", row=0, col=2)
+        self.plots.addItem(self.overlay_box, row=1, col=0)
+        self.color_bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=18,
+                                         colorMap=pg.ColorMap(np.linspace(0, 1, len(self._lut)), self._lut))
+        self.color_bar.setImageItem(self.layer_item)
+        self.plots.addItem(self.color_bar, row=1, col=1)
+        self.plots.addItem(self.layer_box, row=1, col=2)
+        self.plots.ci.layout.setColumnStretchFactor(0, 3)
+        self.plots.ci.layout.setColumnStretchFactor(2, 2)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.header)
+        layout.addLayout(controls)
+        layout.addWidget(self.note)
+        layout.addWidget(self.plots, 1)
+
+        self.class_combo.activated.connect(self._combo_chosen)
+        self.class_search.returnPressed.connect(self._search_chosen)
+        self.completer.activated.connect(lambda text: self.choose_text(text))
+        self.opacity_slider.valueChanged.connect(lambda v: self.overlay_item.setOpacity(v / 100.0))
+        for signal in (state.result_changed, state.layer_changed, state.model_changed):
+            signal.connect(self.refresh)
+        self.refresh()
+
+    # --- classes ---------------------------------------------------------------------
+
+    def _categories(self) -> list[str]:
+        return list(getattr(self.state.model, "categories", None) or [])
+
+    def _class_text(self, index: int) -> str:
+        categories = self._categories()
+        name = categories[index] if 0 <= index < len(categories) else f"class {index}"
+        return f"{name} ({index})"
+
+    def _fill_classes(self) -> None:
+        model, result = self.state.model, self.state.result
+        if model is not self._model_for_classes:
+            self._model_for_classes = model
+            self.target = None  # another network: its classes differ
+            self.completer.model().setStringList([self._class_text(i) for i in range(len(self._categories()))])
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("top class", None)
+        predictions = result.predictions(TOP) if result is not None else []
+        for p in predictions:
+            self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
+        if self.target is not None and self.class_combo.findData(self.target) < 0:
+            self.class_combo.addItem(self._class_text(self.target), self.target)
+        self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.target)))
+        self.class_combo.blockSignals(False)
+
+    def set_target(self, target: Optional[int]) -> None:
+        """Explain class ``target`` (None: the top class)."""
+        self.target = None if target is None else int(target)
+        self._fill_classes()
+        self.refresh()
+
+    def choose_text(self, text: str) -> bool:
+        """Pick a class from search text: a number, "name (number)", or part of a name."""
+        text = text.strip()
+        if not text:
+            return False
+        categories = self._categories()
+        index: Optional[int] = None
+        if text.endswith(")") and "(" in text and text[text.rindex("(") + 1:-1].isdigit():
+            index = int(text[text.rindex("(") + 1:-1])
+        elif text.isdigit():
+            index = int(text)
+        else:
+            lowered = text.lower()
+            exact = [i for i, c in enumerate(categories) if c.lower() == lowered]
+            partial = [i for i, c in enumerate(categories) if lowered in c.lower()]
+            index = (exact or partial or [None])[0]
+        classes = len(categories) or self._class_count()
+        if index is None or (classes and not 0 <= index < classes):
+            self.note.setText(f"No class matches {text!r}.")
+            return False
+        self.set_target(index)
+        return True
+
+    def _class_count(self) -> int:
+        logits = getattr(self.state.result, "logits", None)
+        return int(logits.numel()) if logits is not None else 0
+
+    def _combo_chosen(self, index: int) -> None:
+        self.set_target(self.class_combo.itemData(index))
+
+    def _search_chosen(self) -> None:
+        self.choose_text(self.class_search.text())
+
+    # --- computing and showing ---------------------------------------------------------
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._stale:
+            self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        """Show the map for the state's capture, layer and the chosen class (computing it
+        on the worker when it is not cached); while hidden, only note that it is stale."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
+        self._fill_classes()
+        model, result = self.state.model, self.state.result
+        layer, note = gradcam_layer(self.state)
+        notes = [note] if note else []
+        if model is not None and not getattr(model, "trained", True):
+            notes.append(f"{model.display_name} is untrained (random weights): its prediction, "
+                         "and so this map, mean little.")
+        self.note.setText(" ".join(notes))
+        self.note.setVisible(bool(notes))
+        self.layer = layer
+        if result is None or model is None or not layer:
+            self._show(None)
+            self.header.setText("No Grad-CAM yet: load a model and an image." if result is None
+                                else "No convolution to explain at this layer.")
+            return
+        if getattr(result, "logits", None) is None:
+            self._show(None)
+            self.header.setText(f"{model.name} gives no class scores, so it has no Grad-CAM.")
+            return
+        if result is not self._cache_result:  # ids are reused: keep one capture's maps only
+            self._cache.clear()
+            self._cache_result = result
+        key = (id(result), layer, self.target)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._show(self._cache[key])
+            return
+        self._wanted = key
+        self.header.setText(f"Computing Grad-CAM at {layer}...")
+        self._submit(key, model, result, layer, self.target)
+
+    def _submit(self, key, model, result, layer: str, target: Optional[int]) -> None:
+        from featurescope.core.gradcam import compute_grad_cam
+
+        image = result.input
+
+        def work(progress=None, cancel=None):
+            return compute_grad_cam(model, image, layer, target)
+
+        def done(cam: Any) -> None:
+            if self._cache_result is not result:
+                return  # a newer capture arrived meanwhile
+            self._cache[key] = cam
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            if key == self._wanted and self.state.result is result:
+                self._show(cam)
+
+        def failed(message: str, _error: Any = None) -> None:
+            if key == self._wanted:
+                self._show(None)
+                self.header.setText("No Grad-CAM for this layer.")
+                self.note.setText(message)
+                self.note.show()
+
+        if self.jobs is None:  # no worker (a view used on its own): compute here
+            try:
+                done(work())
+            except Exception as error:  # noqa: BLE001 - shown as a sentence
+                failed(str(error))
+            return
+        self.jobs.submit("gradcam", work, label=f"Grad-CAM at {layer}", on_result=done,
+                         on_error=failed)
+
+    def _input_picture(self) -> Optional[np.ndarray]:
+        try:
+            return np.asarray(self.state.model.deprocess(self.state.result.input))
+        except Exception:  # a model without deprocess still gets its map
+            return None
+
+    def _show(self, cam: Any) -> None:
+        self.cam = cam
+        if cam is None:
+            for item in (self.input_item, self.overlay_item, self.layer_item):
+                item.clear()
+            return
+        picture = self._input_picture()
+        if picture is not None and picture.shape[:2] == cam.map.shape:
+            self.input_item.setImage(picture, autoLevels=False, levels=(0, 255))
+        else:
+            self.input_item.clear()
+        self.overlay_item.setImage(cam.map, autoLevels=False, levels=(0.0, 1.0), lut=self._lut)
+        self.layer_item.setImage(cam.layer_map, autoLevels=False, levels=(0.0, 1.0), lut=self._lut)
+        self.overlay_box.autoRange(padding=0.02)
+        self.layer_box.autoRange(padding=0.02)
+        label = cam.label or f"class {cam.target}"
+        which = "top class" if self.target is None else "chosen class"
+        probability = ""
+        logits = getattr(self.state.result, "logits", None)
+        if logits is not None:
+            import torch
+
+            probability = f", p = {float(torch.softmax(logits.double(), 0)[cam.target]) * 100:.1f} %"
+        self.header.setText(f"Grad-CAM of '{label}' ({which}, class {cam.target}{probability}) "
+                            f"at {cam.layer}, {cam.layer_map.shape[0]}x{cam.layer_map.shape[1]}")
