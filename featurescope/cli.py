@@ -419,7 +419,9 @@ def _cmd_predict(args) -> int:
     print(f"{Path(args.image).name}, {model.display_name}:")
     label_w = max([len(p.label) for p in predictions] + [5])
     for rank, p in enumerate(predictions, 1):
-        print(f"{rank:>2}. {p.label:<{label_w}}  {p.probability * 100:6.2f} %  (class {p.index})")
+        # Models without category names are labelled "class N" already.
+        index = "" if p.label == f"class {p.index}" else f"  (class {p.index})"
+        print(f"{rank:>2}. {p.label:<{label_w}}  {p.probability * 100:6.2f} %{index}")
     return 0
 
 

@@ -27,6 +27,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from featurescope.core.errors import ImageError
 
+# _decode enforces Pillow's pixel limit itself with a one-sentence ImageError, so Pillow's
+# own warning for images just over the limit would only be noise on the terminal.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 __all__ = ["load_image", "image_from_bytes"]
 
 # Leading bytes of the formats people drop on the app: a file that starts like one of
@@ -88,18 +92,23 @@ def _decode(stream: BinaryIO, name: str, size: int) -> Image.Image:
     head = stream.read(64)
     stream.seek(0)
     try:
-        with warnings.catch_warnings():
-            # Between MAX_IMAGE_PIXELS and twice that Pillow only warns; we refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-            try:
-                image.seek(0)  # first frame of an animation
-                image.load()  # decode now: truncation shows up here, not later
-                image = _upright(image)
-                return to_rgb(image)
-            finally:
-                image.close()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        image = Image.open(stream)
+        try:
+            # Between MAX_IMAGE_PIXELS and twice that Pillow only warns (and we silence
+            # that warning at import); we refuse both with the same sentence. Checked here
+            # rather than with warnings.catch_warnings, which is not thread-safe and the
+            # app opens images on a worker thread.
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and image.width * image.height > limit:
+                raise Image.DecompressionBombError(
+                    f"Image size ({image.width * image.height} pixels) exceeds limit")
+            image.seek(0)  # first frame of an animation
+            image.load()  # decode now: truncation shows up here, not later
+            image = _upright(image)
+            return to_rgb(image)
+        finally:
+            image.close()
+    except Image.DecompressionBombError as error:
         raise ImageError(_bomb_message(name, str(error))) from None
     except UnidentifiedImageError:
         kind = _signature(head)

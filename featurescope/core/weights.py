@@ -25,8 +25,10 @@ def read_weights(path: Path, trust_pickle: bool):
     except Exception as error:  # the safe unpickler refuses, or the file is not torch's
         text = str(error)
         if "weights_only" not in text.lower() and "weights only" not in text.lower():
-            raise WeightsError(f"{path.name} is not a PyTorch weights file "
-                               f"({text.splitlines()[0] if text else type(error).__name__}).") from None
+            detail = text.splitlines()[0].strip() if text else ""
+            if not re.search(r"[A-Za-z]{3}", detail):  # torch sometimes says only a number
+                detail = "it is neither a zip archive nor a pickle written by torch.save"
+            raise WeightsError(f"{path.name} is not a PyTorch weights file ({detail}).") from None
         if not trust_pickle:
             raise WeightsError(
                 f"{path.name} is a full pickle, not a plain state dict, and loading a pickle can "

@@ -418,3 +418,11 @@ def test_layers_come_from_describe_layers_in_network_order(lite_model):
     small = load_model("resnet18", weights="none", input_size=64)
     assert small.layers[:2] == ["conv1", "maxpool"]
     assert small.layer_info[0].input_shape == (3, 64, 64)
+
+
+def test_a_vision_transformer_is_refused_with_the_reason():
+    from featurescope.core.errors import ModelError
+    from featurescope.core.models import load_model
+
+    with pytest.raises(ModelError, match="vision transformer"):
+        load_model("vit_b_16", weights="none")

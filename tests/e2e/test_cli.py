@@ -208,3 +208,22 @@ def test_cancel_and_ctrl_c_exit_130_quietly(monkeypatch, capsys, interruption):
     assert main(["models"]) == 130
     captured = capsys.readouterr()
     assert captured.out == "" and "Traceback" not in captured.err and captured.err.strip() == ""
+
+
+def test_predict_for_a_model_without_category_names_says_each_class_once(tmp_path, capsys):
+    (tmp_path / "tiny.py").write_text(
+        "import torch.nn as nn\n"
+        "def make():\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
+    )
+    from featurescope.cli import main
+    from featurescope.core.resources import default_sample
+
+    code = main(["predict", str(default_sample()), "--model", f"{tmp_path / 'tiny.py'}:make",
+                 "--input-size", "32", "--top", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.strip()[:2].rstrip(".").isdigit()]
+    assert len(lines) == 3
+    for line in lines:
+        assert line.count("class ") == 1, line
