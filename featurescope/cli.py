@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -695,6 +696,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error (argparse says why)
         return done.code if isinstance(done.code, int) else (0 if done.code is None else EXIT_USER_ERROR)
     handler = _COMMANDS.get(args.command or "gui")
+    # load_image refuses images over Pillow's pixel limit with one sentence; Pillow's own
+    # warning for those just over it would be a second, noisier line. Matched by message
+    # so that PIL is not imported for --help.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
     try:
         return handler(args)
     except KeyboardInterrupt:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -26,10 +25,6 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from featurescope.core.errors import ImageError
-
-# _decode enforces Pillow's pixel limit itself with a one-sentence ImageError, so Pillow's
-# own warning for images just over the limit would only be noise on the terminal.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 __all__ = ["load_image", "image_from_bytes"]
 
@@ -94,10 +89,10 @@ def _decode(stream: BinaryIO, name: str, size: int) -> Image.Image:
     try:
         image = Image.open(stream)
         try:
-            # Between MAX_IMAGE_PIXELS and twice that Pillow only warns (and we silence
-            # that warning at import); we refuse both with the same sentence. Checked here
-            # rather than with warnings.catch_warnings, which is not thread-safe and the
-            # app opens images on a worker thread.
+            # Between MAX_IMAGE_PIXELS and twice that Pillow only warns; we refuse both
+            # with the same sentence. Checked here rather than by turning the warning into
+            # an error with warnings.catch_warnings, which is not thread-safe, and the app
+            # opens images on a worker thread. (cli.main silences the warning itself.)
             limit = Image.MAX_IMAGE_PIXELS
             if limit and image.width * image.height > limit:
                 raise Image.DecompressionBombError(
