@@ -363,6 +363,24 @@ def _run(module: nn.Module, x: torch.Tensor, session: _Session, grad_free):
             return module(x)
         except _StopForward:
             return None
+        except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as error:
+            # The network itself failed: most often an input size it was not built for
+            # (a CIFAR net fed 224 px) or a device without enough memory. Users get one
+            # sentence; the original error stays attached as the cause.
+            raise forward_error(module, x, error) from error
+
+
+def forward_error(module: nn.Module, x: torch.Tensor, error: BaseException) -> ModelError:
+    """The one-sentence ModelError for a forward pass that raised ``error``."""
+    shape = "x".join(str(n) for n in x.shape[1:])
+    detail = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+    if isinstance(error, MemoryError) or isinstance(error, getattr(torch, "OutOfMemoryError", ())):
+        return ModelError(
+            f"Out of memory on {x.device} running {type(module).__name__} on a {shape} input; "
+            f"try a smaller image size, a smaller model, or the CPU.")
+    return ModelError(
+        f"{type(module).__name__} failed on a {shape} input ({detail}); check that the input "
+        f"size (--input-size) is the one the network was built for.")
 
 
 def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224)) -> list[LayerInfo]:

@@ -337,3 +337,44 @@ def test_efficientnet_lite0_runs_under_inference_mode():
         handle.remove()
     for name, expected in reference.items():
         torch.testing.assert_close(result[name], expected[0])
+
+
+class _FlattenedCifarNet(nn.Module):
+    """Built for 32x32 inputs: its Linear layer fails on anything else."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x)).flatten(1))
+
+
+def test_a_network_fed_the_wrong_input_size_gives_one_sentence():
+    from featurescope.core.errors import ModelError
+
+    net = _FlattenedCifarNet().eval()
+    with pytest.raises(ModelError) as info:
+        describe_layers(net, (1, 3, 64, 64))
+    text = str(info.value)
+    assert "_FlattenedCifarNet failed on a 3x64x64 input" in text
+    assert "--input-size" in text and "\n" not in text
+    assert len(describe_layers(net, (1, 3, 32, 32))) == 2  # the size it was built for works
+
+
+def test_out_of_memory_in_the_forward_pass_is_a_sentence_not_a_crash():
+    from featurescope.core.errors import ModelError
+
+    class Greedy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            self.conv(x)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    with pytest.raises(ModelError, match=r"^Out of memory on cpu running Greedy on a 3x32x32 input"):
+        capture(Greedy().eval(), torch.zeros(1, 3, 32, 32))
