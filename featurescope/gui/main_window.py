@@ -200,7 +200,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel(state)
         self.image_panel = ImagePanel(state)
         self.layer_panel = LayerPanel(state)
-        self.layer_info_panel = LayerInfoPanel(state)
+        self.layer_info_panel = LayerInfoPanel(state, jobs=self.jobs)
         self.predictions_panel = PredictionsPanel(state)
         self.display_panel = DisplayOptionsPanel(state)
         left, right = Qt.LeftDockWidgetArea, Qt.RightDockWidgetArea
@@ -375,7 +375,7 @@ class MainWindow(QMainWindow):
         label = f"Loading {Path(name).name if '.py' in name else name}"
         self.jobs.submit("model", work, label=label, on_result=loaded, on_error=self._on_job_error,
                          on_cancelled=lambda: self.show_status("Model loading cancelled; the previous model stays."),
-                         also_cancel=("capture", "grids"))
+                         also_cancel=("capture", "grids", "stats"))
 
     def request_image(self, path: str) -> None:
         """Open an image file in the background; the current image stays if it fails."""

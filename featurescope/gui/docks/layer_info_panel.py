@@ -3,6 +3,8 @@
 Below the explanation: the layer's receptive field (size and jump, from the per-model
 cache in ``gui.receptive_cache``), how many of its channels are dead for this image
 (``stats.dead_channels``) and a histogram of its activations (``stats.activation_histogram``).
+With a job runner the statistics are computed on the worker thread after each capture
+(``gui.layer_stats``), so selecting a layer only displays them.
 """
 from __future__ import annotations
 
@@ -16,8 +18,7 @@ from PySide6.QtWidgets import QSplitter, QTextBrowser, QVBoxLayout, QWidget
 
 from featurescope.core.explain import LayerExplanation, explain_layer
 from featurescope.gui import receptive_cache
-
-HISTOGRAM_BINS = 64
+from featurescope.gui.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
 
 EMPTY_TEXT = "Select a layer to see what it does."
 _STANDARD = "out = floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1"
@@ -90,9 +91,11 @@ def dead_html(dead: Optional[np.ndarray], channels: int) -> str:
 class LayerInfoPanel(QWidget):
     """Shows :func:`explain_layer` for ``state.layer`` as readable, selectable rich text."""
 
-    def __init__(self, state, parent: Optional[QWidget] = None) -> None:
+    def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.jobs = jobs
+        self.stats = StatsCache()
         self.browser = QTextBrowser(self)
         self.browser.setOpenLinks(False)
         self.browser.setTextInteractionFlags(
@@ -127,9 +130,14 @@ class LayerInfoPanel(QWidget):
         self.histogram: Optional[tuple[np.ndarray, np.ndarray]] = None  # (counts, edges)
         self._stats_key: Any = None
         state.layer_changed.connect(self.refresh)
-        state.result_changed.connect(self.refresh)
+        state.result_changed.connect(self._on_result_changed)
         state.model_changed.connect(self.refresh)
         self.refresh()
+
+    def _on_result_changed(self, result: Any) -> None:
+        self.stats.keep_only(result)
+        self.refresh()
+        self._compute_in_background()
 
     def refresh(self, *_: Any) -> None:
         info = find_layer_info(self.state)
@@ -146,27 +154,68 @@ class LayerInfoPanel(QWidget):
                              + dead_html(self.dead, channels))
 
     def _update_stats(self) -> None:
-        """Dead channels and the histogram of the layer in the current capture (cached)."""
-        from featurescope.core.stats import activation_histogram, dead_channels
+        """Dead channels and the histogram of the layer in the current capture.
 
+        From the cache when the worker has computed them; else computed on the worker
+        (nearest layers first) and shown when they arrive, or here without a job runner.
+        """
         result, layer = self.state.result, self.state.layer
         if result is None or not layer or layer not in result:
-            self.dead, self.histogram, self._stats_key = None, None, None
-            self.histogram_bars.setOpts(x0=[0.0], x1=[1.0], height=[0.0])
-            self.histogram_plot.setTitle("activations of this layer", size="9pt")
+            self._show_stats(None, None)
             return
         key = (id(result), layer)
         if key == self._stats_key:
             return
-        chw = result[layer]
-        self.dead = dead_channels(chw)
-        self.histogram = activation_histogram(chw, HISTOGRAM_BINS)
-        self._stats_key = key
+        stats = self.stats.get(result, layer)
+        if stats is None and self.jobs is None:
+            stats = compute(result, layer)
+            self.stats.put(result, layer, stats)
+        self._show_stats(key, stats)
+        if stats is None:
+            self._compute_in_background()
+
+    def _show_stats(self, key: Any, stats: Optional[LayerStats]) -> None:
+        self._stats_key = key if stats is not None else None
+        if stats is None:
+            self.dead, self.histogram = None, None
+            self.histogram_bars.setOpts(x0=[0.0], x1=[1.0], height=[0.0])
+            title = "activations of this layer" if key is None else "activations: computing..."
+            self.histogram_plot.setTitle(title, size="9pt")
+            return
+        self.dead = stats.dead
+        self.histogram = (stats.counts, stats.edges)
         counts, edges = self.histogram
         self.histogram_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts.astype(np.float64))
         self.histogram_plot.setXRange(float(edges[0]), float(edges[-1]), padding=0.02)
         self.histogram_plot.setYRange(0.0, float(max(counts.max(), 1)), padding=0.05)
         self.histogram_plot.setTitle(f"activations ({int(counts.sum()):,} values)", size="9pt")
+
+    def _compute_in_background(self) -> None:
+        """Statistics of every stored layer on the worker, the selected one first."""
+        result, jobs = self.state.result, self.jobs
+        if jobs is None or result is None:
+            return
+        layers = list(result.layers)
+        here = layers.index(self.state.layer) if self.state.layer in layers else 0
+        order = sorted(range(len(layers)), key=lambda i: (abs(i - here), i < here))
+        todo = self.stats.todo(result, [layers[i] for i in order])
+        if not todo:
+            return
+
+        def work(progress, cancel, partial):
+            for layer in todo:
+                cancel.raise_if_cancelled()
+                partial((result, layer, compute(result, layer)))
+
+        jobs.submit("stats", work, on_partial=self._on_background_stats)
+
+    def _on_background_stats(self, piece: tuple) -> None:
+        result, layer, stats = piece
+        if result is not self.state.result:
+            return
+        self.stats.put(result, layer, stats)
+        if layer == self.state.layer and self._stats_key is None:
+            self.refresh()
 
     def text(self) -> str:
         """The plain text shown (for tests and copying)."""
