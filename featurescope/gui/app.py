@@ -61,6 +61,9 @@ def run_app(image=None, model=None, weights=None, device=None) -> int:
     if not has_display():
         print(NO_DISPLAY_MESSAGE, file=sys.stderr)
         return 2
+    from featurescope.core.memory import tune_allocator
+
+    tune_allocator()  # reuse freed activation memory between captures (glibc)
     app = application()
     from featurescope.gui.main_window import MainWindow
 

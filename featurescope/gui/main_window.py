@@ -117,6 +117,8 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self)
         self._pending_image_source = ""
         self._model_spec: dict = {}
+        self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
+        self._error_shown = ""
         self._closing = False
         self.setObjectName("featurescopeMainWindow")
         self.setAcceptDrops(True)
@@ -302,6 +304,8 @@ class MainWindow(QMainWindow):
         self.model_panel.load_requested.connect(self.request_model)
         self.image_panel.image_requested.connect(self.request_image)
         self.image_panel.open_requested.connect(self.open_image_dialog)
+        state.layer_changed.connect(self.fetch_missing_layer)
+        self.model_panel.memory_budget_changed.connect(self.set_memory_budget)
         self.grid_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
         self.tabs.currentChanged.connect(self.settings.set_current_tab)
 
@@ -317,6 +321,7 @@ class MainWindow(QMainWindow):
             self.restoreState(dock_state)
         self.tabs.setCurrentIndex(max(0, min(self.tabs.count() - 1, settings.current_tab())))
         self.image_panel.set_recent_files(settings.recent_files())
+        self.model_panel.set_memory_budget(settings.memory_budget())
 
     # -- start -----------------------------------------------------------------------------
     def start(self, image: Optional[str] = None, model: Optional[str] = None,
@@ -375,7 +380,7 @@ class MainWindow(QMainWindow):
         label = f"Loading {Path(name).name if '.py' in name else name}"
         self.jobs.submit("model", work, label=label, on_result=loaded, on_error=self._on_job_error,
                          on_cancelled=lambda: self.show_status("Model loading cancelled; the previous model stays."),
-                         also_cancel=("capture", "grids", "stats"))
+                         also_cancel=("capture", "grids", "stats", "fetch"))
 
     def request_image(self, path: str) -> None:
         """Open an image file in the background; the current image stays if it fails."""
@@ -400,29 +405,84 @@ class MainWindow(QMainWindow):
             self.image_panel.set_recent_files(self.settings.add_recent_file(source))
             self._fill_recent_menu()
             self.settings.set_last_folder("open", Path(source).parent)
+        self.clear_error()
         self.state.set_image(image, source)
         self.request_capture()
 
     def request_capture(self) -> None:
-        """Capture every layer of the current image with the current model (background)."""
+        """Capture every layer of the current image with the current model (background).
+
+        Within the memory budget setting: beyond it the capture stores float16, or only
+        some layers (the selected one first); the others are fetched when selected.
+        """
         from featurescope.core.capture import capture
 
         model, image = self.state.model, self.state.image
         if model is None or image is None:
             return
+        budget, focus = self.settings.memory_budget(), self.state.layer or None
 
         def work(progress, cancel):
-            return capture(model, image, progress=progress, cancel=cancel)
+            return capture(model, image, progress=progress, cancel=cancel,
+                           memory_budget=budget, focus=focus)
 
         def captured(result: Any) -> None:
             if model is not self.state.model or image is not self.state.image:
                 return  # stale: the model or image changed meanwhile
+            self.clear_error()
             if self.state.layer not in result.layers:
                 self.state.set_layer(self.first_layer(result))
             self.state.set_result(result)
+            if getattr(result, "notice", ""):
+                self.show_status(result.notice)
+            self.fetch_missing_layer()
 
+        self._fetching = None
         self.jobs.submit("capture", work, label=f"Capturing {model.name}",
-                         on_result=captured, on_error=self._on_job_error, also_cancel=("grids",))
+                         on_result=captured, on_error=self._on_job_error,
+                         also_cancel=("grids", "stats", "fetch"))
+
+    def fetch_missing_layer(self, *_: Any) -> None:
+        """Capture the selected layer again when the memory budget left it out (worker).
+
+        The answer replaces the state's result only if the model, the image and the
+        result are still the ones it was asked for.
+        """
+        from featurescope.core.capture import capture_missing
+
+        state = self.state
+        model, image, result, layer = state.model, state.image, state.result, state.layer
+        if model is None or result is None or layer not in getattr(result, "missing", ()):
+            return
+        if self._fetching == (id(result), layer):
+            return  # already on its way
+        self._fetching = (id(result), layer)
+
+        def work(progress, cancel):
+            return capture_missing(model, result, [layer], progress=progress, cancel=cancel)
+
+        def fetched(new_result: Any) -> None:
+            self._fetching = None
+            if model is state.model and image is state.image and result is state.result:
+                state.set_result(new_result)
+
+        def forget(*_: Any) -> None:
+            self._fetching = None
+
+        def failed(message: str, error: Optional[BaseException]) -> None:
+            forget()
+            self._on_job_error(message, error)
+
+        self.jobs.submit("fetch", work, label=f"Capturing {layer} (left out by the memory budget)",
+                         on_result=fetched, on_error=failed, on_cancelled=forget,
+                         also_cancel=("grids", "stats"))
+
+    def set_memory_budget(self, budget: int) -> None:
+        """Remember a new budget (bytes) and capture again under it."""
+        if int(budget) == self.settings.memory_budget():
+            return
+        self.settings.set_memory_budget(int(budget))
+        self.request_capture()
 
     @staticmethod
     def first_layer(result: Any) -> str:
@@ -512,14 +572,22 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str) -> None:
         """Show one sentence in the window; nothing modal, the app stays usable."""
         log.info("error shown: %s", message)
+        self._error_shown = message
         self.banner.show_message(message)
         self.statusBar().showMessage(message, 15000)
+
+    def clear_error(self) -> None:
+        """Take the last error away (banner and status bar) once something new has worked."""
+        if self._error_shown and self.statusBar().currentMessage() == self._error_shown:
+            self.statusBar().clearMessage()
+        self._error_shown = ""
+        self.banner.hide()
 
     def show_status(self, message: str) -> None:
         self.statusBar().showMessage(message, 8000)
 
     def _on_model_changed(self, model: Any) -> None:
-        self.banner.hide()
+        self.clear_error()
         self._update_title()
 
     def _update_title(self) -> None:

@@ -120,6 +120,18 @@ class Settings:
     def set_annotate_exports(self, annotate: bool) -> None:
         self.qsettings.setValue("export/annotate", bool(annotate))
 
+    # -- capture --------------------------------------------------------------------------
+    def memory_budget(self) -> int:
+        """Bytes a capture may keep (``capture/memory_budget``); beyond it, layers are
+        stored as float16 or fetched again when shown."""
+        from featurescope.core.memory import DEFAULT_MEMORY_BUDGET
+
+        value = self._get("capture/memory_budget", DEFAULT_MEMORY_BUDGET, int)
+        return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MEMORY_BUDGET
+
+    def set_memory_budget(self, budget: int) -> None:
+        self.qsettings.setValue("capture/memory_budget", int(budget))
+
     # -- window ------------------------------------------------------------------------
     def window_geometry(self) -> Optional[QByteArray]:
         value = self.qsettings.value("window/geometry")

@@ -228,6 +228,29 @@ def test_unknown_model_is_a_sentence_and_the_old_model_stays(window, qtbot):
     assert window.state.model is old and window.state.result is not None
 
 
+def test_a_later_successful_load_clears_the_error(window, qtbot, tmp_path, wait_idle):
+    bar = window.statusBar()
+    # a failed model load (as a failed download would be), then a new image that works
+    with qtbot.waitSignal(window.state.error_reported, timeout=10000) as blocker:
+        window.request_model({"name": "no_such_net", "weights": "none", "device": "cpu"})
+    qtbot.waitUntil(window.jobs.is_idle, timeout=10000)
+    assert window.banner.isVisible() and bar.currentMessage() == blocker.args[0]
+    window.request_image(str(photo(tmp_path / "fine.png")))
+    qtbot.waitUntil(lambda: window.state.image_source.endswith("fine.png"), timeout=10000)
+    wait_idle(window)
+    assert not window.banner.isVisible() and bar.currentMessage() != blocker.args[0]
+    # a broken image, then a model that loads
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    with qtbot.waitSignal(window.state.error_reported, timeout=10000) as blocker:
+        window.request_image(str(tmp_path / "broken.png"))
+    qtbot.waitUntil(window.jobs.is_idle, timeout=10000)
+    assert window.banner.isVisible() and bar.currentMessage() == blocker.args[0]
+    with qtbot.waitSignal(window.state.model_changed, timeout=30000):
+        window.request_model({"name": "efficientnet_lite0", "weights": "none", "device": "cpu"})
+    wait_idle(window)
+    assert not window.banner.isVisible() and bar.currentMessage() == ""
+
+
 def test_cancel_a_long_job_keeps_what_was_there(window, qtbot):
     old_model, old_result = window.state.model, window.state.result
     window.request_model({"name": "resnet18", "weights": "none", "device": "cpu"})

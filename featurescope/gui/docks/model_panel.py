@@ -11,7 +11,7 @@ from typing import Any, Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-    QLineEdit, QPushButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QLineEdit, QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 from featurescope.gui.state import AppState
@@ -48,8 +48,12 @@ def parse_size(text: str) -> Optional[Any]:
     raise ValueError(f"Input size '{text}' should be one number (224) or HxW (32x32).")
 
 
+MIB = 1 << 20
+
+
 class ModelPanel(QWidget):
     load_requested = Signal(dict)
+    memory_budget_changed = Signal(object)  # int bytes (over 2 GiB: not a C int), when the user has finished editing
 
     def __init__(self, state: AppState, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -121,6 +125,18 @@ class ModelPanel(QWidget):
         for name in available_devices():
             self.device.addItem(name, name)
 
+        self.memory_budget = QSpinBox()
+        self.memory_budget.setObjectName("memoryBudget")
+        self.memory_budget.setRange(16, 1 << 20)
+        self.memory_budget.setSingleStep(256)
+        self.memory_budget.setSuffix(" MB")
+        self.memory_budget.setKeyboardTracking(False)
+        self.memory_budget.setToolTip(
+            "Most memory the captured activations may use. Beyond it they are stored as "
+            "float16, then only some layers are kept and the others are captured again "
+            "when you select them.")
+        self.memory_budget.editingFinished.connect(self._on_memory_budget)
+
         self.load_button = QPushButton("Load model")
         self.load_button.setObjectName("loadModel")
         self.load_button.setDefault(True)
@@ -132,6 +148,7 @@ class ModelPanel(QWidget):
         weights_row.addWidget(self.weights_browse)
         form.addRow("Weights", weights_row)
         form.addRow("Device", self.device)
+        form.addRow("Memory", self.memory_budget)
 
         box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
@@ -199,6 +216,15 @@ class ModelPanel(QWidget):
             factory = self.custom_file.text().partition(":")[2] or "Net"
             self.custom_file.setText(f"{path}:{factory}")
             self.custom.setChecked(True)
+
+    def set_memory_budget(self, budget: int) -> None:
+        """Show a budget in bytes (rounded to MB) without emitting a change."""
+        self.memory_budget.blockSignals(True)
+        self.memory_budget.setValue(max(1, round(int(budget) / MIB)))
+        self.memory_budget.blockSignals(False)
+
+    def _on_memory_budget(self) -> None:
+        self.memory_budget_changed.emit(int(self.memory_budget.value()) * MIB)
 
     def set_spec(self, spec: dict) -> None:
         """Show a model spec (from the settings or the command line) in the form."""

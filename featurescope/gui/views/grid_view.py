@@ -17,6 +17,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from featurescope.gui.layer_stats import stored_tensor
 from featurescope.gui.state import AppState, DisplayOptions
 
 CACHE_BYTES = 256 * 1024 * 1024  # index mosaics kept for the current capture
@@ -65,6 +66,7 @@ class FeatureGridView(QWidget):
         self.layout_: Any = None  # GridLayout of what is shown
         self.shown_key: Optional[tuple] = None
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
+        self._sources: dict[str, Any] = {}  # layer -> the stored tensor its grids come from
         self._cache_bytes = 0
         self._result_id: Optional[int] = None
         self._luts: dict[str, np.ndarray] = {}
@@ -110,10 +112,12 @@ class FeatureGridView(QWidget):
         # except through "signed" for diverging maps, which grid_arguments includes.
         return (layer, tuple(sorted(grid_arguments(options).items())))
 
-    def _store(self, key: tuple, grid: tuple) -> None:
+    def _store(self, key: tuple, grid: tuple, source: Any = None) -> None:
         if key in self._cache:
             return
         self._cache[key] = grid
+        if source is not None:
+            self._sources[key[0]] = source
         self._cache_bytes += grid[0].nbytes
         while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
             _, (old, _) = self._cache.popitem(last=False)
@@ -127,8 +131,9 @@ class FeatureGridView(QWidget):
         key = self._key(layer)
         grid = self._cache.get(key)
         if grid is None:
-            grid = build_grid(self.state.result, layer, self.state.display)
-            self._store(key, grid)
+            result = self.state.result
+            grid = build_grid(result, layer, self.state.display)
+            self._store(key, grid, stored_tensor(result, layer))
         else:
             self._cache.move_to_end(key)
         return grid
@@ -143,7 +148,21 @@ class FeatureGridView(QWidget):
 
     def _clear_cache(self) -> None:
         self._cache.clear()
+        self._sources.clear()
         self._cache_bytes = 0
+        self.shown_key = None
+
+    def _keep_valid_grids(self, result: Any) -> None:
+        """Keep the grids whose layer ``result`` stores as the same tensor (a result
+        ``capture_missing`` derived from the shown one); drop the rest."""
+        if result is None:
+            self._clear_cache()
+            return
+        valid = {layer for layer, source in self._sources.items()
+                 if layer in result and stored_tensor(result, layer) is source}
+        for key in [key for key in self._cache if key[0] not in valid]:
+            self._cache_bytes -= self._cache.pop(key)[0].nbytes
+        self._sources = {layer: self._sources[layer] for layer in valid}
         self.shown_key = None
 
     # -- reacting to the state ------------------------------------------------------
@@ -151,7 +170,7 @@ class FeatureGridView(QWidget):
         self.title.setText("Capturing activations...")
 
     def _on_result_changed(self, result: Any) -> None:
-        self._clear_cache()
+        self._keep_valid_grids(result)
         self._result_id = id(result) if result is not None else None
         self.refresh()
         self._build_in_background()
@@ -168,6 +187,8 @@ class FeatureGridView(QWidget):
             self.image_item.clear()
             self.layout_ = None
             self.shown_key = None
+            if result is not None and layer in getattr(result, "missing", ()):
+                self.title.setText(f"{layer}   capturing it again: the memory budget left it out...")
             return
         key = self._key(layer)
         indices, layout = self.grid_for(layer)
@@ -198,8 +219,9 @@ class FeatureGridView(QWidget):
         layers = list(result.layers)
         here = layers.index(self.state.layer) if self.state.layer in layers else 0
         order = sorted(range(len(layers)), key=lambda i: (abs(i - here), i < here))
+        # layers the memory budget left out are fetched only when selected
         todo = [layers[i] for i in order[:BACKGROUND_LAYERS]
-                if self._key(layers[i], options) not in self._cache]
+                if layers[i] in result and self._key(layers[i], options) not in self._cache]
         if not todo:
             return
         keys = {layer: self._key(layer, options) for layer in todo}
@@ -214,7 +236,7 @@ class FeatureGridView(QWidget):
     def _on_background_grid(self, piece: tuple) -> None:
         result, key, grid = piece
         if result is self.state.result:
-            self._store(key, grid)
+            self._store(key, grid, stored_tensor(result, key[0]))
 
     # -- mouse --------------------------------------------------------------------------
     def locate(self, scene_pos: QPointF) -> Optional[tuple[int, int, int]]:
@@ -234,7 +256,10 @@ class FeatureGridView(QWidget):
         if hit is None:
             return " "
         channel, y, x = hit
-        value = float(self.state.result[self.state.layer][channel, y, x])
+        result, layer = self.state.result, self.state.layer
+        # one value from the stored tensor: result[layer] would convert a float16 layer whole
+        raw = getattr(result, "raw", None)
+        value = float(raw(layer)[0, channel, y, x] if raw is not None else result[layer][channel, y, x])
         return f"channel {channel}  ({y}, {x}) = {value:.4g}"
 
     def _on_mouse_moved(self, event: tuple) -> None:
