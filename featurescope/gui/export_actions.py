@@ -54,6 +54,14 @@ class ExportActions(QObject):
         self.export_all_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
         self.export_all_action.setToolTip("Write a PNG grid per layer, one NPZ and a JSON sidecar into a folder")
         self.export_all_action.triggered.connect(lambda: self.export_all())
+        self.export_selected_action = QAction("Export &selected layers...", window)
+        self.export_selected_action.setShortcut(QKeySequence("Ctrl+Alt+E"))
+        self.export_selected_action.setToolTip(
+            "Write the layers selected in the layer list (Ctrl/Shift-click) into a folder: "
+            "a PNG grid each (annotated too if chosen), one NPZ and a JSON sidecar")
+        self.export_selected_action.triggered.connect(lambda: self.export_selected())
+        # the window points this at the layer list's multi-selection
+        self.selected_layers: Callable[[], list[str]] = lambda: [self.state.layer]
         self.copy_action = QAction("&Copy grid", window)
         self.copy_action.setShortcut(QKeySequence.Copy)
         self.copy_action.setToolTip("Copy the selected layer's grid to the clipboard as an image")
@@ -64,7 +72,7 @@ class ExportActions(QObject):
         self.annotate_action.setToolTip("Draw the layer name and the true channel numbers on exported grids")
         self.annotate_action.toggled.connect(settings.set_annotate_exports)
         self.actions = [self.export_grid_action, self.export_activations_action,
-                        self.export_all_action, self.copy_action]
+                        self.export_all_action, self.export_selected_action, self.copy_action]
         state.result_changed.connect(self._update_enabled)
         self._update_enabled()
 
@@ -206,15 +214,28 @@ class ExportActions(QObject):
 
     def export_all(self, folder: Optional[Path] = None, force: bool = False) -> None:
         """PNG grid per layer (annotated too if chosen), one NPZ and a JSON sidecar, in the background."""
+        if self._ready():
+            self._export_layers(list(self.state.result.layers), "Export all layers into", folder, force)
+
+    def export_selected(self, folder: Optional[Path] = None, force: bool = False,
+                        layers: Optional[list[str]] = None) -> None:
+        """Like :meth:`export_all` for the layers selected in the layer list (network order)."""
         if not self._ready():
             return
+        result = self.state.result
+        chosen = set(layers if layers is not None else self.selected_layers()) or {self.state.layer}
+        names = [name for name in result.layers if name in chosen]
+        self._export_layers(names, f"Export {len(names)} selected layer{'s' if len(names) != 1 else ''} into",
+                            folder, force)
+
+    def _export_layers(self, names: list[str], title: str, folder: Optional[Path], force: bool) -> None:
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self.window, "Export all layers into",
-                                                      self.settings.last_folder("export"))
+            chosen = QFileDialog.getExistingDirectory(self.window, title, self.settings.last_folder("export"))
             if not chosen:
                 return
             folder = Path(chosen)
             self.settings.set_last_folder("export", folder)
+        from featurescope.core.capture import capture_missing
         from featurescope.core.export import export_layers, export_targets
 
         state, options = self.state, self.state.display
@@ -222,27 +243,32 @@ class ExportActions(QObject):
         source = state.image_source if state.image_source and Path(state.image_source).is_file() else None
         annotate = self.annotate_action.isChecked()
         if not force:
-            existing = [p for p in export_targets(result.layers, folder, ("png", "npz"), annotate)
-                        if p.exists()]
+            existing = [p for p in export_targets(names, folder, ("png", "npz"), annotate) if p.exists()]
             if existing:
                 if not self._confirm_overwrite(existing):
                     return
                 force = True
 
         def work(progress, cancel):
-            return export_layers(result, folder, formats=("png", "npz"), normalize=options.normalize,
-                                 colormap=options.colormap, order=options.order,
-                                 upscale=options.upscale, annotate=annotate, model=model,
-                                 source_path=source, force=force, progress=progress, cancel=cancel)
+            complete = result
+            if any(name in getattr(result, "missing", ()) for name in names):
+                # layers the memory budget left out: capture them again for the export
+                complete = capture_missing(model, result, names, progress=progress, cancel=cancel)
+            return export_layers(complete, folder, layers=names, formats=("png", "npz"),
+                                 normalize=options.normalize, colormap=options.colormap,
+                                 order=options.order, upscale=options.upscale, annotate=annotate,
+                                 model=model, source_path=source, force=force, progress=progress,
+                                 cancel=cancel)
 
         def failed(message: str, error: Optional[BaseException]) -> None:
             if isinstance(error, FileExistsExportError) and not force:
                 if self._confirm_overwrite([Path(error.path)]):
-                    self.export_all(folder, force=True)
+                    self._export_layers(names, title, folder, force=True)
                 return
             self._on_error(message, error)
 
-        self.jobs.submit("export", work, label=f"Exporting {len(result.layers)} layers to {folder.name}",
+        count = f"{len(names)} layer{'s' if len(names) != 1 else ''}"
+        self.jobs.submit("export", work, label=f"Exporting {count} to {folder.name}",
                          on_result=self._on_written, on_error=failed,
                          on_cancelled=lambda: self.show_message("Export cancelled; no half-written files."))
 

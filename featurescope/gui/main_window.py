@@ -128,6 +128,9 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_status_bar()
         self.exports = ExportActions(self, self.state, self.jobs, self.settings, self.show_status)
+        self.exports.selected_layers = self.layer_panel.selected_layers
+        self.layer_panel.add_context_actions([self.exports.export_selected_action,
+                                              self.exports.export_grid_action, self.exports.copy_action])
         self._build_menus()
         self._connect()
         self._restore()
@@ -263,7 +266,7 @@ class MainWindow(QMainWindow):
             samples.addAction(path.stem.replace("_", " "), lambda p=str(path): self.request_image(p))
         file_menu.addSeparator()
         export_menu = file_menu.addMenu("&Export")
-        for action in self.exports.actions[:3]:
+        for action in self.exports.actions[:4]:
             export_menu.addAction(action)
         export_menu.addSeparator()
         export_menu.addAction(self.exports.annotate_action)

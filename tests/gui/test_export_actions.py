@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
@@ -125,3 +126,50 @@ def test_copy_grid_to_clipboard(window):
     assert (image.height(), image.width()) == expected.shape[:2]
     pixel = image.pixelColor(expected.shape[1] // 3, expected.shape[0] // 3)
     assert (pixel.red(), pixel.green(), pixel.blue()) == tuple(expected[expected.shape[0] // 3, expected.shape[1] // 3])
+
+
+def _click(qtbot, tree, row, modifier=Qt.NoModifier):
+    item = tree.topLevelItem(row)
+    tree.scrollToItem(item)
+    qtbot.mouseClick(tree.viewport(), Qt.LeftButton, modifier, tree.visualItemRect(item).center())
+
+
+def test_export_selected_layers_annotated_in_one_go(window, dialogs, tmp_path, qtbot):
+    """Journey 4: pick five layers with Ctrl/Shift-click, export their annotated grids."""
+    from featurescope.core.export import safe_filename
+
+    state, tree, panel = window.state, window.layer_panel.tree, window.layer_panel
+    layers = list(state.result.layers)
+    _click(qtbot, tree, 0)
+    _click(qtbot, tree, 2, Qt.ShiftModifier)  # 0, 1, 2
+    _click(qtbot, tree, 6, Qt.ControlModifier)
+    _click(qtbot, tree, 4, Qt.ControlModifier)  # the current layer is the last clicked
+    assert state.layer == layers[4] and window.grid_view.shown_key[0] == layers[4]
+    chosen = [layers[i] for i in (0, 1, 2, 4, 6)]
+    assert panel.selected_layers() == chosen
+    assert window.exports.export_selected_action in tree.actions()  # right-click menu
+
+    out = tmp_path / "five"
+    out.mkdir()
+    dialogs["target"] = out
+    window.exports.annotate_action.setChecked(True)
+    state.set_display(colormap="magma", upscale=2)
+    busy = []
+    window.jobs.busy_changed.connect(lambda b, label: busy.append(label))
+    window.exports.export_selected_action.trigger()
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    assert "Exporting 5 layers to five" in busy
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert len(names) == 10 and sum(n.endswith("_annotated.png") for n in names) == 5
+    grid = np.asarray(Image.open(out / f"{safe_filename(layers[6])}.png").convert("RGB"))
+    sidecar = json.loads((out / "featurescope.json").read_text())
+    assert [record["name"] for record in sidecar["layers"]] == chosen
+    with np.load(out / "activations.npz") as npz:
+        assert sorted(npz.files) == sorted(chosen + ["input"])
+        np.testing.assert_array_equal(npz[layers[6]], state.result[layers[6]].numpy())
+    np.testing.assert_array_equal(grid, feature_grid(state.result[layers[6]], colormap="magma", upscale=2))
+
+    # plain arrows still move one layer at a time, and the selection follows
+    tree.setFocus()
+    qtbot.keyClick(tree, Qt.Key_Down)
+    assert state.layer == layers[5] and panel.selected_layers() == [layers[5]]

@@ -9,7 +9,7 @@ BUDGET = 2 << 20  # 2 MiB: efficientnet_lite0 at 224 px needs ~26 MiB as float32
 
 
 def test_layers_left_out_by_a_tiny_budget_come_back_when_selected(make_window, settings_path,
-                                                                  qtbot, wait_idle):
+                                                                  qtbot, wait_idle, tmp_path):
     from featurescope.core.capture import capture
     from featurescope.gui.settings import Settings
 
@@ -41,6 +41,15 @@ def test_layers_left_out_by_a_tiny_budget_come_back_when_selected(make_window, s
     np.testing.assert_allclose(state.result[missing].numpy(), full, rtol=2e-3, atol=2e-3)
 
 
+    # exporting a layer the budget left out captures it for the export
+    left_out = [name for name in state.result.layers if name in state.result.missing][:2]
+    assert left_out
+    window.exports.export_selected(folder=tmp_path / "out", layers=left_out)
+    qtbot.waitUntil(window.jobs.is_idle, timeout=30000)
+    assert not window.banner.isVisible()
+    with np.load(tmp_path / "out" / "activations.npz") as npz:
+        assert sorted(npz.files) == sorted(left_out + ["input"])
+
 def test_the_budget_field_captures_again_under_the_new_budget(make_window, settings_path,
                                                               qtbot, wait_idle):
     from featurescope.gui.settings import Settings
@@ -58,3 +67,4 @@ def test_the_budget_field_captures_again_under_the_new_budget(make_window, setti
     wait_idle(window)
     assert window.settings.memory_budget() == 4096 << 20
     assert window.state.result.complete and window.state.result.notice == ""
+

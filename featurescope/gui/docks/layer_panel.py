@@ -1,7 +1,8 @@
 """Every captured layer in network order, with its kind, output shape and depth; a slider.
 
-Up/Down and PgUp/PgDn move through the list (Qt's own list keys) and the selection goes
-straight to ``state.set_layer``, so the grid follows at once. The slider sweeps from the
+Up/Down and PgUp/PgDn move through the list (Qt's own list keys) and the current item goes
+straight to ``state.set_layer``, so the grid follows at once. Ctrl/Shift-click selects
+several layers for "Export selected layers..."; the current item stays the one shown. The slider sweeps from the
 first layer to the last: edges to shapes.
 """
 from __future__ import annotations
@@ -72,7 +73,7 @@ class LayerPanel(QWidget):
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
-        self.tree.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.tree.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.tree.setItemDelegateForColumn(3, DepthDelegate(self.tree))
         header = self.tree.header()
         header.setStretchLastSection(False)
@@ -84,7 +85,9 @@ class LayerPanel(QWidget):
         # "features.denseblock4.denselayer16.conv2": the end tells layers apart
         self.tree.setTextElideMode(Qt.ElideLeft)
         self.tree.setMinimumWidth(260)
-        self.tree.setToolTip("Up/Down, PgUp/PgDn: move through the layers")
+        self.tree.setToolTip("Up/Down, PgUp/PgDn: move through the layers; "
+                             "Ctrl/Shift-click: select several to export")
+        self.tree.setContextMenuPolicy(Qt.ActionsContextMenu)
 
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setObjectName("layerSlider")
@@ -142,6 +145,16 @@ class LayerPanel(QWidget):
         finally:
             self._updating = False
         self._select(self.state.layer)
+
+    def selected_layers(self) -> list[str]:
+        """The selected layers in network order (the current one when none is)."""
+        selected = {item.data(0, NAME_ROLE) for item in self.tree.selectedItems()}
+        names = [name for name in self.layer_names() if name in selected]
+        return names or ([self.state.layer] if self.state.layer else [])
+
+    def add_context_actions(self, actions: list) -> None:
+        """Actions offered on a right-click in the list (e.g. export the selection)."""
+        self.tree.addActions(actions)
 
     def layer_names(self) -> list[str]:
         return [self.tree.topLevelItem(i).data(0, NAME_ROLE) for i in range(self.tree.topLevelItemCount())]
