@@ -237,3 +237,34 @@ def test_compare_tab_takes_b_from_a_drop_and_a_sample(window, qtbot, wait_idle):
     view.sample_combo.activated.emit(index)
     qtbot.waitUntil(lambda: view.source_b == str(COFFEE) and window.jobs.is_idle(), timeout=30000)
     _assert_compare_matches(window, view)
+
+
+def test_compare_views_are_equal_linked_and_show_thumbnails(window, qtbot, wait_idle):
+    window.state.set_layer("stem")
+    _switch(qtbot, window, COMPARE_TAB)
+    view = window.compare_view
+    view.set_image_b(str(COFFEE))
+    qtbot.waitUntil(lambda: view.comparison is not None, timeout=30000)
+    wait_idle(window)
+    for columns in (3, 2):
+        view._arrange(columns)
+        qtbot.waitUntil(lambda: len({(round(b.width()), round(b.height()))
+                                     for b in view.boxes.values()}) == 1, timeout=5000)
+        sizes = {(round(b.width()), round(b.height())) for b in view.boxes.values()}
+        assert sizes.pop()[0] > 0.25 * view.plots.width()
+        # the mosaics are drawn at the same size on screen, filling a cell's width or height
+        def shown():
+            return {tuple(round(v) for v in item.mapRectToScene(item.boundingRect()).getRect()[2:])
+                    for item in view.items.values()}
+        qtbot.waitUntil(lambda: len(shown()) == 1, timeout=5000)
+        box = view.boxes["a"]
+        assert max(a / b for a, b in zip(shown().pop(), (box.width(), box.height()))) > 0.9
+    # pan one: all three follow
+    view.boxes["b"].translateBy(x=10, y=5)
+    ranges = np.array([box.viewRange() for box in view.boxes.values()])
+    np.testing.assert_allclose(ranges[1:], ranges[[0, 0]], atol=1e-6)
+    assert view.boxes["a"].viewRange()[0][0] < -1  # moved from the fit
+    # thumbnails of what the model sees for A and B
+    for key in ("a", "b"):
+        pixmap = view.thumbnails[key].pixmap()
+        assert pixmap is not None and not pixmap.isNull() and pixmap.height() == 56

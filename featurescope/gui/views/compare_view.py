@@ -2,8 +2,10 @@
 
 A, B and |A - B| are tiled like the feature grid (true channel order) and coloured on
 ONE scale, ``compare_layer(...).shared_levels``, so equal colours mean equal values in
-all three. Below: the per-channel cosine similarity, least similar first, and the
-similarity of the whole layer.
+all three. The three views are linked (pan or zoom one, all follow) and always equal in
+size: side by side, or two over one when that makes them larger. Above them, small
+thumbnails of the pictures the model sees for A and B; below, the per-channel cosine
+similarity, least similar first, and the similarity of the whole layer.
 
 Image B comes from Open B..., a drop onto this tab, Paste B, or a bundled sample. It is
 opened and captured with the current model on the worker thread ("compare-b" request);
@@ -18,10 +20,10 @@ from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QIODevice, QPointF, Qt, QUrl
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import QBuffer, QEvent, QIODevice, QPointF, Qt, QUrl
+from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
-                               QVBoxLayout, QWidget)
+                               QSizePolicy, QVBoxLayout, QWidget)
 
 from featurescope.core import grids
 
@@ -30,6 +32,28 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 PICTURES = (("a", "A: current image"), ("b", "B"), ("difference", "|A - B|"))
 WORST_LISTED = 8
+THUMBNAIL_HEIGHT = 56
+COLOR_BAR_WIDTH = 70  # the bar and its axis, in pixels
+TITLE_HEIGHT = 22
+
+
+def best_columns(width: float, height: float, mosaic_shape: tuple) -> int:
+    """3 (side by side) or 2 (two over one): whichever shows the mosaics larger."""
+    mh, mw = mosaic_shape
+    if mh <= 0 or mw <= 0:
+        return 3
+    width = max(width - COLOR_BAR_WIDTH, 1.0)
+    def scale(columns: int, rows: int) -> float:
+        return min(width / columns / mw, max(height / rows - TITLE_HEIGHT, 1.0) / mh)
+    return 2 if scale(2, 2) > scale(3, 1) else 3
+
+
+def thumbnail(rgb: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> QPixmap:
+    """A smooth, small QPixmap of an (H, W, 3) uint8 picture."""
+    rgb = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(image).scaledToHeight(height, Qt.TransformationMode.SmoothTransformation)
 
 
 def compare_work(result_a: Any, result_b: Any, layer: str):
@@ -78,6 +102,25 @@ class CompareView(QWidget):
 
         for path in sample_images():
             self.sample_combo.addItem(path.stem.replace("_", " "), str(path))
+        self.thumbnails: dict[str, QLabel] = {}
+        self.thumbnail_captions: dict[str, QLabel] = {}
+        thumbs = QHBoxLayout()
+        thumbs.setSpacing(6)
+        for key, caption in (("a", "A"), ("b", "B")):
+            picture = QLabel(self)
+            picture.setObjectName(f"compareThumbnail{caption}")
+            picture.setFixedHeight(THUMBNAIL_HEIGHT)
+            picture.setMinimumWidth(THUMBNAIL_HEIGHT)
+            picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            picture.setStyleSheet("background: #202124;")
+            text = QLabel(caption, self)
+            text.setStyleSheet("font-weight: bold;")
+            thumbs.addWidget(text)
+            thumbs.addWidget(picture)
+            thumbs.addSpacing(10)
+            self.thumbnails[key], self.thumbnail_captions[key] = picture, text
+        thumbs.addStretch(1)
+
         top = QHBoxLayout()
         top.addWidget(self.source_label, 1)
         top.addWidget(self.open_button)
@@ -93,19 +136,32 @@ class CompareView(QWidget):
 
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground("#202124")
+        self.plots.ci.setContentsMargins(2, 2, 2, 2)
+        self.plots.ci.setSpacing(4)
         self.boxes: dict[str, pg.ViewBox] = {}
         self.items: dict[str, pg.ImageItem] = {}
+        self.titles: dict[str, pg.LabelItem] = {}
         for column, (key, title) in enumerate(PICTURES):
-            self.plots.addLabel(title, row=0, col=column, color="#e8eaed")
+            label = self.plots.addLabel(title, row=0, col=column, color="#e8eaed")
+            # titles must not widen their column: the three views stay equal
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
             box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
+            box.setDefaultPadding(0.01)
+            box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
             item = pg.ImageItem(axisOrder="row-major")
+            # shown smaller than life: average, so 1-pixel separators stay even lines
+            item.setAutoDownsample(True)
             box.addItem(item)
             self.plots.addItem(box, row=1, col=column)
-            self.boxes[key], self.items[key] = box, item
+            self.boxes[key], self.items[key], self.titles[key] = box, item, label
+        for key in ("b", "difference"):  # pan or zoom one, all three follow
+            self.boxes[key].setXLink(self.boxes["a"])
+            self.boxes[key].setYLink(self.boxes["a"])
         self.color_bar = pg.ColorBarItem(values=(0, 1), interactive=False, width=16)
-        for column in range(len(PICTURES)):  # three equal pictures
-            self.plots.ci.layout.setColumnStretchFactor(column, 1)
         self.plots.addItem(self.color_bar, row=1, col=len(PICTURES))
+        self.columns = 3
+        self._arrange(3, force=True)
+        self.plots.installEventFilter(self)
 
         self.similarity_plot = pg.PlotWidget(self)
         self.similarity_plot.setObjectName("channelSimilarity")
@@ -132,6 +188,7 @@ class CompareView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(top)
+        layout.addLayout(thumbs)
         layout.addWidget(self.header)
         layout.addWidget(self.plots, 1)
         layout.addWidget(self.hover_label)
@@ -147,6 +204,79 @@ class CompareView(QWidget):
             signal.connect(self.refresh)
         state.display_changed.connect(lambda *_: self._paint())
         self.refresh()
+
+    # --- layout -------------------------------------------------------------------------
+
+    def _arrange(self, columns: int, force: bool = False) -> None:
+        """Three views side by side (3) or A and B over |A - B| (2), all cells equal."""
+        if columns == self.columns and not force:
+            return
+        self.columns = columns
+        grid = self.plots.ci.layout
+        cells = {"a": (0, 0), "b": (0, 1), "difference": (0, 2)} if columns == 3 else \
+            {"a": (0, 0), "b": (0, 1), "difference": (2, 0)}
+        for key, _title in PICTURES:
+            grid.removeItem(self.titles[key])
+            grid.removeItem(self.boxes[key])
+        grid.removeItem(self.color_bar)
+        for key, (row, column) in cells.items():
+            grid.addItem(self.titles[key], row, column)
+            grid.addItem(self.boxes[key], row + 1, column)
+        grid.addItem(self.color_bar, 1, columns, 3 if columns == 2 else 1, 1)
+        self._size_cells()
+        if self.comparison is not None:
+            self.fit()
+
+    def _size_cells(self) -> None:
+        """Give the three views' cells one fixed size that fills the widget (a grid
+        layout's stretch factors alone leave columns as wide as their items wish)."""
+        grid, columns = self.plots.ci.layout, self.columns
+        rows = 1 if columns == 3 else 2
+        spacing = grid.horizontalSpacing()
+        width = self.plots.width() - 8 - COLOR_BAR_WIDTH - spacing * columns
+        height = self.plots.height() - 8 - rows * TITLE_HEIGHT - spacing * (2 * rows - 1)
+        cell_w, cell_h = max(width / columns, 20.0), max(height / rows, 20.0)
+        for column in range(4):
+            if column < columns:
+                grid.setColumnFixedWidth(column, cell_w)
+            else:
+                grid.setColumnMinimumWidth(column, 0)
+                grid.setColumnMaximumWidth(column, COLOR_BAR_WIDTH if column == columns else 0)
+                grid.setColumnPreferredWidth(column, COLOR_BAR_WIDTH if column == columns else 0)
+        for row in range(4):
+            if row >= 2 * rows:
+                grid.setRowFixedHeight(row, 0)
+            else:
+                grid.setRowFixedHeight(row, TITLE_HEIGHT if row % 2 == 0 else cell_h)
+        self.plots.ci.updateGeometry()
+
+    def _choose_arrangement(self) -> None:
+        shape = self.grid_layout.shape if self.grid_layout is not None else (1, 1)
+        columns = best_columns(self.plots.width(), self.plots.height(), shape)
+        if columns != self.columns:
+            self._arrange(columns)
+        else:
+            self._size_cells()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.plots and event.type() == QEvent.Type.Resize:
+            self._choose_arrangement()
+        return super().eventFilter(watched, event)
+
+    def fit(self) -> None:
+        """Show the whole mosaic in all three linked views, following their size as the
+        layout settles, until the user pans or zooms."""
+        for box in self.boxes.values():
+            box.enableAutoRange()
+
+    def _show_thumbnails(self) -> None:
+        model = self.state.model
+        for key, result in (("a", self.state.result), ("b", self.result_b)):
+            label = self.thumbnails[key]
+            if result is None or model is None or not hasattr(model, "deprocess"):
+                label.clear()
+                continue
+            label.setPixmap(thumbnail(model.deprocess(result.input)))
 
     # --- choosing B -------------------------------------------------------------------
 
@@ -320,6 +450,7 @@ class CompareView(QWidget):
         self.jobs.submit("compare", work, label="", on_result=done, on_error=failed)
 
     def _clear(self) -> None:
+        self._show_thumbnails()
         self.comparison, self.pictures, self.grid_layout, self.worst_first = None, {}, None, None
         for item in self.items.values():
             item.clear()
@@ -337,8 +468,9 @@ class CompareView(QWidget):
         lut = grids.colormap_lut(self.state.display.colormap)
         for key, item in self.items.items():
             item.setImage(self.pictures[key], autoLevels=False, levels=(0, 255), lut=lut)
-        for box in self.boxes.values():  # follow the box's size as the layout settles
-            box.enableAutoRange()
+        self._show_thumbnails()
+        self._choose_arrangement()
+        self.fit()
         low, high = c.shared_levels
         self.color_bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, 255), lut[1:]))
         self.color_bar.setLevels(values=(low, high if high > low else low + 1.0))
