@@ -300,3 +300,22 @@ def test_hidden_views_catch_up_when_shown(qtbot, state, loaded, filters):
     filters_view.show()
     np.testing.assert_array_equal(channel.map_item.image, loaded[1]["layer1.0.conv2"].numpy()[9])
     assert filters_view.header.text() == "64 filters of 64x3x3 in layer1.0.conv2"
+
+
+def test_predictions_header_is_one_elided_line_and_top5_the_group_title(qtbot, state, loaded):
+    from featurescope.gui.docks.predictions_panel import PredictionsPanel
+
+    panel = _show(qtbot, PredictionsPanel(state), (240, 240))
+    name = state.model.display_name
+    assert panel.header.text() == name and panel.header.toolTip() == name
+    assert panel.group.title() == "Top 5 classes" and name not in panel.group.title()
+    # the default model's name in a dock of the usual width: one line, elided at the end
+    long = "efficientnet_lite0 (embedded ImageNet)"
+    panel.header.setText(long)
+    line = panel.header.fontMetrics().height()
+    assert panel.header.height() < 2 * line
+    shown = panel.header.shown_text()
+    assert shown != long and shown.endswith("…") and long.startswith(shown[:-1])
+    assert panel.header.toolTip() == long
+    panel.resize(600, 240)
+    qtbot.waitUntil(lambda: panel.header.shown_text() == long)

@@ -3,11 +3,40 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QPainter
+from PySide6.QtWidgets import (QGridLayout, QGroupBox, QLabel, QProgressBar, QSizePolicy,
+                               QVBoxLayout, QWidget)
 
 TOP = 5
 UNTRAINED_TEXT = "untrained: these predictions mean nothing"
+
+
+class ElidedLabel(QLabel):
+    """One line that elides its end ("efficientnet_lite0 (embedded Ima...") instead of
+    wrapping; ``text()`` stays the whole text, shown in full as the tooltip."""
+
+    def __init__(self, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        super().setText(text)
+        self.setToolTip(text)
+
+    def shown_text(self) -> str:
+        """What fits in the label's width."""
+        width = self.contentsRect().width()
+        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, width)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(10, self.fontMetrics().height())
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(self.foregroundRole()))
+        painter.drawText(self.contentsRect(), int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter),
+                         self.shown_text())
 
 
 class PredictionsPanel(QWidget):
@@ -20,13 +49,16 @@ class PredictionsPanel(QWidget):
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.header = QLabel(self)
-        self.header.setWordWrap(True)
-        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.header = ElidedLabel(self)  # the model, on one line
+        self.header.setObjectName("predictionsModel")
+        self.header.setStyleSheet("font-weight: bold;")
+        self.group = QGroupBox("Top classes", self)
+        self.group.setObjectName("predictionsGroup")
         self.warning = QLabel(UNTRAINED_TEXT, self)
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("color: #c0392b; font-weight: bold;")
-        grid = QGridLayout()
+        grid = QGridLayout(self.group)
+        grid.setContentsMargins(6, 4, 6, 6)
         grid.setColumnStretch(1, 1)
         self.rows: list[tuple[QLabel, QProgressBar]] = []
         for i in range(TOP):
@@ -43,7 +75,7 @@ class PredictionsPanel(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.header)
         layout.addWidget(self.warning)
-        layout.addLayout(grid)
+        layout.addWidget(self.group)
         layout.addStretch(1)
         state.result_changed.connect(self.refresh)
         state.model_changed.connect(self.refresh)
@@ -57,12 +89,13 @@ class PredictionsPanel(QWidget):
         if result is not None and getattr(result, "logits", None) is not None:
             predictions = list(result.predictions(top=TOP))
         name = getattr(model, "display_name", "") if model is not None else ""
+        self.header.setText(name or "No model loaded")
         if result is None:
-            self.header.setText(f"{name}: waiting for a result" if name else "No model loaded.")
+            self.group.setTitle("Top classes: waiting for a result" if name else "Top classes")
         elif not predictions:
-            self.header.setText(f"{name} has no class output to predict from.")
+            self.group.setTitle("No class output to predict from")
         else:
-            self.header.setText(f"{name}: top {len(predictions)} classes")
+            self.group.setTitle(f"Top {len(predictions)} classes")
         categories = getattr(model, "categories", None)
         for i, (label, bar) in enumerate(self.rows):
             visible = i < len(predictions)
