@@ -36,6 +36,15 @@ def configure_qt() -> None:
     pg.setConfigOptions(imageAxisOrder="row-major", useOpenGL=False, antialias=False)
 
 
+def app_icon():
+    """featurescope's icon (resources/icons/featurescope.png) as a QIcon."""
+    from PySide6.QtGui import QIcon
+
+    from featurescope.core.resources import resource_path
+
+    return QIcon(str(resource_path("icons", "featurescope.png")))
+
+
 def application():
     """The QApplication, created (with names and pyqtgraph options) if there is none."""
     from PySide6.QtWidgets import QApplication
@@ -48,6 +57,7 @@ def application():
 
         app.setApplicationVersion(__version__)
         app.setApplicationDisplayName("featurescope")
+        app.setWindowIcon(app_icon())
     return app
 
 

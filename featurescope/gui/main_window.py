@@ -109,7 +109,7 @@ class MainWindow(QMainWindow):
                  settings: Union[Settings, QSettings, str, Path, None] = None,
                  start: bool = True) -> None:
         super().__init__()
-        from featurescope.gui.app import configure_qt
+        from featurescope.gui.app import app_icon, configure_qt
 
         configure_qt()
         self.state = state if state is not None else AppState(self)
@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         self._error_shown = ""
         self._closing = False
         self.setObjectName("featurescopeMainWindow")
+        self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.resize(1280, 800)
 

@@ -67,3 +67,36 @@ def test_fresh_settings_mean_the_default_model(tmp_path, qtbot):
     assert fresh.model_spec()["weights"] == "default"
     assert fresh.display_options() == DisplayOptions()
     assert fresh.recent_files() == []
+
+
+def test_icon_is_the_app_and_window_icon(make_window):
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication
+
+    from featurescope.core.resources import resource_path
+    from featurescope.gui.app import application
+
+    path = resource_path("icons", "featurescope.png")
+    image = QImage(str(path))
+    assert (image.width(), image.height()) == (256, 256) and image.hasAlphaChannel()
+    window = make_window(start=False)
+    assert not window.windowIcon().isNull()
+    assert window.windowIcon().pixmap(64, 64).toImage().pixelColor(32, 32).alpha() == 255
+    assert application() is QApplication.instance()
+
+
+def test_run_app_tunes_the_allocator_first(monkeypatch):
+    from PySide6.QtWidgets import QApplication
+
+    from featurescope.core import memory
+    from featurescope.gui import app as app_module
+    from featurescope.gui.main_window import MainWindow
+
+    calls = []
+    monkeypatch.setattr(memory, "tune_allocator", lambda *a, **k: calls.append("tune") or True)
+    monkeypatch.setattr(MainWindow, "start", lambda self, **kwargs: calls.append("start"))
+    monkeypatch.setattr(MainWindow, "show", lambda self: None)
+    monkeypatch.setattr(QApplication, "exec", lambda self: calls.append("exec") or 0)
+    monkeypatch.setattr(app_module, "has_display", lambda: True)
+    assert app_module.run_app() == 0
+    assert calls == ["tune", "start", "exec"]
