@@ -319,3 +319,18 @@ def test_predictions_header_is_one_elided_line_and_top5_the_group_title(qtbot, s
     assert panel.header.toolTip() == long
     panel.resize(600, 240)
     qtbot.waitUntil(lambda: panel.header.shown_text() == long)
+
+
+def test_long_headers_wrap_instead_of_widening_the_tabs(qtbot, state):
+    from featurescope.gui.views.channel_view import ChannelView
+    from featurescope.gui.views.filters_view import FiltersView
+
+    filters = _show(qtbot, FiltersView(state), (700, 500))
+    filters.header.setText("512 filters of 512x3x3 in features.denseblock4.denselayer16.conv2")
+    assert filters.minimumSizeHint().width() < 500  # fits the 545 px the docks leave it
+    channel = _show(qtbot, ChannelView(state), (520, 500))
+    state.set_channel(0)
+    qtbot.waitUntil(lambda: "zeros" in channel.stats_label.text())
+    text = channel.stats_label.text()
+    for name in ("min", "mean", "max", "zeros", "negative"):  # never "zeros 0.0 / %"
+        assert f"<span style='white-space:nowrap'>{name} " in text

@@ -146,6 +146,7 @@ class ChannelView(QWidget):
 
         self.stats_label = QLabel(self)
         self.stats_label.setWordWrap(True)
+        self.stats_label.setTextFormat(Qt.TextFormat.RichText)
         self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hover_label = QLabel(self)
         self.hover_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -286,9 +287,11 @@ class ChannelView(QWidget):
 
         self.stats = channel_stats(self.channel_map)
         s = self.stats
-        self.stats_label.setText(
-            f"min {s['min']:.4g}   mean {s['mean']:.4g}   max {s['max']:.4g}   "
-            f"zeros {s['zeros'] * 100:.1f} %   negative {s['negative'] * 100:.1f} %")
+        # each "name value" stays on one line; lines break only between them
+        pairs = (f"min {s['min']:.4g}", f"mean {s['mean']:.4g}", f"max {s['max']:.4g}",
+                 f"zeros {s['zeros'] * 100:.1f} %", f"negative {s['negative'] * 100:.1f} %")
+        self.stats_label.setText("&nbsp;&nbsp; ".join(
+            f"<span style='white-space:nowrap'>{pair}</span>" for pair in pairs))
 
     # --- interaction --------------------------------------------------------------
 

@@ -76,10 +76,15 @@ class FiltersView(QWidget):
         font.setBold(True)
         self.header.setFont(font)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # wraps instead of widening the tab: a long layer name squeezed the docks beside it
+        self.header.setWordWrap(True)
+        self.header.setMinimumWidth(120)
         self.mode = QComboBox(self)
         for key, text in MODES:
             self.mode.addItem(text, key)
         self.mode.setToolTip("How each filter's input channels become one picture.")
+        self.mode.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.mode.setMinimumContentsLength(10)
         self.input_channel = QSpinBox(self)
         self.input_channel.setPrefix("input channel ")
         self.input_channel.setToolTip("The input channel shown in 'one input channel' mode.")
