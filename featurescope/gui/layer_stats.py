@@ -8,8 +8,9 @@ derived from another (sharing its tensors) keeps the numbers already computed.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
@@ -43,28 +44,36 @@ def stored_tensor(result: Any, layer: str) -> Any:
         return None
 
 
+def tensor_ref(tensor: Any) -> Callable[[], Any]:
+    """A weak reference where possible: a cache must not keep an old capture alive."""
+    try:
+        return weakref.ref(tensor)
+    except TypeError:
+        return lambda: tensor
+
+
 class StatsCache:
-    """Layer name -> (stored tensor, LayerStats); only the GUI thread touches it."""
+    """Layer name -> (weak ref to the stored tensor, LayerStats); GUI thread only."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Any, LayerStats]] = {}
+        self._entries: dict[str, tuple[Callable[[], Any], LayerStats]] = {}
 
     def get(self, result: Any, layer: str) -> Optional[LayerStats]:
         entry = self._entries.get(layer)
         if entry is None or result is None or layer not in result:
             return None
-        return entry[1] if entry[0] is stored_tensor(result, layer) else None
+        return entry[1] if entry[0]() is stored_tensor(result, layer) else None
 
     def put(self, result: Any, layer: str, stats: LayerStats) -> None:
         tensor = stored_tensor(result, layer)
         if tensor is not None:
-            self._entries[layer] = (tensor, stats)
+            self._entries[layer] = (tensor_ref(tensor), stats)
 
     def keep_only(self, result: Any) -> None:
         """Drop what ``result`` does not hold (another capture, an evicted layer)."""
         self._entries = {name: entry for name, entry in self._entries.items()
                          if result is not None and name in result
-                         and entry[0] is stored_tensor(result, name)}
+                         and entry[0]() is stored_tensor(result, name)}
 
     def todo(self, result: Any, layers: Iterable[str]) -> list[str]:
         return [name for name in layers if name in result and self.get(result, name) is None]

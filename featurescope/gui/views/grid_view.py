@@ -17,7 +17,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from featurescope.gui.layer_stats import stored_tensor
+from featurescope.gui.layer_stats import stored_tensor, tensor_ref
 from featurescope.gui.state import AppState, DisplayOptions
 
 CACHE_BYTES = 256 * 1024 * 1024  # index mosaics kept for the current capture
@@ -66,7 +66,7 @@ class FeatureGridView(QWidget):
         self.layout_: Any = None  # GridLayout of what is shown
         self.shown_key: Optional[tuple] = None
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
-        self._sources: dict[str, Any] = {}  # layer -> the stored tensor its grids come from
+        self._sources: dict[str, Any] = {}  # layer -> weak ref to the tensor its grids come from
         self._cache_bytes = 0
         self._result_id: Optional[int] = None
         self._luts: dict[str, np.ndarray] = {}
@@ -117,7 +117,7 @@ class FeatureGridView(QWidget):
             return
         self._cache[key] = grid
         if source is not None:
-            self._sources[key[0]] = source
+            self._sources[key[0]] = tensor_ref(source)
         self._cache_bytes += grid[0].nbytes
         while self._cache_bytes > CACHE_BYTES and len(self._cache) > 1:
             _, (old, _) = self._cache.popitem(last=False)
@@ -159,7 +159,7 @@ class FeatureGridView(QWidget):
             self._clear_cache()
             return
         valid = {layer for layer, source in self._sources.items()
-                 if layer in result and stored_tensor(result, layer) is source}
+                 if layer in result and stored_tensor(result, layer) is source()}
         for key in [key for key in self._cache if key[0] not in valid]:
             self._cache_bytes -= self._cache.pop(key)[0].nbytes
         self._sources = {layer: self._sources[layer] for layer in valid}
