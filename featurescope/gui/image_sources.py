@@ -1,0 +1,126 @@
+"""Where the picture comes from: the Open dialog, recent files, drops and the clipboard.
+
+Every source ends in a background job that opens the image; ``image_ready(image,
+source)`` carries it back to the window, which puts it into the state. A file that
+cannot be opened is one sentence in the state's error report; the old image stays.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QBuffer, QIODevice, QObject, QUrl, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
+
+from featurescope.gui.settings import Settings
+from featurescope.gui.state import AppState
+from featurescope.gui.workers import JobRunner
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
+
+
+class ImageSources(QObject):
+    """Opens images from files, drops and the clipboard on the worker; keeps recent files."""
+
+    image_ready = Signal(object, str)  # PIL image, source (a path or "clipboard")
+    recent_files_changed = Signal(list)
+
+    def __init__(self, window: QWidget, state: AppState, jobs: JobRunner, settings: Settings,
+                 show_status: Callable[[str], None]) -> None:
+        super().__init__(window)
+        self.window, self.state, self.jobs, self.settings = window, state, jobs, settings
+        self.show_status = show_status
+        self.recent_menu: Optional[QMenu] = None
+
+    # -- opening ---------------------------------------------------------------------
+    def request_image(self, path: str) -> None:
+        """Open an image file in the background; the current image stays if it fails."""
+        from featurescope.core.images import load_image
+
+        source = str(path)
+        self.jobs.submit("image", lambda progress, cancel: load_image(source),
+                         label=f"Opening {Path(source).name}",
+                         on_result=lambda image: self._loaded(image, source, remember=True),
+                         on_error=self._failed)
+
+    def request_image_bytes(self, data: bytes, name: str = "clipboard") -> None:
+        from featurescope.core.images import image_from_bytes
+
+        self.jobs.submit("image", lambda progress, cancel: image_from_bytes(data, name),
+                         label=f"Opening the {name} image",
+                         on_result=lambda image: self._loaded(image, name, remember=False),
+                         on_error=self._failed)
+
+    def _failed(self, message: str, _error: Optional[BaseException]) -> None:
+        self.state.report_error(message)
+
+    def _loaded(self, image: Any, source: str, remember: bool) -> None:
+        if remember:
+            self.settings.set_last_folder("open", Path(source).parent)
+            self.recent_files_changed.emit(self.settings.add_recent_file(source))
+        self.image_ready.emit(image, source)
+
+    def open_image_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open image",
+                                              self.settings.last_folder("open"), IMAGE_FILTER)
+        if path:
+            self.request_image(path)
+
+    # -- recent files ----------------------------------------------------------------
+    def attach_recent_menu(self, menu: QMenu) -> None:
+        """Keep ``menu`` filled with the recent files (and a Clear list entry)."""
+        self.recent_menu = menu
+        self.recent_files_changed.connect(lambda _files: self.fill_recent_menu())
+        self.fill_recent_menu()
+
+    def fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        if menu is None:
+            return
+        menu.clear()
+        recent = self.settings.recent_files()
+        for path in recent:
+            menu.addAction(Path(path).name, lambda p=path: self.request_image(p)).setToolTip(path)
+        if recent:
+            menu.addSeparator()
+            menu.addAction("Clear list", self.clear_recent)
+        menu.setEnabled(bool(recent))
+
+    def clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+        self.recent_files_changed.emit([])
+
+    # -- drops and the clipboard -----------------------------------------------------
+    def accept_mime(self, mime: Any) -> bool:
+        """Use an image, or an image file (URL or path text), from a drop or the clipboard."""
+        if mime is None:
+            return False
+        if mime.hasUrls():
+            for url in mime.urls():
+                if url.isLocalFile() and Path(url.toLocalFile()).is_file():
+                    self.request_image(url.toLocalFile())
+                    return True
+        if mime.hasImage():
+            image = mime.imageData()
+            if image is not None and not image.isNull():
+                buffer = QBuffer()
+                buffer.open(QIODevice.WriteOnly)
+                image.save(buffer, "PNG")
+                self.request_image_bytes(bytes(buffer.data()), "clipboard")
+                return True
+        if mime.hasText():
+            text = mime.text().strip().strip('"').strip("'")
+            path = QUrl(text).toLocalFile() if text.startswith("file:") else text
+            if path and "\n" not in path and Path(path).expanduser().is_file():
+                self.request_image(str(Path(path).expanduser()))
+                return True
+        return False
+
+    def paste(self) -> None:
+        if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
+            self.show_status("The clipboard holds no image and no path to an image file.")
+
+    @staticmethod
+    def can_drop(mime: Any) -> bool:
+        return mime.hasUrls() or mime.hasImage()

@@ -1,0 +1,93 @@
+"""The menu bar and the window's keyboard shortcuts: File, Edit, View."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QTabWidget
+
+from featurescope.gui.export_actions import ExportActions
+from featurescope.gui.image_sources import ImageSources
+
+# (tab title, shortcut) in tab order
+VIEW_SHORTCUTS = (("Feature maps", "Ctrl+1"), ("Filters", "Ctrl+2"), ("Channel", "Ctrl+3"),
+                  ("Grad-CAM", "Ctrl+4"), ("Compare", "Ctrl+5"))
+
+
+@dataclass
+class MenuActions:
+    """The actions other code (and tests) trigger directly."""
+
+    open_action: QAction
+    paste_action: QAction
+    quit_action: QAction
+    fit_action: QAction
+    cancel_action: QAction
+    recent_menu: QMenu
+
+
+def make_action(parent: QMainWindow, text: str, slot: Callable[[], object], shortcut=None,
+                tip: str = "") -> QAction:
+    action = QAction(text, parent)
+    if shortcut is not None:
+        action.setShortcut(QKeySequence(shortcut))
+    if tip:
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+    action.triggered.connect(lambda *_: slot())
+    return action
+
+
+def build_menus(window: QMainWindow, images: ImageSources, exports: ExportActions,
+                tabs: QTabWidget, fit_grid: Callable[[], None], docks: Iterable[QDockWidget],
+                cancel_jobs: Callable[[], None]) -> MenuActions:
+    """Fill ``window``'s menu bar; Esc (cancel the running job) works anywhere in it."""
+    menus = window.menuBar()
+    file_menu = menus.addMenu("&File")
+    open_action = make_action(window, "&Open image...", images.open_image_dialog, QKeySequence.Open,
+                              "Open an image file")
+    paste_action = make_action(window, "&Paste image", images.paste, QKeySequence.Paste,
+                               "Use the image (or image file path) on the clipboard")
+    recent_menu = file_menu.addMenu("Open &recent")
+    file_menu.insertAction(recent_menu.menuAction(), open_action)
+    file_menu.addAction(paste_action)
+    _add_samples(file_menu.addMenu("&Samples"), images)
+    file_menu.addSeparator()
+    export_menu = file_menu.addMenu("&Export")
+    for action in exports.actions[:4]:
+        export_menu.addAction(action)
+    export_menu.addSeparator()
+    export_menu.addAction(exports.annotate_action)
+    file_menu.addSeparator()
+    quit_action = make_action(window, "&Quit", window.close, QKeySequence.Quit)
+    file_menu.addAction(quit_action)
+
+    edit_menu = menus.addMenu("&Edit")
+    edit_menu.addAction(exports.copy_action)
+    edit_menu.addAction(paste_action)
+
+    view_menu = menus.addMenu("&View")
+    fit_action = make_action(window, "&Fit grid to view", fit_grid, "F", "Show the whole mosaic")
+    view_menu.addAction(fit_action)
+    _add_tab_switches(view_menu, window, tabs, VIEW_SHORTCUTS)
+    view_menu.addSeparator()
+    for dock in docks:
+        view_menu.addAction(dock.toggleViewAction())
+    cancel_action = make_action(window, "Cancel running job", cancel_jobs, "Esc")
+    window.addAction(cancel_action)
+    images.attach_recent_menu(recent_menu)
+    return MenuActions(open_action, paste_action, quit_action, fit_action, cancel_action, recent_menu)
+
+
+def _add_samples(menu: QMenu, images: ImageSources) -> None:
+    from featurescope.core.resources import sample_images
+
+    for path in sample_images():
+        menu.addAction(path.stem.replace("_", " "), lambda p=str(path): images.request_image(p))
+
+
+def _add_tab_switches(menu: QMenu, window: QMainWindow, tabs: QTabWidget,
+                      shortcuts: Sequence[tuple]) -> None:
+    for index, (name, key) in enumerate(shortcuts):
+        menu.addAction(make_action(window, name, lambda i=index: tabs.setCurrentIndex(i), key))
