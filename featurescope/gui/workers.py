@@ -51,6 +51,20 @@ class Request:
     error: Optional[BaseException] = field(default=None, repr=False)
 
 
+def _emit(signals: JobSignals, name: str, *args: Any) -> None:
+    """Emit from the worker thread, tolerating a signals object Qt has already deleted.
+
+    When the application quits while a job runs (a script that never closes the window),
+    Qt deletes the JobSignals before the worker finishes, and emitting raises
+    "RuntimeError: Signal source has been deleted". Nobody is left to receive the
+    answer, so it is dropped silently instead of printing a traceback.
+    """
+    try:
+        getattr(signals, name).emit(*args)
+    except RuntimeError:
+        pass
+
+
 class _Job(QRunnable):
     def __init__(self, request: Request, fn: Callable[..., Any], signals: JobSignals):
         super().__init__()
@@ -67,30 +81,30 @@ class _Job(QRunnable):
                 raise Cancelled("cancelled before it started")
 
             def progress(done: int, total: int, text: str = "") -> None:
-                signals.progress.emit(rid, int(done), int(total), str(text))
+                _emit(signals, "progress", rid, int(done), int(total), str(text))
 
             kwargs: dict[str, Any] = {"progress": progress, "cancel": token}
             if request.on_partial is not None:
-                kwargs["partial"] = lambda piece: signals.partial.emit(rid, piece)
+                kwargs["partial"] = lambda piece: _emit(signals, "partial", rid, piece)
             result = self._fn(**kwargs)
             if token.is_cancelled:
                 raise Cancelled("cancelled")
         except Cancelled:
-            signals.cancelled.emit(rid)
+            _emit(signals, "cancelled", rid)
         except FeaturescopeError as error:
             request.error = error
-            signals.failed.emit(rid, str(error))
+            _emit(signals, "failed", rid, str(error))
         except MemoryError as error:
             request.error = error
-            signals.failed.emit(rid, f"Out of memory while {request.label.lower() or 'working'}; "
-                                     "try a smaller image or a smaller model.")
+            _emit(signals, "failed", rid, f"Out of memory while {request.label.lower() or 'working'}; "
+                                         "try a smaller image or a smaller model.")
         except Exception as error:  # a bug, but the app must stay alive
             request.error = error
             log.error("%s failed:\n%s", request.label or request.kind, traceback.format_exc())
-            signals.failed.emit(rid, f"{request.label or request.kind} failed: "
-                                     f"{type(error).__name__}: {error}")
+            _emit(signals, "failed", rid, f"{request.label or request.kind} failed: "
+                                         f"{type(error).__name__}: {error}")
         else:
-            signals.finished.emit(rid, result)
+            _emit(signals, "finished", rid, result)
 
 
 class JobRunner(QObject):

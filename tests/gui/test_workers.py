@@ -115,3 +115,27 @@ def test_shutdown_cancels_and_waits(qtbot):
     assert runner.shutdown(5000)
     assert stopped == [True]
     assert runner.is_idle()
+
+
+def test_a_job_outliving_its_signals_object_drops_its_answer_quietly(jobs, qtbot, capfd):
+    """Quitting while a job runs deletes the JobSignals first; the worker must not print
+    "RuntimeError: Signal source has been deleted" tracebacks."""
+    import shiboken6
+
+    release = threading.Event()
+    ran = []
+
+    def work(progress, cancel):
+        release.wait(10)
+        progress(1, 2, "half way")
+        ran.append(True)
+        return 42
+
+    request = jobs.submit("slow", work, label="slow")
+    signals = jobs._pending[request.id][1]
+    shiboken6.delete(signals)  # what application shutdown does to it
+    jobs._pending.pop(request.id)  # ... together with the runner that held it
+    release.set()
+    assert jobs.pool.waitForDone(10000)
+    assert ran == [True]
+    assert "Signal source has been deleted" not in capfd.readouterr().err
