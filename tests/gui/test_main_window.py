@@ -284,3 +284,16 @@ def test_close_during_a_long_job_returns_promptly(make_window, qtbot):
     window.close()  # the model load and capture are still queued or running
     assert window.jobs.is_idle()
     assert window.jobs.pool.activeThreadCount() == 0
+
+
+def test_the_window_can_be_narrower_than_a_small_laptop_screen(window, qtbot):
+    """Every dock and tab may shrink: `screenshot --size 1000x700` once came out 1039 px wide."""
+    for name in ("Feature maps", "Filters", "Channel", "Grad-CAM", "Compare"):
+        window.tabs.setCurrentIndex([window.tabs.tabText(i) for i in range(window.tabs.count())].index(name))
+        qtbot.wait(10)
+        assert window.minimumSizeHint().width() <= 900, name
+    for dock in (window.layers_dock, window.model_dock, window.image_dock, window.info_dock,
+                 window.predictions_dock, window.display_dock):
+        assert dock.minimumSizeHint().width() <= 240, dock.objectName()
+    window.resize(900, 700)
+    qtbot.waitUntil(lambda: window.width() <= 900, timeout=3000)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
-                               QSpinBox, QWidget)
+                               QSizePolicy, QSpinBox, QWidget)
 
 from featurescope.core import grids
 
@@ -69,14 +69,20 @@ class DisplayOptionsPanel(QWidget):
             self.addAction(action)
 
         self.colormap = QComboBox(self)
+        self.colormap.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.colormap.setMinimumContentsLength(7)
         self.colormap.addItems(list(grids.COLORMAPS))
         self.colormap.setToolTip("Colours from low to high activation; coolwarm is centred on zero.")
         self.normalize = QComboBox(self)
+        self.normalize.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.normalize.setMinimumContentsLength(8)
         for key, text in NORMALIZE:
             self.normalize.addItem(text, key)
         self.normalize.setToolTip("Per channel: each map uses its full colour range.\n"
                                   "Per layer: one scale for all maps, so strong and weak maps compare.")
         self.order = QComboBox(self)
+        self.order.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.order.setMinimumContentsLength(8)
         for key, text in ORDER:
             self.order.addItem(text, key)
         self.order.setToolTip("Order of the maps in the grid; channel numbers stay the true ones.")
@@ -94,6 +100,8 @@ class DisplayOptionsPanel(QWidget):
         self.clip_value.setDecimals(1)
         self.clip_value.setSingleStep(0.5)
         self.clip_value.setSuffix(" % at each end")
+        # may be narrower than its suffix wants, so the dock (and the window) can be narrow
+        self.clip_value.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         self.clip_value.setValue(DEFAULT_CLIP)
         self.clip.setToolTip("Clip to the p..(100-p)th percentile, so a few extreme values do not wash out the rest.")
         clip_row = QHBoxLayout()

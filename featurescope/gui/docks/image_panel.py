@@ -53,6 +53,8 @@ class ImagePanel(QWidget):
         self.preview_box.addItem(self.preview_item)
         self.caption = QLabel("No image")
         self.caption.setObjectName("imageCaption")
+        # "chelsea.png: 451 x 300 -> model input 224 x 224" wraps instead of widening the dock
+        self.caption.setWordWrap(True)
 
         self.samples = QListWidget()
         self.samples.setObjectName("sampleGallery")

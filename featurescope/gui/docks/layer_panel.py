@@ -84,7 +84,7 @@ class LayerPanel(QWidget):
         header.resizeSection(3, 40)
         # "features.denseblock4.denselayer16.conv2": the end tells layers apart
         self.tree.setTextElideMode(Qt.ElideLeft)
-        self.tree.setMinimumWidth(260)
+        self.tree.setMinimumWidth(200)
         self.tree.setToolTip("Up/Down, PgUp/PgDn: move through the layers; "
                              "Ctrl/Shift-click: select several to export")
         self.tree.setContextMenuPolicy(Qt.ActionsContextMenu)

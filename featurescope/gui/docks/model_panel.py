@@ -11,7 +11,7 @@ from typing import Any, Optional
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-    QLineEdit, QPushButton, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
+    QLineEdit, QPushButton, QSizePolicy, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
 from featurescope.gui.state import AppState
@@ -80,6 +80,9 @@ class ModelPanel(QWidget):
 
         self.weights = QComboBox()
         self.weights.setObjectName("weightsChoice")
+        # shrinks with the dock (the full text is in the popup): a narrow window stays possible
+        self.weights.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.weights.setMinimumContentsLength(6)
         for text, value in WEIGHTS_CHOICES:
             self.weights.addItem(text, value)
         self.weights_file = QLineEdit()
@@ -120,6 +123,8 @@ class ModelPanel(QWidget):
 
         self.device = QComboBox()
         self.device.setObjectName("deviceChoice")
+        self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.device.setMinimumContentsLength(6)
         from featurescope.core.devices import available_devices
 
         for name in available_devices():
@@ -130,6 +135,7 @@ class ModelPanel(QWidget):
         self.memory_budget.setRange(16, 1 << 20)
         self.memory_budget.setSingleStep(256)
         self.memory_budget.setSuffix(" MB")
+        self.memory_budget.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         self.memory_budget.setKeyboardTracking(False)
         self.memory_budget.setToolTip(
             "Most memory the captured activations may use. Beyond it they are stored as "

@@ -88,6 +88,7 @@ class CompareView(QWidget):
 
         self.source_label = QLabel("Image B: none yet", self)
         self.source_label.setMinimumWidth(60)
+        self.source_label.setWordWrap(True)  # a long file name must not widen the window
         self.source_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_button = QPushButton("Open B...", self)
         self.open_button.setToolTip("Choose the image to compare with the current one (or drop it here)")
@@ -96,7 +97,7 @@ class CompareView(QWidget):
         self.sample_combo = QComboBox(self)
         self.sample_combo.setObjectName("compareSample")
         self.sample_combo.addItem("a bundled sample...", "")
-        self.sample_combo.setMinimumContentsLength(10)
+        self.sample_combo.setMinimumContentsLength(8)
         self.sample_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         from featurescope.core.resources import sample_images
 
@@ -123,6 +124,9 @@ class CompareView(QWidget):
 
         top = QHBoxLayout()
         top.addWidget(self.source_label, 1)
+        for button in (self.open_button, self.paste_button):
+            # the style's 80 px minimum made the Compare tab, so the window, wider
+            button.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         top.addWidget(self.open_button)
         top.addWidget(self.paste_button)
         top.addWidget(self.sample_combo)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSpinBox, QStackedWidget,
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
 from featurescope.core import filters
@@ -78,15 +78,16 @@ class FiltersView(QWidget):
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # wraps instead of widening the tab: a long layer name squeezed the docks beside it
         self.header.setWordWrap(True)
-        self.header.setMinimumWidth(120)
+        self.header.setMinimumWidth(80)
         self.mode = QComboBox(self)
         for key, text in MODES:
             self.mode.addItem(text, key)
         self.mode.setToolTip("How each filter's input channels become one picture.")
         self.mode.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.mode.setMinimumContentsLength(10)
+        self.mode.setMinimumContentsLength(8)
         self.input_channel = QSpinBox(self)
-        self.input_channel.setPrefix("input channel ")
+        self.input_channel.setPrefix("input ")
+        self.input_channel.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         self.input_channel.setToolTip("The input channel shown in 'one input channel' mode.")
         controls = QHBoxLayout()
         controls.addWidget(self.header, 1)
