@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButt
 
 from featurescope.core import grids
 from featurescope.gui import receptive_cache
+from featurescope.gui.views.equal_columns import EqualColumns
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -139,6 +140,8 @@ class ChannelView(QWidget):
         self.plots.addItem(self.color_bar, row=1, col=1)
         self.color_bar.setImageItem(self.map_item)
         self.plots.addItem(self.overlay_box, row=1, col=2)
+        # the map and the overlay are the same size, as in Compare
+        self.equal_columns = EqualColumns(self.plots, (0, 2), (self.color_bar,))
         self.rf_item = _rect_item(self.overlay_box, "#00e5ff")  # the field on the input
         self.pixel_item = _rect_item(self.overlay_box, "#ffffff", 1.0)  # the hovered input pixel
         self.position_item = _rect_item(self.map_box, "#00e5ff")  # the position on the map

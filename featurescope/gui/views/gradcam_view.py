@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
                                QVBoxLayout, QWidget)
 
 from featurescope.core import grids
+from featurescope.gui.views.equal_columns import EqualColumns
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -123,8 +124,8 @@ class GradCamView(QWidget):
         self.color_bar.setImageItem(self.layer_item)
         self.plots.addItem(self.color_bar, row=1, col=1)
         self.plots.addItem(self.layer_box, row=1, col=2)
-        self.plots.ci.layout.setColumnStretchFactor(0, 3)
-        self.plots.ci.layout.setColumnStretchFactor(2, 2)
+        # the overlay and the map are the same size, as in Compare
+        self.equal_columns = EqualColumns(self.plots, (0, 2), (self.color_bar,))
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
