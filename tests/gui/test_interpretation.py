@@ -156,6 +156,21 @@ def test_gradcam_tab_equals_grad_cam_for_top_and_chosen_classes(window, qtbot, w
     wait_idle(window)
 
 
+def test_gradcam_that_is_zero_everywhere_says_so(window, qtbot, wait_idle):
+    # For the cat, blocks.15.project has no position with positive evidence for the top
+    # class (the grad-cam package agrees): a black picture needs a sentence.
+    view = window.gradcam_view
+    _switch(qtbot, window, GRADCAM_TAB)
+    window.state.set_layer("blocks.15.project")
+    qtbot.waitUntil(lambda: view.cam is not None and view.cam.layer == "blocks.15.project")
+    assert not np.any(view.layer_item.image > 0)
+    assert view.note.isVisible() and "zero everywhere at blocks.15.project" in view.note.text()
+    window.state.set_layer("head")
+    qtbot.waitUntil(lambda: view.cam is not None and view.cam.layer == "head")
+    assert "zero everywhere" not in view.note.text()
+    wait_idle(window)
+
+
 def test_gradcam_of_an_untrained_model_says_it_means_little(window, qtbot, wait_idle):
     _switch(qtbot, window, GRADCAM_TAB)
     window.request_model({"name": "resnet18", "weights": "none", "device": "cpu", "input_size": "64"})

@@ -317,3 +317,11 @@ class GradCamView(QWidget):
             probability = f", p = {float(torch.softmax(logits.double(), 0)[cam.target]) * 100:.1f} %"
         self.header.setText(f"Grad-CAM of '{label}' ({which}, class {cam.target}{probability}) "
                             f"at {cam.layer}, {cam.layer_map.shape[0]}x{cam.layer_map.shape[1]}")
+        if not np.any(cam.layer_map > 0):
+            # A legitimate result (the gradient-weighted sum of the maps is negative
+            # everywhere), but a black picture looks like a bug without this sentence.
+            self.note.setText(
+                f"Grad-CAM is zero everywhere at {cam.layer}: no position there adds evidence "
+                f"for '{label}'. Layers just before the classifier usually explain best; "
+                f"try the last convolution.")
+            self.note.show()
