@@ -106,5 +106,8 @@ def filter_grid(weight, mode: str = "auto", input_channel: int = 0, colormap: st
             raise ValueError(f"Input channel {channel} does not exist; the kernels have "
                              f"{w.shape[1]} input channel(s) (0 to {w.shape[1] - 1}).")
         maps = w[:, channel]
-    indices, layout = grid_indices(maps, normalize="channel", gap=gap, signed=True)
+    # A 1x1 kernel scaled around its own zero is always full red or full blue; one scale
+    # for the whole layer shows which filters weigh more instead.
+    normalize = "layer" if maps.shape[-2:] == (1, 1) else "channel"
+    indices, layout = grid_indices(maps, normalize=normalize, gap=gap, signed=True)
     return apply_lut(indices, colormap_lut(colormap), upscale), layout

@@ -64,3 +64,15 @@ def test_real_layers_first_deep_and_depthwise():
     deep = model.features[2].conv[0][0].weight  # (96, 16, 1, 1)
     deep_rgb, deep_layout = filter_grid(deep, upscale=2)
     assert deep_rgb.shape == (deep_layout.shape[0] * 2, deep_layout.shape[1] * 2, 3)
+
+
+def test_one_by_one_kernels_share_one_scale_so_magnitudes_show():
+    # Per-kernel scaling would paint every 1x1 filter full red or full blue.
+    weight = np.zeros((4, 2, 1, 1), np.float32)
+    weight[:, :, 0, 0] = [[1.0, 1.0], [0.25, 0.25], [-0.5, -0.5], [-1.0, -1.0]]
+    rgb, layout = filter_grid(weight, mode="mean", colormap="coolwarm")
+    lut = colormap_lut("coolwarm")
+    colours = [tuple(rgb[layout.tile_origin(c)]) for c in range(4)]
+    assert colours[0] == tuple(lut[255]) and colours[3] == tuple(lut[1])
+    assert colours[1] not in (tuple(lut[255]), tuple(lut[1]))  # a quarter: a paler red
+    assert colours[2] not in (tuple(lut[255]), tuple(lut[1]))
