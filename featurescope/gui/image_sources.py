@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QBuffer, QIODevice, QObject, QUrl, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
+from featurescope.gui.mime_images import can_drop, image_offer
 from featurescope.gui.settings import Settings
 from featurescope.gui.state import AppState
 from featurescope.gui.workers import JobRunner
@@ -94,33 +95,18 @@ class ImageSources(QObject):
     # -- drops and the clipboard -----------------------------------------------------
     def accept_mime(self, mime: Any) -> bool:
         """Use an image, or an image file (URL or path text), from a drop or the clipboard."""
-        if mime is None:
+        offer = image_offer(mime)
+        if offer is None:
             return False
-        if mime.hasUrls():
-            for url in mime.urls():
-                if url.isLocalFile() and Path(url.toLocalFile()).is_file():
-                    self.request_image(url.toLocalFile())
-                    return True
-        if mime.hasImage():
-            image = mime.imageData()
-            if image is not None and not image.isNull():
-                buffer = QBuffer()
-                buffer.open(QIODevice.WriteOnly)
-                image.save(buffer, "PNG")
-                self.request_image_bytes(bytes(buffer.data()), "clipboard")
-                return True
-        if mime.hasText():
-            text = mime.text().strip().strip('"').strip("'")
-            path = QUrl(text).toLocalFile() if text.startswith("file:") else text
-            if path and "\n" not in path and Path(path).expanduser().is_file():
-                self.request_image(str(Path(path).expanduser()))
-                return True
-        return False
+        kind, value = offer
+        if kind == "path":
+            self.request_image(value)
+        else:
+            self.request_image_bytes(value, "clipboard")
+        return True
 
     def paste(self) -> None:
         if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
             self.show_status("The clipboard holds no image and no path to an image file.")
 
-    @staticmethod
-    def can_drop(mime: Any) -> bool:
-        return mime.hasUrls() or mime.hasImage()
+    can_drop = staticmethod(can_drop)

@@ -80,5 +80,16 @@ class AppState(QObject):
             self.display = display
             self.display_changed.emit(display)
 
+    def layer_info(self) -> Any:
+        """The LayerInfo of the selected layer, from the capture or else the model; or None."""
+        if not self.layer:
+            return None
+        if self.result is not None and self.layer in getattr(self.result, "info", {}):
+            return self.result.info[self.layer]
+        for info in getattr(self.model, "layer_info", None) or ():
+            if info.name == self.layer:
+                return info
+        return None
+
     def report_error(self, message: str) -> None:
         self.error_reported.emit(message)

@@ -25,18 +25,6 @@ _STANDARD = "out = floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 
 GENERAL_FORMULA = {"Conv2d": _STANDARD, "MaxPool2d": _STANDARD, "AvgPool2d": _STANDARD}
 
 
-def find_layer_info(state) -> Optional[Any]:
-    """The LayerInfo of ``state.layer``, from the capture result or else the model."""
-    if not state.layer:
-        return None
-    if state.result is not None and state.layer in getattr(state.result, "info", {}):
-        return state.result.info[state.layer]
-    for info in getattr(state.model, "layer_info", None) or ():
-        if info.name == state.layer:
-            return info
-    return None
-
-
 def explanation_html(e: LayerExplanation) -> str:
     """Rich text for one explanation: title, a table of facts, the formulas, the prose."""
     esc = html.escape
@@ -140,7 +128,7 @@ class LayerInfoPanel(QWidget):
         self._compute_in_background()
 
     def refresh(self, *_: Any) -> None:
-        info = find_layer_info(self.state)
+        info = self.state.layer_info()
         self._update_stats()
         if info is None:
             self.explanation = None

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButt
                                QVBoxLayout, QWidget)
 
 from featurescope.core import grids
+from featurescope.gui.views.tab_page import TabPage
 from featurescope.gui import receptive_cache
 from featurescope.gui.views.equal_columns import EqualColumns
 
@@ -88,13 +89,12 @@ def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
     return vb, item
 
 
-class ChannelView(QWidget):
+class ChannelView(TabPage):
     """The selected channel of the selected layer, large and over the input image."""
 
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.state = state
-        self._stale = True
         self._input_rgb: Optional[np.ndarray] = None
         self._input_for: Any = None
         self._layer_array: Optional[np.ndarray] = None
@@ -229,17 +229,8 @@ class ChannelView(QWidget):
             self._input_for = result
         return self._input_rgb
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_: Any) -> None:
-        """Redraw from the state; while hidden (another tab is current) only note it."""
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
+    def redraw(self) -> None:
+        """Draw the selected layer from the state (TabPage calls this only while shown)."""
         layer = self._layer()
         if layer is None:
             self.channel_map = None

@@ -20,12 +20,14 @@ from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QEvent, QIODevice, QPointF, Qt, QUrl
+from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
                                QSizePolicy, QVBoxLayout, QWidget)
 
 from featurescope.core import grids
+from featurescope.gui.views.tab_page import TabPage
+from featurescope.gui.mime_images import can_drop, image_offer
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -65,7 +67,7 @@ def compare_work(result_a: Any, result_b: Any, layer: str):
     return comparison, pictures, layout
 
 
-class CompareView(QWidget):
+class CompareView(TabPage):
     """Image A against image B at ``state.layer``."""
 
     def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
@@ -83,7 +85,6 @@ class CompareView(QWidget):
         self.grid_layout: Any = None
         self.worst_first: Optional[np.ndarray] = None
         self._key: Any = None  # (result A, result B, layer) of what is shown or computing
-        self._stale = True
         self.setAcceptDrops(True)
 
         self.source_label = QLabel("Image B: none yet", self)
@@ -306,36 +307,22 @@ class CompareView(QWidget):
 
     def accept_mime(self, mime: Any) -> bool:
         """B from a drop or the clipboard: a file URL, image data or a path as text."""
-        if mime is None:
+        offer = image_offer(mime)
+        if offer is None:
             return False
-        if mime.hasUrls():
-            for url in mime.urls():
-                if url.isLocalFile() and Path(url.toLocalFile()).is_file():
-                    self.set_image_b(url.toLocalFile())
-                    return True
-        if mime.hasImage():
-            image = mime.imageData()
-            if image is not None and not image.isNull():
-                buffer = QBuffer()
-                buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-                image.save(buffer, "PNG")
-                self.set_image_b_bytes(bytes(buffer.data()), "clipboard")
-                return True
-        if mime.hasText():
-            text = mime.text().strip().strip('"').strip("'")
-            path = QUrl(text).toLocalFile() if text.startswith("file:") else text
-            if path and "\n" not in path and Path(path).expanduser().is_file():
-                self.set_image_b(str(Path(path).expanduser()))
-                return True
-        return False
+        kind, value = offer
+        if kind == "path":
+            self.set_image_b(value)
+        else:
+            self.set_image_b_bytes(value, "clipboard")
+        return True
 
     def paste(self) -> None:
         if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
             self.header.setText("The clipboard holds no image and no path to an image file.")
 
     def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        mime = event.mimeData()
-        if mime.hasUrls() or mime.hasImage():
+        if can_drop(event.mimeData()):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -404,17 +391,8 @@ class CompareView(QWidget):
 
     # --- comparing ----------------------------------------------------------------------
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_: Any) -> None:
-        """Compare the state's capture with B at the state's layer (while visible)."""
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
+    def redraw(self) -> None:
+        """Compare the state's capture with B at the state's layer."""
         model, result_a, layer = self.state.model, self.state.result, self.state.layer
         if model is not None and self.image_b is not None and self._model_b is not model:
             self._capture_b()  # the model changed: B's activations are another network's

@@ -15,6 +15,7 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
+from featurescope.gui.views.tab_page import TabPage
 from featurescope.core import filters
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -33,17 +34,6 @@ CAPTIONS = {
 }
 
 
-def _layer_info(state) -> Optional[Any]:
-    if not state.layer:
-        return None
-    if state.result is not None and state.layer in getattr(state.result, "info", {}):
-        return state.result.info[state.layer]
-    for info in getattr(state.model, "layer_info", None) or ():
-        if info.name == state.layer:
-            return info
-    return None
-
-
 def no_filters_text(info) -> str:
     """The sentence shown for a layer without kernels (pooling)."""
     how = "the largest value" if "Max" in info.kind else "the average"
@@ -57,13 +47,12 @@ def no_filters_text(info) -> str:
             f"to see its kernels.")
 
 
-class FiltersView(QWidget):
+class FiltersView(TabPage):
     """The kernels of ``state.layer`` via :func:`featurescope.core.filters.filter_grid`."""
 
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.state = state
-        self._stale = True
         self.weight: Optional[np.ndarray] = None  # (O, I/groups, kh, kw) of the layer shown
         self.layout_grid = None  # GridLayout of the mosaic shown
         self.effective_mode = ""
@@ -154,18 +143,9 @@ class FiltersView(QWidget):
         self.mode.setEnabled(False)
         self.input_channel.setEnabled(False)
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_: Any) -> None:
-        """Redraw from the state; while hidden (another tab is current) only note it."""
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
-        info = _layer_info(self.state)
+    def redraw(self) -> None:
+        """Draw the selected layer from the state (TabPage calls this only while shown)."""
+        info = self.state.layer_info()
         if info is None:
             self.header.setText("Filters")
             self._show_message("Load a model and select a convolution layer to see its filters.")

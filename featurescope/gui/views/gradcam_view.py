@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
                                QVBoxLayout, QWidget)
 
 from featurescope.core import grids
+from featurescope.gui.views.tab_page import TabPage
 from featurescope.gui.views.equal_columns import EqualColumns
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -54,7 +55,7 @@ def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
     return vb, item
 
 
-class GradCamView(QWidget):
+class GradCamView(TabPage):
     """The Grad-CAM map of the chosen class over the input, for the selected layer."""
 
     def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
@@ -64,7 +65,6 @@ class GradCamView(QWidget):
         self.target: Optional[int] = None  # None: the top class
         self.cam: Any = None  # the GradCam shown (core.gradcam.GradCam)
         self.layer = ""  # the conv layer explained
-        self._stale = True
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._wanted: Optional[tuple] = None
         self._cache_result: Any = None
@@ -210,18 +210,9 @@ class GradCamView(QWidget):
 
     # --- computing and showing ---------------------------------------------------------
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().showEvent(event)
-        if self._stale:
-            self.refresh()
-
-    def refresh(self, *_: Any) -> None:
-        """Show the map for the state's capture, layer and the chosen class (computing it
-        on the worker when it is not cached); while hidden, only note that it is stale."""
-        if not self.isVisible():
-            self._stale = True
-            return
-        self._stale = False
+    def redraw(self) -> None:
+        """Show the map for the state's capture, layer and the chosen class, computing it
+        on the worker when it is not cached."""
         self._fill_classes()
         model, result = self.state.model, self.state.result
         layer, note = gradcam_layer(self.state)
