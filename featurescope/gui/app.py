@@ -22,6 +22,49 @@ def has_display(environ: Optional[dict] = None) -> bool:
     return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
 
 
+X11_PACKAGES = ("libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 "
+                "libxcb-render-util0 libxcb-shape0 libxkbcommon-x11-0")
+
+
+def missing_x11_library(environ: Optional[dict] = None) -> Optional[str]:
+    """The system library Qt's X11 plugin cannot find, or None when it loads (or is not used).
+
+    Since Qt 6.5 the xcb plugin needs xcb libraries that many desktops lack; without them
+    QApplication aborts the process with a core dump instead of raising. Loading the plugin
+    with ctypes first turns that into a sentence naming the missing file.
+    """
+    env = os.environ if environ is None else environ
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = env.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb"):
+        return None  # offscreen, wayland, vnc, ...
+    if not platform and (env.get("WAYLAND_DISPLAY") or not env.get("DISPLAY")):
+        return None
+    import ctypes
+    import re
+    from pathlib import Path
+
+    import PySide6
+
+    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.exists():
+        return None
+    try:
+        ctypes.CDLL(str(plugin))
+    except OSError as error:
+        found = re.search(r"(lib[\w.+-]+\.so[\w.]*)", str(error))
+        return found.group(1) if found else str(error)
+    return None
+
+
+def missing_x11_message(library: str) -> str:
+    return (f"featurescope: Qt cannot open a window on this X11 display because the system "
+            f"library {library} is missing; install Qt's X11 libraries (Debian/Ubuntu: sudo apt "
+            f"install {X11_PACKAGES}), or use `featurescope screenshot` / `featurescope export`, "
+            f"which need no window.")
+
+
 def configure_qt() -> None:
     """Process-wide settings that must come before the first QSettings / ImageItem."""
     from PySide6.QtCore import QCoreApplication
@@ -70,6 +113,10 @@ def run_app(image=None, model=None, weights=None, device=None) -> int:
     """
     if not has_display():
         print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+        return 2
+    library = missing_x11_library()
+    if library:
+        print(missing_x11_message(library), file=sys.stderr)
         return 2
     from featurescope.core.memory import tune_allocator
 

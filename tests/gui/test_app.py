@@ -100,3 +100,27 @@ def test_run_app_tunes_the_allocator_first(monkeypatch):
     monkeypatch.setattr(app_module, "has_display", lambda: True)
     assert app_module.run_app() == 0
     assert calls == ["tune", "start", "exec"]
+
+
+def test_missing_x11_libraries_are_one_sentence_not_a_core_dump(monkeypatch, capsys):
+    # Qt >= 6.5 aborts the whole process when its xcb plugin's system libraries are
+    # missing; featurescope checks by loading the plugin first and names the file.
+    import ctypes
+
+    from featurescope.gui import app
+
+    def refuse(path, *args, **kwargs):
+        raise OSError("libxcb-icccm.so.4: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    x11 = {"DISPLAY": ":0"}
+    assert app.missing_x11_library(x11) == "libxcb-icccm.so.4"
+    assert app.missing_x11_library({"DISPLAY": ":0", "QT_QPA_PLATFORM": "offscreen"}) is None
+    assert app.missing_x11_library({"WAYLAND_DISPLAY": "wayland-0", "DISPLAY": ":0"}) is None
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert app.run_app() == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "libxcb-icccm.so.4 is missing" in err and "apt install" in err
