@@ -40,7 +40,7 @@ def read_weights(path: Path, trust_pickle: bool):
         warnings.warn(f"Loading {path.name} with the full unpickler (trust_pickle=True): it can "
                       f"run code.", stacklevel=3)
         try:
-            loaded = torch.load(path, map_location="cpu", weights_only=False)
+            loaded = torch.load(path, map_location="cpu", weights_only=False)  # trust_pickle: the user opted in
         except Exception as error2:
             raise WeightsError(f"{path.name} could not be unpickled "
                                f"({type(error2).__name__}: {error2}).") from None
