@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
-from featurescope.gui.mime_images import can_drop, image_offer
+from featurescope.gui.mime_images import deliver
 from featurescope.gui.settings import Settings
 from featurescope.gui.state import AppState
 from featurescope.gui.workers import JobRunner
@@ -95,18 +95,9 @@ class ImageSources(QObject):
     # -- drops and the clipboard -----------------------------------------------------
     def accept_mime(self, mime: Any) -> bool:
         """Use an image, or an image file (URL or path text), from a drop or the clipboard."""
-        offer = image_offer(mime)
-        if offer is None:
-            return False
-        kind, value = offer
-        if kind == "path":
-            self.request_image(value)
-        else:
-            self.request_image_bytes(value, "clipboard")
-        return True
+        return deliver(mime, self.request_image, self.request_image_bytes)
 
     def paste(self) -> None:
         if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
             self.show_status("The clipboard holds no image and no path to an image file.")
 
-    can_drop = staticmethod(can_drop)

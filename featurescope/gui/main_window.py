@@ -25,6 +25,7 @@ from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.error_banner import ErrorBanner
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import IMAGE_FILTER, ImageSources  # noqa: F401 (re-export)
+from featurescope.gui.mime_images import ImageDropTarget
 from featurescope.gui.job_status import JobStatus
 from featurescope.gui.menus import build_menus
 from featurescope.gui.model_jobs import ModelJobs, first_layer
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB = 0, 1, 2, 3, 4
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ImageDropTarget, QMainWindow):
     """``MainWindow(state=None, settings=None, start=True)``.
 
     ``settings`` is a :class:`Settings`, a QSettings, or an INI file path (tests). With
@@ -234,22 +235,9 @@ class MainWindow(QMainWindow):
         self.state.set_image(image, source)
         self.request_capture()
 
-    # -- drops -----------------------------------------------------------------------------
-    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        if self.images.can_drop(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        if self.accept_mime(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            self.show_error("Drop an image file (PNG, JPEG, ...) to look at it.")
-            event.ignore()
+    # -- drops (ImageDropTarget does the Qt events) ------------------------------------
+    def drop_refused(self) -> None:
+        self.show_error("Drop an image file (PNG, JPEG, ...) to look at it.")
 
     # -- messages and title ----------------------------------------------------------------
     def show_error(self, message: str) -> None:

@@ -6,7 +6,7 @@ the one place that reads them out of a QMimeData.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from PySide6.QtCore import QBuffer, QIODevice, QUrl
 
@@ -41,3 +41,42 @@ def image_offer(mime: Any) -> Optional[ImageOffer]:
 def can_drop(mime: Any) -> bool:
     """Whether a drag could carry an image (checked cheaply, before the drop)."""
     return mime.hasUrls() or mime.hasImage()
+
+
+def deliver(mime: Any, open_path: Callable[[str], None],
+            open_bytes: Callable[[bytes, str], None]) -> bool:
+    """Hand what ``mime`` offers to ``open_path(path)`` or ``open_bytes(data, "clipboard")``;
+    False when it offers no image."""
+    offer = image_offer(mime)
+    if offer is None:
+        return False
+    kind, value = offer
+    if kind == "path":
+        open_path(value)
+    else:
+        open_bytes(value, "clipboard")
+    return True
+
+
+class ImageDropTarget:
+    """Drag-and-drop of images for a QWidget subclass (put it first among the bases).
+
+    The widget defines ``accept_mime(mime) -> bool`` (take the image, or say no) and
+    ``drop_refused()`` (tell the user what can be dropped).
+    """
+
+    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        if can_drop(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
+        if self.accept_mime(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            self.drop_refused()
+            event.ignore()

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPus
 
 from featurescope.core import grids
 from featurescope.gui.views.tab_page import TabPage
-from featurescope.gui.mime_images import can_drop, image_offer
+from featurescope.gui.mime_images import ImageDropTarget, deliver
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -67,7 +67,7 @@ def compare_work(result_a: Any, result_b: Any, layer: str):
     return comparison, pictures, layout
 
 
-class CompareView(TabPage):
+class CompareView(ImageDropTarget, TabPage):
     """Image A against image B at ``state.layer``."""
 
     def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
@@ -307,35 +307,14 @@ class CompareView(TabPage):
 
     def accept_mime(self, mime: Any) -> bool:
         """B from a drop or the clipboard: a file URL, image data or a path as text."""
-        offer = image_offer(mime)
-        if offer is None:
-            return False
-        kind, value = offer
-        if kind == "path":
-            self.set_image_b(value)
-        else:
-            self.set_image_b_bytes(value, "clipboard")
-        return True
+        return deliver(mime, self.set_image_b, self.set_image_b_bytes)
 
     def paste(self) -> None:
         if not self.accept_mime(QGuiApplication.clipboard().mimeData()):
             self.header.setText("The clipboard holds no image and no path to an image file.")
 
-    def dragEnterEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        if can_drop(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        self.dragEnterEvent(event)
-
-    def dropEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        if self.accept_mime(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            self.header.setText("Drop an image file (PNG, JPEG, ...) to compare with it.")
-            event.ignore()
+    def drop_refused(self) -> None:
+        self.header.setText("Drop an image file (PNG, JPEG, ...) to compare with it.")
 
     def _capture_b(self) -> None:
         """Open (if new) and capture B with the current model, on the worker."""
