@@ -5,6 +5,12 @@ The item holds ``grid_indices(...)`` (uint8: 0 separators, 1..255 values) with
 ``feature_grid``'s output. Grids are cached per (layer, display options) for the
 current capture, and the other layers are built in the background after each capture,
 so moving through layers only swaps arrays.
+
+The separators are also drawn over the mosaic as cosmetic lines one screen pixel wide:
+a mosaic drawn smaller than its pixels (vgg16's first layers are 1800 pixels square)
+is sampled nearest-neighbour, which drops some one-pixel separators and keeps others,
+so tiles looked merged into uneven blocks. The lines keep every boundary visible at
+any zoom without resampling the image on each paint.
 """
 from __future__ import annotations
 
@@ -14,8 +20,8 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
 from featurescope.gui.layer_stats import stored_tensor, tensor_ref
 from featurescope.gui.state import AppState, DisplayOptions
@@ -50,6 +56,39 @@ def build_grid(result: Any, layer: str, options: DisplayOptions):
     return grid_indices(layer_array(result, layer), **grid_arguments(options))
 
 
+def separator_path(layout: Any) -> QPainterPath:
+    """One line through the middle of every gap between tiles of ``layout`` (a
+    GridLayout), in mosaic pixel coordinates: ``rows - 1`` horizontal lines across the
+    mosaic's width, then ``columns - 1`` vertical lines down its height."""
+    height, width = layout.shape
+    path = QPainterPath()
+    if layout.gap <= 0:
+        return path
+    half = layout.gap / 2.0
+    for row in range(1, layout.rows):
+        y = row * (layout.tile_height + layout.gap) - half
+        path.moveTo(0.0, y)
+        path.lineTo(float(width), y)
+    for column in range(1, layout.columns):
+        x = column * (layout.tile_width + layout.gap) - half
+        path.moveTo(x, 0.0)
+        path.lineTo(x, float(height))
+    return path
+
+
+def separator_item() -> QGraphicsPathItem:
+    """An empty path item drawing one-screen-pixel lines in the separator colour."""
+    from featurescope.core.grids import SEPARATOR_RGB
+
+    item = QGraphicsPathItem()
+    pen = QPen(QColor(*SEPARATOR_RGB), 0)  # width 0: one device pixel at any zoom
+    pen.setCosmetic(True)
+    item.setPen(pen)
+    item.setZValue(1)  # over the image
+    item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)  # clicks reach the mosaic
+    return item
+
+
 class FeatureGridView(QWidget):
     """Shows the selected layer of ``state.result`` as one colour-mapped mosaic.
 
@@ -78,6 +117,9 @@ class FeatureGridView(QWidget):
         self.view_box.setDefaultPadding(0.01)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image_item)
+        self.separators = separator_item()
+        self._separator_key: Optional[tuple] = None  # the geometry the path was built for
+        self.view_box.addItem(self.separators, ignoreBounds=True)
 
         self.title = QLabel("No layer yet: loading the model and the image...")
         self.title.setObjectName("gridTitle")
@@ -185,6 +227,7 @@ class FeatureGridView(QWidget):
         result, layer = state.result, state.layer
         if result is None or not layer or layer not in result:
             self.image_item.clear()
+            self._show_separators(None)
             self.layout_ = None
             self.shown_key = None
             if result is not None and layer in getattr(result, "missing", ()):
@@ -194,6 +237,7 @@ class FeatureGridView(QWidget):
         indices, layout = self.grid_for(layer)
         previous_shape = self.image_item.image.shape if self.image_item.image is not None else None
         self.image_item.setImage(indices, autoLevels=False, levels=(0, 255), lut=self.lut())
+        self._show_separators(layout)
         self.layout_ = layout
         self.shown_key = key
         info = result.info.get(layer) if hasattr(result, "info") else None
@@ -202,6 +246,14 @@ class FeatureGridView(QWidget):
         self.title.setText(f"{layer}   {kind}{c} channels of {h}x{w}")
         if previous_shape != indices.shape:
             self.fit()
+
+    def _show_separators(self, layout: Any) -> None:
+        """Rebuild the separator lines when the tile geometry changes (not on every switch)."""
+        key = None if layout is None else (layout.rows, layout.columns, layout.tile_height,
+                                           layout.tile_width, layout.gap)
+        if key != self._separator_key:
+            self.separators.setPath(QPainterPath() if layout is None else separator_path(layout))
+            self._separator_key = key
 
     def fit(self) -> None:
         """Fit the whole mosaic into the view."""
