@@ -142,6 +142,10 @@ class ChannelView(TabPage):
         self.plots.addItem(self.overlay_box, row=1, col=2)
         # the map and the overlay are the same size, as in Compare
         self.equal_columns = EqualColumns(self.plots, (0, 2), (self.color_bar,))
+        # pyqtgraph fixes the bar's axis at 45 px; sized by its tick labels instead, the bar's
+        # column is the bar plus its numbers, and the pictures get the width it frees
+        self.color_bar.axis.setWidth(None)
+        self.color_bar.geometryChanged.connect(self.equal_columns.apply)
         self.rf_item = _rect_item(self.overlay_box, "#00e5ff")  # the field on the input
         self.pixel_item = _rect_item(self.overlay_box, "#ffffff", 1.0)  # the hovered input pixel
         self.position_item = _rect_item(self.map_box, "#00e5ff")  # the position on the map

@@ -126,6 +126,10 @@ class GradCamView(TabPage):
         self.plots.addItem(self.layer_box, row=1, col=2)
         # the overlay and the map are the same size, as in Compare
         self.equal_columns = EqualColumns(self.plots, (0, 2), (self.color_bar,))
+        # pyqtgraph fixes the bar's axis at 45 px; sized by its tick labels instead, the bar's
+        # column is the bar plus its numbers, and the pictures get the width it frees
+        self.color_bar.axis.setWidth(None)
+        self.color_bar.geometryChanged.connect(self.equal_columns.apply)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
