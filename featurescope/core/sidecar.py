@@ -6,6 +6,7 @@ so that an export can be understood (and redone) without featurescope open.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 from typing import Any, Optional
@@ -17,23 +18,12 @@ def layer_record(name: str, info, chw, position_to_channel, files, out_dir: Path
     """One layer's entry: shape, its LayerInfo (when captured), channel order, files."""
     record: dict[str, Any] = {"name": name, "shape": list(chw.shape)}
     if info is not None:
-        record.update(
-            kind=info.kind,
-            module=info.module_name,
-            index=info.index,
-            in_channels=info.in_channels,
-            out_channels=info.out_channels,
-            kernel_size=info.kernel_size,
-            stride=info.stride,
-            padding=info.padding,
-            dilation=info.dilation,
-            groups=info.groups,
-            input_shape=info.input_shape,
-            output_shape=info.output_shape,
-            parameters=info.parameters,
-        )
-        if info.output_size is not None:
-            record["output_size"] = info.output_size
+        fields = dataclasses.asdict(info)  # LayerInfo, every field but its name
+        del fields["name"]
+        fields["module"] = fields.pop("module_name")
+        if fields["output_size"] is None:  # only adaptive pools have one
+            del fields["output_size"]
+        record.update(fields)
     record["channel_order"] = [int(c) for c in position_to_channel]
     record["files"] = [_relative(path, out_dir) for path in files]
     return record
