@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from featurescope.core.errors import ModelError
+from featurescope.core.layers import find_layer_module
 
 _EPS = 1e-7  # as pytorch_grad_cam's scale_cam_image
 
@@ -68,12 +69,7 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
     """
     module = getattr(model, "module", model)
     model_name = getattr(model, "name", None) or type(module).__name__
-    name, _, call_text = layer.partition("#")
-    modules = dict(module.named_modules())
-    if name not in modules or (call_text and not call_text.isdigit()):
-        raise ModelError(f"{model_name} has no layer called {layer!r}; "
-                         f"`featurescope layers` lists the layer names.")
-    call = int(call_text) if call_text else 1
+    target_module, call = find_layer_module(module, layer, model_name)
 
     device = getattr(model, "device", None)
     if device is None:
@@ -94,7 +90,7 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
         return output.clone()
 
     was_training = module.training
-    handle = modules[name].register_forward_hook(hook)
+    handle = target_module.register_forward_hook(hook)
     try:
         module.eval()
         with torch.inference_mode(False), torch.enable_grad():

@@ -14,6 +14,8 @@ from typing import Optional, Sequence, Union
 
 from torch import nn
 
+from featurescope.core.errors import ModelError
+
 # Names of the module types whose outputs are captured (LayerInfo.kind is one of these).
 CAPTURED_TYPES = ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
 # The classes themselves, for isinstance (subclasses such as lite.SameConv2d count).
@@ -49,6 +51,17 @@ class LayerInfo:
     parameters: int  # weights + bias of this module (0 for pooling)
     output_size: Optional[tuple[int, int]] = None  # adaptive pools only
 
+
+
+def find_layer_module(module: nn.Module, layer: str, model_name: str) -> tuple[nn.Module, int]:
+    """The submodule behind layer name ``layer`` ("name" or "name#N" for its N-th call)
+    and which call it is (1-based). Raises ModelError for a name ``module`` lacks."""
+    name, _, call = layer.partition("#")
+    modules = dict(module.named_modules())
+    if name not in modules or (call and not call.isdigit()):
+        raise ModelError(f"{model_name} has no layer called {layer!r}; "
+                         f"`featurescope layers` lists the layer names.")
+    return modules[name], int(call) if call else 1
 
 
 def captured_kind(module: nn.Module) -> Optional[str]:

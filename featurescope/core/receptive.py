@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from featurescope.core.errors import ModelError
+from featurescope.core.layers import find_layer_module
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -335,15 +336,6 @@ def _tensors(value) -> list:
     return []
 
 
-def _find_module(module: torch.nn.Module, layer: str, model_name: str):
-    name, _, call = layer.partition("#")
-    modules = dict(module.named_modules())
-    if name not in modules or (call and not call.isdigit()):
-        raise ModelError(f"{model_name} has no layer called {layer!r}; "
-                         f"`featurescope layers` lists the layer names.")
-    return modules[name], int(call) if call else 1
-
-
 def _input_size(model, input_size) -> tuple[int, int]:
     if input_size is None:
         input_size = getattr(model, "input_size", None) or 224
@@ -379,7 +371,7 @@ def receptive_fields(model, layers: Optional[list[str]] = None,
             raise ValueError("a plain nn.Module needs the list of layers")
     wanted: dict[int, tuple[torch.nn.Module, dict[int, str]]] = {}
     for layer in layers:
-        target, call = _find_module(module, layer, model_name)
+        target, call = find_layer_module(module, layer, model_name)
         wanted.setdefault(id(target), (target, {}))[1][call] = layer
     height, width = _input_size(model, input_size)
 
