@@ -116,7 +116,7 @@ def export_layers(
     plan = _plan(names, out_dir, chosen, annotate, filter_names)
     npz_path = out_dir / NPZ_NAME if "npz" in chosen else None
     json_path = out_dir / JSON_NAME
-    targets = [path for _, files in plan for _, path in files] + ([npz_path] if npz_path else []) + [json_path]
+    targets = _targets(plan, out_dir, chosen)
     if not force:
         existing = [path for path in targets if os.path.lexists(path)]
         if existing:
@@ -242,7 +242,11 @@ def export_targets(
     """
     chosen = _format_set(formats)
     out_dir = Path(out_dir)
-    plan = _plan(list(layers), out_dir, chosen, annotate, filter_layers)
+    return _targets(_plan(list(layers), out_dir, chosen, annotate, filter_layers), out_dir, chosen)
+
+
+def _targets(plan, out_dir: Path, chosen: set) -> list[Path]:
+    """Every file of ``plan``, then the NPZ (when chosen) and the JSON sidecar."""
     targets = [path for _, files in plan for _, path in files]
     if "npz" in chosen:
         targets.append(out_dir / NPZ_NAME)
