@@ -132,22 +132,17 @@ def shared_index_grids(comparison: LayerComparison, columns=None, gap: int = 1, 
     with ``grids.colormap_lut(name)[idx]``, so equal colours mean equal values in all
     three pictures. ``order``: an optional permutation (position -> true channel).
     """
-    from featurescope.core.grids import grid_layout
+    from featurescope.core.grids import grid_layout, tile_mosaic
 
     channels, height, width = comparison.a.shape
     layout = grid_layout(channels, height, width, columns=columns, gap=gap, order=order)
     low, high = comparison.shared_levels
     span = (high - low) if high > low else 1.0
-    rows, cols = layout.rows, layout.columns
     pictures = {}
     for key, chw in (("a", comparison.a), ("b", comparison.b), ("difference", comparison.difference)):
         with np.errstate(invalid="ignore", over="ignore"):
             scaled = (np.nan_to_num(chw[np.asarray(layout.order)].astype(np.float64), nan=low,
                                     posinf=high, neginf=low) - low) / span
         values = (1 + np.rint(np.clip(scaled, 0.0, 1.0) * 254)).astype(np.uint8)
-        tiles = np.zeros((rows * cols, height + gap, width + gap), dtype=np.uint8)
-        tiles[:channels, :height, :width] = values
-        mosaic = tiles.reshape(rows, cols, height + gap, width + gap).transpose(0, 2, 1, 3)
-        mosaic = mosaic.reshape(rows * (height + gap), cols * (width + gap))
-        pictures[key] = np.ascontiguousarray(mosaic[: layout.shape[0], : layout.shape[1]])
+        pictures[key] = tile_mosaic(values, layout)
     return pictures, layout

@@ -300,6 +300,23 @@ def _tile_views(mosaic: np.ndarray, layout: GridLayout):
         strides=((th + gap) * width * item, (tw + gap) * item, width * item, item))
 
 
+def tile_mosaic(values: np.ndarray, layout: GridLayout, offset: float = 0) -> np.ndarray:
+    """The uint8 mosaic of ``layout`` with ``values + offset`` in the tiles and 0 on
+    separators and empty tiles. ``values``: (C, th, tw) in tile-position order; the sum
+    is cast unsafely (truncated) into the tiles in one strided write per tile row block."""
+    channels, height, width = layout.channels, layout.tile_height, layout.tile_width
+    mosaic = np.zeros(layout.shape, np.uint8)
+    tiles = _tile_views(mosaic, layout)
+    full_rows, rest = divmod(channels, layout.columns)
+    count = full_rows * layout.columns
+    if full_rows:
+        np.add(values[:count].reshape(full_rows, layout.columns, height, width), offset,
+               out=tiles[:full_rows], casting="unsafe")
+    if rest:
+        np.add(values[count:], offset, out=tiles[full_rows, :rest], casting="unsafe")
+    return mosaic
+
+
 def grid_indices(chw, normalize: str = "channel", order="index", columns: Optional[int] = None,
                  gap: int = 1, clip_percentile: Optional[float] = None,
                  signed: bool = False) -> tuple[np.ndarray, GridLayout]:
@@ -375,16 +392,7 @@ def grid_indices(chw, normalize: str = "channel", order="index", columns: Option
             np.clip(fixed, low, high, out=fixed)
             buf[bad_pos] = fixed
 
-    mosaic = np.zeros(layout.shape, np.uint8)
-    tiles = _tile_views(mosaic, layout)
-    full_rows, rest = divmod(channels, layout.columns)
-    count = full_rows * layout.columns
-    if full_rows:
-        np.add(buf[:count].reshape(full_rows, layout.columns, height, width), offset,
-               out=tiles[:full_rows], casting="unsafe")
-    if rest:
-        np.add(buf[count:], offset, out=tiles[full_rows, :rest], casting="unsafe")
-    return mosaic, layout
+    return tile_mosaic(buf, layout, offset), layout
 
 
 def apply_lut(indices: np.ndarray, lut: np.ndarray, upscale: int = 1) -> np.ndarray:
