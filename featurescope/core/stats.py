@@ -32,7 +32,11 @@ def channel_scores(chw, by: str = "mean") -> np.ndarray:
     """
     if by not in RANKINGS:
         raise ValueError(f"unknown ranking {by!r}; choose one of {', '.join(RANKINGS)}")
-    flat = _as_chw(chw)
+    return _scores(_as_chw(chw), by)
+
+
+def _scores(flat: np.ndarray, by: str) -> np.ndarray:
+    """channel_scores on the (C, H*W) float64 array from _as_chw."""
     finite = np.isfinite(flat)
     counts = finite.sum(axis=1)
     empty = counts == 0
@@ -54,11 +58,14 @@ def rank_channels(chw, by: str = "mean") -> np.ndarray:
     remaining ties keep channel order, so the ranking is deterministic. Returns an int64
     array, a permutation of ``range(C)``.
     """
-    scores = channel_scores(chw, by)
+    if by not in RANKINGS:
+        raise ValueError(f"unknown ranking {by!r}; choose one of {', '.join(RANKINGS)}")
+    flat = _as_chw(chw)  # once: the sparsity ranking also needs the means
+    scores = _scores(flat, by)
     index = np.arange(scores.shape[0])
     if by == "sparsity":
         # np.lexsort sorts by the last key first.
-        return np.lexsort((index, -channel_scores(chw, "mean"), -scores)).astype(np.int64)
+        return np.lexsort((index, -_scores(flat, "mean"), -scores)).astype(np.int64)
     return np.lexsort((index, -scores)).astype(np.int64)
 
 
