@@ -185,7 +185,7 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         if custom:
-            if str(name_or_path).endswith(".py"):
+            if name.endswith(".py"):
                 raise ModelError(f"{name} names a file but not its factory; write "
                                  f"{name}:factory_name.")
             factory, py_module, label = import_factory(name)
@@ -198,7 +198,7 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
             categories = getattr(module, "categories", None) or getattr(py_module, "categories", None)
             transform_params = ((224, 224), 256, IMAGENET_MEAN, IMAGENET_STD, None)
             arch = label
-            default_label, default_trained = "factory weights", True
+            default_label = "factory weights"
         elif name == lite.NAME:
             report(progress, 0, 0, f"Building {name}")
             module = lite.EfficientNetLite0()
@@ -212,7 +212,7 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
             if mode == "default":
                 state = read_weights(lite.weights_file(), False)
                 fit_state_dict(module, state_fixer(state), "the embedded Lite0 weights", arch)
-            default_label, default_trained = lite.WEIGHTS_LABEL, True
+            default_label = lite.WEIGHTS_LABEL
         else:
             check_known(name)
             known_weights = default_weights(name)
@@ -238,11 +238,11 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
                 module = build_torchvision(name, pretrained_default=False, init=True)
                 if name.startswith("densenet"):
                     state_fixer = densenet_keys
-            default_label, default_trained = known_weights.name, True
+            default_label = known_weights.name
 
     check(cancel)
     if mode == "default":
-        weights_label, trained = default_label, default_trained
+        weights_label, trained = default_label, True
     elif mode == "none":
         weights_label, trained = "untrained", False
     else:
