@@ -99,6 +99,7 @@ class ChannelView(TabPage):
         self._input_for: Any = None
         self._layer_array: Optional[np.ndarray] = None
         self._layer_key: Any = None
+        self._layer_levels: tuple[Any, tuple, tuple[float, float]] = (None, (), (0.0, 1.0))
         self.channel_map: Optional[np.ndarray] = None  # what is shown, (h, w) float32
         self.stats: dict[str, float] = {}
         self.field: Any = None  # ReceptiveField of the layer shown, or None
@@ -210,6 +211,18 @@ class ChannelView(TabPage):
             self._layer_key = key
         return self._layer_array
 
+    def _levels(self, layer: np.ndarray, display) -> tuple[float, float]:
+        """``map_levels`` of the shown map. Per layer they depend on the layer only, and
+        are an O(layer size) percentile: kept, so a channel step does not redo them."""
+        if display.normalize != "layer":
+            return map_levels(self.channel_map, layer, display)
+        options = (display.colormap in DIVERGING, display.clip_percentile)
+        array, kept_options, levels = self._layer_levels
+        if array is not layer or kept_options != options:
+            levels = map_levels(self.channel_map, layer, display)
+            self._layer_levels = (layer, options, levels)
+        return levels
+
     @property
     def channels(self) -> int:
         layer = self._layer()
@@ -257,7 +270,7 @@ class ChannelView(TabPage):
 
         display = self.state.display
         self.channel_map = layer[c]
-        lo, hi = map_levels(self.channel_map, layer, display)
+        lo, hi = self._levels(layer, display)
         lut = grids.colormap_lut(display.colormap)[1:]
         self.color_bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut))
         self.map_item.setImage(self.channel_map, autoLevels=False, levels=(lo, hi))
