@@ -107,8 +107,6 @@ class FeatureGridView(QWidget):
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
         self._sources: dict[str, Any] = {}  # layer -> weak ref to the tensor its grids come from
         self._cache_bytes = 0
-        self._result_id: Optional[int] = None
-        self._luts: dict[str, np.ndarray] = {}
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setBackground("#202124")
@@ -181,12 +179,10 @@ class FeatureGridView(QWidget):
         return grid
 
     def lut(self, colormap: Optional[str] = None) -> np.ndarray:
+        """The colormap's table: core caches it, read-only and contiguous uint8."""
         from featurescope.core.grids import colormap_lut
 
-        name = colormap or self.state.display.colormap
-        if name not in self._luts:
-            self._luts[name] = np.ascontiguousarray(colormap_lut(name), dtype=np.uint8)
-        return self._luts[name]
+        return colormap_lut(colormap or self.state.display.colormap)
 
     def _clear_cache(self) -> None:
         self._cache.clear()
@@ -213,7 +209,6 @@ class FeatureGridView(QWidget):
 
     def _on_result_changed(self, result: Any) -> None:
         self._keep_valid_grids(result)
-        self._result_id = id(result) if result is not None else None
         self.refresh()
         self._build_in_background()
 
