@@ -15,7 +15,7 @@ def _model(name: str) -> torch.nn.Module:
     """The network with random weights (the cost does not depend on the values)."""
     torch.manual_seed(0)
     if name == "efficientnet_lite0":
-        from featurescope.core import lite
+        from featurescope.core.models.sources import lite
 
         return lite.efficientnet_lite0(pretrained=False)
     import torchvision
@@ -25,7 +25,7 @@ def _model(name: str) -> torch.nn.Module:
 
 def capture_figures(models, size: int, rounds: int, device: str = "cpu") -> list[Figure]:
     """1. capture of every conv/pool layer / plain forward pass, same input tensor."""
-    from featurescope.core.capture import capture
+    from featurescope.core.capture.capture import capture
 
     figures = []
     for name in models:
@@ -89,7 +89,7 @@ def grid_figures(shapes, rounds: int, matplotlib_rounds: int) -> list[Figure]:
     """2. feature_grid vs make_grid(normalize, scale_each) and vs a matplotlib grid."""
     from torchvision.utils import make_grid
 
-    from featurescope.core.grids import feature_grid
+    from featurescope.core.render.grids import feature_grid
 
     figures = []
     for shape in shapes:
@@ -119,8 +119,8 @@ def export_figures(shapes, rounds: int) -> list[Figure]:
     """3. activation -> PNG grid file: feature_grid + write_png vs save_image."""
     from torchvision.utils import save_image
 
-    from featurescope.core.export import write_png
-    from featurescope.core.grids import feature_grid
+    from featurescope.core.io.export import write_png
+    from featurescope.core.render.grids import feature_grid
 
     figures = []
     with tempfile.TemporaryDirectory(prefix="featurescope-bench-") as folder:
@@ -149,7 +149,7 @@ def gpu_figures(models, size: int, rounds: int) -> list[Figure]:
     if not torch.cuda.is_available():
         return [Figure("6", "GPU capture", "no CUDA device on this machine", "-", None, "-")]
     figures = capture_figures(models, size, rounds, device="cuda")
-    from featurescope.core.capture import capture
+    from featurescope.core.capture.capture import capture
 
     module = _model(models[0]).cuda()
     result = capture(module, torch.randn(1, 3, size, size, device="cuda"))

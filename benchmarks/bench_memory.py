@@ -31,9 +31,9 @@ def child(model_name: str, size: int, mode: str) -> dict:
     budget), report the peak RSS (KiB) before and after."""
     import torch
 
-    from featurescope.core.capture import capture
-    from featurescope.core.memory import DEFAULT_MEMORY_BUDGET, tune_allocator
-    from featurescope.core.models import load_model
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.capture.memory import DEFAULT_MEMORY_BUDGET, tune_allocator
+    from featurescope.core.models.load import load_model
 
     tune_allocator()  # as the app does at start
     torch.set_num_threads(1)

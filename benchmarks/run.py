@@ -66,7 +66,7 @@ def table(figures: list[Figure]) -> list[str]:
 def run(quick: bool, only: set) -> list[Figure]:
     import torch
 
-    from featurescope.core.memory import tune_allocator
+    from featurescope.core.capture.memory import tune_allocator
 
     tune_allocator()
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """``python -m featurescope``: the same as the ``featurescope`` command."""
 import sys
 
-from featurescope.cli import main
+from featurescope.cli.main import main
 
 sys.exit(main())

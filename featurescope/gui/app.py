@@ -69,7 +69,7 @@ def configure_qt() -> None:
     """Process-wide settings that must come before the first QSettings / ImageItem."""
     from PySide6.QtCore import QCoreApplication
 
-    from featurescope.gui.settings import APPLICATION, ORGANIZATION
+    from featurescope.gui.model.settings import APPLICATION, ORGANIZATION
 
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
@@ -118,7 +118,7 @@ def run_app(image=None, model=None, weights=None, device=None) -> int:
     if library:
         print(missing_x11_message(library), file=sys.stderr)
         return 2
-    from featurescope.core.memory import tune_allocator
+    from featurescope.core.capture.memory import tune_allocator
 
     tune_allocator()  # reuse freed activation memory between captures (glibc)
     app = application()

@@ -17,9 +17,9 @@ from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from featurescope.core.errors import FeaturescopeError, FileExistsExportError
-from featurescope.gui.settings import Settings
-from featurescope.gui.state import AppState
-from featurescope.gui.workers import JobRunner
+from featurescope.gui.model.settings import Settings
+from featurescope.gui.model.state import AppState
+from featurescope.gui.jobs.workers import JobRunner
 
 
 def safe_stem(text: str) -> str:
@@ -110,8 +110,8 @@ class ExportActions(QObject):
 
     def grid_picture(self, annotate: Optional[bool] = None) -> tuple[np.ndarray, Any]:
         """The selected layer's grid as feature_grid gives it (upscaled), maybe annotated."""
-        from featurescope.core.export import annotate_grid
-        from featurescope.core.grids import apply_lut, colormap_lut
+        from featurescope.core.io.export import annotate_grid
+        from featurescope.core.render.grids import apply_lut, colormap_lut
 
         from featurescope.gui.views.grid_view import build_grid
 
@@ -160,7 +160,7 @@ class ExportActions(QObject):
         """PNG of the selected layer's grid and a JSON sidecar beside it."""
         if not self._ready():
             return []
-        from featurescope.core.export import write_json, write_png
+        from featurescope.core.io.export import write_json, write_png
 
         if path is None:
             path = self._save_path("Export grid", f"{safe_stem(self.state.layer)}.png", "PNG images (*.png)")
@@ -198,7 +198,7 @@ class ExportActions(QObject):
             if not self._confirm_overwrite([path]):
                 return
             force = True
-        from featurescope.core.export import write_npz
+        from featurescope.core.io.export import write_npz
 
         result = self.state.result
 
@@ -235,8 +235,8 @@ class ExportActions(QObject):
                 return
             folder = Path(chosen)
             self.settings.set_last_folder("export", folder)
-        from featurescope.core.capture import capture_missing
-        from featurescope.core.export import export_layers, export_targets
+        from featurescope.core.capture.capture import capture_missing
+        from featurescope.core.io.export import export_layers, export_targets
 
         state, options = self.state, self.state.display
         result, model = state.result, state.model

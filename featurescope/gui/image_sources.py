@@ -13,10 +13,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 
-from featurescope.gui.mime_images import deliver
-from featurescope.gui.settings import Settings
-from featurescope.gui.state import AppState
-from featurescope.gui.workers import JobRunner
+from featurescope.gui.widgets.mime_images import deliver
+from featurescope.gui.model.settings import Settings
+from featurescope.gui.model.state import AppState
+from featurescope.gui.jobs.workers import JobRunner
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 
@@ -37,7 +37,7 @@ class ImageSources(QObject):
     # -- opening ---------------------------------------------------------------------
     def request_image(self, path: str) -> None:
         """Open an image file in the background; the current image stays if it fails."""
-        from featurescope.core.images import load_image
+        from featurescope.core.io.images import load_image
 
         source = str(path)
         self.jobs.submit("image", lambda progress, cancel: load_image(source),
@@ -46,7 +46,7 @@ class ImageSources(QObject):
                          on_error=self._failed)
 
     def request_image_bytes(self, data: bytes, name: str = "clipboard") -> None:
-        from featurescope.core.images import image_from_bytes
+        from featurescope.core.io.images import image_from_bytes
 
         self.jobs.submit("image", lambda progress, cancel: image_from_bytes(data, name),
                          label=f"Opening the {name} image",

@@ -22,21 +22,21 @@ from featurescope.gui.docks.layer_info_panel import LayerInfoPanel
 from featurescope.gui.docks.layer_panel import LayerPanel
 from featurescope.gui.docks.model_panel import ModelPanel
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
-from featurescope.gui.error_banner import ErrorBanner
+from featurescope.gui.widgets.error_banner import ErrorBanner
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import IMAGE_FILTER, ImageSources  # noqa: F401 (re-export)
-from featurescope.gui.mime_images import ImageDropTarget
-from featurescope.gui.job_status import JobStatus
+from featurescope.gui.widgets.mime_images import ImageDropTarget
+from featurescope.gui.widgets.job_status import JobStatus
 from featurescope.gui.menus import build_menus
-from featurescope.gui.model_jobs import ModelJobs, first_layer
-from featurescope.gui.settings import Settings
-from featurescope.gui.state import AppState
+from featurescope.gui.jobs.model_jobs import ModelJobs, first_layer
+from featurescope.gui.model.settings import Settings
+from featurescope.gui.model.state import AppState
 from featurescope.gui.views.channel_view import ChannelView
 from featurescope.gui.views.compare_view import CompareView
 from featurescope.gui.views.filters_view import FiltersView
 from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
-from featurescope.gui.workers import JobRunner
+from featurescope.gui.jobs.workers import JobRunner
 
 log = logging.getLogger(__name__)
 

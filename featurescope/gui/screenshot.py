@@ -57,7 +57,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     if not out.parent.exists():
         raise FeaturescopeError(f"{out.parent} does not exist; create the folder first.")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from featurescope.core.images import load_image
+    from featurescope.core.io.images import load_image
     from featurescope.core.resources import default_sample
 
     image_path = str(image) if image is not None else str(default_sample())

@@ -14,8 +14,8 @@ import torchvision.models.feature_extraction as tv_fx
 from PIL import Image
 from torch import nn
 
-from featurescope.core import capture as capture_module
-from featurescope.core.capture import CaptureResult, LayerInfo, capture, describe_layers
+from featurescope.core.capture import capture as capture_module
+from featurescope.core.capture.capture import CaptureResult, LayerInfo, capture, describe_layers
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, Cancelled
 
@@ -290,7 +290,7 @@ def test_memory_budget_float32_then_float16_then_lazy():
 
 
 def test_storage_plan_and_estimates():
-    from featurescope.core import memory
+    from featurescope.core.capture import memory
 
     net = _small_net()
     infos = describe_layers(net, (1, 3, 224, 224))
@@ -321,7 +321,7 @@ def test_two_captures_in_a_row_do_not_share_or_overwrite_outputs():
 
 
 def test_efficientnet_lite0_runs_under_inference_mode():
-    from featurescope.core import lite
+    from featurescope.core.models.sources import lite
 
     model = lite.efficientnet_lite0(pretrained=False)
     x = torch.randn(1, 3, 64, 64)

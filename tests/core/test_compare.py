@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from featurescope.core.compare import ComparisonError, LayerComparison, compare_layer
+from featurescope.core.analysis.compare import ComparisonError, LayerComparison, compare_layer
 from featurescope.core.errors import FeaturescopeError
 
 
@@ -97,9 +97,9 @@ def test_large_layer_is_fast():
 
 
 def test_two_real_captures_of_the_default_model():
-    from featurescope.core.capture import capture
-    from featurescope.core.images import load_image
-    from featurescope.core.models import load_model
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.io.images import load_image
+    from featurescope.core.models.load import load_model
     from featurescope.core.resources import resource_path
 
     model = load_model("efficientnet_lite0", device="cpu")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from featurescope.core import devices
-from featurescope.core.devices import available_devices, resolve_device
+from featurescope.core.models import devices
+from featurescope.core.models.devices import available_devices, resolve_device
 from featurescope.core.errors import DeviceError, FeaturescopeError
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torchvision
 
-from featurescope.core.capture import LayerInfo, describe_layers
-from featurescope.core.explain import explain_layer, fmt_ratio
+from featurescope.core.capture.capture import LayerInfo, describe_layers
+from featurescope.core.analysis.explain import explain_layer, fmt_ratio
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_every_resnet18_formula_matches_the_real_output(resnet18_layers):
 
 
 def test_depthwise_and_same_padding_on_efficientnet_lite0():
-    from featurescope.core.models import load_model
+    from featurescope.core.models.load import load_model
 
     model = load_model("efficientnet_lite0", weights="none", device="cpu", input_size=64)
     depthwise = [i for i in model.layer_info if i.kind == "Conv2d" and i.groups > 1

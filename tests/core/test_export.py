@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurescope.core import export
+from featurescope.core.io import export
 from featurescope.core.errors import ExportError, FileExistsExportError
-from featurescope.core.export import annotate_grid, safe_filename, write_json, write_npz, write_png
+from featurescope.core.io.export import annotate_grid, safe_filename, write_json, write_npz, write_png
 from featurescope.core.progress import CancelToken, Cancelled
 
 
@@ -249,7 +249,7 @@ def test_annotate_enlarges_tiny_tiles_until_numbers_fit_keeping_thin_separators(
 
 # --- export_layers ------------------------------------------------------------------------
 
-grids = pytest.importorskip("featurescope.core.grids")
+grids = pytest.importorskip("featurescope.core.render.grids")
 
 
 @dataclass(frozen=True)
@@ -377,9 +377,9 @@ def test_export_unknown_layer_is_a_sentence(tmp_path):
 
 
 def test_export_with_a_real_model_writes_filters(tmp_path):
-    from featurescope.core.capture import capture
-    from featurescope.core.filters import filter_grid
-    from featurescope.core.models import load_model
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.render.filters import filter_grid
+    from featurescope.core.models.load import load_model
 
     model = load_model("resnet18", weights="none", device="cpu")
     result = capture(model, Image.new("RGB", (64, 64), (120, 60, 30)), layers=["conv1", "maxpool"])

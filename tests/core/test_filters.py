@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchvision
 
-from featurescope.core.filters import filter_grid, resolve_mode
-from featurescope.core.grids import SEPARATOR_RGB, colormap_lut
+from featurescope.core.render.filters import filter_grid, resolve_mode
+from featurescope.core.render.grids import SEPARATOR_RGB, colormap_lut
 
 
 def test_rgb_kernels_are_scaled_symmetrically_around_their_own_zero():

@@ -10,9 +10,9 @@ import torchvision
 from torch import nn
 
 from featurescope.core.errors import ModelError
-from featurescope.core.gradcam import compute_grad_cam, grad_cam, overlay
-from featurescope.core.images import load_image
-from featurescope.core.models import load_model
+from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam, overlay
+from featurescope.core.io.images import load_image
+from featurescope.core.models.load import load_model
 from featurescope.core.resources import default_sample
 
 pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
@@ -136,7 +136,7 @@ def test_user_errors(lite, cat):
 
 
 def test_overlay_blends_the_colormap():
-    from featurescope.core.grids import colormap_lut
+    from featurescope.core.render.grids import colormap_lut
 
     rgb = np.full((2, 3, 3), 100, dtype=np.uint8)
     cam = np.array([[0.0, 0.5, 1.0], [1.0, 1.0, np.nan]], dtype=np.float32)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from featurescope.core.grids import (
+from featurescope.core.render.grids import (
     COLORMAPS,
     SEPARATOR_RGB,
     channel_order,

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from featurescope.core.errors import FeaturescopeError, ImageError
-from featurescope.core.images import image_from_bytes, load_image
+from featurescope.core.io.images import image_from_bytes, load_image
 
 
 def _pattern(h=24, w=32):

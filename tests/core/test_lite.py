@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from featurescope.core import lite
+from featurescope.core.models.sources import lite
 from featurescope.core.resources import resource_path
 
 CAT_CLASSES = {"Egyptian cat", "tabby", "tiger cat"}

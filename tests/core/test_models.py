@@ -13,9 +13,10 @@ import torch
 import torchvision
 from PIL import Image
 
-from featurescope.core import lite, models
+from featurescope.core.models import load as models
+from featurescope.core.models.sources import lite
 from featurescope.core.errors import DeviceError, DownloadError, ModelError, WeightsError
-from featurescope.core.models import CatalogueEntry, cache_path_for, catalogue, load_model
+from featurescope.core.models.load import CatalogueEntry, cache_path_for, catalogue, load_model
 from featurescope.core.progress import CancelToken, Cancelled
 from featurescope.core.resources import default_sample, resource_path
 
@@ -422,7 +423,7 @@ def test_layers_come_from_describe_layers_in_network_order(lite_model):
 
 def test_a_vision_transformer_is_refused_with_the_reason():
     from featurescope.core.errors import ModelError
-    from featurescope.core.models import load_model
+    from featurescope.core.models.load import load_model
 
     with pytest.raises(ModelError, match="vision transformer"):
         load_model("vit_b_16", weights="none")

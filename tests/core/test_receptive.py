@@ -11,8 +11,8 @@ from torch import nn
 from torchvision.models.vgg import make_layers
 
 from featurescope.core.errors import ModelError
-from featurescope.core.lite import efficientnet_lite0
-from featurescope.core.receptive import receptive_field
+from featurescope.core.models.sources.lite import efficientnet_lite0
+from featurescope.core.analysis.receptive import receptive_field
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +231,8 @@ def test_efficientnet_lite0_same_padding_matches_gradients():
 
 @pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
 def test_every_captured_layer_of_a_loaded_model(name):
-    from featurescope.core.models import load_model
-    from featurescope.core.receptive import receptive_fields
+    from featurescope.core.models.load import load_model
+    from featurescope.core.analysis.receptive import receptive_fields
 
     model = load_model(name, weights="none", device="cpu")
     fields = receptive_fields(model)  # one pass for all of model.layers

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from featurescope.core.stats import (activation_histogram, channel_scores, dead_channels,
+from featurescope.core.analysis.stats import (activation_histogram, channel_scores, dead_channels,
                                      rank_channels, sparsity)
 
 

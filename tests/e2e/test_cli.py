@@ -1,7 +1,7 @@
 """The command line as a user runs it: ``python -m featurescope ...`` in a subprocess.
 
 Each subprocess that touches a model imports torch (about 3 s), so the slow paths are
-few; the cheaper checks call ``featurescope.cli.main`` in this process.
+few; the cheaper checks call ``featurescope.cli.main.main`` in this process.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurescope.cli import main
+from featurescope.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 CAT = REPO / "resources" / "samples" / "chelsea.png"
@@ -52,7 +52,7 @@ def test_version_and_help_import_neither_torch_nor_qt(tmp_path):
 
     code = (
         "import sys, contextlib, io\n"
-        "from featurescope.cli import main\n"
+        "from featurescope.cli.main import main\n"
         "for argv in (['--help'], ['export', '--help'], ['screenshot', '--help']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        assert main(argv) == 0\n"
@@ -198,7 +198,7 @@ def test_no_display_says_so_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("interruption", ["cancelled", "ctrl-c"])
 def test_cancel_and_ctrl_c_exit_130_quietly(monkeypatch, capsys, interruption):
-    from featurescope import cli
+    from featurescope.cli import main as cli
     from featurescope.core.progress import Cancelled
 
     def stop(args):
@@ -216,7 +216,7 @@ def test_predict_for_a_model_without_category_names_says_each_class_once(tmp_pat
         "def make():\n"
         "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n"
     )
-    from featurescope.cli import main
+    from featurescope.cli.main import main
     from featurescope.core.resources import default_sample
 
     code = main(["predict", str(default_sample()), "--model", f"{tmp_path / 'tiny.py'}:make",

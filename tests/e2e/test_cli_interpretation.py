@@ -30,7 +30,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """A resnet18 state dict on disk and the same model loaded here."""
-    from featurescope.core.models import load_model
+    from featurescope.core.models.load import load_model
 
     torch.manual_seed(0)
     model = load_model("resnet18", weights="none", device="cpu", input_size=64)
@@ -40,10 +40,10 @@ def weights(tmp_path_factory):
 
 
 def test_compare_writes_shared_scale_grids_and_similarities_and_refuses_to_overwrite(tmp_path, weights):
-    from featurescope.core import grids
-    from featurescope.core.capture import capture
-    from featurescope.core.compare import compare_layer, shared_index_grids
-    from featurescope.core.images import load_image
+    from featurescope.core.render import grids
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.analysis.compare import compare_layer, shared_index_grids
+    from featurescope.core.io.images import load_image
 
     path, model = weights
     args = ("compare", str(CAT), str(COFFEE), "--layer", "layer2.0.conv1", "--model", "resnet18",
@@ -85,9 +85,9 @@ def test_compare_writes_shared_scale_grids_and_similarities_and_refuses_to_overw
 
 
 def test_export_gradcam_writes_the_overlay_of_the_top_class_at_the_last_conv(tmp_path, weights):
-    from featurescope.core.capture import capture
-    from featurescope.core.gradcam import compute_grad_cam, overlay
-    from featurescope.core.images import load_image
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.analysis.gradcam import compute_grad_cam, overlay
+    from featurescope.core.io.images import load_image
 
     path, model = weights
     args = ("export", str(CAT), "--layers", "conv1", "--gradcam", "--model", "resnet18",

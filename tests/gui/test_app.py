@@ -29,8 +29,8 @@ def test_display_detection(monkeypatch, env, expected):
 
 
 def test_settings_round_trip(tmp_path, qtbot):
-    from featurescope.gui.settings import Settings
-    from featurescope.gui.state import DisplayOptions
+    from featurescope.gui.model.settings import Settings
+    from featurescope.gui.model.state import DisplayOptions
 
     path = tmp_path / "s.ini"
     first = Settings(path)
@@ -59,8 +59,8 @@ def test_settings_round_trip(tmp_path, qtbot):
 
 
 def test_fresh_settings_mean_the_default_model(tmp_path, qtbot):
-    from featurescope.gui.settings import Settings
-    from featurescope.gui.state import DisplayOptions
+    from featurescope.gui.model.settings import Settings
+    from featurescope.gui.model.state import DisplayOptions
 
     fresh = Settings(tmp_path / "none.ini")
     assert fresh.model_spec()["name"] == "efficientnet_lite0"
@@ -88,7 +88,7 @@ def test_icon_is_the_app_and_window_icon(make_window):
 def test_run_app_tunes_the_allocator_first(monkeypatch):
     from PySide6.QtWidgets import QApplication
 
-    from featurescope.core import memory
+    from featurescope.core.capture import memory
     from featurescope.gui import app as app_module
     from featurescope.gui.main_window import MainWindow
 

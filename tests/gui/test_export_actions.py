@@ -10,7 +10,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from featurescope.core.grids import feature_grid
+from featurescope.core.render.grids import feature_grid
 
 
 @pytest.fixture
@@ -136,7 +136,7 @@ def _click(qtbot, tree, row, modifier=Qt.NoModifier):
 
 def test_export_selected_layers_annotated_in_one_go(window, dialogs, tmp_path, qtbot):
     """Journey 4: pick five layers with Ctrl/Shift-click, export their annotated grids."""
-    from featurescope.core.export import safe_filename
+    from featurescope.core.io.export import safe_filename
 
     state, tree, panel = window.state, window.layer_panel.tree, window.layer_panel
     layers = list(state.result.layers)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QPainterPath
 
-from featurescope.core.grids import SEPARATOR_RGB, grid_indices
+from featurescope.core.render.grids import SEPARATOR_RGB, grid_indices
 
 
 class _Result:
@@ -29,7 +29,7 @@ def _lines(path: QPainterPath) -> list[tuple[float, float, float, float]]:
 
 
 def test_separator_lines_follow_the_tile_boundaries_of_each_layer(qtbot):
-    from featurescope.gui.state import AppState
+    from featurescope.gui.model.state import AppState
     from featurescope.gui.views.grid_view import FeatureGridView
 
     rng = np.random.default_rng(0)

@@ -39,7 +39,7 @@ def _switch(qtbot, window, tab):
 # --- receptive fields --------------------------------------------------------------------
 
 def test_channel_view_draws_the_receptive_field_of_hovered_and_clicked_positions(window, qtbot, wait_idle):
-    from featurescope.core.receptive import receptive_field
+    from featurescope.core.analysis.receptive import receptive_field
 
     window.state.set_layer(LAYER)
     _switch(qtbot, window, CHANNEL_TAB)
@@ -80,8 +80,8 @@ def test_channel_view_draws_the_receptive_field_of_hovered_and_clicked_positions
 
 
 def test_layer_info_shows_receptive_field_dead_channels_and_histogram(window, qtbot):
-    from featurescope.core.receptive import receptive_field
-    from featurescope.core.stats import activation_histogram, dead_channels
+    from featurescope.core.analysis.receptive import receptive_field
+    from featurescope.core.analysis.stats import activation_histogram, dead_channels
 
     panel = window.layer_info_panel
     for layer in ("stem", LAYER, "head"):
@@ -105,7 +105,7 @@ def test_layer_info_shows_receptive_field_dead_channels_and_histogram(window, qt
 
 
 def test_grid_orders_follow_rank_channels(window, qtbot, wait_idle):
-    from featurescope.core.stats import rank_channels
+    from featurescope.core.analysis.stats import rank_channels
 
     window.state.set_layer(LAYER)
     chw = _chw(window, LAYER)
@@ -124,7 +124,7 @@ def test_grid_orders_follow_rank_channels(window, qtbot, wait_idle):
 # --- Grad-CAM ------------------------------------------------------------------------------
 
 def test_gradcam_tab_equals_grad_cam_for_top_and_chosen_classes(window, qtbot, wait_idle):
-    from featurescope.core.gradcam import grad_cam
+    from featurescope.core.analysis.gradcam import grad_cam
 
     model, result = window.state.model, window.state.result
     view = window.gradcam_view
@@ -184,7 +184,7 @@ def test_gradcam_of_an_untrained_model_says_it_means_little(window, qtbot, wait_
 # --- compare -------------------------------------------------------------------------------
 
 def _assert_compare_matches(window, view):
-    from featurescope.core.compare import compare_layer, shared_index_grids
+    from featurescope.core.analysis.compare import compare_layer, shared_index_grids
 
     layer = window.state.layer
     expected = compare_layer(window.state.result, view.result_b, layer)
@@ -202,8 +202,8 @@ def _assert_compare_matches(window, view):
 def test_compare_tab_with_b_from_the_open_dialog(window, qtbot, wait_idle, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
-    from featurescope.core.capture import capture
-    from featurescope.core.images import load_image
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.io.images import load_image
 
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(COFFEE), "")))
     window.state.set_layer(LAYER)

@@ -8,7 +8,8 @@ import numpy as np
 
 def test_layer_statistics_are_computed_on_the_worker_not_on_a_switch(window, qtbot, wait_idle,
                                                                      monkeypatch):
-    from featurescope.core import compare, filters, gradcam, stats
+    from featurescope.core.analysis import compare, gradcam, stats
+    from featurescope.core.render import filters
 
     calls: dict[str, list] = {"histogram": [], "dead": [], "hidden views": []}
     real_histogram, real_dead = stats.activation_histogram, stats.dead_channels

@@ -8,7 +8,7 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from featurescope.core.grids import colormap_lut, feature_grid, grid_indices
+from featurescope.core.render.grids import colormap_lut, feature_grid, grid_indices
 from featurescope.core.resources import default_sample
 
 
@@ -80,7 +80,7 @@ def test_keyboard_moves_through_layers_and_grid_follows(window, qtbot):
 
 
 def test_moving_back_and_forth_needs_no_forward_pass(window, qtbot, monkeypatch):
-    import featurescope.core.capture as capture_module
+    import featurescope.core.capture.capture as capture_module
 
     calls = []
     real = capture_module.capture

@@ -6,16 +6,16 @@ import pytest
 import torch
 from PySide6.QtCore import QPointF, Qt
 
-from featurescope.core import grids
-from featurescope.gui.state import AppState
+from featurescope.core.render import grids
+from featurescope.gui.model.state import AppState
 
 
 @pytest.fixture(scope="module")
 def loaded():
     from PIL import Image
 
-    from featurescope.core.capture import capture
-    from featurescope.core.models import load_model
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.models.load import load_model
     from featurescope.core.resources import default_sample
 
     torch.manual_seed(0)
@@ -130,7 +130,7 @@ def test_channel_view_without_result(qtbot):
 @pytest.fixture
 def filters():
     # engine-capture's core/filters.py; these tests run as soon as it lands
-    return pytest.importorskip("featurescope.core.filters")
+    return pytest.importorskip("featurescope.core.render.filters")
 
 
 def _weight(model, name):
@@ -220,8 +220,8 @@ def Net():
 
 
 def test_predictions_panel_custom_model_without_categories(qtbot, tmp_path):
-    from featurescope.core.capture import capture
-    from featurescope.core.models import load_model
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.models.load import load_model
     from featurescope.gui.docks.predictions_panel import PredictionsPanel
 
     (tmp_path / "tinynet.py").write_text(TINY_NET)

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from featurescope.core.errors import ImageError
-from featurescope.gui.workers import JobRunner
+from featurescope.gui.jobs.workers import JobRunner
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from PySide6.QtGui import QKeyEvent, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
                                QSizePolicy, QSpinBox, QWidget)
 
-from featurescope.core import grids
+from featurescope.core.render import grids
 
 NORMALIZE = (("channel", "per channel"), ("layer", "per layer"))
 ORDER = (("index", "channel index"), ("mean", "strongest mean"), ("max", "strongest max"),

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from featurescope.gui.state import AppState
+from featurescope.gui.model.state import AppState
 
 THUMB = 64
 

@@ -16,9 +16,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSplitter, QTextBrowser, QVBoxLayout, QWidget
 
-from featurescope.core.explain import LayerExplanation, explain_layer
-from featurescope.gui import receptive_cache
-from featurescope.gui.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
+from featurescope.core.analysis.explain import LayerExplanation, explain_layer
+from featurescope.gui.jobs import receptive_cache
+from featurescope.gui.jobs.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
 
 EMPTY_TEXT = "Select a layer to see what it does."
 _STANDARD = "out = floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1"

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
-from featurescope.gui.state import AppState
+from featurescope.gui.model.state import AppState
 
 DEPTH_ROLE = Qt.UserRole + 1
 NAME_ROLE = Qt.UserRole

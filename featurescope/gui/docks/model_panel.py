@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QLineEdit, QPushButton, QSizePolicy, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
-from featurescope.gui.state import AppState
+from featurescope.gui.model.state import AppState
 
 STATUS_TEXT = {"embedded": "embedded", "cached": "cached", "downloadable": "will download"}
 WEIGHTS_CHOICES = [("Pretrained", "default"), ("Untrained (random)", "none"),
@@ -125,7 +125,7 @@ class ModelPanel(QWidget):
         self.device.setObjectName("deviceChoice")
         self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.device.setMinimumContentsLength(6)
-        from featurescope.core.devices import available_devices
+        from featurescope.core.models.devices import available_devices
 
         for name in available_devices():
             self.device.addItem(name, name)
@@ -177,7 +177,7 @@ class ModelPanel(QWidget):
 
     # -- catalogue ----------------------------------------------------------------------
     def _fill_catalogue(self) -> None:
-        from featurescope.core.models import catalogue
+        from featurescope.core.models.load import catalogue
 
         self.models.clear()
         for entry in catalogue():

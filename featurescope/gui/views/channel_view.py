@@ -25,10 +25,10 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider,
                                QVBoxLayout, QWidget)
 
-from featurescope.core import grids
-from featurescope.gui.views.tab_page import TabPage
-from featurescope.gui import receptive_cache
-from featurescope.gui.views.equal_columns import EqualColumns
+from featurescope.core.render import grids
+from featurescope.gui.widgets.tab_page import TabPage
+from featurescope.gui.jobs import receptive_cache
+from featurescope.gui.widgets.equal_columns import EqualColumns
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 

@@ -25,9 +25,9 @@ from PySide6.QtGui import QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
                                QSizePolicy, QVBoxLayout, QWidget)
 
-from featurescope.core import grids
-from featurescope.gui.views.tab_page import TabPage
-from featurescope.gui.mime_images import ImageDropTarget, deliver
+from featurescope.core.render import grids
+from featurescope.gui.widgets.tab_page import TabPage
+from featurescope.gui.widgets.mime_images import ImageDropTarget, deliver
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -60,7 +60,7 @@ def thumbnail(rgb: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> QPixmap:
 
 def compare_work(result_a: Any, result_b: Any, layer: str):
     """The comparison and its three shared-scale index mosaics (runs on the worker)."""
-    from featurescope.core.compare import compare_layer, shared_index_grids
+    from featurescope.core.analysis.compare import compare_layer, shared_index_grids
 
     comparison = compare_layer(result_a, result_b, layer)
     pictures, layout = shared_index_grids(comparison)
@@ -318,8 +318,8 @@ class CompareView(ImageDropTarget, TabPage):
 
     def _capture_b(self) -> None:
         """Open (if new) and capture B with the current model, on the worker."""
-        from featurescope.core.capture import capture
-        from featurescope.core.images import image_from_bytes, load_image
+        from featurescope.core.capture.capture import capture
+        from featurescope.core.io.images import image_from_bytes, load_image
 
         model = self.state.model
         if model is None:

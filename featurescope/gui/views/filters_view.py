@@ -15,8 +15,8 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
-from featurescope.gui.views.tab_page import TabPage
-from featurescope.core import filters
+from featurescope.gui.widgets.tab_page import TabPage
+from featurescope.core.render import filters
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -48,7 +48,7 @@ def no_filters_text(info) -> str:
 
 
 class FiltersView(TabPage):
-    """The kernels of ``state.layer`` via :func:`featurescope.core.filters.filter_grid`."""
+    """The kernels of ``state.layer`` via :func:`featurescope.core.render.filters.filter_grid`."""
 
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)

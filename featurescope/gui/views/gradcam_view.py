@@ -18,9 +18,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLineEdit, QSlider,
                                QVBoxLayout, QWidget)
 
-from featurescope.core import grids
-from featurescope.gui.views.tab_page import TabPage
-from featurescope.gui.views.equal_columns import EqualColumns
+from featurescope.core.render import grids
+from featurescope.gui.widgets.tab_page import TabPage
+from featurescope.gui.widgets.equal_columns import EqualColumns
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
@@ -249,7 +249,7 @@ class GradCamView(TabPage):
         self._submit(key, model, result, layer, self.target)
 
     def _submit(self, key, model, result, layer: str, target: Optional[int]) -> None:
-        from featurescope.core.gradcam import compute_grad_cam
+        from featurescope.core.analysis.gradcam import compute_grad_cam
 
         image = result.input
 

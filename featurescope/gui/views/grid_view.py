@@ -23,8 +23,8 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
-from featurescope.gui.layer_stats import stored_tensor, tensor_ref
-from featurescope.gui.state import AppState, DisplayOptions
+from featurescope.gui.jobs.layer_stats import stored_tensor, tensor_ref
+from featurescope.gui.model.state import AppState, DisplayOptions
 
 CACHE_BYTES = 256 * 1024 * 1024  # index mosaics kept for the current capture
 BACKGROUND_LAYERS = 400  # build at most this many layers' grids after a capture
@@ -32,7 +32,7 @@ BACKGROUND_LAYERS = 400  # build at most this many layers' grids after a capture
 
 def grid_arguments(options: DisplayOptions) -> dict[str, Any]:
     """The ``grid_indices`` keyword arguments ``feature_grid`` uses for ``options``."""
-    from featurescope.core import grids
+    from featurescope.core.render import grids
 
     kwargs: dict[str, Any] = dict(normalize=options.normalize, order=options.order,
                                   columns=options.columns, gap=1,
@@ -51,7 +51,7 @@ def layer_array(result: Any, layer: str) -> np.ndarray:
 
 def build_grid(result: Any, layer: str, options: DisplayOptions):
     """``grid_indices`` of one layer: (uint8 (H, W) indices, GridLayout)."""
-    from featurescope.core.grids import grid_indices
+    from featurescope.core.render.grids import grid_indices
 
     return grid_indices(layer_array(result, layer), **grid_arguments(options))
 
@@ -78,7 +78,7 @@ def separator_path(layout: Any) -> QPainterPath:
 
 def separator_item() -> QGraphicsPathItem:
     """An empty path item drawing one-screen-pixel lines in the separator colour."""
-    from featurescope.core.grids import SEPARATOR_RGB
+    from featurescope.core.render.grids import SEPARATOR_RGB
 
     item = QGraphicsPathItem()
     pen = QPen(QColor(*SEPARATOR_RGB), 0)  # width 0: one device pixel at any zoom
@@ -180,7 +180,7 @@ class FeatureGridView(QWidget):
 
     def lut(self, colormap: Optional[str] = None) -> np.ndarray:
         """The colormap's table: core caches it, read-only and contiguous uint8."""
-        from featurescope.core.grids import colormap_lut
+        from featurescope.core.render.grids import colormap_lut
 
         return colormap_lut(colormap or self.state.display.colormap)
 

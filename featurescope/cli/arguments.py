@@ -1,0 +1,108 @@
+"""argparse types and the shared model options of the ``featurescope`` subcommands.
+
+Pure Python: building the parser for ``--help`` must not import the engine.
+"""
+from __future__ import annotations
+
+import argparse
+
+from featurescope.cli.common import DEFAULT_MODEL
+
+
+def floats3(text: str) -> tuple[float, float, float]:
+    """Three numbers such as ``0.485,0.456,0.406`` (one per R, G, B)."""
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not three numbers such as 0.485,0.456,0.406") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} has {len(values)} numbers; give three, one per R, G, B")
+    return values  # type: ignore[return-value]
+
+
+def input_size(text: str):
+    """``224`` -> 224, ``32,32`` or ``32x32`` -> (32, 32)."""
+    parts = [p for p in text.lower().replace("x", ",").split(",") if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 224 or 32,32") from None
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 224 or 32,32")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
+def _two_ints(text: str, parts: list[str], example: str) -> tuple[int, int]:
+    try:
+        first, second = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {example}") from None
+    return first, second
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """``1280x800`` -> (1280, 800)."""
+    width, height = _two_ints(text, text.lower().split("x"), "a size such as 1280x800")
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 1280x800")
+    return width, height
+
+
+def position(text: str) -> tuple[int, int]:
+    """``10,12`` -> (10, 12): a row and a column, 0 or more."""
+    parts = [p for p in text.replace(" ", ",").split(",") if p]
+    y, x = _two_ints(text, parts, "a position such as 10,12 (row, column)")
+    if y < 0 or x < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more in both row and column")
+    return y, x
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def positive_int(text: str) -> int:
+    """A whole number of at least 1."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A whole number of 0 or more."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, weights_default: str = "default",
+                      device: bool = True, custom: bool = True) -> None:
+    """The "model" option group: --model, --weights, and optionally --device and the
+    options a model of the user's own needs (--input-size, --mean, --std, --trust-pickle)."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="M",
+                       help=f"a name from `featurescope models` or path/to/file.py:factory "
+                            f"(default: {DEFAULT_MODEL}, pretrained, no download)")
+    group.add_argument("--weights", "-w", default=weights_default, metavar="W",
+                       help="default (pretrained), none (random, untrained) or a state-dict file "
+                            + (f"(default: {weights_default})" if weights_default else
+                               "(default: none, since the layers do not depend on the weights)"))
+    if device:
+        group.add_argument("--device", "-d", default="auto", metavar="D",
+                           help="auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
+    if custom:
+        group.add_argument("--input-size", type=input_size, metavar="N|H,W",
+                           help="input size for your own model (default 224)")
+        group.add_argument("--mean", type=floats3, metavar="R,G,B",
+                           help="normalisation mean for your own model (default: ImageNet)")
+        group.add_argument("--std", type=floats3, metavar="R,G,B",
+                           help="normalisation standard deviation for your own model (default: ImageNet)")
+        group.add_argument("--trust-pickle", action="store_true",
+                           help="allow --weights to be a whole pickled model (torch.save(model)); "
+                                "unpickling runs code from the file, so only for files you trust")

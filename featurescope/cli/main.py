@@ -1,0 +1,201 @@
+"""The ``featurescope`` command: the desktop app, and the engine without a window.
+
+    featurescope                      open the app (same as ``featurescope gui``)
+    featurescope models               the networks it knows
+    featurescope layers               the conv and pooling layers of one
+    featurescope predict IMAGE        what the network thinks the image shows
+    featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
+    featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
+    featurescope screenshot OUT.png   a picture of the app, made offscreen
+
+Only argparse and the standard library are imported at start-up: torch, torchvision
+and Qt are imported inside the command that needs them, so ``--help`` and
+``--version`` answer at once. Every user error (:class:`FeaturescopeError`) becomes one
+line ``featurescope: <sentence>`` on stderr and exit status 2; Ctrl-C or a cancel exits
+with 130 quietly.
+
+This module is the parser and the dispatch; the handlers live in featurescope/cli/ (one module per command).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from typing import Optional, Sequence
+
+from featurescope import __version__
+# The handler modules import only the standard library at the top (engine and Qt inside
+# the handlers), so importing them here keeps --help and --version instant.
+from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.arguments import (
+    add_model_options, non_negative_int, position, positive_int, window_size,
+)
+from featurescope.cli.common import (  # noqa: F401  (kept importable from here)
+    DEFAULT_MODEL, EXIT_INTERRUPTED, EXIT_USER_ERROR, IMAGE_SUFFIXES,
+)
+from featurescope.cli.compare import run_compare
+from featurescope.cli.export import run_export
+from featurescope.cli.info import run_layers, run_models, run_predict
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; building it imports nothing beyond argparse."""
+    parser = argparse.ArgumentParser(
+        prog="featurescope",
+        description="See what a convolutional network sees: the filters and feature maps of "
+                    "every convolution and pooling layer. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"featurescope {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gui = commands.add_parser("gui", help="open the desktop app (the default)",
+                              description="Open the desktop app, optionally with an image and a model.")
+    gui.add_argument("image", nargs="?", metavar="IMAGE", help="an image to open")
+    gui.add_argument("--model", "-m", metavar="M", help="a model name or path/to/file.py:factory")
+    gui.add_argument("--weights", "-w", metavar="W", help="default, none or a state-dict file")
+    gui.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+
+    models = commands.add_parser("models", help="list the networks featurescope knows",
+                                 description="List the convolutional networks featurescope can load, "
+                                             "with where their pretrained weights are.")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    layers = commands.add_parser(
+        "layers", help="list the conv and pooling layers of a network",
+        description="List every captured layer (convolution and pooling) in network order, with "
+                    "its type, channels, kernel, stride, padding, output shape and parameters. "
+                    "The names are the keys used by export, the NPZ file and the app.")
+    add_model_options(layers, weights_default=None, device=False)
+    layers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    predict = commands.add_parser("predict", help="classify an image",
+                                  description="Print the network's top predictions for an image.")
+    predict.add_argument("image", metavar="IMAGE", help="a JPEG, PNG, WebP, BMP, TIFF or GIF file")
+    add_model_options(predict)
+    predict.add_argument("--top", "-k", type=positive_int, default=5, metavar="K",
+                         help="how many predictions (default 5)")
+    predict.add_argument("--json", action="store_true",
+                         help='print {"predictions": [{"label", "index", "probability"}, ...]} only')
+
+    export = commands.add_parser(
+        "export", help="write feature grids (PNG), activations (NPZ) and a JSON sidecar",
+        description="Run images through the network and write, per layer, a PNG grid of its "
+                    "feature maps; with --format npz or both, one NPZ of the raw activations "
+                    "(keys = layer names, plus 'input'); always a JSON sidecar. Several images "
+                    "or a folder give one sub-folder per image.")
+    export.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
+                        help="image files, or folders of images (one sub-folder of DIR per image)")
+    add_model_options(export)
+    export.add_argument("--layers", "-l", default="all", metavar="all|conv|pool|NAME[,NAME...]",
+                        help="which layers (default: all)")
+    export.add_argument("--filters", action="store_true", help="also write the kernels of conv layers")
+    export.add_argument("--format", "-f", default="png", choices=("png", "npz", "both"),
+                        help="png grids, npz activations, or both (default: png)")
+    export.add_argument("--colormap", "-c", default="viridis", metavar="C",
+                        help="gray, viridis, magma, inferno, plasma, coolwarm, ... (default: viridis)")
+    export.add_argument("--normalize", default="channel", choices=("channel", "layer"),
+                        help="scale each map on its own, or the whole layer together (default: channel)")
+    export.add_argument("--sort", default="index", choices=("index", "mean", "max", "sparsity"),
+                        help="channel order in the grid: index, strongest mean or max first, or "
+                             "most often active first (sparsity) (default: index)")
+    export.add_argument("--upscale", type=positive_int, default=1, metavar="N",
+                        help="enlarge every pixel N times (default 1: exact size)")
+    export.add_argument("--annotate", action="store_true",
+                        help="also write a version with the layer name and channel numbers")
+    export.add_argument("--gradcam", action="store_true",
+                        help="also write gradcam_<layer>.png: the Grad-CAM of the top class over the "
+                             "input (inferno), at the last convolution of the network, where "
+                             "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
+    export.add_argument("--gradcam-layer", metavar="NAME",
+                        help="explain this conv layer instead of the last one (implies --gradcam)")
+    export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
+    export.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    compare = commands.add_parser(
+        "compare", help="compare two images at one layer (A, B and |A - B| grids, similarity)",
+        description="Run two images through the same network and write, for one layer, the "
+                    "feature grids of A and B and of |A - B|, all three on one shared colour "
+                    "scale (<layer>_a.png, <layer>_b.png, <layer>_difference.png), and "
+                    "<layer>_compare.json with the overall and per-channel cosine similarity.")
+    compare.add_argument("image_a", metavar="IMAGE_A")
+    compare.add_argument("image_b", metavar="IMAGE_B")
+    compare.add_argument("--layer", "-l", required=True, metavar="L",
+                         help="the layer (names as `featurescope layers` prints them)")
+    add_model_options(compare)
+    compare.add_argument("--colormap", "-c", default="viridis", metavar="C",
+                         help="gray, viridis, magma, inferno, plasma, coolwarm, ... (default: viridis)")
+    compare.add_argument("--upscale", type=positive_int, default=1, metavar="N",
+                         help="enlarge every pixel N times (default 1: exact size)")
+    compare.add_argument("--annotate", action="store_true",
+                         help="draw the layer name and channel numbers on the grids")
+    compare.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
+    compare.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+    shot = commands.add_parser("screenshot", help="save a picture of the app window (offscreen)",
+                               description="Build the real main window offscreen, load, select, "
+                                           "wait until all work is done and save it as a PNG.")
+    shot.add_argument("out", metavar="OUT.png")
+    shot.add_argument("image", nargs="?", metavar="IMAGE")
+    shot.add_argument("--model", "-m", metavar="M")
+    shot.add_argument("--weights", "-w", metavar="W")
+    shot.add_argument("--layer", metavar="NAME")
+    shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel", "gradcam", "compare"))
+    shot.add_argument("--channel", type=non_negative_int, metavar="N")
+    shot.add_argument("--position", type=position, metavar="Y,X",
+                      help="channel view: draw the receptive field of this feature-map position")
+    shot.add_argument("--compare-with", metavar="IMAGE_B",
+                      help="compare view: image B (default: another bundled sample)")
+    shot.add_argument("--size", type=window_size, default=(1280, 800), metavar="WxH",
+                      help="window size (default 1280x800)")
+    return parser
+
+
+_COMMANDS = {
+    "gui": run_gui,
+    "models": run_models,
+    "layers": run_layers,
+    "predict": run_predict,
+    "export": run_export,
+    "compare": run_compare,
+    "screenshot": run_screenshot,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error (argparse says why)
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else EXIT_USER_ERROR)
+    handler = _COMMANDS.get(args.command or "gui")
+    # load_image refuses images over Pillow's pixel limit with one sentence; Pillow's own
+    # warning for those just over it would be a second, noisier line. Matched by message
+    # so that PIL is not imported for --help.
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `featurescope models | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except Exception as error:
+        from featurescope.core.errors import FeaturescopeError
+        from featurescope.core.progress import Cancelled
+
+        if isinstance(error, Cancelled):
+            return EXIT_INTERRUPTED
+        if isinstance(error, FeaturescopeError):
+            print(f"featurescope: {error}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""What a captured layer is: the module types featurescope captures and their metadata.
+
+:class:`LayerInfo` describes one conv or pooling layer (kernel, stride, padding,
+channels, shapes, parameters); the name is the key everywhere (NPZ, CLI, GUI). The
+fields that do not depend on the input come from the module itself; the shapes come
+from the tensors a capture session sees (core/capture/taps.py builds them with
+:func:`build_layer_info`, and :func:`~featurescope.core.capture.taps.describe_layers`
+runs that session on zeros).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+from torch import nn
+
+from featurescope.core.errors import ModelError
+
+# Names of the module types whose outputs are captured (LayerInfo.kind is one of these).
+CAPTURED_TYPES = ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+# The classes themselves, for isinstance (subclasses such as lite.SameConv2d count).
+CAPTURED_CLASSES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+CONV_TYPES = ("Conv2d",)
+POOL_TYPES = CAPTURED_TYPES[1:]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What one captured layer is. ``name`` is the key everywhere (NPZ, CLI, GUI).
+
+    A module called twice in one forward pass gives two layers: ``name`` and ``name#2``.
+    Shapes are (C, H, W) without the batch dimension. For pooling layers
+    ``in_channels == out_channels``; adaptive pools have ``kernel_size`` etc. None and
+    ``output_size`` set. ``padding`` is a (ph, pw) tuple, or the string "same" for
+    TensorFlow-style dynamic padding (EfficientNet-Lite0).
+    """
+
+    name: str
+    module_name: str
+    kind: str  # "Conv2d", "MaxPool2d", ...
+    index: int  # position in network (execution) order, 0-based
+    in_channels: int
+    out_channels: int
+    kernel_size: Optional[tuple[int, int]]
+    stride: Optional[tuple[int, int]]
+    padding: Union[tuple[int, int], str, None]
+    dilation: Optional[tuple[int, int]]
+    groups: int
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    parameters: int  # weights + bias of this module (0 for pooling)
+    output_size: Optional[tuple[int, int]] = None  # adaptive pools only
+
+
+
+def find_layer_module(module: nn.Module, layer: str, model_name: str) -> tuple[nn.Module, int]:
+    """The submodule behind layer name ``layer`` ("name" or "name#N" for its N-th call)
+    and which call it is (1-based). Raises ModelError for a name ``module`` lacks."""
+    name, _, call = layer.partition("#")
+    modules = dict(module.named_modules())
+    if name not in modules or (call and not call.isdigit()):
+        raise ModelError(f"{model_name} has no layer called {layer!r}; "
+                         f"`featurescope layers` lists the layer names.")
+    return modules[name], int(call) if call else 1
+
+
+def captured_kind(module: nn.Module) -> Optional[str]:
+    """"Conv2d", "MaxPool2d", ... when ``module`` is captured (subclasses too), else None."""
+    for cls, kind in zip(CAPTURED_CLASSES, CAPTURED_TYPES):
+        if isinstance(module, cls):
+            return kind
+    return None
+
+
+def _pair(value) -> Optional[tuple[int, int]]:
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        return (int(value[0]), int(value[-1]))
+    return (int(value), int(value))
+
+
+def _chw(shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    return shape[-3:] if len(shape) >= 3 else (1,) * (3 - len(shape)) + shape
+
+
+def _static_info(module: nn.Module, kind: str) -> dict:
+    """The LayerInfo fields that do not depend on the input."""
+    if kind == "Conv2d":
+        padding = module.padding
+        if getattr(module, "same_padding", False) is True or padding == "same":
+            padding = "same"
+        elif padding == "valid":
+            padding = (0, 0)
+        else:
+            padding = _pair(padding)
+        return dict(kernel_size=_pair(module.kernel_size), stride=_pair(module.stride),
+                    padding=padding, dilation=_pair(module.dilation), groups=int(module.groups),
+                    parameters=sum(p.numel() for p in module.parameters()))
+    if kind in ("MaxPool2d", "AvgPool2d"):
+        return dict(kernel_size=_pair(module.kernel_size),
+                    stride=_pair(module.stride if module.stride is not None else module.kernel_size),
+                    padding=_pair(module.padding), dilation=_pair(getattr(module, "dilation", 1)),
+                    groups=1, parameters=0)
+    return dict(kernel_size=None, stride=None, padding=None, dilation=None, groups=1, parameters=0)
+
+
+def build_layer_info(name, module_name, module, kind, index, inp, out) -> LayerInfo:
+    """The LayerInfo of ``module`` (of captured ``kind``) called on ``inp`` giving ``out``."""
+    static = _static_info(module, kind)
+    input_shape = _chw(inp.shape)
+    output_shape = _chw(out.shape)
+    if kind == "Conv2d":
+        in_channels, out_channels = int(module.in_channels), int(module.out_channels)
+    else:
+        in_channels, out_channels = input_shape[0], output_shape[0]
+    output_size = None
+    if kind.startswith("Adaptive"):
+        output_size = (output_shape[1], output_shape[2])
+    return LayerInfo(name=name, module_name=module_name, kind=kind, index=index,
+                     in_channels=in_channels, out_channels=out_channels,
+                     input_shape=input_shape, output_shape=output_shape,
+                     output_size=output_size, **static)

@@ -1,0 +1,97 @@
+"""The torchvision models featurescope offers: their names in catalogue order, their
+families, their default weights, and building one.
+
+This is the layer under the catalogue, the download and the loader, so that each of them
+can ask "is this a model we know, and what are its default weights?" without importing
+the others.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from functools import lru_cache
+
+from featurescope.core.models.sources import lite
+from featurescope.core.errors import ModelError
+
+# Name prefix -> family, in the order the catalogue lists them.
+_FAMILIES = (
+    ("alexnet", "AlexNet"), ("vgg", "VGG"), ("resnet", "ResNet"), ("resnext", "ResNeXt"),
+    ("wide_resnet", "Wide ResNet"), ("googlenet", "GoogLeNet"), ("inception", "Inception v3"),
+    ("densenet", "DenseNet"), ("squeezenet", "SqueezeNet"), ("mobilenet_v2", "MobileNet v2"),
+    ("mobilenet_v3", "MobileNet v3"), ("mnasnet", "MNASNet"), ("shufflenet", "ShuffleNet v2"),
+    ("efficientnet_v2", "EfficientNet v2"), ("efficientnet", "EfficientNet"),
+    ("regnet", "RegNet"), ("convnext", "ConvNeXt"),
+)
+_FAMILY_ORDER = ["AlexNet", "VGG", "ResNet", "ResNeXt", "Wide ResNet", "GoogLeNet", "Inception v3",
+                 "DenseNet", "SqueezeNet", "MobileNet v2", "MobileNet v3", "MNASNet",
+                 "ShuffleNet v2", "EfficientNet", "EfficientNet v2", "RegNet", "ConvNeXt"]
+_NOT_CNN = ("vit_", "swin_", "maxvit")  # transformers: no conv feature maps worth showing
+
+
+def family(name: str) -> str:
+    """The family a torchvision model name belongs to ("resnet50" -> "ResNet")."""
+    for prefix, family_name in _FAMILIES:
+        if name.startswith(prefix):
+            return family_name
+    return name.split("_")[0].capitalize()
+
+
+_SIZE_WORDS = {"tiny": 0, "small": 1, "s": 1, "base": 2, "m": 2, "large": 3, "l": 3}
+
+
+def _size_key(name: str):
+    """Smallest first: resnet18 < resnet101, regnet_x_400mf < regnet_x_1_6gf, tiny < large."""
+    flops = re.search(r"_(\d+)(?:_(\d+))?(mf|gf)$", name)
+    if flops:
+        value = float(f"{flops.group(1)}.{flops.group(2) or 0}") * (1 if flops.group(3) == "mf" else 1000)
+        return [name[:flops.start()], value]
+    words = [_SIZE_WORDS.get(part, part) for part in name.split("_")]
+    return [[(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", w)]
+            if isinstance(w, str) else [(0, w, "")] for w in words]
+
+
+@lru_cache(maxsize=1)
+def torchvision_names() -> tuple[str, ...]:
+    """torchvision's CNN classification models, by family and then smallest first."""
+    import torchvision.models as tvm
+
+    names = [n for n in tvm.list_models(module=tvm) if not n.startswith(_NOT_CNN)]
+    order = {family_name: i for i, family_name in enumerate(_FAMILY_ORDER)}
+    return tuple(sorted(names, key=lambda n: (order.get(family(n), len(order)), _size_key(n))))
+
+
+def default_weights(name: str):
+    """torchvision's weights enum member that ``weights="default"`` means for ``name``."""
+    import torchvision.models as tvm
+
+    return tvm.get_model_weights(name).DEFAULT
+
+
+def check_known(name: str) -> None:
+    """Raise a ModelError (with the closest known name) unless featurescope knows ``name``."""
+    if name == lite.NAME or name in torchvision_names():
+        return
+    if name.startswith(_NOT_CNN):
+        raise ModelError(
+            f"{name!r} is a vision transformer: it has no convolution and pooling feature maps "
+            f"for featurescope to show; run `featurescope models` for the CNNs.")
+    choices = [lite.NAME, *torchvision_names()]
+    close = difflib.get_close_matches(name, choices, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ModelError(
+        f"{name!r} is not a model featurescope knows; {hint}run `featurescope models` for the "
+        f"list, or give your own network as path/to/file.py:factory."
+    )
+
+
+def build_torchvision(name: str, pretrained_default: bool, init: bool):
+    """An unweighted torchvision ``name``, set up as its default weights expect."""
+    import torchvision.models as tvm
+
+    kwargs = {}
+    if name in ("googlenet", "inception_v3"):
+        kwargs["init_weights"] = init  # also silences torchvision's FutureWarning
+        if pretrained_default:
+            kwargs["transform_input"] = True  # as torchvision does for its own weights
+    return tvm.get_model(name, weights=None, **kwargs)

@@ -1,0 +1,155 @@
+"""Loading models and capturing their layers on the worker thread.
+
+A request never replaces what is shown until its answer is in; a stale answer (the
+model or the image changed meanwhile) is dropped. Errors become one sentence in the
+state's error report.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QObject
+
+from featurescope.gui.jobs import receptive_cache
+from featurescope.gui.docks.model_panel import parse_size, parse_triple
+from featurescope.gui.model.settings import Settings
+from featurescope.gui.model.state import AppState
+from featurescope.gui.jobs.workers import JobRunner
+
+
+def first_layer(result: Any) -> str:
+    """The first convolution (what a newcomer should see first), else the first layer."""
+    for name in result.layers:
+        if getattr(result.info.get(name), "kind", "") == "Conv2d":
+            return name
+    return result.layers[0] if result.layers else ""
+
+
+class ModelJobs(QObject):
+    """Model loading, whole-image capture and re-capture of layers the budget left out."""
+
+    def __init__(self, state: AppState, jobs: JobRunner, settings: Settings,
+                 show_status: Callable[[str], None], clear_error: Callable[[], None],
+                 parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.state, self.jobs, self.settings = state, jobs, settings
+        self.show_status, self.clear_error = show_status, clear_error
+        self.model_spec: dict = {}
+        self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
+        state.layer_changed.connect(self.fetch_missing_layer)
+
+    def _failed(self, message: str, _error: Optional[BaseException]) -> None:
+        self.state.report_error(message)
+
+    def request_model(self, spec: dict) -> None:
+        """Load a model in the background; the current one stays until it is in."""
+        from featurescope.core.models.load import load_model
+
+        try:
+            kwargs = {"input_size": parse_size(str(spec.get("input_size") or "")),
+                      "mean": parse_triple(str(spec.get("mean") or "")),
+                      "std": parse_triple(str(spec.get("std") or ""))}
+        except ValueError as error:
+            self.state.report_error(str(error))
+            return
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        name, weights, device = spec["name"], spec.get("weights") or "default", spec.get("device") or "auto"
+        spec = dict(spec, weights=weights, device=device)
+
+        def work(progress, cancel):
+            model = load_model(name, weights=weights, device=device, progress=progress,
+                               cancel=cancel, **kwargs)
+            # layer_info is computed lazily by a forward pass on zeros: do it here, not
+            # in the layer list on the GUI thread (0.8 s for vgg16)
+            model.layer_info
+            # receptive fields hook the model too: trace them here, once per model
+            receptive_cache.prepare(model)
+            return model
+
+        def loaded(model: Any) -> None:
+            self.model_spec = spec
+            self.settings.set_model_spec(name, weights, device, str(spec.get("input_size") or ""),
+                                         str(spec.get("mean") or ""), str(spec.get("std") or ""))
+            self.state.set_model(model)
+            self.request_capture()
+
+        label = f"Loading {Path(name).name if '.py' in name else name}"
+        self.jobs.submit("model", work, label=label, on_result=loaded, on_error=self._failed,
+                         on_cancelled=lambda: self.show_status("Model loading cancelled; the previous model stays."),
+                         also_cancel=("capture", "grids", "stats", "fetch"))
+
+    def request_capture(self) -> None:
+        """Capture every layer of the current image with the current model (background).
+
+        Within the memory budget setting: beyond it the capture stores float16, or only
+        some layers (the selected one first); the others are fetched when selected.
+        """
+        from featurescope.core.capture.capture import capture
+
+        model, image = self.state.model, self.state.image
+        if model is None or image is None:
+            return
+        budget, focus = self.settings.memory_budget(), self.state.layer or None
+
+        def work(progress, cancel):
+            return capture(model, image, progress=progress, cancel=cancel,
+                           memory_budget=budget, focus=focus)
+
+        def captured(result: Any) -> None:
+            if model is not self.state.model or image is not self.state.image:
+                return  # stale: the model or image changed meanwhile
+            self.clear_error()
+            if self.state.layer not in result.layers:
+                self.state.set_layer(first_layer(result))
+            self.state.set_result(result)
+            if getattr(result, "notice", ""):
+                self.show_status(result.notice)
+            self.fetch_missing_layer()
+
+        self._fetching = None
+        self.jobs.submit("capture", work, label=f"Capturing {model.name}",
+                         on_result=captured, on_error=self._failed,
+                         also_cancel=("grids", "stats", "fetch"))
+
+    def fetch_missing_layer(self, *_: Any) -> None:
+        """Capture the selected layer again when the memory budget left it out (worker).
+
+        The answer replaces the state's result only if the model, the image and the
+        result are still the ones it was asked for.
+        """
+        from featurescope.core.capture.capture import capture_missing
+
+        state = self.state
+        model, image, result, layer = state.model, state.image, state.result, state.layer
+        if model is None or result is None or layer not in getattr(result, "missing", ()):
+            return
+        if self._fetching == (id(result), layer):
+            return  # already on its way
+        self._fetching = (id(result), layer)
+
+        def work(progress, cancel):
+            return capture_missing(model, result, [layer], progress=progress, cancel=cancel)
+
+        def fetched(new_result: Any) -> None:
+            self._fetching = None
+            if model is state.model and image is state.image and result is state.result:
+                state.set_result(new_result)
+
+        def forget(*_: Any) -> None:
+            self._fetching = None
+
+        def failed(message: str, error: Optional[BaseException]) -> None:
+            forget()
+            self._failed(message, error)
+
+        self.jobs.submit("fetch", work, label=f"Capturing {layer} (left out by the memory budget)",
+                         on_result=fetched, on_error=failed, on_cancelled=forget,
+                         also_cancel=("grids", "stats"))
+
+    def set_memory_budget(self, budget: int) -> None:
+        """Remember a new budget (bytes) and capture again under it."""
+        if int(budget) == self.settings.memory_budget():
+            return
+        self.settings.set_memory_budget(int(budget))
+        self.request_capture()

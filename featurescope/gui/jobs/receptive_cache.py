@@ -1,0 +1,84 @@
+"""Receptive fields, computed once per model and shared by the views and docks.
+
+``receptive_fields(model)`` is one pass over the network (on the meta device, so cheap),
+but it registers forward hooks on the model: it must not run while the worker thread
+captures with the same model. The main window therefore fills this cache on the worker
+while it loads a model (:func:`prepare`); the GUI only reads it (:func:`fields_for`),
+and computes it itself only when nothing filled it (tests that build a state by hand).
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any, Optional
+
+_lock = threading.Lock()
+_cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_errors: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def prepare(model: Any) -> dict:
+    """Compute (or return the cached) ``{layer: ReceptiveField}`` of every captured layer.
+
+    Never raises: a network whose fields cannot be traced gets an empty dict, and
+    :func:`error_for` says why.
+    """
+    with _lock:
+        if model in _cache:
+            return _cache[model]
+    from featurescope.core.analysis.receptive import receptive_field, receptive_fields
+
+    fields: dict = {}
+    error = ""
+    try:
+        fields = receptive_fields(model)
+    except Exception as first:  # one odd layer must not hide the others' fields
+        error = str(first)
+        for layer in getattr(model, "layers", None) or []:
+            try:
+                fields[layer] = receptive_field(model, layer)
+            except Exception:
+                continue
+    with _lock:
+        _cache[model] = fields
+        if error:
+            _errors[model] = error
+    return fields
+
+
+def fields_for(model: Any) -> dict:
+    """The cached fields of ``model`` ({} for None); computed here if nobody did yet."""
+    if model is None:
+        return {}
+    with _lock:
+        cached = _cache.get(model)
+    return cached if cached is not None else prepare(model)
+
+
+def field_for(model: Any, layer: str) -> Optional[Any]:
+    """The ReceptiveField of ``layer``, or None when the layer has none."""
+    return fields_for(model).get(layer) if layer else None
+
+
+def error_for(model: Any) -> str:
+    """Why some fields of ``model`` are missing ("" when none are)."""
+    with _lock:
+        return _errors.get(model, "")
+
+
+def positions_seeing(field: Any, iy: float, ix: float) -> Optional[tuple[int, int, int, int]]:
+    """``(y0, x0, y1, x1)`` (ends exclusive) of the map positions whose field contains
+    input pixel (iy, ix), computed like ``ReceptiveField.unclipped_box``; None if none."""
+    import numpy as np
+
+    spans = []
+    for coord, size, jump, start, count in zip((iy, ix), field.size_hw, field.jump_hw,
+                                               field.start_hw, field.output_shape):
+        centres = start + np.arange(count) * jump
+        low = np.floor(centres - (size - 1) / 2 + 1e-9)
+        inside = np.flatnonzero((low <= int(coord)) & (int(coord) < low + size))
+        if inside.size == 0:
+            return None
+        spans.append((int(inside[0]), int(inside[-1]) + 1))
+    (y0, y1), (x0, x1) = spans
+    return (y0, x0, y1, x1)

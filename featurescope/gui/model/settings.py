@@ -1,0 +1,152 @@
+"""What the app remembers between runs, through QSettings.
+
+Model, weights, device, display options, recent files, last folders, window geometry
+and dock layout. Tests pass their own INI file (``QSettings(path, QSettings.IniFormat)``)
+so they never touch the user's settings.
+"""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from featurescope.gui.model.state import DisplayOptions
+
+ORGANIZATION = "featurescope"
+APPLICATION = "featurescope"
+MAX_RECENT = 10
+DEFAULT_MODEL = "efficientnet_lite0"
+
+
+class Settings:
+    """Typed access to the app's QSettings; one instance per main window."""
+
+    def __init__(self, qsettings: Union[QSettings, str, Path, None] = None) -> None:
+        if qsettings is None:
+            qsettings = QSettings()
+        elif isinstance(qsettings, (str, Path)):
+            qsettings = QSettings(str(qsettings), QSettings.IniFormat)
+        self.qsettings = qsettings
+
+    def sync(self) -> None:
+        self.qsettings.sync()
+
+    def _get(self, key: str, default: Any, type_: type) -> Any:
+        try:
+            return self.qsettings.value(key, default, type=type_)
+        except (TypeError, ValueError):  # a hand-edited file with a bad value
+            return default
+
+    # -- model ----------------------------------------------------------------------
+    def model_spec(self) -> dict[str, Any]:
+        """The model to load on start: name, weights, device and custom-model fields."""
+        return {
+            "name": self._get("model/name", DEFAULT_MODEL, str) or DEFAULT_MODEL,
+            "weights": self._get("model/weights", "default", str) or "default",
+            "device": self._get("model/device", "auto", str) or "auto",
+            "input_size": self._get("model/input_size", "", str),
+            "mean": self._get("model/mean", "", str),
+            "std": self._get("model/std", "", str),
+        }
+
+    def set_model_spec(self, name: str, weights: str, device: str, input_size: str = "",
+                       mean: str = "", std: str = "") -> None:
+        s = self.qsettings
+        s.setValue("model/name", name)
+        s.setValue("model/weights", weights)
+        s.setValue("model/device", device)
+        s.setValue("model/input_size", input_size)
+        s.setValue("model/mean", mean)
+        s.setValue("model/std", std)
+
+    # -- display options --------------------------------------------------------------
+    def display_options(self) -> DisplayOptions:
+        base = DisplayOptions()
+        values: dict[str, Any] = {}
+        for f in fields(DisplayOptions):
+            raw = self.qsettings.value(f"display/{f.name}", None)
+            if raw is None or raw == "":
+                continue
+            default = getattr(base, f.name)
+            try:
+                if f.name == "columns":
+                    values[f.name] = int(raw) or None
+                elif f.name == "clip_percentile":
+                    values[f.name] = float(raw) or None
+                elif isinstance(default, int):
+                    values[f.name] = max(1, int(raw))
+                else:
+                    values[f.name] = str(raw)
+            except (TypeError, ValueError):
+                continue
+        return DisplayOptions(**{**base.__dict__, **values})
+
+    def set_display_options(self, options: DisplayOptions) -> None:
+        for f in fields(DisplayOptions):
+            value = getattr(options, f.name)
+            self.qsettings.setValue(f"display/{f.name}", "" if value is None else value)
+
+    # -- files -----------------------------------------------------------------------
+    def recent_files(self) -> list[str]:
+        value = self.qsettings.value("files/recent", [])
+        if isinstance(value, str):  # QSettings returns a lone string for one entry
+            value = [value] if value else []
+        return [str(v) for v in (value or []) if v]
+
+    def add_recent_file(self, path: Union[str, Path]) -> list[str]:
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        recent = recent[:MAX_RECENT]
+        self.qsettings.setValue("files/recent", recent)
+        return recent
+
+    def clear_recent_files(self) -> None:
+        self.qsettings.setValue("files/recent", [])
+
+    def last_folder(self, purpose: str) -> str:
+        """Last folder used for ``purpose`` ("open", "export"), or the home folder."""
+        folder = self._get(f"folders/{purpose}", "", str)
+        return folder if folder and Path(folder).is_dir() else str(Path.home())
+
+    def set_last_folder(self, purpose: str, folder: Union[str, Path]) -> None:
+        self.qsettings.setValue(f"folders/{purpose}", str(folder))
+
+    # -- export options ------------------------------------------------------------------
+    def annotate_exports(self) -> bool:
+        return bool(self._get("export/annotate", True, bool))
+
+    def set_annotate_exports(self, annotate: bool) -> None:
+        self.qsettings.setValue("export/annotate", bool(annotate))
+
+    # -- capture --------------------------------------------------------------------------
+    def memory_budget(self) -> int:
+        """Bytes a capture may keep (``capture/memory_budget``); beyond it, layers are
+        stored as float16 or fetched again when shown."""
+        from featurescope.core.capture.memory import DEFAULT_MEMORY_BUDGET
+
+        value = self._get("capture/memory_budget", DEFAULT_MEMORY_BUDGET, int)
+        return int(value) if isinstance(value, int) and value > 0 else DEFAULT_MEMORY_BUDGET
+
+    def set_memory_budget(self, budget: int) -> None:
+        self.qsettings.setValue("capture/memory_budget", int(budget))
+
+    # -- window ------------------------------------------------------------------------
+    def window_geometry(self) -> Optional[QByteArray]:
+        value = self.qsettings.value("window/geometry")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def window_state(self) -> Optional[QByteArray]:
+        value = self.qsettings.value("window/state")
+        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+
+    def set_window(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.qsettings.setValue("window/geometry", geometry)
+        self.qsettings.setValue("window/state", state)
+
+    def current_tab(self) -> int:
+        return int(self._get("window/tab", 0, int))
+
+    def set_current_tab(self, index: int) -> None:
+        self.qsettings.setValue("window/tab", int(index))
