@@ -30,7 +30,7 @@ def test_display_detection(monkeypatch, env, expected):
 
 def test_settings_round_trip(tmp_path, qtbot):
     from featurescope.gui.model.settings import Settings
-    from featurescope.gui.model.state import DisplayOptions
+    from featurescope.core.render.options import DisplayOptions
 
     path = tmp_path / "s.ini"
     first = Settings(path)
@@ -60,7 +60,7 @@ def test_settings_round_trip(tmp_path, qtbot):
 
 def test_fresh_settings_mean_the_default_model(tmp_path, qtbot):
     from featurescope.gui.model.settings import Settings
-    from featurescope.gui.model.state import DisplayOptions
+    from featurescope.core.render.options import DisplayOptions
 
     fresh = Settings(tmp_path / "none.ini")
     assert fresh.model_spec()["name"] == "efficientnet_lite0"

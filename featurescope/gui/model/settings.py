@@ -12,7 +12,7 @@ from typing import Any, Optional, Union
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from featurescope.gui.model.state import DisplayOptions
+from featurescope.core.render.options import DisplayOptions
 
 ORGANIZATION = "featurescope"
 APPLICATION = "featurescope"

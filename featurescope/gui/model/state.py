@@ -6,22 +6,12 @@ the value really changes, so a view can call them freely without feedback loops.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Optional
 
 from PySide6.QtCore import QObject, Signal
 
-
-@dataclass(frozen=True)
-class DisplayOptions:
-    """How a layer is turned into a picture; passed straight to core.grids."""
-
-    colormap: str = "viridis"
-    normalize: str = "channel"  # "channel" | "layer"
-    order: str = "index"  # "index" | "mean" | "max"
-    columns: Optional[int] = None  # None: near-square
-    upscale: int = 1
-    clip_percentile: Optional[float] = None
+from featurescope.core.render.options import DisplayOptions
 
 
 class AppState(QObject):

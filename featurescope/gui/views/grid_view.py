@@ -24,7 +24,8 @@ from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
 from featurescope.gui.jobs.layer_stats import stored_tensor, tensor_ref
-from featurescope.gui.model.state import AppState, DisplayOptions
+from featurescope.core.render.options import DisplayOptions
+from featurescope.gui.model.state import AppState
 
 CACHE_BYTES = 256 * 1024 * 1024  # index mosaics kept for the current capture
 BACKGROUND_LAYERS = 400  # build at most this many layers' grids after a capture
