@@ -2,8 +2,6 @@
 Compare's tile boundaries vanishing when small."""
 from __future__ import annotations
 
-import numpy as np
-
 
 def test_a_1x1_layer_shows_different_colours_and_says_why(window):
     state, view = window.state, window.grid_view

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from featurescope.core.io.writers import PathLike, file_sha256
 
