@@ -52,14 +52,32 @@ def _sub_folders(files: Sequence[Path], out: Path) -> list[Path]:
     return folders
 
 
+def display_options(args):
+    """The DisplayOptions that ``export``'s flags mean: the record the app's grid view
+    draws with, so a CLI export is the picture the app shows with the same settings."""
+    from featurescope.core.render.options import DisplayOptions
+
+    return DisplayOptions(colormap=args.colormap, normalize=args.normalize, order=args.sort,
+                          columns=getattr(args, "columns", None), upscale=args.upscale,
+                          clip_percentile=getattr(args, "clip", None))
+
+
 def run_export(args) -> int:
     """Export every image; 2 when some could not be read (the others are still written)."""
     from featurescope.core.capture.capture import capture
-    from featurescope.core.errors import ImageError
+    from featurescope.core.errors import ExportError, ImageError
     from featurescope.core.io.export import export_layers, export_targets
+    from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets, last_conv_layer
     from featurescope.core.io.images import load_image
 
+    if not args.layers.strip():
+        raise ExportError("The --layers option is empty; give all, conv, pool or layer names "
+                          "separated by commas (`featurescope layers` lists them).")
+    clip = getattr(args, "clip", None)
+    if clip is not None and not 0.0 <= clip < 50.0:
+        raise ExportError(f"--clip must be a percentile from 0 up to (not including) 50, not {clip:g}.")
     require_colormap(args.colormap)
+    options = display_options(args)
     files, batch = _image_files(args.images)
     out = Path(args.output)
     folders = _sub_folders(files, out) if batch else [out]
@@ -70,13 +88,15 @@ def run_export(args) -> int:
     filter_layers = [i.name for i in model.layer_info if i.name in set(names) and i.kind == "Conv2d"] \
         if args.filters else []
     formats = ("png", "npz") if args.format == "both" else (args.format,)
-    gradcam_layer = _gradcam_layer(model, args) if (args.gradcam or args.gradcam_layer) else None
+    gradcam_layer = None
+    if args.gradcam or args.gradcam_layer:
+        gradcam_layer = _gradcam_layer(model, args.gradcam_layer) if args.gradcam_layer else last_conv_layer(model)
     if gradcam_layer and not model.trained:
         warn(f"{model.name} is untrained (random weights), so its Grad-CAM means little.")
 
     if not args.force:  # check every image's files before writing the first one
         for folder in folders:
-            extra = _gradcam_targets(folder, gradcam_layer) if gradcam_layer else []
+            extra = gradcam_targets(folder, gradcam_layer) if gradcam_layer else []
             refuse_existing(export_targets(names, folder, formats, args.annotate, filter_layers) + extra)
 
     failed = 0
@@ -96,13 +116,14 @@ def run_export(args) -> int:
             every = len(names) == len(model.layers) and set(names) == set(model.layers)
             result = capture(model, image, layers=None if every else names, progress=None)
             written = export_layers(
-                result, folder, layers=names, formats=formats, normalize=args.normalize,
-                colormap=args.colormap, order=args.sort, upscale=args.upscale,
+                result, folder, layers=names, formats=formats, options=options,
                 annotate=args.annotate, filters=args.filters, model=model, source_path=path,
                 force=args.force, progress=bar,
             )
             if gradcam_layer:
-                written += _write_gradcam(model, result, folder, gradcam_layer, path, args.force)
+                png, _ = gradcam_targets(folder, gradcam_layer)
+                written += export_grad_cam(model, result, png, layer=gradcam_layer,
+                                           source_path=path, force=args.force)
         finally:
             bar.finish()
         written_total += len(written)
@@ -114,41 +135,12 @@ def run_export(args) -> int:
     return 0
 
 
-def _gradcam_layer(model, args) -> str:
-    """The conv layer --gradcam explains: --gradcam-layer, else the network's last conv."""
+def _gradcam_layer(model, name: str) -> str:
+    """The conv layer --gradcam-layer names (ModelError for any other name)."""
     from featurescope.core.errors import ModelError
 
     convs = [i.name for i in model.layer_info if i.kind == "Conv2d"]
-    if args.gradcam_layer:
-        if args.gradcam_layer not in convs:
-            raise ModelError(f"{args.gradcam_layer!r} is not a convolution of {model.name}, so it has "
-                             f"no Grad-CAM; `featurescope layers --model {model.name}` lists them.")
-        return args.gradcam_layer
-    if not convs:
-        raise ModelError(f"{model.name} has no convolution layer, so it has no Grad-CAM.")
-    return convs[-1]
-
-
-def _gradcam_targets(folder: Path, layer: str) -> list[Path]:
-    from featurescope.core.io.export import safe_filename
-
-    stem = f"gradcam_{safe_filename(layer)}"
-    return [folder / f"{stem}.png", folder / f"{stem}.json"]
-
-
-def _write_gradcam(model, result, folder: Path, layer: str, source: Path, force: bool) -> list[Path]:
-    """The Grad-CAM overlay (top class) PNG and a small JSON about it; atomic writes."""
-    from featurescope.core.io.export import write_json, write_png
-    from featurescope.core.analysis.gradcam import compute_grad_cam, overlay
-
-    cam = compute_grad_cam(model, result.input, layer)
-    picture = overlay(model.deprocess(result.input), cam.map, colormap="inferno", alpha=0.5)
-    png, sidecar = _gradcam_targets(folder, layer)
-    written = [write_png(png, picture, force=force)]
-    written.append(write_json(sidecar, {
-        "source": str(source), "model": model.name, "weights": model.weights_label,
-        "trained": bool(model.trained), "layer": layer, "class_index": cam.target,
-        "class_label": cam.label, "score": cam.score, "colormap": "inferno", "alpha": 0.5,
-        "input_size": list(cam.map.shape), "layer_map_size": list(cam.layer_map.shape),
-    }, force=force))
-    return written
+    if name not in convs:
+        raise ModelError(f"{name!r} is not a convolution of {model.name}, so it has "
+                         f"no Grad-CAM; `featurescope layers --model {model.name}` lists them.")
+    return name

@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "most often active first (sparsity) (default: index)")
     export.add_argument("--upscale", type=positive_int, default=1, metavar="N",
                         help="enlarge every pixel N times (default 1: exact size)")
+    export.add_argument("--columns", type=positive_int, metavar="N",
+                        help="tiles per row of the grid (default: near-square, as in the app)")
+    export.add_argument("--clip", type=float, metavar="P",
+                        help="clip each scale to the P-th..(100-P)-th percentile, as the app's "
+                             "clipping does (default: no clipping)")
     export.add_argument("--annotate", action="store_true",
                         help="also write a version with the layer name and channel numbers")
     export.add_argument("--gradcam", action="store_true",

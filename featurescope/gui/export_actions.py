@@ -1,13 +1,18 @@
-"""Export menu: grid PNG (+ JSON sidecar), activations NPZ, all layers, clipboard.
+"""Export menu: grid PNG, activations NPZ, all/selected layers, Grad-CAM, comparison,
+clipboard; every file set with its JSON sidecar, written by core (featurescope.core.io).
 
-Dialogs start in the last folder used (QSettings) and ask before overwriting; the
-engine's writers refuse to overwrite (FileExistsExportError) unless ``force=True``,
-which is what a "Yes" turns into. Writing many layers runs on the worker thread with
-progress and Cancel.
+Every grid is drawn from the one DisplayOptions record the grid view uses
+(``state.display``: colormap, normalisation, clipping, order, columns, upscale), so what
+is exported is what is on screen. Dialogs start in the last folder used (QSettings) and
+ask before overwriting; the engine's writers refuse to overwrite (FileExistsExportError)
+unless ``force=True``, which is what a "Yes" turns into. Writing many layers, the
+Grad-CAM and the comparison run on the worker thread with progress and Cancel.
+
+The Grad-CAM and comparison exports read the window's ``gradcam_view`` and
+``compare_view`` (class choice, opacity, image B, the comparison shown).
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -62,6 +67,16 @@ class ExportActions(QObject):
         self.export_selected_action.triggered.connect(lambda: self.export_selected())
         # the window points this at the layer list's multi-selection
         self.selected_layers: Callable[[], list[str]] = lambda: [self.state.layer]
+        self.export_gradcam_action = QAction("Export Grad-&CAM...", window)
+        self.export_gradcam_action.setToolTip(
+            "Save the Grad-CAM of the selected layer (its nearest convolution) for the class and "
+            "opacity chosen in the Grad-CAM tab, as PNG with a JSON sidecar")
+        self.export_gradcam_action.triggered.connect(lambda: self.export_grad_cam())
+        self.export_comparison_action = QAction("Export c&omparison...", window)
+        self.export_comparison_action.setToolTip(
+            "Write the Compare tab's A, B and |A - B| grids (one colour scale) and a JSON of "
+            "their similarities into a folder")
+        self.export_comparison_action.triggered.connect(lambda: self.export_comparison())
         self.copy_action = QAction("&Copy grid", window)
         self.copy_action.setShortcut(QKeySequence.Copy)
         self.copy_action.setToolTip("Copy the selected layer's grid to the clipboard as an image")
@@ -72,13 +87,32 @@ class ExportActions(QObject):
         self.annotate_action.setToolTip("Draw the layer name and the true channel numbers on exported grids")
         self.annotate_action.toggled.connect(settings.set_annotate_exports)
         self.actions = [self.export_grid_action, self.export_activations_action,
-                        self.export_all_action, self.export_selected_action, self.copy_action]
-        state.result_changed.connect(self._update_enabled)
-        self._update_enabled()
+                        self.export_all_action, self.export_selected_action,
+                        self.export_gradcam_action, self.export_comparison_action, self.copy_action]
+        state.result_changed.connect(self.update_enabled)
+        state.layer_changed.connect(self.update_enabled)
+        self.update_enabled()
 
-    def _update_enabled(self, *_: Any) -> None:
+    def update_enabled(self, *_: Any) -> None:
+        """Enable each action when it has something to export (also run when the Export
+        menu opens: a comparison can arrive without a state event)."""
+        captured = self.state.result is not None
         for action in self.actions:
-            action.setEnabled(self.state.result is not None)
+            action.setEnabled(captured)
+        self.export_gradcam_action.setEnabled(self._gradcam_layer() != "")
+        self.export_comparison_action.setEnabled(self._comparison() is not None)
+
+    def _gradcam_layer(self) -> str:
+        """The conv layer a Grad-CAM export explains ("" when there is none)."""
+        from featurescope.gui.views.gradcam_view import gradcam_layer
+
+        if self.state.model is None or getattr(self.state.result, "logits", None) is None:
+            return ""
+        return gradcam_layer(self.state)[0]
+
+    def _comparison(self) -> Any:
+        view = getattr(self.window, "compare_view", None)
+        return getattr(view, "comparison", None)
 
     # -- helpers ----------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -108,59 +142,30 @@ class ExportActions(QObject):
         self.settings.set_last_folder("export", path.parent)
         return path
 
-    def grid_picture(self, annotate: Optional[bool] = None) -> tuple[np.ndarray, Any]:
-        """The selected layer's grid as feature_grid gives it (upscaled), maybe annotated."""
-        from featurescope.core.io.export import annotate_grid
-        from featurescope.core.render.grids import apply_lut, colormap_lut
+    def _source(self) -> Optional[str]:
+        """The current image's file, for the sidecars' SHA-256 (a pasted image has none)."""
+        source = self.state.image_source
+        return source if source else None
 
-        from featurescope.gui.views.grid_view import build_grid
+    def grid_picture(self, annotate: Optional[bool] = None) -> tuple[np.ndarray, Any]:
+        """The selected layer's grid exactly as the grid view draws it (upscaled), maybe
+        annotated with core's title ("layer - model (untrained)")."""
+        from featurescope.core.render.annotate import annotate_grid, grid_title
+        from featurescope.core.render.options import render_grid
 
         options = self.state.display
-        # == feature_grid(result[layer], ...options, upscale) by the grids contract
-        indices, layout = build_grid(self.state.result, self.state.layer, options)
-        rgb = apply_lut(indices, colormap_lut(options.colormap), upscale=options.upscale)
+        rgb, layout = render_grid(self.state.result[self.state.layer], options)
         if annotate if annotate is not None else self.annotate_action.isChecked():
-            rgb = annotate_grid(rgb, layout, self.grid_title(), channel_numbers=True,
-                                upscale=options.upscale)
+            rgb = annotate_grid(rgb, layout, grid_title(self.state.layer, self.state.model),
+                                channel_numbers=True, upscale=options.upscale)
         return rgb, layout
-
-    def grid_title(self) -> str:
-        model = self.state.model
-        name = model.display_name if model is not None else ""
-        return f"{name}  {self.state.layer}".strip()
-
-    def sidecar(self, layout: Any, png: Path) -> dict:
-        state, options, model = self.state, self.state.display, self.state.model
-        info = state.result.info.get(state.layer) if hasattr(state.result, "info") else None
-        from featurescope import __version__
-
-        return {
-            "featurescope": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "png": png.name,
-            "model": getattr(model, "name", None),
-            "weights": getattr(model, "weights_label", None),
-            "trained": getattr(model, "trained", None),
-            "layer": state.layer,
-            "kind": getattr(info, "kind", None),
-            "shape": list(getattr(info, "output_shape", state.result[state.layer].shape)),
-            "image": state.image_source,
-            "options": {"normalize": options.normalize, "colormap": options.colormap,
-                        "order": options.order, "columns": layout.columns,
-                        "clip_percentile": options.clip_percentile, "upscale": options.upscale,
-                        "annotated": self.annotate_action.isChecked()},
-            "grid": {"rows": layout.rows, "columns": layout.columns, "gap": layout.gap,
-                     "tile_height": layout.tile_height, "tile_width": layout.tile_width},
-            # position in the grid (row-major) -> true channel number
-            "channel_order": [int(c) for c in np.asarray(layout.order).ravel()],
-        }
 
     # -- the actions ------------------------------------------------------------------------
     def export_grid(self, path: Optional[Path] = None) -> list[Path]:
         """PNG of the selected layer's grid and a JSON sidecar beside it."""
         if not self._ready():
             return []
-        from featurescope.core.io.export import write_json, write_png
+        from featurescope.core.io.export import export_grid
 
         if path is None:
             path = self._save_path("Export grid", f"{safe_stem(self.state.layer)}.png", "PNG images (*.png)")
@@ -172,19 +177,21 @@ class ExportActions(QObject):
         existing = [p for p in (path, sidecar) if p.exists()]
         if existing and not self._confirm_overwrite(existing):
             return []
+        state = self.state
         try:
-            rgb, layout = self.grid_picture()
-            written = [write_png(path, rgb, force=bool(existing)),
-                       write_json(sidecar, self.sidecar(layout, path), force=bool(existing))]
+            written = export_grid(state.result, state.layer, path, state.display, model=state.model,
+                                  source_path=self._source(), annotate=self.annotate_action.isChecked(),
+                                  force=bool(existing))
         except FeaturescopeError as error:
-            self.state.report_error(str(error))
+            state.report_error(str(error))
             return []
         self.last_written = written
         self.show_message(f"Saved {path.name} and {sidecar.name} in {path.parent}")
         return written
 
     def export_activations(self, path: Optional[Path] = None, force: bool = False) -> None:
-        """Every captured layer (keys = layer names) and the input, in one NPZ, in the background."""
+        """Every captured layer (keys = layer names) and the input in one NPZ, with a JSON
+        sidecar beside it, in the background."""
         if not self._ready():
             return
         if path is None:
@@ -194,22 +201,92 @@ class ExportActions(QObject):
                 return
         if path.suffix.lower() != ".npz":
             path = path.with_name(path.name + ".npz")
-        if path.exists() and not force:
-            if not self._confirm_overwrite([path]):
+        existing = [p for p in (path, path.with_suffix(".json")) if p.exists()]
+        if existing and not force:
+            if not self._confirm_overwrite(existing):
                 return
             force = True
-        from featurescope.core.io.export import write_npz
+        from featurescope.core.io.export import export_activations
 
-        result = self.state.result
+        result, model, source = self.state.result, self.state.model, self._source()
 
         def work(progress, cancel):
-            arrays = {name: result[name] for name in result.layers}
-            arrays["input"] = result.input
-            progress(0, 1, f"Writing {path.name}")
-            cancel.raise_if_cancelled()
-            return [write_npz(path, arrays, force=force)]
+            return export_activations(result, path, model=model, source_path=source, force=force,
+                                      progress=progress, cancel=cancel)
 
         self.jobs.submit("export", work, label=f"Exporting activations to {path.name}",
+                         on_result=self._on_written, on_error=self._on_error)
+
+    def export_grad_cam(self, path: Optional[Path] = None, force: bool = False) -> None:
+        """The Grad-CAM the Grad-CAM tab shows for the selected layer (its class and
+        opacity) as PNG with a JSON sidecar, computed and written in the background."""
+        layer = self._gradcam_layer() if self.state.result is not None else ""
+        if not layer:
+            self.show_message("No Grad-CAM to export: it needs a captured image, class scores "
+                              "and a convolution at or before the selected layer.")
+            return
+        from featurescope.core.io.gradcam_export import GRADCAM_ALPHA, export_grad_cam, gradcam_targets
+
+        if path is None:
+            path = self._save_path("Export Grad-CAM", gradcam_targets(".", layer)[0].name,
+                                   "PNG images (*.png)")
+            if path is None:
+                return
+        if path.suffix.lower() != ".png":
+            path = path.with_name(path.name + ".png")
+        existing = [p for p in (path, path.with_suffix(".json")) if p.exists()]
+        if existing and not force:
+            if not self._confirm_overwrite(existing):
+                return
+            force = True
+        view = getattr(self.window, "gradcam_view", None)
+        target = getattr(view, "target", None)
+        slider = getattr(view, "opacity_slider", None)
+        alpha = slider.value() / 100.0 if slider is not None else GRADCAM_ALPHA
+        model, result, source = self.state.model, self.state.result, self._source()
+
+        def work(progress, cancel):
+            progress(0, 1, f"Grad-CAM at {layer}")
+            cancel.raise_if_cancelled()
+            return export_grad_cam(model, result, path, layer=layer, target=target, alpha=alpha,
+                                   source_path=source, force=force)
+
+        self.jobs.submit("export", work, label=f"Exporting the Grad-CAM to {path.name}",
+                         on_result=self._on_written, on_error=self._on_error)
+
+    def export_comparison(self, folder: Optional[Path] = None, force: bool = False) -> None:
+        """The Compare tab's A, B and |A - B| grids and their JSON into a folder, in the
+        background, in the display colormap and upscale (annotated too if chosen)."""
+        comparison = self._comparison()
+        if comparison is None:
+            self.show_message("No comparison to export: choose image B in the Compare tab first.")
+            return
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self.window, "Export comparison into",
+                                                      self.settings.last_folder("export"))
+            if not chosen:
+                return
+            folder = Path(chosen)
+            self.settings.set_last_folder("export", folder)
+        from featurescope.core.io.compare_export import comparison_targets, export_comparison
+
+        existing = [p for p in comparison_targets(folder, comparison.layer) if p.exists()]
+        if existing and not force:
+            if not self._confirm_overwrite(existing):
+                return
+            force = True
+        view = self.window.compare_view
+        options, model, annotate = self.state.display, self.state.model, self.annotate_action.isChecked()
+        source_a, source_b = self._source(), getattr(view, "source_b", None) or None
+
+        def work(progress, cancel):
+            progress(0, 1, f"Comparison at {comparison.layer}")
+            cancel.raise_if_cancelled()
+            return export_comparison(comparison, folder, model=model, source_a=source_a,
+                                     source_b=source_b, colormap=options.colormap,
+                                     upscale=options.upscale, annotate=annotate, force=force)
+
+        self.jobs.submit("export", work, label=f"Exporting the comparison to {folder.name}",
                          on_result=self._on_written, on_error=self._on_error)
 
     def export_all(self, folder: Optional[Path] = None, force: bool = False) -> None:
@@ -240,7 +317,7 @@ class ExportActions(QObject):
 
         state, options = self.state, self.state.display
         result, model = state.result, state.model
-        source = state.image_source if state.image_source and Path(state.image_source).is_file() else None
+        source = self._source()
         annotate = self.annotate_action.isChecked()
         if not force:
             existing = [p for p in export_targets(names, folder, ("png", "npz"), annotate) if p.exists()]
@@ -255,10 +332,8 @@ class ExportActions(QObject):
                 # layers the memory budget left out: capture them again for the export
                 complete = capture_missing(model, result, names, progress=progress, cancel=cancel)
             return export_layers(complete, folder, layers=names, formats=("png", "npz"),
-                                 normalize=options.normalize, colormap=options.colormap,
-                                 order=options.order, upscale=options.upscale, annotate=annotate,
-                                 model=model, source_path=source, force=force, progress=progress,
-                                 cancel=cancel)
+                                 options=options, annotate=annotate, model=model,
+                                 source_path=source, force=force, progress=progress, cancel=cancel)
 
         def failed(message: str, error: Optional[BaseException]) -> None:
             if isinstance(error, FileExistsExportError) and not force:

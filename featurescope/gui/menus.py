@@ -55,8 +55,14 @@ def build_menus(window: QMainWindow, images: ImageSources, exports: ExportAction
     _add_samples(file_menu.addMenu("&Samples"), images)
     file_menu.addSeparator()
     export_menu = file_menu.addMenu("&Export")
-    for action in exports.actions[:4]:
+    for action in (exports.export_grid_action, exports.export_activations_action,
+                   exports.export_all_action, exports.export_selected_action):
         export_menu.addAction(action)
+    export_menu.addSeparator()
+    export_menu.addAction(exports.export_gradcam_action)
+    export_menu.addAction(exports.export_comparison_action)
+    # a comparison or a Grad-CAM becomes possible without a state event: check on opening
+    export_menu.aboutToShow.connect(exports.update_enabled)
     export_menu.addSeparator()
     export_menu.addAction(exports.annotate_action)
     file_menu.addSeparator()

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featurescope.core.io import export
+from featurescope.core.io import export, writers
 from featurescope.core.errors import ExportError, FileExistsExportError
 from featurescope.core.io.export import annotate_grid, safe_filename, write_json, write_npz, write_png
 from featurescope.core.progress import CancelToken, Cancelled
+from featurescope.core.render.options import DisplayOptions
 
 
 def _rgb(h=5, w=7):
@@ -81,7 +82,7 @@ def test_write_goes_through_a_temporary_file_in_the_same_folder(tmp_path, monkey
         seen["complete"] = source.read_bytes()
         real_replace(source, target)
 
-    monkeypatch.setattr(export.os, "replace", spy)
+    monkeypatch.setattr(writers.os, "replace", spy)
     path = write_json(tmp_path / "meta.json", {"layers": ["features.0"]})
     assert seen["same_folder"] and not seen["target_existed"]
     assert seen["complete"] == path.read_bytes()
@@ -91,7 +92,7 @@ def test_full_disk_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
     def full(_descriptor):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export.os, "fsync", full)
+    monkeypatch.setattr(writers.os, "fsync", full)
     with pytest.raises(ExportError) as info:
         write_png(tmp_path / "grid.png", _rgb())
     text = str(info.value)
@@ -110,7 +111,7 @@ def test_failure_half_way_through_writing_removes_the_partial_file(tmp_path, mon
         handle.write(b"PK\x03\x04 half an archive")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export.np, "savez", half_then_full)
+    monkeypatch.setattr(writers.np, "savez", half_then_full)
     with pytest.raises(ExportError):
         write_npz(tmp_path / "acts.npz", {"features.0": np.ones(2)})
     assert list(tmp_path.iterdir()) == []
@@ -120,7 +121,7 @@ def test_read_only_folder_simulated(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(export.os, "open", denied)
+    monkeypatch.setattr(writers.os, "open", denied)
     with pytest.raises(ExportError) as info:
         write_png(tmp_path / "grid.png", _rgb())
     assert "read-only" in str(info.value) and "grid.png" in str(info.value)
@@ -305,8 +306,9 @@ def test_export_writes_pngs_npz_and_sidecar(tmp_path):
     calls = []
     out = tmp_path / "out" / "cat"
     paths = export.export_layers(
-        result, out, formats="both", colormap="magma", order="max", upscale=2, annotate=True,
-        source_path=source, progress=lambda done, total, text: calls.append((done, total)),
+        result, out, formats="both", options=DisplayOptions(colormap="magma", order="max", upscale=2),
+        annotate=True, source_path=source,
+        progress=lambda done, total, text: calls.append((done, total)),
     )
     names = sorted(p.name for p in paths)
     assert names == sorted([
@@ -322,8 +324,10 @@ def test_export_writes_pngs_npz_and_sidecar(tmp_path):
     meta = json.loads((out / "featurescope.json").read_text())
     assert meta["source_image"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert meta["grid"] == {"normalize": "channel", "colormap": "magma", "channel_order": "max",
+                            "columns": None, "clip_percentile": None,
                             "upscale": 2, "annotated": True, "filters": False,
                             "filters_upscale": None}
+    assert meta["options"] == DisplayOptions(colormap="magma", order="max", upscale=2).to_dict()
     assert [layer["name"] for layer in meta["layers"]] == ["features.0", "features.2#2"]
     assert meta["layers"][0]["shape"] == [6, 8, 8] and meta["layers"][0]["kind"] == "Conv2d"
     assert sorted(meta["layers"][0]["channel_order"]) == list(range(6))

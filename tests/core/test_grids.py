@@ -203,3 +203,28 @@ def test_accepts_half_tensors_and_2d_maps():
     np.testing.assert_array_equal(indices, indices2)
     with pytest.raises(ValueError):
         grid_indices(np.zeros((2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize("colormap", ["viridis", "coolwarm"])
+def test_a_layer_of_1x1_maps_is_drawn_on_the_layers_scale(colormap):
+    # efficientnet_lite0's pool: 1280 x 1 x 1. Scaled per channel every tile was one colour.
+    rng = np.random.default_rng(4)
+    pooled = rng.normal(size=(40, 1, 1)).astype(np.float32)
+    per_channel = feature_grid(pooled, normalize="channel", colormap=colormap)
+    layer = feature_grid(pooled, normalize="layer", colormap=colormap)
+    np.testing.assert_array_equal(per_channel, layer)
+    _, layout = grid_indices(pooled, normalize="channel")
+    tiles = per_channel[:: layout.tile_height + layout.gap, :: layout.tile_width + layout.gap]
+    assert len({tuple(p) for p in tiles.reshape(-1, 3)}) > 2
+    # brute force: the brightest channel gets the top colour, the darkest the bottom one
+    indices, layout = grid_indices(pooled, normalize="channel")
+    y, x = layout.tile_origin(int(pooled.argmax()))
+    assert indices[y, x] == 255
+    y, x = layout.tile_origin(int(pooled.argmin()))
+    assert indices[y, x] == 1
+    assert layout.note == "1x1 maps: one colour scale for the layer"
+    # clipping per channel of one value would be flat too
+    clipped, _ = grid_indices(pooled, normalize="channel", clip_percentile=5)
+    np.testing.assert_array_equal(clipped, grid_indices(pooled, normalize="layer", clip_percentile=5)[0])
+    # maps with more than one pixel keep per-channel scaling and have no note
+    assert grid_indices(rng.normal(size=(4, 2, 2)), normalize="channel")[1].note == ""

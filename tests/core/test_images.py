@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from featurescope.core.errors import FeaturescopeError, ImageError
+from featurescope.core.io import images
 from featurescope.core.io.images import image_from_bytes, load_image
 
 
@@ -279,13 +280,43 @@ def test_decompression_bomb_40000_squared(tmp_path):
         load_image(tmp_path / "bomb.png")
     text = _one_sentence(info.value, "bomb.png")
     assert "1,600,000,000 pixels" in text
-    assert f"{Image.MAX_IMAGE_PIXELS:,}" in text
+    assert f"{images.MAX_PIXELS:,}" in text
 
 
-def test_between_the_limit_and_twice_the_limit_is_refused_too(tmp_path, monkeypatch):
+@pytest.mark.parametrize("size", [(10000, 10000), (15000, 15000)])
+def test_camera_sized_photos_are_not_refused_as_bombs(tmp_path, size):
+    # 100 MP is a real camera photo (over Pillow's 89.5 MP default); 225 MP is over
+    # Pillow's error size (twice that) and still within ours. The header-only files
+    # then fail as truncated, which shows the size itself was accepted.
+    assert Image.MAX_IMAGE_PIXELS and size[0] * size[1] > Image.MAX_IMAGE_PIXELS
+    limit = Image.MAX_IMAGE_PIXELS
+    (tmp_path / "camera.png").write_bytes(_png_header_only(*size))
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / "camera.png")
+    text = _one_sentence(info.value, "camera.png")
+    assert "too large" not in text and "truncated" in text
+    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's own setting is left as it was
+
+
+def test_over_pillows_limit_but_within_ours_opens_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow errors over 2000
+    monkeypatch.setattr(images, "MAX_PIXELS", 5000)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)  # 3600 pixels
+    Image.fromarray(pixels).save(tmp_path / "big.png")
+    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "big.png")), pixels)
+    assert Image.MAX_IMAGE_PIXELS == 1000
+    Image.new("L", (80, 80)).save(tmp_path / "huge.png")  # 6400 pixels: over ours
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / "huge.png")
+    text = _one_sentence(info.value, "huge.png")
+    assert "6,400 pixels" in text and "limit is 5,000" in text
+
+
+def test_between_our_limit_and_pillows_error_is_refused_too(tmp_path, monkeypatch):
     # Pillow only warns here; featurescope refuses, with the numbers.
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    Image.new("L", (40, 40)).save(tmp_path / "over.png")  # 1600 pixels: > 1000, < 2000
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    Image.new("L", (40, 40)).save(tmp_path / "over.png")  # 1600 pixels: > 1000
     with pytest.raises(ImageError) as info:
         load_image(tmp_path / "over.png")
     text = _one_sentence(info.value, "over.png")
@@ -294,12 +325,26 @@ def test_between_the_limit_and_twice_the_limit_is_refused_too(tmp_path, monkeypa
     assert load_image(tmp_path / "at.png").size == (10, 100)
 
 
+def test_an_svg_is_named_as_a_vector_format(tmp_path):
+    (tmp_path / "logo.svg").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<!-- drawn by hand -->\n'
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>\n')
+    with pytest.raises(ImageError) as info:
+        load_image(tmp_path / "logo.svg")
+    text = _one_sentence(info.value, "logo.svg")
+    assert "logo.svg is an SVG, a vector format; export it as PNG" in text
+    assert "text file" not in text
+    (tmp_path / "bare.svg").write_text('<svg viewBox="0 0 1 1"/>')
+    with pytest.raises(ImageError, match="bare.svg is an SVG"):
+        load_image(tmp_path / "bare.svg")
+
+
 def test_the_pixel_limit_holds_on_a_worker_thread(tmp_path, monkeypatch):
     # The app opens images on a worker thread: the limit must not rely on warnings filters,
     # which are process-wide and not thread-safe to change.
     import threading
 
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
     Image.new("L", (40, 40)).save(tmp_path / "over.png")
     outcome = {}
 

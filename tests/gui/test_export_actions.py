@@ -46,7 +46,7 @@ def test_export_grid_png_and_sidecar_then_overwrite_only_when_asked(window, dial
     png = np.asarray(Image.open(target).convert("RGB"))
     np.testing.assert_array_equal(png, feature_grid(state.result[state.layer], colormap="magma", upscale=2))
     sidecar = json.loads((tmp_path / "grid.json").read_text())
-    assert sidecar["layer"] == state.layer and sidecar["model"] == "efficientnet_lite0"
+    assert sidecar["layer"] == state.layer and sidecar["model"]["name"] == "efficientnet_lite0"
     assert sidecar["options"]["colormap"] == "magma" and sidecar["options"]["upscale"] == 2
     assert sorted(sidecar["channel_order"]) == list(range(state.result[state.layer].shape[0]))
     assert dialogs["question"] == []
@@ -64,7 +64,7 @@ def test_export_grid_png_and_sidecar_then_overwrite_only_when_asked(window, dial
     exports.export_grid_action.trigger()
     annotated = np.asarray(Image.open(target).convert("RGB"))
     assert annotated.shape[0] > png.shape[0]  # a title bar above the grid
-    assert json.loads((tmp_path / "grid.json").read_text())["options"]["annotated"] is True
+    assert json.loads((tmp_path / "grid.json").read_text())["annotated"] is True
 
 
 def test_export_activations_npz(window, dialogs, tmp_path, qtbot):
@@ -73,6 +73,7 @@ def test_export_activations_npz(window, dialogs, tmp_path, qtbot):
     window.exports.export_activations_action.trigger()
     qtbot.waitUntil(lambda: window.jobs.is_idle() and target.exists(), timeout=30000)
     result = window.state.result
+    assert json.loads((tmp_path / "acts.json").read_text())["npz"] == "acts.npz"
     with np.load(target) as data:
         assert set(data.files) == set(result.layers) | {"input"}
         np.testing.assert_array_equal(data[result.layers[3]], result[result.layers[3]].numpy())
@@ -103,17 +104,36 @@ def test_export_all_layers_in_the_background(window, dialogs, tmp_path, qtbot):
     assert "Wrote" in window.statusBar().currentMessage()
 
 
-def test_cancel_export_all(window, dialogs, tmp_path, qtbot):
+def test_cancel_export_all(window, dialogs, tmp_path, qtbot, monkeypatch):
+    """Cancel while the first layer is being exported: the worker waits in that layer's
+    progress report until the Cancel button has been clicked, so the export can never
+    finish first."""
+    import threading
+
+    from featurescope.core.io import export
+
     out = tmp_path / "cancelled"
     out.mkdir()
     dialogs["target"] = out
+    reached, clicked = threading.Event(), threading.Event()
+    real_report = export.report
+
+    def report(progress, done, total, text=""):
+        real_report(progress, done, total, text)
+        if text.startswith("Exporting") and not reached.is_set():
+            reached.set()
+            clicked.wait(30)
+
+    monkeypatch.setattr(export, "report", report)
+    window.exports.annotate_action.setChecked(False)
     window.exports.export_all_action.trigger()
+    qtbot.waitUntil(reached.is_set, timeout=30000)
     assert window.cancel_button.isVisibleTo(window)
     window.cancel_button.click()
+    clicked.set()
     qtbot.waitUntil(window.jobs.is_idle, timeout=30000)
-    written = list(out.glob("*.png"))
-    assert len(written) < len(window.state.result.layers)
-    assert not list(out.glob("*.tmp*"))
+    assert list(out.iterdir()) == []  # cancelled in the first layer: nothing at all
+    assert "cancelled" in window.statusBar().currentMessage()
 
 
 def test_copy_grid_to_clipboard(window):
@@ -173,3 +193,115 @@ def test_export_selected_layers_annotated_in_one_go(window, dialogs, tmp_path, q
     tree.setFocus()
     qtbot.keyClick(tree, Qt.Key_Down)
     assert state.layer == layers[5] and panel.selected_layers() == [layers[5]]
+
+
+# --- export equals the screen; one title; Grad-CAM and comparison -------------------------
+
+
+def _screen(window):
+    """The grid view's picture: its ImageItem's index array through its lookup table."""
+    view = window.grid_view
+    return view.lut()[view.image_item.image], view.layout_
+
+
+def test_exports_equal_the_screen_with_the_users_options(window, dialogs, tmp_path, qtbot):
+    from featurescope.core.io.export import safe_filename
+
+    state, exports = window.state, window.exports
+    exports.annotate_action.setChecked(False)
+    state.set_layer(state.result.layers[5])
+    state.set_display(colormap="plasma", normalize="layer", order="mean", columns=7,
+                      clip_percentile=2.0, upscale=1)
+    screen, layout = _screen(window)
+    assert layout.columns == 7 and window.grid_view.shown_key[0] == state.layer
+    dialogs["target"] = tmp_path / "grid.png"
+    exports.export_grid_action.trigger()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "grid.png")), screen)
+    out = tmp_path / "selected"
+    out.mkdir()
+    dialogs["target"] = out
+    exports.export_selected(layers=[state.layer])
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    exported = np.asarray(Image.open(out / f"{safe_filename(state.layer)}.png"))
+    np.testing.assert_array_equal(exported, screen)
+    meta = json.loads((out / "featurescope.json").read_text())
+    assert meta["options"] == state.display.to_dict() and meta["grid"]["columns"] == 7
+
+
+def test_annotated_exports_share_the_one_title(window, dialogs, tmp_path, qtbot):
+    from featurescope.core.io.export import safe_filename
+    from featurescope.core.render.annotate import annotate_grid, grid_title
+
+    state, exports = window.state, window.exports
+    exports.annotate_action.setChecked(True)
+    state.set_display(upscale=1, columns=None, clip_percentile=None)
+    screen, layout = _screen(window)
+    title = grid_title(state.layer, state.model)
+    assert title.startswith(f"{state.layer} - efficientnet_lite0")
+    expected = annotate_grid(screen, layout, title, upscale=1)
+    dialogs["target"] = tmp_path / "grid.png"
+    exports.export_grid_action.trigger()
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "grid.png")), expected)
+    out = tmp_path / "selected"
+    out.mkdir()
+    dialogs["target"] = out
+    exports.export_selected(layers=[state.layer])
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    annotated = out / f"{safe_filename(state.layer)}_annotated.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(annotated)), expected)
+
+
+def test_export_grad_cam_writes_what_the_tab_shows(window, dialogs, tmp_path, qtbot):
+    from featurescope.core.analysis.gradcam import compute_grad_cam, overlay
+    from featurescope.core.io.provenance import PROVENANCE_KEYS
+
+    state, exports = window.state, window.exports
+    conv = [name for name in state.result.layers if state.result.info[name].kind == "Conv2d"][-1]
+    state.set_layer(conv)
+    exports.update_enabled()
+    assert exports.export_gradcam_action.isEnabled()
+    window.gradcam_view.opacity_slider.setValue(40)
+    dialogs["target"] = tmp_path / "cam.png"
+    exports.export_gradcam_action.trigger()
+    qtbot.waitUntil(lambda: window.jobs.is_idle() and (tmp_path / "cam.json").exists(), timeout=60000)
+    cam = compute_grad_cam(state.model, state.result.input, conv)
+    expected = overlay(state.model.deprocess(state.result.input), cam.map, colormap="inferno", alpha=0.4)
+    written = np.asarray(Image.open(tmp_path / "cam.png").convert("RGB"))
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
+    sidecar = json.loads((tmp_path / "cam.json").read_text())
+    assert all(key in sidecar for key in PROVENANCE_KEYS)
+    assert sidecar["class_index"] == cam.target and sidecar["layer"] == conv
+
+
+def test_export_comparison_is_enabled_once_there_is_one(window, dialogs, tmp_path, qtbot):
+    from featurescope.core.analysis.compare import shared_index_grids
+    from featurescope.core.render.grids import colormap_lut
+    from featurescope.core.resources import sample_images
+
+    state, exports = window.state, window.exports
+    exports.annotate_action.setChecked(False)
+    exports.update_enabled()
+    assert not exports.export_comparison_action.isEnabled()
+    window.tabs.setCurrentWidget(window.compare_view)
+    window.compare_view.set_image_b(str(sample_images()[-1]))
+    qtbot.waitUntil(lambda: window.compare_view.comparison is not None, timeout=60000)
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    exports.update_enabled()
+    assert exports.export_comparison_action.isEnabled()
+    out = tmp_path / "compare"
+    out.mkdir()
+    dialogs["target"] = out
+    state.set_display(colormap="gray", upscale=1)
+    exports.export_comparison_action.trigger()
+    qtbot.waitUntil(lambda: window.jobs.is_idle() and len(list(out.iterdir())) == 4, timeout=60000)
+    comparison = window.compare_view.comparison
+    pictures, _ = shared_index_grids(comparison)
+    from featurescope.core.io.export import safe_filename
+
+    stem = safe_filename(comparison.layer)
+    for key in ("a", "b", "difference"):
+        written = np.asarray(Image.open(out / f"{stem}_{key}.png").convert("RGB"))
+        np.testing.assert_array_equal(written, colormap_lut("gray")[pictures[key]])
+    sidecar = json.loads((out / f"{stem}_compare.json").read_text())
+    assert sidecar["model"]["name"] == "efficientnet_lite0"
+    assert sidecar["image_b"]["name"] == sample_images()[-1].name

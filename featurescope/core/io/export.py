@@ -1,10 +1,20 @@
-"""Write what featurescope shows to disk: PNG grids, an NPZ of activations, a JSON sidecar.
+"""Write what featurescope shows to disk: PNG grids, an NPZ of activations, JSON sidecars.
 
-:func:`export_layers` plans every file first and checks every target before it writes
-anything, so an existing file (without ``force=True``) stops the export with nothing
-written. Each file is written atomically by :mod:`featurescope.core.io.writers`; annotated
-grids come from :mod:`featurescope.core.render.annotate` and the sidecar from
-:mod:`featurescope.core.io.provenance`.
+Every export path takes the one :class:`~featurescope.core.render.options.DisplayOptions`
+record the grid view draws with, so an exported grid is the picture on screen.
+
+- :func:`export_layers`: a PNG grid per layer (annotated, filters), one NPZ and a
+  ``featurescope.json`` sidecar in a folder (the CLI's ``export``, the app's Export
+  all/selected layers). It plans every file first and checks every target before it
+  writes anything, so an existing file (without ``force=True``) stops the export with
+  nothing written.
+- :func:`export_grid`: one layer's grid as a PNG and a JSON beside it (the app's Export grid).
+- :func:`export_activations`: every captured layer and the input in one NPZ, and a JSON
+  beside it.
+
+Each file is written atomically by :mod:`featurescope.core.io.writers`; annotated grids
+come from :mod:`featurescope.core.render.annotate` with :func:`grid_title`, and every
+sidecar starts with the provenance block of :mod:`featurescope.core.io.provenance`.
 
 Problems a user can fix raise :class:`~featurescope.core.errors.ExportError` (or its
 subclass :class:`~featurescope.core.errors.FileExistsExportError`, which carries the
@@ -12,19 +22,19 @@ path so the GUI can ask before overwriting).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from featurescope.core.render.annotate import annotate_grid
-from featurescope.core.errors import ExportError, FileExistsExportError
+from featurescope.core.errors import ExportError
+from featurescope.core.io.provenance import layer_record, layers_sidecar, provenance
+from featurescope.core.io.writers import (PathLike, file_sha256, make_folder, refuse_existing,
+                                          safe_filename, to_numpy, write_all, write_json,
+                                          write_npz, write_png)
 from featurescope.core.progress import CancelToken, ProgressCallback, check, report
-from featurescope.core.io.provenance import layer_record, sidecar
-# The single-file writers (and upscale_array) stay importable from here, as before the split.
-from featurescope.core.io.writers import (PathLike, file_sha256, make_folder, safe_filename, to_numpy,
-                                       upscale_array, write_json, write_npz, write_png)
+from featurescope.core.render.annotate import annotate_grid, grid_title
+from featurescope.core.render.options import DisplayOptions, render_grid
 
 __all__ = [
     "write_png",
@@ -33,6 +43,8 @@ __all__ = [
     "annotate_grid",
     "export_layers",
     "export_targets",
+    "export_grid",
+    "export_activations",
     "safe_filename",
     "file_sha256",
     "NPZ_NAME",
@@ -59,15 +71,19 @@ def _format_set(formats: Union[str, Iterable[str]]) -> set[str]:
     return chosen
 
 
+def _check_options(options: Optional[DisplayOptions]) -> DisplayOptions:
+    options = DisplayOptions() if options is None else options
+    if int(options.upscale) < 1:
+        raise ExportError(f"The upscale factor must be a whole number of at least 1, not {options.upscale}.")
+    return options
+
+
 def export_layers(
     result,
     out_dir: PathLike,
     layers: Optional[Sequence[str]] = None,
     formats: Union[str, Sequence[str]] = ("png",),
-    normalize: str = "channel",
-    colormap: str = "viridis",
-    order: str = "index",
-    upscale: int = 1,
+    options: Optional[DisplayOptions] = None,
     annotate: bool = False,
     filters: bool = False,
     model=None,
@@ -78,13 +94,14 @@ def export_layers(
 ) -> list[Path]:
     """Export the captured layers of ``result`` (a ``CaptureResult``) into ``out_dir``.
 
-    Per layer, with "png" in ``formats``: ``<layer>.png``, the feature grid exactly as
-    ``feature_grid(result[layer], normalize, colormap, order, upscale=upscale)`` gives
-    it; with ``annotate`` also ``<layer>_annotated.png`` (layer name and channel numbers);
-    with ``filters`` (conv layers, needs ``model``) ``<layer>_filters.png``. With "npz":
-    one ``activations.npz`` whose keys are the layer names exactly plus ``"input"``.
-    Always a JSON sidecar ``featurescope.json`` (model, weights, layers, shapes, grid
-    options, channel order, source image and its SHA-256, version, date).
+    Per layer, with "png" in ``formats``: ``<layer>.png``, the grid exactly as the grid
+    view shows it with ``options`` (``render_grid(result[layer], options)``: colormap,
+    normalisation, clipping, order, columns, upscale); with ``annotate`` also
+    ``<layer>_annotated.png`` (:func:`grid_title` and channel numbers); with ``filters``
+    (conv layers, needs ``model``) ``<layer>_filters.png``. With "npz": one
+    ``activations.npz`` whose keys are the layer names exactly plus ``"input"``. Always a
+    JSON sidecar ``featurescope.json`` (the provenance block, the input, the grid
+    options, per layer its shape, channel order and files).
 
     ``<layer>`` is :func:`safe_filename` of the layer name. Nothing is written when any
     target exists and ``force`` is False (:class:`FileExistsExportError`). ``progress``
@@ -92,6 +109,7 @@ def export_layers(
     failed layer leaves none of its files behind. Returns the paths written.
     """
     chosen = _format_set(formats)
+    options = _check_options(options)
     names = list(result.layers) if layers is None else list(layers)
     unknown = [name for name in names if name not in result]
     if unknown:
@@ -104,9 +122,7 @@ def export_layers(
         raise ExportError("No layers were chosen for export.")
     if filters and model is None:
         raise ExportError("Exporting filters needs the model the activations came from.")
-    upscale = int(upscale)
-    if upscale < 1:
-        raise ExportError(f"The upscale factor must be a whole number of at least 1, not {upscale}.")
+    upscale = int(options.upscale)
     out_dir = Path(out_dir)
     # Kernels are 1x1 to 11x11 pixels: at their true size a filter grid is a smudge.
     filter_upscale = max(upscale, FILTER_MIN_UPSCALE)
@@ -116,19 +132,8 @@ def export_layers(
     plan = _plan(names, out_dir, chosen, annotate, filter_names)
     npz_path = out_dir / NPZ_NAME if "npz" in chosen else None
     json_path = out_dir / JSON_NAME
-    targets = _targets(plan, out_dir, chosen)
-    if not force:
-        existing = [path for path in targets if os.path.lexists(path)]
-        if existing:
-            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-            raise FileExistsExportError(
-                f"{existing[0]} already exists{more} and nothing was written; "
-                "use --force to overwrite or choose another folder.",
-                existing[0],
-            )
+    refuse_existing(_targets(plan, out_dir, chosen), force)
     make_folder(out_dir)
-
-    from featurescope.core.render import grids  # torch-free but heavier; only needed here
 
     total = len(plan) + (1 if npz_path else 0) + 1
     written: list[Path] = []
@@ -137,14 +142,12 @@ def export_layers(
         check(cancel)
         report(progress, done, total, f"Exporting {name}")
         chw = to_numpy(result[name])
-        position_to_channel = np.asarray(grids.channel_order(chw, order))
         layer_files: list[Path] = []
         try:
-            grid = filter_picture = None
+            grid, layout = render_grid(chw, options)
+            filter_picture = None
             for kind, path in files:
                 check(cancel)
-                if kind in ("grid", "annotated") and grid is None:
-                    grid = grids.feature_grid(chw, normalize=normalize, colormap=colormap, order=order, upscale=upscale)
                 if kind in ("filters", "filters_annotated") and filter_picture is None:
                     from featurescope.core.render.filters import filter_grid
 
@@ -153,15 +156,12 @@ def export_layers(
                 if kind == "grid":
                     picture = grid
                 elif kind == "annotated":
-                    layout = grids.grid_layout(chw.shape[0], chw.shape[1], chw.shape[2], order=position_to_channel)
-                    title = f"{name}  ({chw.shape[0]} channels, {chw.shape[1]}x{chw.shape[2]})"
-                    picture = annotate_grid(grid, layout, title, upscale=upscale)
+                    picture = annotate_grid(grid, layout, grid_title(name, model), upscale=upscale)
                 elif kind == "filters":
                     picture = filter_picture[0]
                 else:
-                    kh, kw = weight.shape[-2:]
-                    title = f"{name} filters  ({weight.shape[0]} kernels, {kh}x{kw})"
-                    picture = annotate_grid(filter_picture[0], filter_picture[1], title, upscale=filter_upscale)
+                    picture = annotate_grid(filter_picture[0], filter_picture[1],
+                                            grid_title(name, model, "filters"), upscale=filter_upscale)
                 layer_files.append(write_png(path, picture, force=True))
         except BaseException:
             # A cancelled or failed layer leaves none of its files behind.
@@ -172,8 +172,8 @@ def export_layers(
                     pass
             raise
         written.extend(layer_files)
-        layer_records.append(layer_record(name, _info(result, name), chw, position_to_channel,
-                                          layer_files, out_dir))
+        layer_records.append(layer_record(name, _info(result, name), chw, layout.order,
+                                          layer_files, out_dir, layout.note))
 
     done = len(plan)
     if npz_path is not None:
@@ -186,12 +186,87 @@ def export_layers(
 
     check(cancel)
     report(progress, done, total, f"Writing {JSON_NAME}")
-    description = sidecar(
-        result, model, layer_records, normalize, colormap, order, upscale, annotate,
-        filter_upscale if filters else None, source_path, npz_path, out_dir,
-    )
+    description = layers_sidecar(result, model, layer_records, options, annotate,
+                                 filter_upscale if filters else None, source_path, npz_path, out_dir)
     written.append(write_json(json_path, description, force=True))
     report(progress, total, total, "Export finished")
+    return written
+
+
+def export_grid(result, layer: str, path: PathLike, options: Optional[DisplayOptions] = None,
+                model=None, source_path: Optional[PathLike] = None, annotate: bool = False,
+                force: bool = False) -> list[Path]:
+    """One layer's grid as a PNG at ``path`` and a JSON sidecar beside it (``.json``).
+
+    The PNG is :func:`render_grid` of ``result[layer]`` with ``options`` (annotated with
+    :func:`grid_title` when ``annotate``); the sidecar is the provenance block plus the
+    layer, its kind and shape, the grid geometry and the channel at each position.
+    Neither file is written when either exists and ``force`` is False. Returns both paths.
+    """
+    options = _check_options(options)
+    if layer not in result:
+        raise ExportError(f"Layer {layer!r} was not captured, so it cannot be exported.")
+    path = Path(path)
+    sidecar_path = path.with_suffix(".json")
+    refuse_existing((path, sidecar_path), force)
+    chw = to_numpy(result[layer])
+    rgb, layout = render_grid(chw, options)
+    if annotate:
+        rgb = annotate_grid(rgb, layout, grid_title(layer, model), upscale=options.upscale)
+    info = _info(result, layer)
+    sidecar = provenance(model, source_path, options, getattr(result, "model_name", None))
+    sidecar.update({
+        "png": path.name,
+        "layer": layer,
+        "kind": getattr(info, "kind", None),
+        "shape": list(chw.shape),
+        "annotated": bool(annotate),
+        "grid": {"rows": layout.rows, "columns": layout.columns, "gap": layout.gap,
+                 "tile_height": layout.tile_height, "tile_width": layout.tile_width},
+        # position in the grid (row-major) -> true channel number
+        "channel_order": [int(c) for c in np.asarray(layout.order).ravel()],
+        "note": layout.note or None,
+    })
+    return write_all([lambda: write_png(path, rgb, force=force),
+                      lambda: write_json(sidecar_path, sidecar, force=force)])
+
+
+def export_activations(result, path: PathLike, model=None, source_path: Optional[PathLike] = None,
+                       force: bool = False, progress: Optional[ProgressCallback] = None,
+                       cancel: Optional[CancelToken] = None) -> list[Path]:
+    """Every captured layer (keys = layer names) and ``"input"`` in one NPZ at ``path``,
+    and a JSON sidecar beside it (the provenance block, the input, the layer shapes).
+
+    Neither file is written when either exists and ``force`` is False. Returns both paths.
+    """
+    path = Path(path)
+    sidecar_path = path.with_suffix(".json")
+    refuse_existing((path, sidecar_path), force)
+    from featurescope.core.io.provenance import input_record, predictions_record
+
+    names = list(result.layers)
+
+    def npz() -> Path:
+        check(cancel)
+        report(progress, 0, 2, f"Writing {path.name}")
+        arrays = {name: result[name] for name in names}
+        arrays["input"] = result.input
+        return write_npz(path, arrays, force=force)
+
+    def sidecar() -> Path:
+        check(cancel)
+        report(progress, 1, 2, f"Writing {sidecar_path.name}")
+        block = provenance(model, source_path, None, getattr(result, "model_name", None))
+        block.update({
+            "npz": path.name,
+            "input": input_record(result, model, "input"),
+            "layers": [{"name": name, "shape": list(result[name].shape)} for name in names],
+            "predictions": predictions_record(result),
+        })
+        return write_json(sidecar_path, block, force=force)
+
+    written = write_all([npz, sidecar])  # no NPZ without its sidecar
+    report(progress, 2, 2, "Export finished")
     return written
 
 

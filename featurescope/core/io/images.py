@@ -11,13 +11,21 @@ On top of it this module:
 - decodes the whole image at open time, so a truncated file fails here and not later in
   a worker thread;
 - turns every failure (missing file, folder, empty file, truncated file, not an image,
-  decompression bomb) into an :class:`~featurescope.core.errors.ImageError` whose text
-  is one sentence naming the file and the problem.
+  an SVG, decompression bomb) into an :class:`~featurescope.core.errors.ImageError`
+  whose text is one sentence naming the file and the problem.
+
+Pixel limit: Pillow's default (89.5 megapixels, an error at twice that) refuses real
+photos from 100-megapixel cameras. :data:`MAX_PIXELS` (250 megapixels, 750 MB as 8-bit
+RGB) is ours; the decompression-bomb guard stays for absurd sizes (a 40000 x 40000
+header is refused before a byte is decoded). Pillow's own limit is a process-wide
+setting owned by whoever set it, so it is not changed: an image between Pillow's error
+size and ours is reopened with the check lifted for that one header read, under a lock.
 """
 from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -40,6 +48,10 @@ _SIGNATURES = (
     (b"BM", "BMP"),
 )
 
+# Our pixel limit: a 100 MP camera photo opens, a 40000 x 40000 (1.6 GP) bomb does not.
+MAX_PIXELS = 250_000_000
+_LIFT_LOCK = threading.Lock()
+
 _TRANSPARENT_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 
@@ -49,8 +61,8 @@ def load_image(path: Union[str, os.PathLike]) -> Image.Image:
 
     The EXIF orientation is applied and an animation gives its first frame. Raises
     :class:`ImageError` (one sentence naming the file) when the path is missing, is a
-    folder, is empty, cannot be read, is truncated, is not an image, or is a
-    decompression bomb (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``).
+    folder, is empty, cannot be read, is truncated, is not an image (an SVG is named as
+    such), or is a decompression bomb (more pixels than :data:`MAX_PIXELS`).
     """
     path = Path(path)
     name = path.name or str(path)
@@ -84,17 +96,14 @@ def image_from_bytes(data: bytes, name: str = "clipboard") -> Image.Image:
 
 def _decode(stream: BinaryIO, name: str, size: int) -> Image.Image:
     """Open, fully decode and convert; every Pillow failure becomes an ImageError."""
-    head = stream.read(64)
+    head = stream.read(2048)
     stream.seek(0)
     try:
-        image = Image.open(stream)
+        image = _open(stream)
         try:
-            # Between MAX_IMAGE_PIXELS and twice that Pillow only warns; we refuse both
-            # with the same sentence. Checked here rather than by turning the warning into
-            # an error with warnings.catch_warnings, which is not thread-safe, and the app
-            # opens images on a worker thread. (cli.main silences the warning itself.)
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and image.width * image.height > limit:
+            # Our limit, checked on the header before anything is decoded. (Pillow warns
+            # above its own limit; cli.main silences that warning, pytest's config too.)
+            if image.width * image.height > MAX_PIXELS:
                 raise Image.DecompressionBombError(
                     f"Image size ({image.width * image.height} pixels) exceeds limit")
             image.seek(0)  # first frame of an animation
@@ -106,6 +115,9 @@ def _decode(stream: BinaryIO, name: str, size: int) -> Image.Image:
     except Image.DecompressionBombError as error:
         raise ImageError(_bomb_message(name, str(error))) from None
     except UnidentifiedImageError:
+        if _looks_like_svg(head):
+            raise ImageError(f"{name} is an SVG, a vector format; export it as PNG "
+                             "(or JPEG) and open that.") from None
         kind = _signature(head)
         if kind is not None:
             raise ImageError(
@@ -126,6 +138,34 @@ def _decode(stream: BinaryIO, name: str, size: int) -> Image.Image:
             ) from None
         detail = text.strip().rstrip(".") or type(error).__name__
         raise ImageError(f"{name} is a damaged image file that Pillow cannot decode ({detail}).") from None
+
+
+def _open(stream: BinaryIO) -> Image.Image:
+    """``Image.open`` with our pixel limit instead of Pillow's (see the module docstring)."""
+    try:
+        return Image.open(stream)
+    except Image.DecompressionBombError as error:
+        pixels = _pixels_in(str(error))
+        if pixels is None or pixels > MAX_PIXELS:
+            raise
+    # Over Pillow's error size but within ours: read the header once more without its
+    # check. Our own check follows in _decode, before the pixels are decoded.
+    stream.seek(0)
+    with _LIFT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(stream)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _pixels_in(text: str):
+    """The pixel count in Pillow's "Image size (N pixels) exceeds limit ..." message."""
+    import re
+
+    match = re.search(r"\((\d+) pixels\)", text)
+    return int(match.group(1)) if match else None
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -199,17 +239,19 @@ def _gray_to_rgb(values: np.ndarray) -> Image.Image:
 
 def _bomb_message(name: str, text: str) -> str:
     # Pillow: "Image size (1600000000 pixels) exceeds limit of 178956970 pixels, ..."
-    import re
-
-    numbers = [int(n) for n in re.findall(r"\d+", text)]
-    limit = Image.MAX_IMAGE_PIXELS
-    pixels = numbers[0] if numbers else None
-    if pixels is not None and limit:
+    pixels = _pixels_in(text)
+    if pixels is not None:
         return (
             f"{name} is too large to open safely ({pixels:,} pixels; the limit is "
-            f"{int(limit):,}), which guards against decompression bombs."
+            f"{MAX_PIXELS:,}), which guards against decompression bombs."
         )
     return f"{name} is too large to open safely (a possible decompression bomb)."
+
+
+def _looks_like_svg(head: bytes) -> bool:
+    """An SVG file: XML text whose first element is <svg (maybe after a prolog)."""
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip().lower()
+    return text.startswith(b"<svg") or (text.startswith(b"<") and b"<svg" in text)
 
 
 def _signature(head: bytes):

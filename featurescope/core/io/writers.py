@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -97,7 +97,12 @@ def _write_error(path: Path, error: OSError) -> ExportError:
             f"{path.name} could not be written because the disk holding {path.parent} is full; "
             "free some space or choose another folder."
         )
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(error, PermissionError):
+    if code == errno.EROFS:
+        return ExportError(
+            f"{path.name} could not be written because the folder {path.parent} is on a "
+            "read-only file system; choose a folder on another disk."
+        )
+    if code in (errno.EACCES, errno.EPERM) or isinstance(error, PermissionError):
         return ExportError(
             f"{path.name} could not be written because the folder {path.parent} is read-only "
             "(permission denied); choose another folder."
@@ -106,9 +111,44 @@ def _write_error(path: Path, error: OSError) -> ExportError:
 
 
 def _reason(error: OSError) -> str:
+    if getattr(error, "errno", None) == errno.EROFS:
+        return "read-only file system"
     if isinstance(error, PermissionError):
         return "permission denied"
     return (error.strerror or str(error) or type(error).__name__).rstrip(".").lower()
+
+
+def refuse_existing(targets, force: bool = False) -> None:
+    """Raise FileExistsExportError naming the first of ``targets`` that exists (and how
+    many more), unless ``force``: every export checks all its files before the first write."""
+    if force:
+        return
+    existing = [Path(path) for path in targets if os.path.lexists(path)]
+    if existing:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise FileExistsExportError(
+            f"{existing[0]} already exists{more} and nothing was written; "
+            "use --force to overwrite or choose another folder.",
+            existing[0],
+        )
+
+
+def write_all(writes: Sequence[Callable[[], Path]]) -> list[Path]:
+    """Run each write in turn and return the paths; when one fails (or is cancelled)
+    the files already written by this call are removed, so a set of files that belong
+    together (a PNG and its sidecar) is written whole or not at all."""
+    written: list[Path] = []
+    try:
+        for write in writes:
+            written.append(write())
+    except BaseException:
+        for path in written:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        raise
+    return written
 
 
 # --- single files -----------------------------------------------------------------------------

@@ -17,6 +17,35 @@ _LABEL_TEXT = (255, 255, 255)
 _MAX_ANNOTATED_SIDE = 8000  # pixels; annotation enlarges tiny tiles at most this far
 
 
+def model_label(model) -> str:
+    """How a title names a model: "resnet18 (untrained)", "efficientnet_lite0 (IMAGENET1K_V1)".
+
+    The README promises "untrained" wherever a model with random weights is named.
+    ``model`` is a LoadedModel (or anything with ``name``, ``trained`` and
+    ``weights_label``); None gives "".
+    """
+    if model is None:
+        return ""
+    name = str(getattr(model, "name", "") or "")
+    if getattr(model, "trained", True) is False:
+        return f"{name} (untrained)"
+    weights = getattr(model, "weights_label", None)
+    return f"{name} ({weights})" if weights else name
+
+
+def grid_title(layer: str, model=None, detail: str = "") -> str:
+    """The title of every annotated picture: "layer - model (untrained)".
+
+    Used by every export path (the app's Export grid, Export all/selected layers, the
+    command line's --annotate, comparisons), so the same layer gets the same title.
+    ``detail`` is appended after two spaces (e.g. "A: cat.jpg"). A plain hyphen, not a
+    dash: Pillow's built-in font draws ASCII only.
+    """
+    label = model_label(model)
+    title = f"{layer} - {label}" if label else str(layer)
+    return f"{title}  {detail}" if detail else title
+
+
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)

@@ -30,6 +30,9 @@ DIVERGING = ("coolwarm", "rdbu")
 SEPARATOR_RGB = (48, 48, 48)
 
 NORMALIZE_MODES = ("channel", "layer")
+# A 1x1 map holds one value: scaled to its own min..max it is always the low colour, so
+# every tile of a (C, 1, 1) layer looked the same. Such layers use the layer's scale.
+ONE_BY_ONE_NOTE = "1x1 maps: one colour scale for the layer"
 ORDER_MODES = ("index", "mean", "max", "sparsity")
 
 # Percentiles are estimated on at most this many values per channel (strided
@@ -72,7 +75,8 @@ class GridLayout:
     ``order[position]`` is the true channel index shown at tile ``position`` (row-major).
     Tiles are ``tile_height`` x ``tile_width`` pixels with ``gap`` separator pixels
     between them (none around the outside). Coordinates are in un-upscaled pixels:
-    divide by the upscale factor first.
+    divide by the upscale factor first. ``note`` is a sentence for the user about how
+    the grid was drawn ("" when there is nothing to say), e.g. :data:`ONE_BY_ONE_NOTE`.
     """
 
     channels: int
@@ -82,6 +86,7 @@ class GridLayout:
     columns: int
     gap: int
     order: np.ndarray
+    note: str = ""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -130,10 +135,11 @@ class GridLayout:
 
 
 def grid_layout(channels: int, tile_height: int, tile_width: int, columns: Optional[int] = None,
-                gap: int = 1, order: Optional[Sequence[int]] = None) -> GridLayout:
+                gap: int = 1, order: Optional[Sequence[int]] = None, note: str = "") -> GridLayout:
     """A near-square layout for ``channels`` tiles (square in pixels, so wide maps get
     fewer columns). ``columns`` forces the column count; ``order`` is the true channel
-    for each position (a permutation of range(channels); default: index order)."""
+    for each position (a permutation of range(channels); default: index order);
+    ``note`` is carried to the layout's ``note``."""
     channels, tile_height, tile_width, gap = int(channels), int(tile_height), int(tile_width), int(gap)
     if channels < 1 or tile_height < 1 or tile_width < 1:
         raise ValueError(f"A grid needs at least one channel and one pixel, got {channels} "
@@ -152,7 +158,7 @@ def grid_layout(channels: int, tile_height: int, tile_width: int, columns: Optio
         if order_array.size != channels or not np.array_equal(np.sort(order_array), np.arange(channels)):
             raise ValueError(f"order must be a permutation of the {channels} channel indices.")
     order_array.flags.writeable = False
-    return GridLayout(channels, tile_height, tile_width, rows, columns, gap, order_array)
+    return GridLayout(channels, tile_height, tile_width, rows, columns, gap, order_array, str(note))
 
 
 # --------------------------------------------------------------------------- internals
@@ -332,6 +338,10 @@ def grid_indices(chw, normalize: str = "channel", order="index", columns: Option
     tiles, 1..255 the normalised values (1 = low, 255 = high). NaN maps to the low end
     (the middle when signed), +Inf to 255, -Inf to 1; a constant channel maps to 1 (128
     when signed and zero). No warnings are emitted for any of these.
+
+    A layer of 1x1 maps is always scaled as one ("layer"): per-channel scaling of a
+    single value would paint every tile the same colour. The layout's ``note`` then
+    says so (:data:`ONE_BY_ONE_NOTE`).
     """
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"Unknown normalisation {normalize!r}; choose one of {', '.join(NORMALIZE_MODES)}.")
@@ -339,9 +349,13 @@ def grid_indices(chw, normalize: str = "channel", order="index", columns: Option
     channels, height, width = x.shape
     flat = x.reshape(channels, -1)
 
+    note = ""
+    if height * width == 1 and normalize == "channel":
+        normalize, note = "layer", ONE_BY_ONE_NOTE
+
     lo, hi, bad = _finite_min_max(flat)
     perm = _order_from(flat, order, hi, bad)
-    layout = grid_layout(channels, height, width, columns=columns, gap=gap, order=perm)
+    layout = grid_layout(channels, height, width, columns=columns, gap=gap, order=perm, note=note)
 
     clip = bool(clip_percentile)
     if clip:

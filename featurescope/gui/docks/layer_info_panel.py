@@ -167,6 +167,9 @@ class LayerInfoPanel(QWidget):
         if stats is None:
             self.dead, self.histogram = None, None
             self.histogram_bars.setOpts(x0=[0.0], x1=[1.0], height=[0.0])
+            # Auto-range centres an all-zero plot on 0, showing negative counts.
+            self.histogram_plot.setXRange(0.0, 1.0, padding=0.0)
+            self.histogram_plot.setYRange(0.0, 1.0, padding=0.0)
             title = "activations of this layer" if key is None else "activations: computing..."
             self.histogram_plot.setTitle(title, size="9pt")
             return
@@ -175,7 +178,8 @@ class LayerInfoPanel(QWidget):
         counts, edges = self.histogram
         self.histogram_bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts.astype(np.float64))
         self.histogram_plot.setXRange(float(edges[0]), float(edges[-1]), padding=0.02)
-        self.histogram_plot.setYRange(0.0, float(max(counts.max(), 1)), padding=0.05)
+        # padding would extend both ends, below zero too: the headroom goes on top only
+        self.histogram_plot.setYRange(0.0, 1.05 * float(max(counts.max(), 1)), padding=0.0)
         self.histogram_plot.setTitle(f"activations ({int(counts.sum()):,} values)", size="9pt")
 
     def _compute_in_background(self) -> None:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPus
                                QSizePolicy, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.gui.views.grid_view import separator_item, separator_path
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.mime_images import ImageDropTarget, deliver
 
@@ -146,6 +147,7 @@ class CompareView(ImageDropTarget, TabPage):
         self.boxes: dict[str, pg.ViewBox] = {}
         self.items: dict[str, pg.ImageItem] = {}
         self.titles: dict[str, pg.LabelItem] = {}
+        self.separators: dict[str, Any] = {}  # key -> QGraphicsPathItem over the mosaic
         for column, (key, title) in enumerate(PICTURES):
             label = self.plots.addLabel(title, row=0, col=column, color="#e8eaed")
             # titles must not widen their column: the three views stay equal
@@ -154,9 +156,14 @@ class CompareView(ImageDropTarget, TabPage):
             box.setDefaultPadding(0.01)
             box.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
             item = pg.ImageItem(axisOrder="row-major")
-            # shown smaller than life: average, so 1-pixel separators stay even lines
+            # shown smaller than life: average rather than drop pixels of the maps
             item.setAutoDownsample(True)
             box.addItem(item)
+            # The tile boundaries as cosmetic one-screen-pixel lines, as in the feature
+            # grid: at small sizes the mosaic's own 1-pixel separators vanish.
+            lines = separator_item()
+            box.addItem(lines, ignoreBounds=True)
+            self.separators[key] = lines
             self.plots.addItem(box, row=1, col=column)
             self.boxes[key], self.items[key], self.titles[key] = box, item, label
         for key in ("b", "difference"):  # pan or zoom one, all three follow
@@ -415,6 +422,7 @@ class CompareView(ImageDropTarget, TabPage):
         self.comparison, self.pictures, self.grid_layout, self.worst_first = None, {}, None, None
         for item in self.items.values():
             item.clear()
+        self._show_separators(None)
         self.similarity_bars.setOpts(x=[], height=[])
         self.dissimilar_bars.setOpts(x=[], height=[])
         self.worst_label.setText("")
@@ -429,6 +437,7 @@ class CompareView(ImageDropTarget, TabPage):
         lut = grids.colormap_lut(self.state.display.colormap)
         for key, item in self.items.items():
             item.setImage(self.pictures[key], autoLevels=False, levels=(0, 255), lut=lut)
+        self._show_separators(self.grid_layout)
         self._show_thumbnails()
         self._choose_arrangement()
         self.fit()
@@ -450,6 +459,14 @@ class CompareView(ImageDropTarget, TabPage):
         worst = ", ".join(f"{int(i)} ({c.channel_similarity[i]:.2f})"
                           for i in self.worst_first[:WORST_LISTED])
         self.worst_label.setText(f"Least similar channels: {worst}")
+
+    def _show_separators(self, layout: Any) -> None:
+        """The tile boundaries of ``layout`` (None: none) over all three pictures."""
+        from PySide6.QtGui import QPainterPath
+
+        path = QPainterPath() if layout is None else separator_path(layout)
+        for lines in self.separators.values():
+            lines.setPath(path)
 
     def show_hover(self, scene_pos: QPointF) -> str:
         """Channel, position and the A, B and |A - B| values under the mouse."""

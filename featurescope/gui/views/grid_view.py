@@ -24,22 +24,11 @@ from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
 from featurescope.gui.jobs.layer_stats import stored_tensor, tensor_ref
-from featurescope.core.render.options import DisplayOptions
+from featurescope.core.render.options import DisplayOptions, grid_arguments
 from featurescope.gui.model.state import AppState
 
 CACHE_BYTES = 256 * 1024 * 1024  # index mosaics kept for the current capture
 BACKGROUND_LAYERS = 400  # build at most this many layers' grids after a capture
-
-
-def grid_arguments(options: DisplayOptions) -> dict[str, Any]:
-    """The ``grid_indices`` keyword arguments ``feature_grid`` uses for ``options``."""
-    from featurescope.core.render import grids
-
-    kwargs: dict[str, Any] = dict(normalize=options.normalize, order=options.order,
-                                  columns=options.columns, gap=1,
-                                  clip_percentile=options.clip_percentile)
-    kwargs["signed"] = str(options.colormap).lower() in grids.DIVERGING  # as feature_grid
-    return kwargs
 
 
 def layer_array(result: Any, layer: str) -> np.ndarray:
@@ -239,7 +228,8 @@ class FeatureGridView(QWidget):
         info = result.info.get(layer) if hasattr(result, "info") else None
         kind = f"{info.kind}  " if info is not None else ""
         c, h, w = layout.channels, layout.tile_height, layout.tile_width
-        self.title.setText(f"{layer}   {kind}{c} channels of {h}x{w}")
+        note = f"   ({layout.note})" if layout.note else ""
+        self.title.setText(f"{layer}   {kind}{c} channels of {h}x{w}{note}")
         if previous_shape != indices.shape:
             self.fit()
 
