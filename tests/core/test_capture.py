@@ -15,7 +15,10 @@ from PIL import Image
 from torch import nn
 
 from featurescope.core.capture import capture as capture_module
-from featurescope.core.capture.capture import CaptureResult, LayerInfo, capture, describe_layers
+from featurescope.core.capture import taps
+from featurescope.core.capture.capture import capture, describe_layers
+from featurescope.core.capture.layers import CAPTURED_CLASSES, LayerInfo
+from featurescope.core.capture.result import CaptureResult
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, Cancelled
 
@@ -54,7 +57,7 @@ def test_captured_tensors_equal_torchvision_feature_extractor(name, size, monkey
     x = torch.randn(1, 3, size, size)
     result = capture(model, x)
     assert result.layers, name
-    expected_types = capture_module.CAPTURED_CLASSES
+    expected_types = CAPTURED_CLASSES
     assert len(result.layers) == sum(isinstance(m, expected_types) for m in model.modules())
     reference = _reference(model, x, result.layers, monkeypatch)
     for layer in result.layers:
@@ -108,7 +111,7 @@ def test_module_called_twice_and_functional_inplace_ops(monkeypatch):
     for ours, theirs in zip(result.layers, ["conv1", "pool", "conv2", "pool_1"]):
         assert torch.equal(result[ours], reference[theirs][0]), ours
     # The overwritten layers were found through version counters and are cloned from now on.
-    assert capture_module._CLONE_ON_STORE[model] == {"conv1", "conv2"}
+    assert taps.CLONE_ON_STORE[model] == {"conv1", "conv2"}
     again = capture(model, x)
     assert torch.equal(again["conv1"], reference["conv1"][0])
     assert result["conv1"].min() < 0  # really the pre-ReLU output
