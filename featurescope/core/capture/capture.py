@@ -22,81 +22,19 @@ import torch
 from torch import nn
 
 from featurescope.core.capture import memory
+from featurescope.core.capture.inputs import as_batch, as_input, logits_of
 from featurescope.core.capture.layers import LayerInfo
 from featurescope.core.capture.result import BatchResult, CaptureResult
 from featurescope.core.capture.sinks import EarlyStop, StoreSink
 from featurescope.core.capture.taps import (
     Run, clone_set, info_cache, install, is_trusted, learn_clones, module_device, run_forward,
 )
-from featurescope.core.errors import ImageError, ModelError
+from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check
 
 # bare module -> its describe_layers at 224 px (for memory estimates); LoadedModels
 # have .layer_info instead.
 _NOMINAL_INFOS: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
-
-
-def _is_image(value) -> bool:
-    return hasattr(value, "convert") and hasattr(value, "size")
-
-
-def _preprocess(model, image) -> torch.Tensor:
-    preprocess = None if isinstance(model, nn.Module) else getattr(model, "preprocess", None)
-    if preprocess is None:
-        raise ModelError("This model has no preprocessing; pass a (1, 3, H, W) tensor instead of an image.")
-    x = preprocess(image)
-    return x.unsqueeze(0) if x.dim() == 3 else x
-
-
-def _as_input(model, image_or_input) -> torch.Tensor:
-    if torch.is_tensor(image_or_input):
-        x = image_or_input.detach()
-    elif _is_image(image_or_input):
-        x = _preprocess(model, image_or_input)
-    else:
-        raise ImageError(f"capture needs a PIL image or a (1, 3, H, W) tensor, not {type(image_or_input).__name__}.")
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ImageError(f"The input tensor has shape {tuple(x.shape)}; capture needs one image as (1, 3, H, W).")
-    if not x.is_floating_point():
-        x = x.float()
-    return x
-
-
-def _as_batch(model, inputs) -> torch.Tensor:
-    if torch.is_tensor(inputs):
-        x = inputs.detach()
-        if x.dim() != 4 or x.shape[0] < 1:
-            raise ImageError(f"The input tensor has shape {tuple(x.shape)}; capture_batch needs (N, C, H, W).")
-    else:
-        inputs = list(inputs)
-        if not inputs:
-            raise ImageError("capture_batch needs at least one image.")
-        bad = next((i for i in inputs if not _is_image(i)), None)
-        if bad is not None:
-            raise ImageError(f"capture_batch needs PIL images or an (N, C, H, W) tensor, not {type(bad).__name__}.")
-        parts = [_preprocess(model, image) for image in inputs]
-        sizes = {tuple(p.shape[1:]) for p in parts}
-        if len(sizes) > 1:
-            raise ImageError(f"The images preprocess to different sizes ({', '.join(map(str, sorted(sizes)))}); "
-                             "a batch needs one size.")
-        x = torch.cat(parts)
-    return x if x.is_floating_point() else x.float()
-
-
-def _logits(output, batch: int = 1) -> Optional[torch.Tensor]:
-    """(batch, classes) CPU float32 from a network output, or None if it is not that."""
-    if output is not None and not torch.is_tensor(output):
-        output = getattr(output, "logits", None) if not isinstance(output, (tuple, list)) else output[0]
-    if not torch.is_tensor(output) or output.dim() < 1 or output.shape[0] != batch:
-        return None
-    flat = output
-    if flat.dim() == 4 and flat.shape[2:] == (1, 1):
-        flat = flat.flatten(1)
-    if flat.dim() != 2:
-        return None
-    return flat.detach().to(device="cpu", dtype=torch.float32)
 
 
 def _unpack(model):
@@ -208,7 +146,7 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     device = getattr(loaded, "device", None) or module_device(module)
     model_name = getattr(loaded, "name", None) or type(module).__name__
     check(cancel)
-    x = _as_input(model, image_or_input)
+    x = as_input(model, image_or_input)
     input_cpu = x.to("cpu", copy=True)  # a snapshot: the caller may reuse its tensor
     x = x.to(device)
     wanted = _wanted(layers)
@@ -224,7 +162,7 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     if wanted is not None:
         _check_found(module, model_name, x, wanted, store)
     notice = _notice(plan, len(store.outputs), len(run.infos)) if plan is not None else ""
-    logits = _logits(output)
+    logits = logits_of(output)
     return CaptureResult(store.outputs, run.infos, None if logits is None else logits[0], input_cpu,
                          categories=getattr(loaded, "categories", None), model_name=model_name,
                          device=torch.device(device), notice=notice, memory_budget=memory_budget)
@@ -245,14 +183,14 @@ def capture_batch(model, inputs, layers: Optional[Sequence[str]] = None,
     device = getattr(loaded, "device", None) or module_device(module)
     model_name = getattr(loaded, "name", None) or type(module).__name__
     check(cancel)
-    x = _as_batch(model, inputs)
+    x = as_batch(model, inputs)
     input_cpu = x.to("cpu", copy=True)
     x = x.to(device)
     wanted = _wanted(layers)
     store, run, output = _store(module, x, wanted, progress, cancel)
     if wanted is not None:
         _check_found(module, model_name, x, wanted, store)
-    return BatchResult(store.outputs, run.infos, _logits(output, x.shape[0]), input_cpu,
+    return BatchResult(store.outputs, run.infos, logits_of(output, x.shape[0]), input_cpu,
                        model_name=model_name, device=torch.device(device))
 
 
@@ -265,7 +203,7 @@ def capture_into(model, inputs, sinks: list, layers: Optional[Sequence[str]] = N
     module, _loaded = _unpack(model)
     device = getattr(_loaded, "device", None) or module_device(module)
     check(cancel)
-    x = _as_batch(model, inputs).to(device)
+    x = as_batch(model, inputs).to(device)
     wanted = _wanted(layers)
     modules = list(module.modules())
     taps = install(module, modules)
