@@ -1,6 +1,7 @@
 """Figures 1-3 and 6: capture cost, grids, PNG export, GPU. All in this process."""
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 from pathlib import Path
@@ -30,12 +31,13 @@ def capture_figures(models, size: int, rounds: int, device: str = "cpu") -> list
     figures = []
     for name in models:
         module = _model(name).to(device)
+        plain = copy.deepcopy(module)  # never captured: no taps on its layers
         x = torch.randn(1, 3, size, size, device=device)
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
         def forward():
             with torch.inference_mode():
-                out = module(x)
+                out = plain(x)
             sync()
             return out
 
@@ -53,7 +55,34 @@ def capture_figures(models, size: int, rounds: int, device: str = "cpu") -> list
             f"capture {layers} layers {median_ms(times['capture']):.1f} ms",
             f"forward {median_ms(times['forward']):.1f} ms", ratio, f"{ratio:.3f}x",
             "<= 1.05", ratio <= 1.05))
-        del module
+        del module, plain
+    return figures
+
+
+def batch_figures(models, size: int, batch: int, rounds: int) -> list[Figure]:
+    """1b. capture_batch of ``batch`` images / the plain batched forward pass."""
+    from featurescope.core.capture.capture import capture_batch
+
+    figures = []
+    for name in models:
+        module = _model(name)
+        plain = copy.deepcopy(module)  # never captured: no taps on its layers
+        x = torch.randn(batch, 3, size, size)
+
+        def forward():
+            with torch.inference_mode():
+                return plain(x)
+
+        layers = len(capture_batch(module, x).layers)
+        times = interleaved({"forward": forward, "capture": lambda: capture_batch(module, x)},
+                            rounds, warmup=1)
+        ratio = paired_ratio(times, "capture", "forward")
+        figures.append(Figure(
+            "1b", f"capture_batch cost {name} {batch}x{size}",
+            f"capture_batch {layers} layers {median_ms(times['capture']):.0f} ms",
+            f"batched forward {median_ms(times['forward']):.0f} ms", ratio, f"{ratio:.3f}x",
+            "<= 1.10", ratio <= 1.10))
+        del module, plain
     return figures
 
 

@@ -20,10 +20,10 @@ def test_benchmarks_quick_prints_the_table_and_writes_results(tmp_path):
     table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
     numbers = {line.split("|")[1].strip() for line in table[2:]}
     assert table[0].startswith("| # | figure |")
-    assert {"1", "2a", "2b", "3", "4", "5", "6"} <= numbers, done.stdout
+    assert {"1", "1b", "2a", "2b", "3", "4", "5", "6"} <= numbers, done.stdout
     text = out.read_text()
     assert "featurescope benchmark results" in text and "torch " in text and "CPU: " in text
-    assert "capture cost resnet18" in text and "layer switch vgg16" in text
+    assert "capture cost resnet18" in text and "capture_batch cost resnet18 16x" in text and "layer switch vgg16" in text
     assert "forward passes while switching" in text and "while switching 72 times over 19 layers: 0" in text
     # smoke mode never judges figures and never touches the published results
     assert " met |" not in text and "MISSED" not in text

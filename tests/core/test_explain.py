@@ -5,7 +5,8 @@ import pytest
 import torch
 import torchvision
 
-from featurescope.core.capture.capture import LayerInfo, describe_layers
+from featurescope.core.capture.capture import describe_layers
+from featurescope.core.capture.layers import LayerInfo
 from featurescope.core.analysis.explain import explain_layer, fmt_ratio
 
 

@@ -149,3 +149,41 @@ def test_overlay_blends_the_colormap():
     assert (half[0, 2] == np.round(0.5 * 100 + 0.5 * lut[255].astype(float))).all()
     with pytest.raises(ValueError):
         overlay(rgb, cam[:, :2])
+
+
+class _DictOut(nn.Module):
+    """Like a detector: the forward returns a dict, not class scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        features = self.conv(x)
+        return {"boxes": features.mean(dim=(2, 3)), "features": features}
+
+
+def test_a_model_without_class_scores_gets_a_sentence():
+    net = _DictOut().eval()
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(ModelError, match="^Grad-CAM needs a model that outputs class scores; "
+                                         "_DictOut returns a dict.$"):
+        grad_cam(net, x, "conv")
+    segmenter = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1)).eval()  # (1, 5, H, W) scores per pixel
+    with pytest.raises(ModelError, match=r"returns a tensor of shape \(1, 5, 16, 16\)"):
+        grad_cam(segmenter, x, "0")
+
+
+def test_lazy_modules_initialised_by_describe_layers_still_give_grad_cam():
+    from featurescope.core.capture.capture import capture, describe_layers
+
+    torch.manual_seed(6)
+    net = nn.Sequential(nn.LazyConv2d(6, 3, padding=1), nn.ReLU(), nn.LazyConv2d(8, 3), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LazyLinear(5)).eval()
+    x = torch.randn(1, 3, 24, 24)
+    # what loading a model does first: describe its layers (under inference_mode)
+    assert [info.name for info in describe_layers(net, (1, 3, 24, 24))] == ["0", "2", "4"]
+    assert not any(p.is_inference() for p in net.parameters())
+    capture(net, x)
+    ours = compute_grad_cam(net, x, "2")
+    assert_same_map(ours.map, reference(net, "2", x))

@@ -101,6 +101,15 @@ def _conv_formula(size_in, k, s, p, d, size_out):
     return text, value
 
 
+def _transposed_formula(size_in, k, s, p, d, size_out):
+    """Text of the transposed-convolution formula; output_padding is what is left over."""
+    base = (size_in - 1) * s - 2 * p + d * (k - 1) + 1
+    extra = size_out - base
+    text = (f"out = ({size_in}-1)*{s} - 2*{p} + {d}*({k}-1) + {extra} + 1 = {base + extra}"
+            f"{' (output_padding ' + str(extra) + ')' if extra else ''}")
+    return text, base + extra
+
+
 def _formulas(info) -> list[AxisFormula]:
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
@@ -116,6 +125,9 @@ def _formulas(info) -> list[AxisFormula]:
         if info.padding == "same":
             value = -(-size_in // s[i])
             text = f"out = ceil(in / stride) = ceil({size_in} / {s[i]}) = {value}"
+        elif info.kind == "ConvTranspose2d":
+            p = _pair(info.padding)
+            text, value = _transposed_formula(size_in, k[i], s[i], p[i], d[i], size_out)
         else:
             p = _pair(info.padding)
             text, value = _conv_formula(size_in, k[i], s[i], p[i], d[i], size_out)
@@ -221,7 +233,7 @@ def explain_layer(info) -> LayerExplanation:
     c_in, c_out = info.in_channels, info.out_channels
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
-    is_conv = info.kind == "Conv2d"
+    is_conv = info.kind in ("Conv2d", "ConvTranspose2d")
     adaptive = info.kind in ADAPTIVE_KINDS
 
     facts: list[tuple[str, str]] = [
@@ -259,7 +271,13 @@ def explain_layer(info) -> LayerExplanation:
             facts.append(("fully connected", fmt_int(fc)))
             facts.append(("saving", fmt_ratio(saving)))
         kh, kw = _pair(info.kernel_size)
-        title = f"{info.name}: convolution {c_in} -> {c_out} channels, {kh}x{kw}"
+        kind = "transposed convolution" if info.kind == "ConvTranspose2d" else "convolution"
+        title = f"{info.name}: {kind} {c_in} -> {c_out} channels, {kh}x{kw}"
+        if info.kind == "ConvTranspose2d":
+            sentences.insert(0, "Transposed convolution: each input position adds a weighted "
+                                f"{kh}x{kw} block to the output, placed {_pair(info.stride)[0]} "
+                                "pixels apart, so the maps grow (a learned upsampling, as in "
+                                "decoders and autoencoders).")
     else:
         weights = biases = 0
         fc = saving = None

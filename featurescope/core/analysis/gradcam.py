@@ -15,8 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featurescope.core.errors import ModelError
 from featurescope.core.capture.layers import find_layer_module
+from featurescope.core.capture.sinks import KeepGradSink
+from featurescope.core.capture.taps import Run, active, materialize_lazy, tap
+from featurescope.core.errors import ModelError
 
 _EPS = 1e-7  # as pytorch_grad_cam's scale_cam_image
 
@@ -37,10 +39,6 @@ class GradCam:
     score: float
     layer: str
     layer_map: np.ndarray
-
-
-class _Stop(Exception):
-    pass
 
 
 def _input_tensor(model, image) -> torch.Tensor:
@@ -74,36 +72,33 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
     device = getattr(model, "device", None)
     if device is None:
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
-    captured: list[torch.Tensor] = []
-    calls = [0]
 
-    def hook(_module, _inputs, output):
-        calls[0] += 1
-        if calls[0] != call:
-            return None
+    def check_map(output):
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
                              f"so it has no Grad-CAM.")
-        captured.append(output)
-        # Later layers see a copy: an in-place ReLU right after (VGG) then changes the
-        # copy, and the conv's own output keeps its values and its gradient.
-        return output.clone()
 
+    # The layer's output through the capture taps (KeepGradSink: the rest of the network
+    # sees a copy, so an in-place ReLU right after cannot spoil the gradient).
+    qualified = layer.partition("#")[0]
+    tap(target_module)
+    sink = KeepGradSink(layer, check_map)
+    run = Run({id(target_module): (qualified, None)}, [sink], wanted={layer})
     was_training = module.training
-    handle = target_module.register_forward_hook(hook)
     try:
         module.eval()
         with torch.inference_mode(False), torch.enable_grad():
             # A clone outside inference mode, so that even an inference tensor works;
             # requires_grad so a network with frozen weights still builds a graph.
             x = _input_tensor(model, image).to(device).clone().requires_grad_(True)
-            logits = module(x)
-            if isinstance(logits, (tuple, list)):  # e.g. auxiliary heads
-                logits = logits[0]
-            if not captured:
+            with torch.no_grad():
+                materialize_lazy(module, x)
+            with active(run):
+                output = module(x)
+            logits = _class_scores(output, model_name)
+            if sink.activation is None:
                 raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass, "
                                  f"so it has no Grad-CAM.")
-            logits = logits.reshape(logits.shape[0], -1)
             classes = logits.shape[1]
             if target is None:
                 target = int(logits[0].argmax())
@@ -112,11 +107,16 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
                                  f"does not exist; choose 0 to {classes - 1}.")
             target = int(target)
             score = logits[0, target]
-            (gradients,) = torch.autograd.grad(score, captured[0])
-        activations = captured[0].detach()[0].float()
+            try:
+                gradients = sink.gradient(score)
+            except RuntimeError as error:
+                if "nference tensor" not in str(error):
+                    raise
+                raise ModelError(f"{model_name}'s weights were made under torch.inference_mode, so "
+                                 "Grad-CAM cannot take their gradients; load the model again.") from error
+        activations = sink.activation.detach()[0].float()
         gradients = gradients.detach()[0].float()
     finally:
-        handle.remove()
         module.train(was_training)
 
     weights = gradients.mean(dim=(1, 2))  # one weight per channel
@@ -131,6 +131,21 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
     return GradCam(map=result.cpu().numpy().astype(np.float32), target=target, label=label,
                    score=float(score.detach()), layer=layer,
                    layer_map=layer_map.clamp(0.0, 1.0).cpu().numpy().astype(np.float32))
+
+
+def _class_scores(output, model_name: str) -> torch.Tensor:
+    """The (1, classes) scores of a network output, or a ModelError saying why not."""
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        output = output[0]  # e.g. auxiliary heads
+    if not isinstance(output, torch.Tensor):
+        what = "a dict" if isinstance(output, dict) else f"a {type(output).__name__}"
+        raise ModelError(f"Grad-CAM needs a model that outputs class scores; {model_name} "
+                         f"returns {what}.")
+    scores = output.flatten(1) if output.dim() == 4 and output.shape[2:] == (1, 1) else output
+    if scores.dim() != 2 or scores.shape[0] != 1:
+        raise ModelError(f"Grad-CAM needs a model that outputs class scores; {model_name} "
+                         f"returns a tensor of shape {tuple(output.shape)}.")
+    return scores
 
 
 def _scale(cam: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ other operation passes the field through. Where paths merge (ResNet's ``out + id
 Inception's and DenseNet's ``cat``), the result covers the union of the fields that meet,
 so a branching network gets its largest path.
 
-The pass runs on PyTorch's "meta" device, so it computes shapes only: it is instant even
+The ops are observed through core/capture/trace.py (:class:`OpTrace`) and the layers
+through the capture taps. The pass runs on PyTorch's "meta" device, so it computes shapes only: it is instant even
 for VGG16 and never touches the model's weights or device. Squeeze-and-excitation and
 other global context is not counted: like the textbook field, this is the window of the
 local (conv and pool) computation.
@@ -30,10 +31,13 @@ from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
+from torch import nn
 
-from featurescope.core.errors import ModelError
 from featurescope.core.capture.layers import find_layer_module
+from featurescope.core.capture.sinks import EarlyStop, StopForward
+from featurescope.core.capture.taps import Run, active, tap
+from featurescope.core.capture.trace import OpTrace, tensors_in
+from featurescope.core.errors import ModelError
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -166,16 +170,11 @@ def _functions(*candidates) -> frozenset:
     return frozenset(c for c in candidates if c is not None)
 
 
-class _Stop(Exception):
-    """Raised from the target layer's hook: nothing after it is needed."""
-
-
-class _FieldTracker(TorchFunctionMode):
-    """Carries a _Field along every tensor of a forward pass (keyed by object id).
+class _FieldTracker:
+    """Carries a _Field along every tensor of a forward pass (keyed by object id); the
+    observer of an :class:`OpTrace`.
 
     Tensors are kept alive in the table so that an id is never reused within the pass.
-    With ``to_meta`` every tensor argument is moved to the meta device first, so the
-    network's weights (on any device) work with a meta input at no cost.
     """
 
     _MAX_POOLS = _functions(F.max_pool2d, getattr(F, "max_pool2d_with_indices", None),
@@ -190,9 +189,7 @@ class _FieldTracker(TorchFunctionMode):
                            torch.Tensor.transpose, torch.swapaxes, torch.Tensor.swapaxes)
     _PADS = _functions(F.pad, getattr(torch._C._nn, "pad", None), torch.constant_pad_nd)
 
-    def __init__(self, to_meta: bool):
-        super().__init__()
-        self.to_meta = to_meta
+    def __init__(self):
         self.fields: dict[int, tuple[torch.Tensor, _Field]] = {}
 
     def field_of(self, tensor) -> Optional[_Field]:
@@ -204,31 +201,14 @@ class _FieldTracker(TorchFunctionMode):
     def set_field(self, tensor: torch.Tensor, field: _Field) -> None:
         self.fields[id(tensor)] = (tensor, field)
 
-    def _convert(self, value):
-        if isinstance(value, torch.Tensor):
-            if self.to_meta and value.device.type != "meta":
-                return value.to("meta")
-            return value
-        if isinstance(value, (list, tuple)):
-            converted = [self._convert(v) for v in value]
-            return type(value)(converted) if isinstance(value, list) else tuple(converted)
-        if isinstance(value, dict):
-            return {k: self._convert(v) for k, v in value.items()}
-        return value
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        inputs = [t for t in _tensors(args) + _tensors(kwargs) if self.field_of(t) is not None]
-        if self.to_meta:
-            args, kwargs = self._convert(args), self._convert(kwargs)
-        result = func(*args, **kwargs)
+    def __call__(self, func, args, kwargs, result) -> None:
+        inputs = [t for t in tensors_in(args) + tensors_in(kwargs) if self.field_of(t) is not None]
         if inputs:
             self._propagate(func, inputs, args, kwargs, result)
-        return result
 
     def _propagate(self, func, inputs, args, kwargs, result) -> None:
         source = self.field_of(inputs[0])
-        outputs = [t for t in _tensors(result) if t.dim() >= 2]
+        outputs = [t for t in tensors_in(result) if t.dim() >= 2]
         if not outputs:
             return
         field = None
@@ -326,16 +306,6 @@ class _FieldTracker(TorchFunctionMode):
                       source.shape)
 
 
-def _tensors(value) -> list:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for v in value for t in _tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
-    return []
-
-
 def _input_size(model, input_size) -> tuple[int, int]:
     if input_size is None:
         input_size = getattr(model, "input_size", None) or 224
@@ -372,43 +342,50 @@ def receptive_fields(model, layers: Optional[list[str]] = None,
     wanted: dict[int, tuple[torch.nn.Module, dict[int, str]]] = {}
     for layer in layers:
         target, call = find_layer_module(module, layer, model_name)
+        if isinstance(target, nn.ConvTranspose2d):
+            raise ModelError(f"{layer!r} in {model_name} is a transposed convolution; featurescope "
+                             "does not compute receptive fields of transposed convolutions.")
         wanted.setdefault(id(target), (target, {}))[1][call] = layer
     height, width = _input_size(model, input_size)
 
     found: dict[str, Optional[_Field]] = {}
+    maps: set = set()  # layers whose output is a feature map, with or without a field
+
+    targets = {id(target): (name, None) for name, target in
+               ((n, m) for n, m in module.named_modules() if id(m) in wanted)}
+
+    class FieldSink:
+        def __init__(self, tracker: _FieldTracker):
+            self.tracker = tracker
+
+        def write(self, layer, target, inp, output):
+            is_tensor = isinstance(output, torch.Tensor)
+            found[layer] = self.tracker.field_of(output) if is_tensor else None
+            if is_tensor and output.dim() == 4:
+                maps.add(layer)
 
     def run(to_meta: bool) -> None:
-        tracker = _FieldTracker(to_meta)
-        calls: dict[int, int] = {}
-
-        def hook(target, _inputs, output):
-            count = calls[id(target)] = calls.get(id(target), 0) + 1
-            layer = wanted[id(target)][1].get(count)
-            if layer is None:
-                return
-            tensor = output[0] if isinstance(output, (tuple, list)) else output
-            found[layer] = tracker.field_of(tensor) if isinstance(tensor, torch.Tensor) else None
-            if len(found) == len(set(layers)):
-                raise _Stop  # nothing after the last wanted layer is needed
-
+        tracker = _FieldTracker()
+        sink = FieldSink(tracker)
         device, dtype = _device_and_dtype(module)
         image = torch.zeros((1, 3, height, width), device="meta" if to_meta else device,
                             dtype=dtype)
         tracker.set_field(image, _Field(_Axis(1, 1, 0), _Axis(1, 1, 0), (height, width)))
-        handles = [target.register_forward_hook(hook) for target, _ in wanted.values()]
+        for target, _ in wanted.values():
+            tap(target)
+        # nothing after the last wanted layer is needed
+        layer_run = Run(targets, [sink, EarlyStop(set(layers))], wanted=set(layers))
         try:
-            with torch.no_grad(), tracker:
+            with torch.no_grad(), active(layer_run), OpTrace(tracker, to_meta=to_meta):
                 module(image)
-        except _Stop:
+        except StopForward:
             pass
-        finally:
-            for handle in handles:
-                handle.remove()
 
     try:
         run(to_meta=True)
     except Exception:  # data-dependent code cannot run on "meta": do it for real once
         found.clear()
+        maps.clear()
         try:
             run(to_meta=False)
         except Exception as error:
@@ -421,6 +398,10 @@ def receptive_fields(model, layers: Optional[list[str]] = None,
             raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass at "
                              f"{height} x {width}, so it has no receptive field.")
         field = found[layer]
+        if field is None and layer in maps:
+            raise ModelError(f"{layer!r} in {model_name} comes after an operation whose receptive "
+                             "field featurescope cannot follow (a transposed convolution, an "
+                             "upsampling), so its receptive field is unknown.")
         if field is None:
             raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
                              f"so it has no receptive field.")

@@ -17,11 +17,13 @@ from torch import nn
 from featurescope.core.errors import ModelError
 
 # Names of the module types whose outputs are captured (LayerInfo.kind is one of these).
-CAPTURED_TYPES = ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+CAPTURED_TYPES = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+                  "AdaptiveMaxPool2d")
 # The classes themselves, for isinstance (subclasses such as lite.SameConv2d count).
-CAPTURED_CLASSES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-CONV_TYPES = ("Conv2d",)
-POOL_TYPES = CAPTURED_TYPES[1:]
+CAPTURED_CLASSES = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d,
+                    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+CONV_TYPES = ("Conv2d", "ConvTranspose2d")
+POOL_TYPES = CAPTURED_TYPES[2:]
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,8 @@ class LayerInfo:
     Shapes are (C, H, W) without the batch dimension. For pooling layers
     ``in_channels == out_channels``; adaptive pools have ``kernel_size`` etc. None and
     ``output_size`` set. ``padding`` is a (ph, pw) tuple, or the string "same" for
-    TensorFlow-style dynamic padding (EfficientNet-Lite0).
+    TensorFlow-style dynamic padding (EfficientNet-Lite0). Transposed convolutions
+    have kind "ConvTranspose2d" (their output_padding is what the shapes leave over).
     """
 
     name: str
@@ -87,7 +90,7 @@ def _chw(shape: Sequence[int]) -> tuple[int, int, int]:
 
 def _static_info(module: nn.Module, kind: str) -> dict:
     """The LayerInfo fields that do not depend on the input."""
-    if kind == "Conv2d":
+    if kind in CONV_TYPES:
         padding = module.padding
         if getattr(module, "same_padding", False) is True or padding == "same":
             padding = "same"
@@ -111,7 +114,7 @@ def build_layer_info(name, module_name, module, kind, index, inp, out) -> LayerI
     static = _static_info(module, kind)
     input_shape = _chw(inp.shape)
     output_shape = _chw(out.shape)
-    if kind == "Conv2d":
+    if kind in CONV_TYPES:
         in_channels, out_channels = int(module.in_channels), int(module.out_channels)
     else:
         in_channels, out_channels = input_shape[0], output_shape[0]

@@ -37,11 +37,6 @@ FLOAT32_BYTES = 4
 FLOAT16_BYTES = 2
 
 
-def layer_bytes(shape: Sequence[int], itemsize: int = FLOAT32_BYTES) -> int:
-    """Bytes of one stored (C, H, W) output."""
-    return int(math.prod(int(s) for s in shape)) * int(itemsize)
-
-
 def estimate_layer_bytes(infos: Sequence, nominal_hw: Sequence[int], input_hw: Sequence[int],
                          itemsize: int = FLOAT32_BYTES) -> dict[str, int]:
     """Estimated stored bytes per layer name for an input of ``input_hw`` (H, W), from

@@ -1,238 +1,270 @@
-"""The hooks of one capture: a forward pass that keeps the conv and pooling outputs.
+"""Taps: forward wrappers installed once per model, each call routed to the active capture.
 
-The hooks are installed as forward wrappers for the length of one pass (same call, same
-arguments, removed in a ``finally``) because ``register_forward_hook`` sends a module
-down nn.Module's slow call path; in-place protection uses ordinary pre-hooks.
+A *tap* is an object set as a module's instance ``forward`` (nn.Module's ``__call__``
+looks ``forward`` up on the instance first). It is installed once per model on every
+captured layer and every module with an ``inplace`` flag (:func:`install`, cached per
+model, redone when the set of modules changes) and stays there. Each call looks up the
+active :class:`Run` in a :class:`contextvars.ContextVar`; with none active it goes
+straight to the module's own forward (one ``ContextVar.get`` extra), otherwise the run
+decides what the call means: a layer output handed to the run's sinks (core/capture/
+sinks.py), or an in-place module about to overwrite a stored output.
 
-Cost: the issue-4 target is <= 1.05x a plain forward pass, so outputs are *not* cloned
-by default. A stored output is cloned only when something is about to overwrite it:
+Why a forward wrapper: ``register_forward_hook`` sends a module down nn.Module's slow
+call path (~20 us a call, 5% of an EfficientNet-Lite0 pass); the wrapper is called
+exactly where a forward hook would be, with the same arguments.
 
-- an ``inplace=True`` module (VGG's ``ReLU(inplace=True)``) receiving a stored tensor:
-  a forward pre-hook swaps the stored reference for a clone, leaving the forward itself
-  untouched (so even code that ignores the ReLU's return value behaves the same);
-- a functional in-place op (``x.relu_()``, ``out += identity``) in a model whose code we
-  have not read. Models built only from ``torch.nn`` and ``torchvision`` classes run under
-  ``torch.inference_mode()`` (their forwards were checked: no captured output is modified
-  in place except through in-place modules), and so does featurescope's own
-  EfficientNet-Lite0 (core/models/sources/lite.py: its forwards use ``out + x``, ``F.pad`` and
-  non-in-place ReLU6 only). Any other model (user files) runs under
-  ``torch.no_grad()``, where tensors keep
-  their version counters: after the pass, a stored output whose counter moved was
-  overwritten, so those layers are remembered (per model, :data:`CLONE_ON_STORE`) and
-  the pass is repeated with a clone taken at capture time. One extra forward, once per
-  model, and only for models that need it; inference tensors have no version counter,
-  hence no_grad there.
+Why a ContextVar and not a per-model lock: with a lock, two threads that capture the
+same model (the GUI's interactive and background lanes, a batch worker) would wait for
+each other, a capture started from inside a forward would deadlock, and a plain forward
+on another thread during a capture would still be recorded into it. A ContextVar is
+per thread (and per asyncio task): each forward sees only the capture started in its
+own context, a plain forward anywhere else sees none, and nothing has to be removed
+afterwards, so an exception or a cancel cannot leave a capture active (the variable is
+reset in a ``finally``). The module-level caches are guarded by one lock; taps survive
+``copy.deepcopy`` and pickling (a DataLoader worker gets working taps).
 
-The per-call Python work (LayerInfo objects, the module walk) is cached per model, so
-a capture of a small network on a small input costs little more than its forward pass.
-core/capture/capture.py drives a session and turns what it kept into a CaptureResult.
+In-place protection: outputs are kept by reference, not cloned, so the capture costs
+about a plain forward. An ``inplace=True`` module (VGG's ReLU) that receives a stored
+output makes the run swap in a clone first (see ``StoreSink.before_inplace``). Models
+built only from ``torch.nn`` / ``torchvision`` classes and our own EfficientNet-Lite0
+(core/models/sources/lite.py: ``out + x``, ``F.pad``, non-in-place ReLU6) run under
+``torch.inference_mode()``; any other model runs under ``torch.no_grad()``, where a
+stored output whose version counter moved was overwritten by a functional in-place op
+(``x.relu_()``, ``out += identity``): those layers are remembered per model
+(:data:`CLONE_ON_STORE`) and the pass is repeated, cloning them at capture time.
 """
 from __future__ import annotations
 
+import copy
+import os
+import threading
 import weakref
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterable, Optional
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
-from featurescope.core.errors import ModelError
 from featurescope.core.capture.layers import LayerInfo, build_layer_info, captured_kind
+from featurescope.core.capture.sinks import StopForward
+from featurescope.core.errors import ModelError
 from featurescope.core.progress import check, report
 
 # Model classes whose forward code is known not to modify a captured output in place
 # except through inplace=True modules (see the module docstring).
 TRUSTED_PREFIXES = ("torch.nn.", "torchvision.", "featurescope.core.models.sources.lite")
 
-# model module -> layer names that a functional in-place op overwrote; cloned at capture.
+# The capture running in this thread / context, or None.
+_ACTIVE: ContextVar[Optional["Run"]] = ContextVar("featurescope_capture", default=None)
+
+# Guards the module-level caches below (two threads may install taps on one model).
+_LOCK = threading.RLock()
+# model -> layer names that a functional in-place op overwrote; cloned at capture.
 CLONE_ON_STORE: "weakref.WeakKeyDictionary[nn.Module, set]" = weakref.WeakKeyDictionary()
-# model module -> {(name, index, input shape, output shape, module id): LayerInfo}; a
-# LayerInfo is the same for every capture of one input size, and building it was a
-# fifth of a small capture's Python time.
+# model -> {(name, index, input shape, output shape, module id): LayerInfo}; building a
+# LayerInfo was a fifth of a small capture's Python time.
 _INFO_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
-# model module -> ids of the in-place modules that met a stored output in a full
-# float32 capture. Later captures put the protecting pre-hook only on those (a hook
-# costs ~25 us a call; resnet18's shared ReLU runs 17 times and never meets one). The
-# data flow of these CNNs does not depend on the input; for untrusted models the
-# version-counter check would still catch a miss.
-INPLACE_HITS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
-# model module -> (ids of all its modules, [(qualified name, module, kind)] to hook);
-# walking and classifying ~200 modules on every capture showed up
-# in small captures. Rebuilt whenever the set of modules changes.
-_WALKS: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+# model -> Taps for its current set of modules.
+_TAPS: "weakref.WeakKeyDictionary[nn.Module, Taps]" = weakref.WeakKeyDictionary()
 
 
-class _StopForward(Exception):
-    """Raised from a hook once every requested layer is captured: the rest of the
-    forward pass is skipped (lazy, layer-by-layer capture of huge inputs)."""
+def _new_lock_after_fork() -> None:
+    # A fork while another thread held the lock (a DataLoader worker) would leave the
+    # child's copy locked for ever.
+    global _LOCK
+    _LOCK = threading.RLock()
 
 
-class CaptureSession:
-    """Hooks for one forward pass. Always used as a context manager: hooks go in
-    ``__enter__`` and every one is removed in ``__exit__``."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
 
-    def __init__(self, module: nn.Module, *, store: bool, wanted: Optional[set] = None,
-                 clone: Iterable[str] = (), store_dtype=None, progress=None, cancel=None,
-                 total: int = 0, keep: Optional[frozenset] = None, budget: Optional[int] = None,
-                 modules: Optional[list] = None):
+
+class Tap:
+    """A module's instance ``forward``: passes the call to the active run, if any."""
+
+    __slots__ = ("module", "own")
+
+    def __init__(self, module: nn.Module, own=None):
         self.module = module
-        self.modules = modules  # list(module.modules()) when the caller has it
-        self.store = store
+        self.own = own  # an instance-level forward someone set before us, else None
+
+    def forward(self, *args, **kwargs):
+        if self.own is not None:
+            return self.own(*args, **kwargs)
+        return type(self.module).forward(self.module, *args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        run = _ACTIVE.get()
+        if run is None:
+            if self.own is not None:
+                return self.own(*args, **kwargs)
+            return type(self.module).forward(self.module, *args, **kwargs)
+        return run.call(self, args, kwargs)
+
+    def __reduce__(self):  # pickling a tapped model (torch.save, DataLoader spawn)
+        return (Tap, (self.module, self.own))
+
+    def __deepcopy__(self, memo):  # the copy's tap calls the copy, not the original
+        return Tap(copy.deepcopy(self.module, memo), copy.deepcopy(self.own, memo))
+
+
+def tap(module: nn.Module) -> None:
+    """Install a tap on ``module`` unless it has one (idempotent)."""
+    with _LOCK:
+        own = module.__dict__.get("forward")
+        if isinstance(own, Tap):
+            if own.module is module:
+                return
+            own = own.own  # a tap of another module (copied by hand): start again
+        module.__dict__["forward"] = Tap(module, own)
+
+
+def untap(model: nn.Module) -> None:
+    """Remove every tap under ``model`` (captures then install them again)."""
+    with _LOCK:
+        for sub in model.modules():
+            own = sub.__dict__.get("forward")
+            if isinstance(own, Tap):
+                if own.own is None:
+                    del sub.__dict__["forward"]
+                else:
+                    sub.__dict__["forward"] = own.own
+        _TAPS.pop(model, None)
+
+
+class Taps:
+    """The taps of one model: ``layers`` [(qualified name, module, kind)] in
+    registration order, ``targets`` {id(module): (qualified name, kind)}, and
+    ``inplace`` the ids of modules that have an ``inplace`` flag (read at call time:
+    users may flip it)."""
+
+    def __init__(self, ids: tuple, layers: list, inplace: frozenset):
+        self.ids = ids
+        self.layers = layers
+        self.targets = {id(sub): (name, kind) for name, sub, kind in layers}
+        self.inplace = inplace
+
+
+def install(model: nn.Module, modules: Optional[list] = None) -> Taps:
+    """Tap ``model``'s captured layers and in-place modules; cached while its modules
+    stay the same (compared by identity), redone when they change."""
+    modules = list(model.modules()) if modules is None else modules
+    ids = tuple(map(id, modules))
+    with _LOCK:
+        taps = _TAPS.get(model)
+        if taps is not None and taps.ids == ids:
+            return taps
+        layers, inplace = [], set()
+        for qualified, sub in model.named_modules():
+            kind = captured_kind(sub)
+            if kind is not None:
+                layers.append((qualified or "model", sub, kind))
+                tap(sub)
+            elif "inplace" in sub.__dict__:
+                inplace.add(id(sub))
+                tap(sub)
+        taps = _TAPS[model] = Taps(ids, layers, frozenset(inplace))
+        return taps
+
+
+def info_cache(model: nn.Module) -> dict:
+    with _LOCK:
+        cache = _INFO_CACHE.setdefault(model, {})
+        if len(cache) > 4096:  # many input sizes seen: start again
+            cache.clear()
+        return cache
+
+
+def clone_set(model: nn.Module) -> set:
+    with _LOCK:
+        return set(CLONE_ON_STORE.get(model, ()))
+
+
+def learn_clones(model: nn.Module, names: Iterable[str]) -> None:
+    with _LOCK:
+        CLONE_ON_STORE.setdefault(model, set()).update(names)
+
+
+class Run:
+    """What one forward pass does with the tapped calls.
+
+    ``targets``: {id(module): (qualified name, kind or None)}; a module called again
+    gives the layers ``name#2``, ``name#3``... ``wanted``: the layer names handed to the
+    sinks (None: all). ``sinks`` get ``write(name, module, input, output)`` in order; a
+    sink may return a tensor that the rest of the network sees instead, and raise
+    :class:`StopForward` to end the pass. ``inplace``: ids of in-place modules whose
+    input the sinks with ``before_inplace`` get to protect. With ``describe`` a
+    LayerInfo is built per captured layer (``infos``). ``cancel`` is checked and
+    ``progress(done, total, name)`` called at each wanted layer.
+    """
+
+    def __init__(self, targets: dict, sinks: list, *, wanted: Optional[set] = None,
+                 inplace: frozenset = frozenset(), describe: bool = False,
+                 info_cache: Optional[dict] = None, progress=None, cancel=None, total: int = 0):
+        self.targets = targets
+        self.sinks = sinks
+        self.guards = [s for s in sinks if hasattr(s, "before_inplace")]
+        self.inplace = inplace if self.guards else frozenset()
         self.wanted = wanted
-        self.clone = set(clone)
-        self.store_dtype = store_dtype
+        self.describe = describe
+        self.info_cache = {} if info_cache is None else info_cache
         self.progress = progress
         self.cancel = cancel
         self.total = total
-        self.keep = keep  # lazy capture: store only these (None: all)
-        self.budget = budget  # with keep: stop storing beyond this many bytes
-        self.stored_bytes = 0
-        self.info_cache = _INFO_CACHE.setdefault(module, {}) if store else {}
-        if len(self.info_cache) > 4096:  # many input sizes seen: start again
-            self.info_cache.clear()
-        self.handles = []
-        self.wrapped: list = []  # (module, its own instance-level forward or None)
         self.calls: dict[str, int] = {}
         self.infos: list[LayerInfo] = []
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.versions: dict[str, int] = {}
-        self.by_id: dict[int, list] = {}  # id(stored tensor) -> layer names holding it
-        self.inplace_hits: set = set()  # ids of in-place modules that met a stored output
         self.found = 0
 
-    def __enter__(self) -> "CaptureSession":
-        hooked, inplace = walk_captured(self.module, self.modules)
-        self.inplace_ids = frozenset(map(id, inplace))
-        learned = INPLACE_HITS.get(self.module) if self.store else None
-        # Only trust what was learned while the same modules were in place.
-        needed = learned[1] if learned is not None and learned[0] == self.inplace_ids else None
-        try:
-            for qualified, sub, kind in hooked:
-                self._wrap(sub, self._hook(qualified, sub, kind))
-            if self.store:
-                for sub in inplace:
-                    if needed is None or id(sub) in needed:
-                        self.handles.append(sub.register_forward_pre_hook(self._before_inplace))
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
+    def call(self, tap: Tap, args, kwargs):
+        module = tap.module
+        target = self.targets.get(id(module))
+        if target is None:
+            if args and id(module) in self.inplace and module.__dict__.get("inplace") is True:
+                for guard in self.guards:
+                    guard.before_inplace(module, args[0])
+            return tap.forward(*args, **kwargs)
+        return self.record(target, module, args, tap.forward(*args, **kwargs))
 
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-        for sub, own in reversed(self.wrapped):
-            if own is None:
-                sub.__dict__.pop("forward", None)
-            else:
-                sub.__dict__["forward"] = own
-        self.wrapped.clear()
-
-    def _wrap(self, sub: nn.Module, hook) -> None:
-        """Call ``hook(module, args, output)`` after ``sub``'s forward.
-
-        A wrapper set as the instance's ``forward`` (removed in ``__exit__``) rather than
-        ``register_forward_hook``: a module with any hook takes nn.Module's slow call
-        path, ~20 us a call, which was 5% of an EfficientNet-Lite0 pass (50 layers).
-        Called exactly where a forward hook would be, with the same arguments.
-        """
-        own = sub.__dict__.get("forward")  # an instance-level forward someone set before
-        forward = sub.forward
-
-        def wrapped(*args, **kwargs):
-            output = forward(*args, **kwargs)
-            hook(sub, args, output)
+    def record(self, target, module, args, output):
+        qualified, kind = target
+        count = self.calls[qualified] = self.calls.get(qualified, 0) + 1
+        name = qualified if count == 1 else f"{qualified}#{count}"
+        check(self.cancel)
+        if self.wanted is not None and name not in self.wanted:
             return output
-
-        self.wrapped.append((sub, own))
-        sub.__dict__["forward"] = wrapped
-
-    def _hook(self, module_name: str, module: nn.Module, kind: str):
-        def hook(mod, args, output):
-            count = self.calls.get(module_name, 0) + 1
-            self.calls[module_name] = count
-            name = module_name if count == 1 else f"{module_name}#{count}"
-            check(self.cancel)
-            if self.wanted is not None and name not in self.wanted:
-                return None
-            if isinstance(output, (tuple, list)):  # MaxPool2d(return_indices=True)
-                output = output[0]
-            inp = args[0] if args else output
-            index = len(self.infos)
-            key = (name, index, inp.shape, output.shape, id(mod))
+        tensor = output[0] if isinstance(output, (tuple, list)) else output  # return_indices
+        inp = args[0] if args else tensor
+        if self.describe and kind is not None and torch.is_tensor(tensor):
+            key = (name, len(self.infos), inp.shape, tensor.shape, id(module))
             info = self.info_cache.get(key)
             if info is None:
-                info = self.info_cache[key] = build_layer_info(name, module_name, mod, kind, index, inp, output)
+                info = self.info_cache[key] = build_layer_info(
+                    name, qualified, module, kind, len(self.infos), inp, tensor)
             self.infos.append(info)
-            if self.store and self.keep is not None:
-                size = output.numel() * (self.store_dtype or output.dtype).itemsize
-                if name not in self.keep or self.stored_bytes + size > self.budget:
-                    self.found += 1
-                    report(self.progress, self.found, max(self.total, self.found), name)
-                    return None
-                self.stored_bytes += size
-            if self.store:
-                kept = output
-                if self.store_dtype is not None and output.dtype != self.store_dtype:
-                    kept = output.to(self.store_dtype)  # a copy: nothing can overwrite it
-                elif name in self.clone:
-                    kept = output.clone()
-                self.outputs[name] = kept
-                if kept is output:
-                    self.by_id.setdefault(id(output), []).append(name)
-                    if not output.is_inference():
-                        self.versions[name] = output._version
-            self.found += 1
-            report(self.progress, self.found, max(self.total, self.found), name)
-            if self.wanted is not None and self.found >= len(self.wanted):
-                raise _StopForward()
-            return None
-
-        return hook
-
-    def _before_inplace(self, mod, args):
-        # An in-place module is about to overwrite its input: if that is a stored output
-        # (or a view of one), keep a private copy of what was captured.
-        if not args or not torch.is_tensor(args[0]):
-            return None
-        target = args[0]
-        for candidate in (target, target._base):
-            if candidate is None:
-                continue
-            names = self.by_id.pop(id(candidate), ())
-            copy = None
-            for name in names:
-                if self.outputs.get(name) is candidate:
-                    self.inplace_hits.add(id(mod))
-                    copy = candidate.clone() if copy is None else copy
-                    self.outputs[name] = copy
-                    self.versions.pop(name, None)
-        return None
-
-    def overwritten(self) -> set:
-        """Stored outputs whose version counter moved: a functional in-place op hit them."""
-        return {name for name, version in self.versions.items()
-                if self.outputs[name]._version != version}
+        self.found += 1
+        report(self.progress, self.found, max(self.total, self.found), name)
+        for sink in self.sinks:
+            replaced = sink.write(name, module, inp, tensor)
+            if replaced is not None and output is tensor:
+                output = tensor = replaced
+        return output
 
 
-def walk_captured(module: nn.Module, modules: Optional[list] = None) -> tuple[list, list]:
-    """([(qualified name, module, kind)] of captured modules, [in-place modules]) in
-    registration order, cached per model while its modules stay the same."""
-    modules = list(module.modules()) if modules is None else modules
-    ids = tuple(map(id, modules))
-    cached = _WALKS.get(module)
-    # in-place flags are plain attributes a user may flip: read them every time
-    # (__dict__, not getattr: nn.Module.__getattr__ raises and catches for a missing name)
-    inplace = [sub for sub in modules if sub.__dict__.get("inplace") is True]
-    if cached is not None and cached[0] == ids:
-        return cached[1], inplace
-    hooked = []
-    for qualified, sub in module.named_modules():
-        kind = captured_kind(sub)
-        if kind is not None:
-            hooked.append((qualified or "model", sub, kind))
-    _WALKS[module] = (ids, hooked)
-    return hooked, inplace
+@contextmanager
+def active(run: Run):
+    """Make ``run`` the capture of this context for the ``with`` block."""
+    token = _ACTIVE.set(run)
+    try:
+        yield run
+    finally:
+        _ACTIVE.reset(token)
+
+
+def current() -> Optional[Run]:
+    """The run active in this context (None when no capture is running here)."""
+    return _ACTIVE.get()
 
 
 def is_trusted(modules: Iterable[nn.Module]) -> bool:
@@ -249,18 +281,34 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def run_forward(module: nn.Module, x: torch.Tensor, session: CaptureSession, grad_free):
-    """One forward pass with ``session``'s hooks; returns the output or None if stopped early."""
-    with session, grad_free():
-        try:
+def materialize_lazy(module: nn.Module, x: torch.Tensor, modules: Optional[list] = None) -> None:
+    """Give lazy modules (``nn.LazyConv2d``...) their weights with a ``no_grad`` pass.
+
+    Initialised under ``inference_mode`` their weights would be inference tensors,
+    which no later pass with gradients (Grad-CAM) can use."""
+    modules = list(module.modules()) if modules is None else modules
+    # (isinstance, not getattr: nn.Module.__getattr__ raises and catches for a missing name;
+    # a materialised lazy module changes class, so this is False from then on)
+    if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in modules):
+        with torch.inference_mode(False), torch.no_grad():
+            module(x.clone() if x.is_inference() else x)
+
+
+def run_forward(module: nn.Module, x: torch.Tensor, run: Run, grad_free,
+                modules: Optional[list] = None):
+    """One forward pass of ``module`` on ``x`` routed to ``run``; returns the output, or
+    None when a sink stopped the pass early. Errors of the network become ModelError."""
+    try:
+        materialize_lazy(module, x, modules)
+        with active(run), grad_free():
             return module(x)
-        except _StopForward:
-            return None
-        except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as error:
-            # The network itself failed: most often an input size it was not built for
-            # (a CIFAR net fed 224 px) or a device without enough memory. Users get one
-            # sentence; the original error stays attached as the cause.
-            raise forward_error(module, x, error) from error
+    except StopForward:
+        return None
+    except (RuntimeError, ValueError, TypeError, IndexError, MemoryError) as error:
+        # The network itself failed: most often an input size it was not built for
+        # (a CIFAR net fed 224 px) or a device without enough memory. Users get one
+        # sentence; the original error stays attached as the cause.
+        raise forward_error(module, x, error) from error
 
 
 def forward_error(module: nn.Module, x: torch.Tensor, error: BaseException) -> ModelError:
@@ -274,22 +322,3 @@ def forward_error(module: nn.Module, x: torch.Tensor, error: BaseException) -> M
     return ModelError(
         f"{type(module).__name__} failed on a {shape} input ({detail}); check that the input "
         f"size (--input-size) is the one the network was built for.")
-
-
-def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224)) -> list[LayerInfo]:
-    """Every captured layer of ``module`` in execution order, with its metadata, from one
-    forward pass on zeros of ``input_shape`` (1, 3, H, W) (nothing is stored)."""
-    if isinstance(input_shape, int):
-        input_shape = (1, 3, input_shape, input_shape)
-    input_shape = tuple(int(s) for s in input_shape)
-    if len(input_shape) == 3:
-        input_shape = (1,) + input_shape
-    was_training = module.training
-    module.eval()
-    try:
-        x = torch.zeros(input_shape, device=module_device(module))
-        session = CaptureSession(module, store=False)
-        run_forward(module, x, session, torch.inference_mode)
-    finally:
-        module.train(was_training)
-    return session.infos
