@@ -49,3 +49,7 @@ class FileExistsExportError(ExportError):
     def __init__(self, message: str, path: Path):
         super().__init__(message)
         self.path = path
+
+
+class IndexFileError(FeaturescopeError):
+    """A dataset index that cannot be read, built or continued, or a question it cannot answer."""
