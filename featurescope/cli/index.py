@@ -28,7 +28,8 @@ def run_index(args) -> int:
     try:
         index = build_index(model, args.folder, layers=layers, top=args.top, batch_size=args.batch,
                             workers=args.workers, engine=args.engine, progress=bar, output=output,
-                            rebuild=args.rebuild, ray_address=address)
+                            rebuild=args.rebuild, ray_address=address,
+                            checkpoint_seconds=args.checkpoint_every)
     except KeyboardInterrupt:
         bar.finish()
         print(f"featurescope: stopped; {output} keeps what was read, run the same command to "
@@ -108,6 +109,8 @@ def add_parsers(commands, add_model_options, positive_int) -> None:
                        help="a Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     index.add_argument("--rebuild", action="store_true",
                        help="start the index again instead of continuing it")
+    index.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+                       help="save the index this often while it runs (default 30)")
     index.add_argument("--output", "-o", metavar="INDEX",
                        help=f"the index file (default: {DEFAULT_INDEX})")
 
