@@ -32,19 +32,34 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def _layer_entries(model, layers: list[str]) -> list[dict]:
-    from featurescope.core.analysis.receptive import receptive_field
+def _fields(model, layers: list[str]) -> dict:
+    """Receptive fields of ``layers`` from one pass; per layer where that pass fails."""
+    from featurescope.core.analysis.receptive import receptive_field, receptive_fields
 
+    try:
+        return receptive_fields(model, layers)
+    except ModelError:
+        found = {}
+        for name in layers:
+            try:
+                found[name] = receptive_field(model, name)
+            except ModelError:  # a field featurescope cannot follow
+                found[name] = None
+        return found
+
+
+def _layer_entries(model, layers: list[str]) -> list[dict]:
     infos = {info.name: info for info in model.layer_info}
+    fields = _fields(model, layers)
     entries = []
     for name in layers:
         info = infos[name]
-        try:
-            rf = receptive_field(model, name)
+        rf = fields.get(name)
+        if rf is not None:
             field = {"size_hw": list(rf.size_hw), "jump_hw": list(rf.jump_hw),
                      "start_hw": list(rf.start_hw), "input_size": list(rf.input_size),
                      "output_shape": list(rf.output_shape)}
-        except ModelError:  # a field featurescope cannot follow: the whole input
+        else:  # unknown field: the whole input
             h, w = model.input_size
             field = {"size_hw": [2 * h, 2 * w], "jump_hw": [0, 0], "start_hw": [h / 2, w / 2],
                      "input_size": [h, w], "output_shape": list(info.output_shape[1:])}

@@ -91,17 +91,26 @@ class ExampleReducer(TopKReducer):
 
     def reduce(self, name, output, start):
         n, channels, height, width = output.shape
-        maxima, where = output.reshape(n, channels, height * width).max(dim=2)
-        maxima = maxima.float().cpu().numpy().T  # (C, N)
-        where = where.cpu().numpy().T
-        positions = np.stack([where // width, where % width], axis=2).astype(np.int32)
-        ids = np.broadcast_to(self.batch_ids[None, :], maxima.shape)
-        batch = LayerTopK(maxima, np.ascontiguousarray(ids), positions,
-                          maxima.astype(np.float64).sum(1), (maxima > 0).sum(1).astype(np.int64),
-                          n, (height, width))
+        flat = output.reshape(n, channels, height * width)
+        # amax is about 3x cheaper than max-with-indices; the position is then found only
+        # for the maps that entered a top-K (at most C * k per batch, usually far fewer).
+        maxima = flat.amax(dim=2).float().cpu().numpy().T  # (C, N)
+        ids = np.ascontiguousarray(np.broadcast_to(self.batch_ids[None, :], maxima.shape))
+        unknown = np.full(maxima.shape + (2,), -1, np.int32)
+        batch = LayerTopK(maxima, ids, unknown, maxima.astype(np.float64).sum(1),
+                          (maxima > 0).sum(1).astype(np.int64), n, (height, width))
         if name not in self.layers_topk:
             self.layers_topk[name] = LayerTopK.empty(channels, self.k, (height, width))
-        self.layers_topk[name] = merge_layer(self.layers_topk[name], batch, self.rank, self.k)
+        merged = merge_layer(self.layers_topk[name], batch, self.rank, self.k)
+        rows, cols = np.nonzero((merged.positions[:, :, 0] < 0) & (merged.ids >= 0))
+        if len(rows):
+            where_in_batch = {int(file_id): j for j, file_id in enumerate(self.batch_ids)}
+            images = torch.as_tensor([where_in_batch[int(i)] for i in merged.ids[rows, cols]],
+                                     device=output.device)
+            found = flat[images, torch.as_tensor(rows, device=output.device)].argmax(dim=1).cpu().numpy()
+            merged.positions[rows, cols, 0] = found // width
+            merged.positions[rows, cols, 1] = found % width
+        self.layers_topk[name] = merged
 
     def result(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`TopKReducer.result`: (values (C, k), global ids (C, k))."""
