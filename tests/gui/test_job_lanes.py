@@ -131,3 +131,37 @@ def test_closing_the_window_during_background_work_returns_with_no_thread_left(m
     assert window.jobs.pool.activeThreadCount() == 0
     assert window.jobs.is_idle()
     assert ran == [1]  # the 299 queued units never ran
+
+
+def test_in_the_app_opening_an_image_overtakes_the_grids_being_built(make_window, qtbot):
+    """After a capture the window queues every other layer's grid and statistics; an image
+    opened meanwhile is read next, and its capture waits for one background unit at most."""
+    from featurescope.core.resources import default_sample, sample_images
+
+    window = make_window(start=False)
+    window.request_image(str(default_sample()))
+    window.request_model({"name": "resnet18", "weights": "none", "device": "cpu", "input_size": "64"})
+    qtbot.waitUntil(lambda: window.jobs.is_idle() and window.state.result is not None, timeout=120000)
+
+    gate, blocked, kinds = threading.Event(), threading.Event(), []
+
+    def started(unit):  # worker thread, before each unit
+        kinds.append(unit.request.kind)
+        if unit.request.kind == "grids" and not blocked.is_set():
+            blocked.set()
+            assert gate.wait(10)  # hold the worker inside the first grid unit
+
+    window.jobs.unit_started = started
+    window.request_capture()  # its answer queues the grids and statistics
+    qtbot.waitUntil(blocked.is_set, timeout=60000)  # the GUI thread must deliver the capture
+    coffee = next(p for p in sample_images() if p.stem == "coffee")
+    window.request_image(str(coffee))
+    gate.set()
+    qtbot.waitUntil(lambda: window.jobs.is_idle() and window.state.image_source == str(coffee)
+                    and window.state.result is not None, timeout=60000)
+    first_grid = kinds.index("grids")
+    assert kinds[first_grid + 1] == "image"
+    after_image = kinds[first_grid + 2:]
+    waited = after_image[:after_image.index("capture")]
+    assert len(waited) <= 1 and set(waited) <= {"grids", "stats"}
+    assert kinds.count("grids") > 2  # the background work itself still ran, later
