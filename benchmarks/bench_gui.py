@@ -106,7 +106,8 @@ def lane_latency_figures(model_name: str, size: int, rounds: int, units: int = 2
     from featurescope.core.models.load import load_model
     from featurescope.core.render.options import DisplayOptions
     from featurescope.gui.app import application
-    from featurescope.gui.jobs.workers import BACKGROUND, INTERACTIVE, JobRunner
+    from featurescope.gui.jobs.lanes import BACKGROUND, INTERACTIVE
+    from featurescope.gui.jobs.workers import JobRunner
     from featurescope.gui.views.grid_view import build_grid  # what the grid view queues
 
     app = application()

@@ -6,7 +6,8 @@ import threading
 import pytest
 
 from featurescope.core.errors import ExportError
-from featurescope.gui.jobs.workers import BACKGROUND, INTERACTIVE, JobRunner
+from featurescope.gui.jobs.lanes import BACKGROUND, INTERACTIVE
+from featurescope.gui.jobs.workers import JobRunner
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ def test_closing_the_window_during_background_work_returns_with_no_thread_left(m
     assert ran == [1]  # the 299 queued units never ran
 
 
-def test_in_the_app_opening_an_image_overtakes_the_grids_being_built(make_window, qtbot):
+def test_in_the_app_opening_an_image_overtakes_the_grids_being_built(make_window, qtbot, monkeypatch):
     """After a capture the window queues every other layer's grid and statistics; an image
     opened meanwhile is read next, and its capture waits for one background unit at most."""
     from featurescope.core.resources import default_sample, sample_images
@@ -152,6 +153,15 @@ def test_in_the_app_opening_an_image_overtakes_the_grids_being_built(make_window
             assert gate.wait(10)  # hold the worker inside the first grid unit
 
     window.jobs.unit_started = started
+    submitted_at = []  # how many units had started when each capture was asked for
+    submit = window.jobs.submit
+
+    def recording_submit(kind, fn, **kwargs):
+        if kind == "capture":
+            submitted_at.append(len(kinds))
+        return submit(kind, fn, **kwargs)
+
+    monkeypatch.setattr(window.jobs, "submit", recording_submit)
     window.request_capture()  # its answer queues the grids and statistics
     qtbot.waitUntil(blocked.is_set, timeout=60000)  # the GUI thread must deliver the capture
     coffee = next(p for p in sample_images() if p.stem == "coffee")
@@ -161,7 +171,9 @@ def test_in_the_app_opening_an_image_overtakes_the_grids_being_built(make_window
                     and window.state.result is not None, timeout=60000)
     first_grid = kinds.index("grids")
     assert kinds[first_grid + 1] == "image"
-    after_image = kinds[first_grid + 2:]
-    waited = after_image[:after_image.index("capture")]
-    assert len(waited) <= 1 and set(waited) <= {"grids", "stats"}
-    assert kinds.count("grids") > 2  # the background work itself still ran, later
+    # the image's capture is asked for once its answer reached the GUI thread (background
+    # units run meanwhile); from then on it waits for the unit running at most
+    second_capture = first_grid + 2 + kinds[first_grid + 2:].index("capture")
+    assert len(submitted_at) == 2
+    assert second_capture - submitted_at[1] <= 1
+    assert kinds.count("grids") > 2  # the background work itself still ran

@@ -16,24 +16,18 @@ queued signals of a separate ``JobSignals`` QObject that lives in the GUI thread
 """
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
-import threading
 import traceback
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional, Sequence
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from featurescope.core.errors import FeaturescopeError
 from featurescope.core.progress import CancelToken, Cancelled
+from featurescope.gui.jobs.lanes import BACKGROUND, BACKGROUND_KINDS, INTERACTIVE, Lanes, Request, Unit
 
 log = logging.getLogger(__name__)
-
-INTERACTIVE, BACKGROUND = "interactive", "background"
-#: kinds that only prepare or write things: they never make the user wait
-BACKGROUND_KINDS = frozenset({"grids", "stats", "export"})
 
 _ids = itertools.count(1)
 
@@ -46,77 +40,6 @@ class JobSignals(QObject):
     cancelled = Signal(int)  # request id
     progress = Signal(int, int, int, str)  # request id, done, total, text
     partial = Signal(int, object)  # request id, a piece of the result published early
-
-
-@dataclass
-class Request:
-    """One submitted job: what it is, how to cancel it, where its answer goes."""
-
-    id: int
-    kind: str
-    label: str
-    token: CancelToken
-    lane: str = INTERACTIVE
-    on_result: Optional[Callable[[Any], None]] = None
-    on_error: Optional[Callable[[str, BaseException], None]] = None
-    on_partial: Optional[Callable[[Any], None]] = None
-    on_cancelled: Optional[Callable[[], None]] = None
-    error: Optional[BaseException] = field(default=None, repr=False)
-    ended: bool = field(default=False, repr=False)  # worker thread: its answer is out
-
-
-@dataclass
-class _Unit:
-    """One piece of a request: ``index`` of ``count``; ``count`` 0 for a whole job."""
-
-    request: Request
-    fn: Callable[..., Any]
-    signals: JobSignals
-    index: int = 0
-    count: int = 0
-
-
-class _Lanes:
-    """The two queues the worker drains, interactive first (any thread, locked)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lanes = {INTERACTIVE: collections.deque(), BACKGROUND: collections.deque()}
-
-    def put(self, units: Iterable[_Unit]) -> None:
-        with self._lock:
-            for unit in units:
-                self._lanes[unit.request.lane].append(unit)
-
-    def take(self) -> Optional[_Unit]:
-        with self._lock:
-            for lane in (INTERACTIVE, BACKGROUND):
-                if self._lanes[lane]:
-                    return self._lanes[lane].popleft()
-        return None
-
-    def drop_ended(self) -> None:
-        """Forget units of cancelled requests except each one's first (it reports)."""
-        with self._lock:
-            for lane, queue in self._lanes.items():
-                seen: set[int] = set()
-                kept = collections.deque()
-                for unit in queue:
-                    request = unit.request
-                    if request.token.is_cancelled and request.id in seen:
-                        continue
-                    seen.add(request.id)
-                    kept.append(unit)
-                self._lanes[lane] = kept
-
-    def clear(self) -> None:
-        with self._lock:
-            for queue in self._lanes.values():
-                queue.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return sum(len(queue) for queue in self._lanes.values())
 
 
 def _emit(signals: JobSignals, name: str, *args: Any) -> None:
@@ -133,7 +56,7 @@ def _emit(signals: JobSignals, name: str, *args: Any) -> None:
         pass
 
 
-def _run_unit(unit: _Unit) -> None:  # worker thread: never touch a widget here
+def _run_unit(unit: Unit) -> None:  # worker thread: never touch a widget here
     request, signals = unit.request, unit.signals
     if request.ended:
         return  # an earlier unit of it failed or saw the cancel
@@ -184,7 +107,7 @@ def _run_unit(unit: _Unit) -> None:  # worker thread: never touch a widget here
 class _Drain(QRunnable):
     """One turn of the worker: run the most urgent unit waiting (one per unit queued)."""
 
-    def __init__(self, lanes: _Lanes, hook: Optional[Callable[[_Unit], None]] = None):
+    def __init__(self, lanes: Lanes, hook: Optional[Callable[[Unit], None]] = None):
         super().__init__()
         self.setAutoDelete(True)
         self._lanes, self._hook = lanes, hook
@@ -214,11 +137,11 @@ class JobRunner(QObject):
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)  # the model and its hooks are not re-entrant
-        self._lanes = _Lanes()
+        self._lanes = Lanes()
         self._pending: dict[int, tuple[Request, JobSignals]] = {}
         self._current: dict[str, int] = {}  # kind -> id of the request that counts
         #: called in the worker thread with each unit about to run (tests, benchmarks)
-        self.unit_started: Optional[Callable[[_Unit], None]] = None
+        self.unit_started: Optional[Callable[[Unit], None]] = None
 
     # -- submitting ---------------------------------------------------------------
     def submit(
@@ -243,7 +166,7 @@ class JobRunner(QObject):
         request = self._new_request(kind, label, lane, on_result, on_error, on_partial,
                                     on_cancelled, also_cancel)
         signals = self._signals()
-        self._start(request, signals, [_Unit(request, fn, signals)])
+        self._start(request, signals, [Unit(request, fn, signals)])
         return request
 
     def submit_units(
@@ -274,7 +197,7 @@ class JobRunner(QObject):
         request = self._new_request(kind, label, lane, on_result, on_error, on_partial,
                                     on_cancelled, also_cancel)
         signals = self._signals()
-        self._start(request, signals, [_Unit(request, fn, signals, index, len(units))
+        self._start(request, signals, [Unit(request, fn, signals, index, len(units))
                                        for index, fn in enumerate(units)])
         return request
 
@@ -298,7 +221,7 @@ class JobRunner(QObject):
         signals.partial.connect(self._on_partial)
         return signals
 
-    def _start(self, request: Request, signals: JobSignals, units: list[_Unit]) -> None:
+    def _start(self, request: Request, signals: JobSignals, units: list[Unit]) -> None:
         self._pending[request.id] = (request, signals)
         self._current[request.kind] = request.id
         was_idle = len(self._pending) == 1
