@@ -83,7 +83,3 @@ class Lanes:
         with self._lock:
             for queue in self._lanes.values():
                 queue.clear()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return sum(len(queue) for queue in self._lanes.values())
