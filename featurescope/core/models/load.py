@@ -264,6 +264,8 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
     check(cancel)
 
     spec = resolve(str(name_or_path))
+    if mode == "none" and not spec.random_init:
+        mode = "default"  # e.g. `featurescope layers` on an ONNX file: its layers are the same
     if mode == "file" and not spec.weights_files:
         raise ModelError(f"{spec.label} carries its own weights; a separate weights file "
                          f"({Path(weights_text).name}) cannot be loaded into it.")
@@ -315,7 +317,7 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
     module = module.to(target_device).eval()
     categories = getattr(module, "categories", None)
     if not (isinstance(categories, (list, tuple)) and all(isinstance(c, str) for c in categories)):
-        categories = spec.categories
+        categories = spec.categories_for(module) if spec.categories_for is not None else spec.categories
     report(progress, 1, 1, f"Loaded {spec.label}")
     return LoadedModel(module, str(name_or_path), asked, weights_label,
                        trained, target_device, list(categories) if categories is not None else None,

@@ -71,9 +71,13 @@ class ModelSpec:
     # the source's own exact transform, used when nothing is overridden (torchvision's)
     transform: Optional[Callable] = None
     categories: Optional[Sequence[str]] = None
+    categories_for: Optional[Callable[[Any], Optional[Sequence[str]]]] = None  # from the module
     fix_state: Callable[[dict], dict] = lambda state: state
     supports_gradients: bool = True
     weights_files: bool = True  # whether --weights FILE makes sense for this source
+    # False where "none" cannot randomise the network (ONNX: the runtime runs the file's
+    # own weights); "none" then loads the default weights, labelled as such
+    random_init: bool = True
     path: Optional[Path] = None  # own model files, absolute
     preprocessing_for: Optional[Callable[[Any, "Preprocessing"], "Preprocessing"]] = None
 
