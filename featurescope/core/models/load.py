@@ -30,12 +30,12 @@ from featurescope.core.models.download import WEIGHTS_URLS, cache_path_for, down
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check, report
 from featurescope.core.models.registry import CatalogueEntry, catalogue_entries, resolve
-from featurescope.core.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing
+from featurescope.core.models.spec import (IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing,
+                                           parse_statistics)
 from featurescope.core.models.weights import drop_aux, fit_state_dict, read_weights
 
 __all__ = ["CatalogueEntry", "catalogue", "cache_path_for", "download_url_for", "WEIGHTS_URLS",
-           "IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "LoadedModel", "load_model",
-           "parse_statistics"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "LoadedModel", "load_model"]
 
 def catalogue() -> list[CatalogueEntry]:
     """All convolutional classification models: efficientnet_lite0 first, then torchvision's
@@ -49,39 +49,6 @@ def _size_pair(size) -> tuple[int, int]:
         return (size, size)
     h, w = size
     return (int(h), int(w))
-
-
-def parse_statistics(text: Union[str, Sequence[float], None], channels: Optional[int] = None,
-                     what: str = "mean") -> Optional[tuple[float, ...]]:
-    """Normalisation values from ``"0.485,0.456,0.406"``, ``"0.1307"`` or a sequence: one
-    value per input channel, or one value for every channel. With ``channels`` the result
-    has that many values (one value is repeated); without, it is returned as given.
-    None or an empty text gives None. Raises ModelError with a sentence for anything else
-    (the CLI and the GUI's model panel both use this)."""
-    if text is None:
-        return None
-    if isinstance(text, str):
-        parts = [p for p in text.replace(" ", ",").split(",") if p]
-        if not parts:
-            return None
-        try:
-            values = tuple(float(p) for p in parts)
-        except ValueError:
-            raise ModelError(f"{what} {text!r} is not numbers such as 0.485,0.456,0.406 (one per "
-                             f"input channel) or 0.5 (the same for every channel).") from None
-    else:
-        values = tuple(float(v) for v in text)
-    if not values:
-        return None
-    if channels is not None and len(values) != channels:
-        if len(values) != 1:
-            unit = "value" if channels == 1 else "values"
-            raise ModelError(f"{what} must have {channels} {unit} (one per input channel) or one "
-                             f"for all, not {len(values)}.")
-        values = values * channels
-    if what == "std" and any(v == 0 for v in values):
-        raise ModelError("std must not contain 0 (the input would be divided by zero).")
-    return values
 
 
 _IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -203,7 +170,18 @@ class LoadedModel:
     def layer_info(self):
         from featurescope.core.capture.capture import describe_layers
 
-        return describe_layers(self.module, (1, self.channels, *self.input_size))
+        try:
+            return describe_layers(self.module, (1, self.channels, *self.input_size))
+        except ModelError as error:
+            cause = error.__cause__
+            if cause is None or "memory" in str(error).lower():
+                raise
+            # capture's sentence names a command-line flag; this one is read in the app too
+            detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(".")
+            h, w = self.input_size
+            raise ModelError(
+                f"{self.name} failed on a {self.channels}x{h}x{w} input ({detail}); check that the "
+                f"input size and channels are the ones the network was built for.") from cause
 
     @property
     def layers(self) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +84,43 @@ class ModelSpec:
     def __post_init__(self) -> None:
         self.label = self.label or self.name
         self.arch = self.arch or self.label
+
+
+def parse_statistics(text: Union[str, Sequence[float], None], channels: Optional[int] = None,
+                     what: str = "mean") -> Optional[tuple[float, ...]]:
+    """Normalisation values from ``"0.485,0.456,0.406"``, ``"0.1307"`` or a sequence: one
+    value per input channel, or one value for every channel. With ``channels`` the result
+    has that many values (one value is repeated); without, it is returned as given.
+    None or an empty text gives None. Raises ModelError with a sentence for anything else
+    (the CLI and the GUI's model panel both use this)."""
+    from featurescope.core.errors import ModelError
+
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = [p for p in text.replace(" ", ",").split(",") if p]
+        if not parts:
+            return None
+        try:
+            values = tuple(float(p) for p in parts)
+        except ValueError:
+            raise ModelError(f"{what} {text!r} is not numbers such as 0.485,0.456,0.406 (one per "
+                             f"input channel) or 0.5 (the same for every channel).") from None
+    else:
+        values = tuple(float(v) for v in text)
+    if not values:
+        return None
+    if channels is not None and len(values) != channels:
+        if len(values) != 1:
+            if channels == 1:
+                raise ModelError(f"{what} must have 1 value (the model has one input channel), "
+                                 f"not {len(values)}.")
+            raise ModelError(f"{what} must have {channels} values (one per input channel) or one "
+                             f"for all, not {len(values)}.")
+        values = values * channels
+    if what == "std" and any(v == 0 for v in values):
+        raise ModelError("std must not contain 0 (the input would be divided by zero).")
+    return values
 
 
 def require_gradients(model, what: str = "Grad-CAM") -> None:
