@@ -33,7 +33,8 @@ from featurescope.core.models.registry import register_source
 from featurescope.core.models.spec import DEFAULT_SIZE, ModelSpec, Preprocessing
 from featurescope.core.progress import report
 
-CAPTURED_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+CAPTURED_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+                "ReduceMean", "ReduceMax")
 
 
 def _imports():
@@ -114,9 +115,9 @@ def _build_stand_in(node, attrs: dict, constants: dict, shapes: dict):
             stride=tuple(attrs.get("strides", (1, 1))), padding=_pads(attrs),
             dilation=tuple(attrs.get("dilations", (1, 1))), groups=groups, bias=bias)
         with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32)))
+            module.weight.copy_(torch.tensor(np.asarray(weight, np.float32)))
             if bias and node.input[2] in constants:
-                module.bias.copy_(torch.from_numpy(np.asarray(constants[node.input[2]], np.float32)))
+                module.bias.copy_(torch.tensor(np.asarray(constants[node.input[2]], np.float32)))
         if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
             module.same_padding = True  # layer metadata reports padding "same"
         return module
@@ -134,7 +135,15 @@ def _build_stand_in(node, attrs: dict, constants: dict, shapes: dict):
     rank = shapes.get(node.input[0])
     if rank is not None and rank != 4:
         return None
-    cls = nn.AdaptiveAvgPool2d if op == "GlobalAveragePool" else nn.AdaptiveMaxPool2d
+    if op.startswith("Reduce"):
+        # global pooling as torch's dynamo exporter writes it: a mean (max) over H and W
+        # that keeps the dimensions; axes an attribute before opset 18, an input since
+        axes = attrs.get("axes")
+        if axes is None and len(node.input) > 1 and node.input[1] in constants:
+            axes = [int(a) for a in np.asarray(constants[node.input[1]]).ravel()]
+        if not axes or {int(a) % 4 for a in axes} != {2, 3} or not attrs.get("keepdims", 1):
+            return None
+    cls = nn.AdaptiveAvgPool2d if op in ("GlobalAveragePool", "ReduceMean") else nn.AdaptiveMaxPool2d
     return _stand_in(cls)(1)
 
 

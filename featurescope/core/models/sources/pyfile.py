@@ -67,6 +67,9 @@ def own_preprocessing(module, py_module=None) -> Preprocessing:
     """Preprocessing for a network of one's own: channels from its first convolution,
     size from an ``input_size`` attribute (int or (H, W)) of the network or its file,
     else 224; ImageNet statistics (grey average for one channel)."""
+    import sys
+
+    py_module = py_module or sys.modules.get(type(module).__module__)
     size = getattr(module, "input_size", None) or getattr(py_module, "input_size", None) or DEFAULT_SIZE
     try:
         h, w = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
