@@ -81,7 +81,11 @@ def fetch_weights(repo_id: str, progress=None, cancel=None) -> Path:
         return found
     from huggingface_hub import hf_hub_download
     from huggingface_hub import constants
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub import errors
+
+    LocalEntryNotFoundError = errors.LocalEntryNotFoundError
+    # huggingface_hub < 1.0 has no RemoteEntryNotFoundError; Local* is caught first anyway
+    RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
 
     folder = hub_cache_folder(repo_id)
     reason = ""
