@@ -107,3 +107,114 @@ def test_offline_without_cached_weights_names_the_repository_and_the_cache(hf_ca
 def test_unknown_timm_name_suggests_the_closest():
     with pytest.raises(ModelError, match=r"'resnet19' is not a timm model; did you mean timm:resnet18\?"):
         load_model("timm:resnet19")
+
+
+@pytest.fixture
+def hub_server(tmp_path, monkeypatch):
+    """A loopback stand-in for the Hugging Face Hub serving resnet18's model.safetensors
+    (the headers hf_hub_download reads: X-Repo-Commit, ETag, Content-Length)."""
+    import hashlib
+    import http.server
+    import threading
+
+    from safetensors.torch import save_file
+
+    import featurescope.core.models.sources.timm as timm_source
+
+    source = timm.create_model("resnet18")
+    with torch.no_grad():
+        source.conv1.weight.fill_(0.5)
+    file = tmp_path / "served.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(file))
+    data = file.read_bytes()
+    etag = hashlib.sha256(data).hexdigest()
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _headers(self) -> bool:
+            if not self.path.endswith("/resolve/main/model.safetensors"):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return False
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", "a" * 40)
+            self.send_header("ETag", f'"{etag}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return True
+
+        def do_HEAD(self):
+            self._headers()
+
+        def do_GET(self):
+            if self._headers():
+                try:
+                    for start in range(0, len(data), 1 << 16):
+                        self.wfile.write(data[start:start + (1 << 16)])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a cancelled download hangs up
+
+    class QuietServer(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            pass
+
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    server = QuietServer(("127.0.0.1", 0), Hub)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    monkeypatch.setattr(timm_source, "HUB_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        yield source, cache / "models--timm--resnet18.a1_in1k"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_default_weights_download_into_the_hugging_face_cache_with_progress(hub_server):
+    source, folder = hub_server
+    seen = []
+    m = load_model("timm:resnet18", device="cpu", progress=lambda done, total, text: seen.append((done, total, text)))
+    assert _same_parameters(m.module, source) and m.trained
+    downloads = [(done, total) for done, total, text in seen if text == "Downloading model.safetensors"]
+    assert downloads and downloads[-1][0] == downloads[-1][1] > 0
+    assert (folder / "snapshots" / ("a" * 40) / "model.safetensors").is_file()
+    # the second time it comes from the cache: no download
+    seen.clear()
+    load_model("timm:resnet18", device="cpu", progress=lambda done, total, text: seen.append(text))
+    assert "Downloading model.safetensors" not in seen
+
+
+def test_timm_download_can_be_cancelled(hub_server):
+    from featurescope.core.progress import CancelToken, Cancelled
+
+    _source, folder = hub_server
+    token = CancelToken()
+
+    def progress(done, total, text):
+        if text.startswith("Downloading") and done > 0:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        load_model("timm:resnet18", progress=progress, cancel=token)
+    assert not list(folder.glob("snapshots/*/model.safetensors"))
+
+
+def test_unreachable_hub_fails_at_once_with_the_sentence(hf_cache, monkeypatch):
+    import socket
+
+    import featurescope.core.models.sources.timm as timm_source
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(timm_source, "HUB_ENDPOINT", f"http://127.0.0.1:{port}")
+    with pytest.raises(DownloadError, match=r"repository timm/resnet18.a1_in1k \(http://127.0.0.1:\d+ could not "
+                                            r"be reached: .*\); .* copy its cache folder to "):
+        load_model("timm:resnet18")

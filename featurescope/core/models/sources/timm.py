@@ -25,6 +25,9 @@ from featurescope.core.progress import Cancelled, check, report
 PREFIX = "timm:"
 # What timm's own hub loader looks for, in its order of preference.
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+# The Hub to download from; None: huggingface_hub's own (HF_ENDPOINT). The tests point it
+# at a loopback server, as download.WEIGHTS_URLS does for torchvision.
+HUB_ENDPOINT = None
 
 
 def _timm():
@@ -73,6 +76,21 @@ def cached_weights(repo_id: str):
     return None
 
 
+def _unreachable(endpoint: str) -> str:
+    """Why ``endpoint`` cannot be reached ("" when it answers at all, errors included)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=10).close()
+    except urllib.error.HTTPError:
+        return ""  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        detail = getattr(error, "reason", None) or error
+        return f"{endpoint} could not be reached: {getattr(detail, 'strerror', None) or detail}"
+    return ""
+
+
 def fetch_weights(repo_id: str, progress=None, cancel=None) -> Path:
     """``repo_id``'s weights file: from the Hugging Face cache, else downloaded into it.
     Raises DownloadError (naming the repository and the cache folder) or Cancelled."""
@@ -88,10 +106,13 @@ def fetch_weights(repo_id: str, progress=None, cancel=None) -> Path:
     RemoteEntryNotFoundError = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
 
     folder = hub_cache_folder(repo_id)
-    reason = ""
-    for filename in HUB_FILES:
+    # huggingface_hub retries an unreachable Hub for ~25 s without a way to cancel; one
+    # quick request first makes "offline" an answer at once
+    endpoint = HUB_ENDPOINT or constants.ENDPOINT
+    reason = "" if constants.HF_HUB_OFFLINE else _unreachable(endpoint)
+    for filename in HUB_FILES if not reason else ():
         try:
-            return Path(hf_hub_download(repo_id, filename,
+            return Path(hf_hub_download(repo_id, filename, endpoint=endpoint,
                                         tqdm_class=_progress_tqdm(progress, cancel, filename)))
         except Cancelled:
             raise
