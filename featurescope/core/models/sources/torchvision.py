@@ -126,6 +126,8 @@ class TorchvisionSource:
         transform = known.transforms()
 
         def create(mode: str, progress=None, cancel=None, trust_pickle: bool = False):
+            from torch import nn
+
             from featurescope.core.models.download import cache_path_for, download, download_url_for
             from featurescope.core.models.weights import densenet_keys, drop_aux, fit_state_dict, read_weights
 
@@ -138,7 +140,7 @@ class TorchvisionSource:
             check(cancel)
             report(progress, 0, 0, f"Loading {name} weights")
             state = read_weights(path, trust_pickle)
-            if isinstance(state, nn_module()):  # a trusted full pickle
+            if isinstance(state, nn.Module):  # a trusted full pickle
                 return state
             module = build_torchvision(name, pretrained_default=True, init=False)
             state = densenet_keys(state) if name.startswith("densenet") else state
@@ -168,8 +170,3 @@ class TorchvisionSource:
                                           str(default_weights(model_name))))
         return entries
 
-
-def nn_module():
-    from torch import nn
-
-    return nn.Module
