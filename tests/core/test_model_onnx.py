@@ -60,7 +60,7 @@ def test_small_cnn_layers_equal_onnxruntime_and_torch(tmp_path, dynamo):
     path = export(net, tmp_path / "small.onnx", (1, 3, 40, 40), dynamo)
     m = load_model(str(path), device="cpu")
     assert m.input_size == (40, 40) and m.channels == 3 and m.mean == (0.485, 0.456, 0.406)
-    assert not m.supports_gradients and m.spec.source == "onnx"
+    assert not m.supports_gradients and m.spec.source == "onnx" and m.categories is None
     assert [info.kind for info in m.layer_info] == ["Conv2d", "MaxPool2d", "Conv2d", "AvgPool2d",
                                                     "AdaptiveAvgPool2d"]
     conv2 = m.layer_info[2]
@@ -90,6 +90,7 @@ def test_resnet18_from_torchs_exporter_equals_onnxruntime(tmp_path):
     path = export(torchvision.models.resnet18(weights=None), tmp_path / "resnet18.onnx", (1, 3, 64, 64))
     m = load_model(str(path), device="cpu")
     assert m.layers[:3] == ["conv1", "maxpool", "layer1_0_conv1"] and len(m.layers) == 22
+    assert m.categories[282] == "tiger cat"  # 1000 outputs: ImageNet's classes
     x = torch.randn(1, 3, 64, 64)
     result = capture(m, x)
     for layer, expected in zip(m.layers, onnxruntime_node_outputs(path, x)):

@@ -21,7 +21,7 @@ conv1/Conv`` -> ``layer1_0_conv1``).
 
 Input size and channels come from the graph's input shape (N, C, H, W) where it is
 fixed; otherwise 224 and 3, overridable with ``input_size``; mean and std are ImageNet's
-unless given.
+unless given. A graph whose output is (N, 1000) is taken to give ImageNet's classes.
 """
 from __future__ import annotations
 
@@ -278,7 +278,10 @@ def build_network(path: Path):
             graph.output.append(onnx.helper.make_empty_tensor_value_info(value))
             known_outputs.add(value)
     output_name = model.graph.output[0].name
+    out_dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in model.graph.output[0].type.tensor_type.shape.dim]
     network = _network_class()(path, model.SerializeToString(), input_name, output_name, plan, stand_ins)
+    network.classes = out_dims[-1] if len(out_dims) == 2 else None
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     shape = tuple(dims[1:4]) if len(dims) == 4 else (None, None, None)
@@ -314,7 +317,16 @@ class OnnxSource:
             resize = max(size) * 256 // 224 if max(size) >= 64 else max(size)
             return Preprocessing(input_size=size, resize=resize).with_channels(channels or 3)
 
+        def categories_for(module):
+            # 1000 scores: ImageNet's classes, in the order every ImageNet model uses
+            if getattr(module, "classes", None) == 1000:
+                from featurescope.core.models.sources.torchvision import imagenet_categories
+
+                return imagenet_categories()
+            return None
+
         return ModelSpec(name=str(path), source=self.name, create=create, label=path.name,
+                         categories_for=categories_for,
                          family="ONNX", default_label="ONNX weights", path=path,
                          supports_gradients=False, weights_files=False, random_init=False,
                          preprocessing_for=preprocessing_for)
