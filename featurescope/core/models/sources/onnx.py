@@ -10,7 +10,8 @@ can load, and its results are the reference anyway. The price: no gradients
 
 How capture sees the layers: the graph is run once with the input and output of every
 2-D ``Conv``, ``MaxPool``, ``AveragePool``, ``GlobalAveragePool`` and
-``GlobalMaxPool`` node added as extra graph outputs. :class:`OnnxNetwork` is an
+``GlobalMaxPool`` node (and ``ReduceMean``/``ReduceMax`` over H and W with kept
+dimensions, dynamo's global pooling) added as extra graph outputs. ``OnnxNetworkModule`` is an
 ``nn.Module`` whose children are stand-ins of the matching torch classes (``Conv2d``
 with the node's kernel, stride, padding, groups and weights, so the filter view works;
 ``MaxPool2d``, ``AvgPool2d``, ``AdaptiveAvgPool2d(1)``, ...). After the run, each
@@ -22,6 +23,8 @@ conv1/Conv`` -> ``layer1_0_conv1``).
 Input size and channels come from the graph's input shape (N, C, H, W) where it is
 fixed; otherwise 224 and 3, overridable with ``input_size``; mean and std are ImageNet's
 unless given. A graph whose output is (N, 1000) is taken to give ImageNet's classes.
+The weights are the file's: ``weights="none"`` loads them too (``featurescope layers``
+asks for none), and a separate weights file is refused.
 """
 from __future__ import annotations
 
