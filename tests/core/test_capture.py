@@ -331,7 +331,7 @@ def test_two_captures_in_a_row_do_not_share_or_overwrite_outputs():
 def test_efficientnet_lite0_runs_under_inference_mode():
     from featurescope.core.models.sources import lite
 
-    model = lite.efficientnet_lite0(pretrained=False)
+    model = lite.EfficientNetLite0().eval()
     x = torch.randn(1, 3, 64, 64)
     result = capture(model, x)
     assert all(result.raw(name).is_inference() for name in result.layers)  # trusted: no_grad not needed
