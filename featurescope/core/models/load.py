@@ -170,18 +170,7 @@ class LoadedModel:
     def layer_info(self):
         from featurescope.core.capture.capture import describe_layers
 
-        try:
-            return describe_layers(self.module, (1, self.channels, *self.input_size))
-        except ModelError as error:
-            cause = error.__cause__
-            if cause is None or "memory" in str(error).lower():
-                raise
-            # capture's sentence names a command-line flag; this one is read in the app too
-            detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0].rstrip(".")
-            h, w = self.input_size
-            raise ModelError(
-                f"{self.name} failed on a {self.channels}x{h}x{w} input ({detail}); check that the "
-                f"input size and channels are the ones the network was built for.") from cause
+        return describe_layers(self.module, (1, self.channels, *self.input_size), name=self.name)
 
     @property
     def layers(self) -> list[str]:
