@@ -7,12 +7,18 @@ from __future__ import annotations
 import os
 
 
+def _model_options(args) -> dict:
+    """--input-size, --mean, --std (an own model's preprocessing), when the parser has them."""
+    return {key: getattr(args, key, None) for key in ("input_size", "mean", "std")}
+
+
 def run_gui(args) -> int:
     """Open the app, with the image and model the arguments name (if any)."""
     from featurescope.gui.app import run_app
 
     return int(run_app(image=getattr(args, "image", None), model=getattr(args, "model", None),
-                       weights=getattr(args, "weights", None), device=getattr(args, "device", None)) or 0)
+                       weights=getattr(args, "weights", None), device=getattr(args, "device", None),
+                       **_model_options(args)) or 0)
 
 
 def run_screenshot(args) -> int:
@@ -23,6 +29,7 @@ def run_screenshot(args) -> int:
 
     path = save_screenshot(args.out, image=args.image, model=args.model, weights=args.weights,
                            layer=args.layer, view=args.view, channel=args.channel, size=args.size,
-                           position=args.position, compare_with=args.compare_with)
+                           position=args.position, compare_with=args.compare_with,
+                           device=getattr(args, "device", None), **_model_options(args))
     print(path)
     return 0
