@@ -272,8 +272,8 @@ class MainWindow(ImageDropTarget, QMainWindow):
     def clear_error(self) -> None:
         """Take the last error away (banner and status bar) once something new has worked.
 
-        A model that failed to load stays said (an image or a capture that works says
-        nothing about it) until a model the user asked for loads.
+        A start-up model that failed (Lite0 stands in for it) stays said: an image or a
+        capture that works says nothing about it; a model the user asks for that loads does.
         """
         if self._error_shown and self._error_shown == self.model_jobs.model_error:
             return

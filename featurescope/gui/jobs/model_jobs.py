@@ -36,9 +36,9 @@ class ModelJobs(QObject):
         self.state, self.jobs, self.settings = state, jobs, settings
         self.show_status, self.clear_error = show_status, clear_error
         self.model_spec: dict = {}
-        # The sentence of the last model that failed to load: it stays in the window
-        # (an image or a capture that works does not take it away) until a model the
-        # user asked for loads; see MainWindow.clear_error.
+        # The sentence of the start-up model that failed and was replaced by Lite0: it
+        # stays in the window (an image or a capture that works does not take it away)
+        # until a model the user asks for loads; see MainWindow.clear_error.
         self.model_error = ""
         self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
         state.layer_changed.connect(self.fetch_missing_layer)
@@ -99,10 +99,12 @@ class ModelJobs(QObject):
     def _model_failed(self, message: str, spec: dict, fallback: bool) -> None:
         if "trust_pickle=True" in message:
             message += ' In the Model tab, tick "Trust this file" beside the weights file to load it.'
-        self.model_error = message
-        self.state.report_error(message)
         asked_default = spec.get("name") == DEFAULT_MODEL and spec.get("weights", "default") == "default"
-        if fallback and self.state.model is None and not asked_default:
+        replace = fallback and self.state.model is None and not asked_default
+        if replace:  # the user never saw their model: its sentence stays while Lite0 stands in
+            self.model_error = message
+        self.state.report_error(message)
+        if replace:
             self.load_fallback(str(spec.get("name") or "the model"))
 
     def load_fallback(self, failed_name: str) -> None:
