@@ -215,7 +215,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
             image = recent[0] if recent else str(default_sample())
         self.request_image(str(image))
         self.jobs.submit("catalogue", lambda progress, cancel: catalogue_and_devices(),
-                         on_result=lambda choices: self.model_panel.fill_choices(*choices),
+                         on_result=lambda choices: self.model_panel.filled or self.model_panel.fill_choices(*choices),
                          on_error=lambda message, _error: log.info("no catalogue: %s", message))
         self.layer_panel.focus_list()
 

@@ -108,6 +108,8 @@ class ModelPanel(QWidget):
         self.trust.setToolTip("Only for a file you made or got from someone you trust: a pickled "
                               "model is loaded with Python's unpickler, which can run any code.")
         self.trust.setStyleSheet("QCheckBox:checked { color: #c0392b; }")
+        # the long sentence must not widen the dock (the tooltip says it all when clipped)
+        self.trust.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
         self._trusted: set[str] = set()
 
         self.custom = QGroupBox("Your own model file")
@@ -263,11 +265,6 @@ class ModelPanel(QWidget):
         self.trust.setVisible(is_file)
         text = self.weights_file.text().strip()
         self.trust.setChecked(bool(is_file and text and absolute(text) in self._trusted))
-
-    def offer_trust(self) -> None:
-        """After "pass trust_pickle=True": show the Trust box for the weights file, unticked."""
-        self.trust.setVisible(True)
-        self.trust.setFocus()
 
     def _browse_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Weights file", str(Path.home()),
