@@ -18,7 +18,7 @@ def _model(name: str) -> torch.nn.Module:
     if name == "efficientnet_lite0":
         from featurescope.core.models.sources import lite
 
-        return lite.efficientnet_lite0(pretrained=False)
+        return lite.EfficientNetLite0().eval()
     import torchvision
 
     return torchvision.models.get_model(name, weights=None).eval()

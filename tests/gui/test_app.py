@@ -98,6 +98,8 @@ def test_run_app_tunes_the_allocator_first(monkeypatch):
     monkeypatch.setattr(MainWindow, "show", lambda self: None)
     monkeypatch.setattr(QApplication, "exec", lambda self: calls.append("exec") or 0)
     monkeypatch.setattr(app_module, "has_display", lambda: True)
+    monkeypatch.setattr(app_module, "when_shown", lambda window, callback: callback())
+    monkeypatch.setattr(MainWindow, "isVisible", lambda self: True)
     assert app_module.run_app() == 0
     assert calls == ["tune", "start", "exec"]
 

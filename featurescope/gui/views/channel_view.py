@@ -18,8 +18,6 @@ from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
-import torch
-import torch.nn.functional as F
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider,
@@ -194,10 +192,18 @@ class ChannelView(TabPage):
         self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
                                            slot=lambda args: self.show_hover(args[0]))
         self.plots.scene().sigMouseClicked.connect(self._clicked)
+        state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.channel_changed,
                        state.display_changed, state.model_changed):
             signal.connect(self.refresh)
         self.refresh()
+
+    def _forget_result(self, result: Any) -> None:
+        # even while hidden: the previous capture's arrays must not stay alive
+        if result is not self._input_for:
+            self._input_rgb, self._input_for = None, None
+        self._layer_array, self._layer_key = None, None
+        self._layer_levels = (None, (), (0.0, 1.0))
 
     # --- what is shown -------------------------------------------------------------
 
@@ -279,6 +285,9 @@ class ChannelView(TabPage):
 
         picture = self._input_picture()
         if picture is not None:
+            import torch  # loaded by then (a capture exists); deferred so the window opens first
+            import torch.nn.functional as F
+
             height, width = picture.shape[:2]
             up = F.interpolate(torch.from_numpy(np.ascontiguousarray(self.channel_map))[None, None],
                                size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
@@ -295,6 +304,7 @@ class ChannelView(TabPage):
         if self._pinned_layer != self.state.layer:
             self.pinned, self._pinned_layer = None, self.state.layer
         self._draw_field(self.pinned)
+        self._show_pinned()
 
         self.stats = channel_stats(self.channel_map)
         s = self.stats
@@ -385,9 +395,18 @@ class ChannelView(TabPage):
         """Pin map position (y, x): its receptive field stays drawn on the input."""
         self.pinned, self._pinned_layer = (int(y), int(x)), self.state.layer
         self._draw_field(self.pinned)
-        if self.channel_map is not None and self.rf_position is not None:
+        self._show_pinned()
+
+    def _show_pinned(self) -> None:
+        """The pinned line, read from the map shown now (another channel or capture gives
+        another value); taken away when the pin is gone."""
+        if self.pinned is not None and self.channel_map is not None and self.rf_position is not None:
+            y, x = self.pinned
             self.hover_label.setText(f"pinned y {y}, x {x}: {self.channel_map[y, x]:.4g}")
             self.field_label.setText(self._field_text(y, x))
+        elif self.hover_label.text().startswith("pinned"):
+            self.hover_label.setText("")
+            self.field_label.setText("")
 
     def _position_at(self, scene_pos: QPointF) -> tuple[Optional[tuple[int, int]], Optional[tuple[int, int]]]:
         """(map position, input pixel or None) under a scene position over either picture."""
