@@ -3,11 +3,11 @@
     python benchmarks/bench_index.py            # 500 images, 2,000 for memory (~15 min on 2 cores)
     python benchmarks/bench_index.py --quick    # smoke mode: tiny folder, no thresholds
 
-7a/7b throughput of build_index / a plain loop (same DataLoader, batch size and workers,
+8a/8b throughput of build_index / a plain loop (same DataLoader, batch size and workers,
 the model's forward with no hooks, on a model loaded separately so no taps are
 installed on it), Lite0 and resnet18 on CPU, interleaved rounds, wall clock.
-7c peak RSS of indexing 2,000 images / 200 images (each in a fresh process).
-7d local engine vs Ray engine on the same folder (Ray's start-up timed on its own).
+8c peak RSS of indexing 2,000 images / 200 images (each in a fresh process).
+8d local engine vs Ray engine on the same folder (Ray's start-up timed on its own).
 Results go to benchmarks/INDEX_RESULTS.md (not RESULTS.md, which run.py owns).
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ def throughput_figures(folder: Path, models, batch: int, workers: int, rounds: i
     import featurescope as fs
 
     figures = []
-    for number, name in zip(("7a", "7b"), models):
+    for number, name in zip(("8a", "8b"), models):
         model = fs.load_model(name, weights="default" if name == "efficientnet_lite0" else "none", device="cpu")
         ours, plain = [], []
         for _ in range(rounds):  # interleaved: a busy machine slows both alike
@@ -120,7 +120,7 @@ def memory_figure(small: Path, large: Path) -> Figure:
         peaks[folder] = json.loads(done.stdout.strip().splitlines()[-1])
     a, b = peaks[large], peaks[small]
     ratio = a["rss_kib"] / b["rss_kib"]
-    return Figure("7c", f"peak RSS indexing {a['images']} / {b['images']} images (resnet18, all layers)",
+    return Figure("8c", f"peak RSS indexing {a['images']} / {b['images']} images (resnet18, all layers)",
                   f"{a['rss_kib'] / 1024:.0f} MiB", f"{b['rss_kib'] / 1024:.0f} MiB", ratio,
                   f"{ratio:.2f}x", "<= 1.2x", ratio <= 1.2,
                   [f"decoding worker peak: {a['worker_rss_kib'] / 1024:.0f} MiB vs "
@@ -142,7 +142,7 @@ def ray_figure(folder: Path, batch: int) -> Figure:
     finally:
         ray.shutdown()
     count = len(list(folder.rglob("*.jpg")))
-    return Figure("7d", f"Ray engine (2 actors) vs local engine (1 decoding worker), {count} images, "
+    return Figure("8d", f"Ray engine (2 actors) vs local engine (1 decoding worker), {count} images, "
                   "2 cores", f"{on_ray:.1f} images/s", f"{local:.1f} images/s (local)", on_ray / local,
                   f"{on_ray / local:.2f}x", "recorded", None,
                   [f"Ray start-up (ray.init, local, 2 CPUs): {startup:.1f} s, not counted above; "
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--only", default="", help="e.g. 7a,7c")
+    parser.add_argument("--only", default="", help="e.g. 8a,8c")
     parser.add_argument("--memory-child", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import torch
@@ -168,13 +168,13 @@ def main(argv=None) -> int:
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp, "images"), count)
-        if want("7a") or want("7b"):
+        if want("8a") or want("8b"):
             figures += throughput_figures(folder, ["efficientnet_lite0", "resnet18"], 32, 1, rounds)
-        if want("7c"):
+        if want("8c"):
             small = make_folder(Path(tmp, "small"), 20 if args.quick else 200, seed=1)
             large = make_folder(Path(tmp, "large"), 200 if args.quick else 2000, seed=2)
             figures.append(memory_figure(small, large))
-        if want("7d"):
+        if want("8d"):
             figures.append(ray_figure(folder, 16))
     if args.quick:
         for figure in figures:

@@ -16,17 +16,18 @@ from featurescope.core.index.geometry import Preprocessing, PreprocessTransform
 from featurescope.core.io.images import load_image
 
 
-def decode(root: Path, path: str, transform: PreprocessTransform, crop) -> tuple:
-    """(tensor (3, H, W), ok, reason, original height, original width) for one file."""
+def decode(root: Path, path: str, transform: PreprocessTransform, shape) -> tuple:
+    """(tensor (C, H, W), ok, reason, original height, original width) for one file;
+    ``shape`` (C, H, W) is the size of the zeros that stand in for a broken file."""
     try:
         image = load_image(root / path)
         tensor = transform(image)
         return tensor, True, "", image.height, image.width
     except ImageError as error:
-        return torch.zeros(3, *crop), False, str(error), 0, 0
+        return torch.zeros(*shape), False, str(error), 0, 0
     except Exception as error:  # a decoder bug must not stop the run either
         reason = f"{Path(path).name} could not be read ({type(error).__name__}: {error})."
-        return torch.zeros(3, *crop), False, reason, 0, 0
+        return torch.zeros(*shape), False, reason, 0, 0
 
 
 class FolderImages(Dataset):
@@ -36,14 +37,14 @@ class FolderImages(Dataset):
         self.root = Path(root)
         self.items = list(items)
         self.transform = PreprocessTransform(preprocessing)
-        self.crop = tuple(preprocessing.crop)
+        self.shape = (preprocessing.channels, *preprocessing.crop)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
         file_id, path = self.items[index]
-        tensor, ok, reason, height, width = decode(self.root, path, self.transform, self.crop)
+        tensor, ok, reason, height, width = decode(self.root, path, self.transform, self.shape)
         return tensor, file_id, ok, reason, height, width
 
 

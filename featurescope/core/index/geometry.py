@@ -21,9 +21,10 @@ class Preprocessing:
 
     resize: int
     crop: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     interpolation: str = "bilinear"
+    channels: int = 3  # 1 grey, 3 RGB, 4 RGBA: the photo is converted first
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,7 +33,7 @@ class Preprocessing:
     def from_dict(cls, data: dict) -> "Preprocessing":
         return cls(int(data["resize"]), tuple(int(v) for v in data["crop"]),
                    tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"]),
-                   str(data.get("interpolation", "bilinear")))
+                   str(data.get("interpolation", "bilinear")), int(data.get("channels", 3)))
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) after the resize, as torchvision computes it for an int size."""
@@ -88,12 +89,16 @@ def preprocessing_of(model) -> Preprocessing:
                          "and centre crop, so an index cannot map its boxes back to the images.")
     interpolation = _interpolation_name(getattr(transform, "interpolation", "bilinear"))
     return Preprocessing(resize, (int(crop[0]), int(crop[1])),
-                         tuple(float(v) for v in mean), tuple(float(v) for v in std), interpolation)
+                         tuple(float(v) for v in mean), tuple(float(v) for v in std), interpolation,
+                         int(getattr(model, "channels", 3) or 3))
+
+
+_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
 class PreprocessTransform:
     """The model's transform as a picklable callable for DataLoader workers and Ray
-    actors: PIL RGB image -> (3, H, W) float32 tensor, the same steps as the model's."""
+    actors: PIL image -> (C, H, W) float32 tensor, the same steps as the model's."""
 
     def __init__(self, preprocessing: Preprocessing):
         self.preprocessing = preprocessing
@@ -104,6 +109,7 @@ class PreprocessTransform:
         from torchvision.transforms import functional as TF
 
         p = self.preprocessing
+        image = image.convert(_MODES.get(p.channels, "RGB"))
         image = TF.resize(image, p.resize, interpolation=InterpolationMode(p.interpolation),
                           antialias=True)
         image = TF.center_crop(image, list(p.crop))

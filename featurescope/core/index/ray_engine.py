@@ -55,7 +55,7 @@ class IndexActor:
         self.module = module.to("cpu").eval()
         self.root = Path(root)
         self.transform = PreprocessTransform(preprocessing)
-        self.crop = tuple(preprocessing.crop)
+        self.shape = (preprocessing.channels, *preprocessing.crop)
         self.layers = list(layers)
         self.reducer = ExampleReducer(k, rank, layers)
 
@@ -66,7 +66,7 @@ class IndexActor:
         from featurescope.core.index.local import run_batch
 
         ids = np.asarray(batch["id"], dtype=np.int64)
-        decoded = [decode(self.root, str(path), self.transform, self.crop) for path in batch["path"]]
+        decoded = [decode(self.root, str(path), self.transform, self.shape) for path in batch["path"]]
         images = torch.stack([d[0] for d in decoded])
         ok = np.array([d[1] for d in decoded], dtype=bool)
         partial = run_batch(self.module, self.reducer, images, ids, ok, self.layers)
