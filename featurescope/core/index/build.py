@@ -144,6 +144,108 @@ def _eta(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+class IndexBuild:
+    """A build in steps, for callers that interleave it with other work (the app runs
+    one :meth:`step` per background unit). :func:`build_index` is the plain loop.
+
+    Creating it lists the folder and opens (or starts) the index; :meth:`step` reads a
+    few batches; :meth:`close` stops the engine and saves. Arguments as for
+    :func:`build_index`; ``multiprocessing_context`` ("spawn", "forkserver") for the
+    DataLoader's workers where forking is unsafe (a process with GUI threads).
+    """
+
+    def __init__(self, model, folder, layers=None, top: int = 9, batch_size: int = 32,
+                 workers: Optional[int] = None, engine: str = "local", *, output=None,
+                 rebuild: bool = False, checkpoint_seconds: float = 30.0,
+                 ray_address: Optional[str] = None, cancel: Optional[CancelToken] = None,
+                 multiprocessing_context: Optional[str] = None):
+        if int(top) < 1:
+            raise IndexFileError(f"--top must be at least 1, not {top}.")
+        if engine not in ("local", "ray"):
+            raise IndexFileError(f"{engine!r} is not an engine; choose local or ray.")
+        folder = Path(folder).expanduser().resolve()
+        listed = list_images(folder)
+        prep = preprocessing_of(model)
+        chosen = _choose_layers(model, layers)
+        self.k = k = int(top)
+        workers = default_workers() if workers is None else int(workers)
+        self.output = None if output is None else Path(output)
+        self.checkpoint_seconds = float(checkpoint_seconds)
+        index = None
+        if self.output is not None and self.output.exists() and not rebuild:
+            index = open_index(self.output)
+            why = check_compatible(index, _model_record(model), prep, chosen, k)
+            if why is None and Path(index.meta["folder"]) != folder:
+                why = f"it indexes {index.meta['folder']}"
+            if why:
+                raise IndexFileError(f"{self.output.name} cannot be continued: {why}; choose "
+                                     "another output file or rebuild it (--rebuild).")
+        if index is None:
+            index = _fresh_index(model, folder, prep, chosen, k)
+        index, self.note = _update_files(index, listed)
+        self.index = index
+        self.rank = _path_rank(index.files["path"])
+        todo = [(int(i), str(index.files["path"][i]))
+                for i in np.flatnonzero(index.files["state"] == STATE_TODO)]
+        self.total, self.done = len(todo), 0
+        index.meta["complete"] = not todo and index.meta.get("complete", False)
+        if engine == "ray":
+            from featurescope.core.index.ray_engine import run_ray
+
+            self._batches = run_ray(model, folder, todo, prep, chosen, k, self.rank, batch_size,
+                                    workers, cancel=cancel, address=ray_address)
+        else:
+            from featurescope.core.index.local import run_local
+
+            self._batches = run_local(model, folder, todo, prep, chosen, k, self.rank, batch_size,
+                                      workers, cancel, multiprocessing_context)
+        self._started = self._last_save = time.monotonic()
+        self.finished = False
+
+    def _apply(self, batch) -> None:
+        index, files = self.index, self.index.files
+        merge_all(index.topk, batch.partial, self.rank, self.k)
+        files["state"][batch.ids] = np.where(batch.ok, STATE_OK, STATE_SKIPPED)
+        files["height"][batch.ids] = batch.heights
+        files["width"][batch.ids] = batch.widths
+        for file_id, ok, reason in zip(batch.ids, batch.ok, batch.reasons):
+            if not ok:
+                index.meta["skipped"].append({"path": str(files["path"][file_id]), "reason": reason})
+        self.done += len(batch.ids)
+
+    def progress_text(self) -> str:
+        elapsed = time.monotonic() - self._started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        return f"{rate:.1f} images/s, {_eta(left)} left"
+
+    def step(self, batches: int = 1, progress: Optional[ProgressCallback] = None,
+             cancel: Optional[CancelToken] = None) -> bool:
+        """Read up to ``batches`` batches; True once every file has been read."""
+        for _ in range(max(1, int(batches))):
+            check(cancel)
+            batch = next(self._batches, None)
+            if batch is None:
+                self.finished = True
+                self.index.meta["complete"] = True
+                break
+            self._apply(batch)
+            report(progress, self.done, self.total, self.progress_text())
+            if self.output is not None and time.monotonic() - self._last_save >= self.checkpoint_seconds:
+                self.index.save(self.output)
+                self._last_save = time.monotonic()
+        return self.finished
+
+    def close(self) -> Index:
+        """Stop the engine (its worker processes or Ray) and save; the index so far."""
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
+        if self.output is not None:
+            self.index.save(self.output)
+        return self.index
+
+
 def build_index(model, folder, layers=None, top: int = 9, batch_size: int = 32,
                 workers: Optional[int] = None, engine: str = "local",
                 progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
@@ -162,67 +264,14 @@ def build_index(model, folder, layers=None, top: int = 9, batch_size: int = 32,
     Cancelled after saving). Returns the :class:`Index`. Raises ImageError (not a folder),
     ModelError (unknown layer), IndexFileError (an ``output`` built with other settings).
     """
-    if int(top) < 1:
-        raise IndexFileError(f"--top must be at least 1, not {top}.")
-    if engine not in ("local", "ray"):
-        raise IndexFileError(f"{engine!r} is not an engine; choose local or ray.")
-    folder = Path(folder).expanduser().resolve()
-    listed = list_images(folder)
-    prep = preprocessing_of(model)
-    chosen = _choose_layers(model, layers)
-    k = int(top)
-    workers = default_workers() if workers is None else int(workers)
-    index = None
-    if output is not None and Path(output).exists() and not rebuild:
-        index = open_index(output)
-        why = check_compatible(index, _model_record(model), prep, chosen, k)
-        if why is None and Path(index.meta["folder"]) != folder:
-            why = f"it indexes {index.meta['folder']}"
-        if why:
-            raise IndexFileError(f"{Path(output).name} cannot be continued: {why}; choose another "
-                                 "output file or rebuild it (--rebuild).")
-    if index is None:
-        index = _fresh_index(model, folder, prep, chosen, k)
-    index, note = _update_files(index, listed)
-    files = index.files
-    rank = _path_rank(files["path"])
-    todo = [(int(i), str(files["path"][i])) for i in np.flatnonzero(files["state"] == STATE_TODO)]
-    total, done = len(todo), 0
-    report(progress, 0, total, note or f"{total} image{'s' if total != 1 else ''} to read")
-    index.meta["complete"] = False
-    if engine == "ray":
-        from featurescope.core.index.ray_engine import run_ray
-
-        batches = run_ray(model, folder, todo, prep, chosen, k, rank, batch_size, workers,
-                          cancel=cancel, address=ray_address)
-    else:
-        from featurescope.core.index.local import run_local
-
-        batches = run_local(model, folder, todo, prep, chosen, k, rank, batch_size, workers, cancel)
-    started = last_save = time.monotonic()
+    build = IndexBuild(model, folder, layers, top, batch_size, workers, engine, output=output,
+                       rebuild=rebuild, checkpoint_seconds=checkpoint_seconds,
+                       ray_address=ray_address, cancel=cancel)
+    report(progress, 0, build.total, build.note or
+           f"{build.total} image{'s' if build.total != 1 else ''} to read")
     try:
-        for batch in batches:
-            merge_all(index.topk, batch.partial, rank, k)
-            files["state"][batch.ids] = np.where(batch.ok, STATE_OK, STATE_SKIPPED)
-            files["height"][batch.ids] = batch.heights
-            files["width"][batch.ids] = batch.widths
-            for file_id, ok, reason in zip(batch.ids, batch.ok, batch.reasons):
-                if not ok:
-                    index.meta["skipped"].append({"path": str(files["path"][file_id]), "reason": reason})
-            done += len(batch.ids)
-            elapsed = time.monotonic() - started
-            rate = done / elapsed if elapsed > 0 else 0.0
-            left = (total - done) / rate if rate > 0 else 0.0
-            report(progress, done, total, f"{rate:.1f} images/s, {_eta(left)} left")
-            if output is not None and time.monotonic() - last_save >= checkpoint_seconds:
-                index.save(output)
-                last_save = time.monotonic()
-            check(cancel)
-        index.meta["complete"] = True
+        while not build.step(1, progress, cancel):
+            pass
     finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
-        if output is not None:
-            index.save(output)
-    return index
+        build.close()
+    return build.index

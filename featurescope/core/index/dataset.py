@@ -7,6 +7,7 @@ Decoding and preprocessing run in the DataLoader's worker processes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -49,8 +50,9 @@ class FolderImages(Dataset):
 
 
 def folder_loader(root, items, preprocessing: Preprocessing, batch_size: int,
-                  workers: int) -> DataLoader:
+                  workers: int, multiprocessing_context: Optional[str] = None) -> DataLoader:
     """Batches of (images, ids, ok, reasons, heights, widths) in file order."""
     return DataLoader(FolderImages(root, items, preprocessing), batch_size=batch_size,
                       shuffle=False, num_workers=workers, persistent_workers=False,
-                      prefetch_factor=2 if workers > 0 else None)
+                      prefetch_factor=2 if workers > 0 else None,
+                      multiprocessing_context=multiprocessing_context if workers > 0 else None)

@@ -40,10 +40,11 @@ def run_batch(model, reducer: ExampleReducer, images: torch.Tensor, ids, ok, lay
 
 def run_local(model, root, items: list[tuple[int, str]], preprocessing: Preprocessing,
               layers: list[str], k: int, rank: np.ndarray, batch_size: int, workers: int,
-              cancel: Optional[CancelToken] = None) -> Iterator[BatchDone]:
+              cancel: Optional[CancelToken] = None,
+              multiprocessing_context: Optional[str] = None) -> Iterator[BatchDone]:
     """Yield one :class:`BatchDone` per batch of ``items`` ([(id, relative path)])."""
     reducer = ExampleReducer(k, rank, layers)
-    loader = folder_loader(root, items, preprocessing, batch_size, workers)
+    loader = folder_loader(root, items, preprocessing, batch_size, workers, multiprocessing_context)
     iterator = iter(loader)
     try:
         for images, ids, ok, reasons, heights, widths in iterator:
