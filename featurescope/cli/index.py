@@ -52,7 +52,7 @@ def run_examples(args) -> int:
     from featurescope.core.index.store import open_index
 
     index = open_index(args.index)
-    examples = index.top(args.layer, args.channel, args.top)
+    examples = index.top(args.layer, args.channel, args.top or index.k)
     dead = args.channel in index.dead_channels(args.layer)
     if args.output:
         from featurescope.core.index.sheet import contact_sheet, overlay_crop

@@ -39,14 +39,14 @@ def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
     # the selected layer's channels are listed; the first channel's crops are shown
     assert view.channel_list.count() == index.topk[layer].values.shape[0]
     qtbot.waitUntil(lambda: view.crops.count() == 3)
-    assert [e.path for e in view.examples] == [e.path for e in index.top(layer, 0)]
+    assert [e.path for e in view.examples] == [e.path for e in index.top(layer, 0, 3)]
 
     # hovering another channel shows its examples
     view.channel_list.itemEntered.emit(view.channel_list.item(4))
-    qtbot.waitUntil(lambda: view.shown_channel == 4 and view.examples == index.top(layer, 4))
+    qtbot.waitUntil(lambda: view.shown_channel == 4 and view.examples == index.top(layer, 4, 3))
 
     # a crop opens its image with the layer and channel selected and the position pinned
-    best = index.top(layer, 4)[0]
+    best = index.top(layer, 4, 3)[0]
     view.open_example(0)
     assert window.tabs.currentIndex() == CHANNEL_TAB
     qtbot.waitUntil(lambda: window.state.image_source == best.path and window.state.result is not None

@@ -129,18 +129,17 @@ class Index:
         self.layer_entry(layer)
         return self.topk[layer]
 
-    def top(self, layer: str, channel: int, k: Optional[int] = None) -> list[Example]:
-        """The ``k`` (default the index's K) images that excite ``channel`` of ``layer``
-        most, best first; fewer when fewer images were indexed."""
+    def top(self, layer: str, channel: int, k: int = 9) -> list[Example]:
+        """The ``k`` images that excite ``channel`` of ``layer`` most, best first: at most
+        the index's K (``index.k``), fewer when fewer images were indexed."""
         data = self._layer(layer)
         channel = int(channel)
         if not 0 <= channel < data.values.shape[0]:
             raise IndexFileError(f"{layer} has {data.values.shape[0]} channels; there is no "
-                              f"channel {channel}.")
-        k = self.k if k is None else int(k)
-        if k > self.k:
-            raise IndexFileError(f"The index keeps the top {self.k} images per channel, not {k}; "
-                              f"rebuild it with --top {k}.")
+                                 f"channel {channel}.")
+        if int(k) < 1:
+            raise IndexFileError(f"k must be at least 1, not {k}.")
+        k = min(int(k), self.k)
         entry = self.layer_entry(layer)
         from featurescope.core.analysis.receptive import ReceptiveField
 

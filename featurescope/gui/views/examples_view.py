@@ -296,7 +296,7 @@ class ExamplesView(TabPage):
         if channel == self.shown_channel:
             return
         self.shown_channel = channel
-        examples = index.top(layer, channel)
+        examples = index.top(layer, channel, index.k)
         dead = channel in index.dead_channels(layer)
         fired = index.fired_fraction(layer)[channel]
         self.header.setText(f"{layer}, channel {channel}: "
