@@ -169,6 +169,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.grid_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
         self.tabs.currentChanged.connect(self.settings.set_current_tab)
         self.examples_view.example_opened.connect(self.open_example)
+        self.grid_view.channel_hovered.connect(self.examples_view.preview_channel)
         state.result_changed.connect(self._pin_example)
 
     def _restore(self) -> None:

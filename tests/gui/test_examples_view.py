@@ -108,3 +108,26 @@ def test_cancel_keeps_what_was_read_and_the_next_build_resumes(window, qtbot, tm
 
     index = _built(qtbot, view, folder, output, top=2, batch_size=8)
     assert index.complete and index.images == 40
+
+
+def test_hovering_a_channel_of_the_feature_grid_shows_its_examples(window, qtbot, tmp_path):
+    from featurescope.core.index.build import build_index
+
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    layer = window.state.model.layers[2]
+    window.state.set_layer(layer)
+    index = build_index(window.state.model, folder, layers=[layer], top=3, workers=0)
+    view = window.examples_view
+    view.set_index(index)
+    window.grid_view.channel_hovered.emit(7)
+    qtbot.waitUntil(lambda: f"channel 7" in view.preview_text, timeout=30000)
+    source = view.preview_text.split('src="')[1].split('"')[0]
+    from urllib.parse import unquote, urlparse
+
+    with Image.open(unquote(urlparse(source).path)) as strip:
+        assert strip.width == 3 * (72 + 4) + 4  # the three crops side by side
+    window.grid_view.channel_hovered.emit(-1)
+    assert view.preview_text == ""

@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QCursor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QSplitter, QVBoxLayout,
-                               QWidget)
+                               QListWidgetItem, QProgressBar, QPushButton, QSplitter, QToolTip,
+                               QVBoxLayout, QWidget)
 
 from featurescope.gui.jobs.lanes import BACKGROUND
 from featurescope.gui.widgets.tab_page import TabPage
 
 TILE = 128
+PREVIEW_TILE = 72  # the strip shown while hovering a channel of the feature-map grid
 INDEX_NAME = ".featurescope.fsindex"  # inside the folder; hidden files are not indexed
 DEAD_COLOUR = QColor(150, 150, 150)
 
@@ -45,6 +46,12 @@ def crop_pictures(examples, tile: int = TILE) -> list[np.ndarray]:
         size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
         pictures.append(np.asarray(crop.resize(size, Image.Resampling.BICUBIC).convert("RGB")))
     return pictures
+
+
+def _as_image(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)
 
 
 def _pixmap(array: np.ndarray) -> QPixmap:
@@ -68,6 +75,10 @@ class ExamplesView(TabPage):
         self.examples: list = []  # Example records of the crops shown
         self.workers: Optional[int] = None  # decoding processes for a build (None: default)
         self._build = None  # core IndexBuild, touched only inside worker units
+        self._previews: dict[tuple, str] = {}  # (layer, channel) -> PNG of its strip
+        self._preview_dir = None
+        self.hovered_channel = -1  # the channel hovered in the feature-map grid
+        self.preview_text = ""  # the tooltip shown for it (tests read it)
 
         self.open_button = QPushButton("Open index...", self)
         self.open_button.setToolTip("Open an index made by `featurescope index` or by this tab.")
@@ -319,6 +330,52 @@ class ExamplesView(TabPage):
             item.setToolTip(f"{example.path}\nactivation {example.activation:.4g} at "
                             f"{example.position}, box {list(example.box)}")
             self.crops.addItem(item)
+
+    # -- hovering a channel in the feature-map grid -------------------------------------
+    def preview_channel(self, channel: int, where: Optional[QPoint] = None) -> None:
+        """Show ``channel``'s top crops as a strip beside the cursor (the feature-map grid's
+        ``channel_hovered``); -1 hides it. Strips are made on the worker and kept."""
+        self.hovered_channel = int(channel)
+        index, layer = self.index, self.state.layer
+        if channel < 0 or index is None or layer not in index.layers:
+            self.preview_text = ""
+            QToolTip.hideText()
+            return
+        key = (layer, int(channel))
+        if key in self._previews:
+            self._show_preview(key, where)
+            return
+        if self._preview_dir is None:
+            import tempfile
+
+            self._preview_dir = tempfile.TemporaryDirectory(prefix="featurescope-examples-")
+        target = Path(self._preview_dir.name) / f"{len(self._previews)}.png"
+        examples = index.top(layer, int(channel), index.k)
+
+        def work(progress, cancel):
+            from featurescope.core.index.sheet import contact_sheet
+            from featurescope.core.io.writers import write_png
+
+            crops = [_as_image(p) for p in crop_pictures(examples, PREVIEW_TILE)]
+            write_png(target, contact_sheet(examples, tile=PREVIEW_TILE, columns=len(examples) or 1,
+                                            crops=crops), force=True)
+            return key, str(target)
+
+        self.jobs.submit("examples-preview", work, on_result=self._preview_ready)
+
+    def _preview_ready(self, answer: tuple) -> None:
+        key, path = answer
+        self._previews[key] = path
+        if key == (self.state.layer, self.hovered_channel):
+            self._show_preview(key, None)
+
+    def _show_preview(self, key: tuple, where: Optional[QPoint]) -> None:
+        layer, channel = key
+        dead = channel in self.index.dead_channels(layer)
+        title = f"{layer}, channel {channel}" + (" - never fired on this collection" if dead else
+                                                 f" - top {self.index.k} of {self.index.images:,} images")
+        self.preview_text = f"<b>{title}</b><br><img src=\"{Path(self._previews[key]).as_uri()}\">"
+        QToolTip.showText(where or QCursor.pos() + QPoint(16, 16), self.preview_text)
 
     def _crop_clicked(self, item: QListWidgetItem) -> None:
         self.open_example(self.crops.row(item))
