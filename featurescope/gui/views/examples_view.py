@@ -48,6 +48,23 @@ def crop_pictures(examples, tile: int = TILE) -> list[np.ndarray]:
     return pictures
 
 
+def decoding_workers(asked: Optional[int]) -> Optional[int]:
+    """Decoding processes for a build in the app: ``asked``, else the default where they
+    can be started. They are spawned (forking a process that runs Qt threads is unsafe),
+    and spawning re-imports the main module: safe from featurescope's own entry points
+    (``featurescope``, ``python -m featurescope``), not from a script without a
+    ``__main__`` guard, where decoding stays in the worker thread (0)."""
+    if asked is not None:
+        return asked
+    import sys
+
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    own = (spec is not None and str(spec.name).endswith("__main__")) or \
+        Path(sys.argv[0] if sys.argv else "").stem == "featurescope"
+    return None if own else 0
+
+
 def _as_image(array: np.ndarray):
     from PIL import Image
 
@@ -193,7 +210,7 @@ class ExamplesView(TabPage):
             self._say("Load a model before indexing a folder.")
             return
         output = output or str(Path(folder) / INDEX_NAME)
-        workers = self.workers
+        workers = decoding_workers(self.workers)
 
         def start(progress, cancel):
             from featurescope.core.index.build import IndexBuild
