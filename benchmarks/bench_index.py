@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -154,6 +153,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--only", default="", help="e.g. 8a,8c")
+    parser.add_argument("--rounds", type=int, default=None, help="throughput rounds (default 3)")
     parser.add_argument("--memory-child", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     import torch
@@ -164,7 +164,8 @@ def main(argv=None) -> int:
         return 0
     only = {p.strip() for p in args.only.split(",") if p.strip()}
     want = lambda n: not only or n in only  # noqa: E731
-    count, rounds = (24, 1) if args.quick else (500, 2)
+    count, rounds = (24, 1) if args.quick else (500, 3)
+    rounds = args.rounds or rounds
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp, "images"), count)

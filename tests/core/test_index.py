@@ -14,7 +14,7 @@ from PIL import Image
 import featurescope as fs
 from featurescope.core.index.build import build_index
 from featurescope.core.index.geometry import Preprocessing, preprocessing_of
-from featurescope.core.index.store import STATE_OK, STATE_TODO, open_index
+from featurescope.core.index.store import STATE_TODO, open_index
 from featurescope.core.io.images import load_image
 from featurescope.core.progress import CancelToken, Cancelled
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QLis
                                QListWidgetItem, QProgressBar, QPushButton, QSplitter, QToolTip,
                                QVBoxLayout, QWidget)
 
-from featurescope.gui.jobs.lanes import BACKGROUND
+from featurescope.gui.jobs.index_jobs import IndexBuildJob
 from featurescope.gui.widgets.tab_page import TabPage
 
 TILE = 128
@@ -48,23 +48,6 @@ def crop_pictures(examples, tile: int = TILE) -> list[np.ndarray]:
     return pictures
 
 
-def decoding_workers(asked: Optional[int]) -> Optional[int]:
-    """Decoding processes for a build in the app: ``asked``, else the default where they
-    can be started. They are spawned (forking a process that runs Qt threads is unsafe),
-    and spawning re-imports the main module: safe from featurescope's own entry points
-    (``featurescope``, ``python -m featurescope``), not from a script without a
-    ``__main__`` guard, where decoding stays in the worker thread (0)."""
-    if asked is not None:
-        return asked
-    import sys
-
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    own = (spec is not None and str(spec.name).endswith("__main__")) or \
-        Path(sys.argv[0] if sys.argv else "").stem == "featurescope"
-    return None if own else 0
-
-
 def _as_image(array: np.ndarray):
     from PIL import Image
 
@@ -79,7 +62,8 @@ def _pixmap(array: np.ndarray) -> QPixmap:
 
 
 class ExamplesView(TabPage):
-    """``ExamplesView(state, jobs)``: the top images of ``state.layer``'s channels."""
+    """``ExamplesView(state, jobs)``: the top images of ``state.layer``'s channels;
+    hovering a channel of the feature-map grid (:meth:`preview_channel`) shows a strip."""
 
     example_opened = Signal(str, str, int, int, int)  # path, layer, channel, y, x
     index_changed = Signal(object)  # the Index shown, or None
@@ -91,7 +75,7 @@ class ExamplesView(TabPage):
         self.shown_channel = -1
         self.examples: list = []  # Example records of the crops shown
         self.workers: Optional[int] = None  # decoding processes for a build (None: default)
-        self._build = None  # core IndexBuild, touched only inside worker units
+        self.build_job = IndexBuildJob(jobs, self._build_progress, self._build_ended)
         self._previews: dict[tuple, str] = {}  # (layer, channel) -> PNG of its strip
         self._preview_dir = None
         self.hovered_channel = -1  # the channel hovered in the feature-map grid
@@ -204,77 +188,36 @@ class ExamplesView(TabPage):
 
     def build(self, folder: str, output: Optional[str] = None, top: int = 9,
               batch_size: int = 16) -> None:
-        """Index ``folder`` with the loaded model in the background (resumes a stopped one)."""
+        """Index ``folder`` with the loaded model in the background (resumes a stopped one);
+        the index file defaults to a hidden file inside the folder."""
         model = self.state.model
         if model is None:
             self._say("Load a model before indexing a folder.")
             return
-        output = output or str(Path(folder) / INDEX_NAME)
-        workers = decoding_workers(self.workers)
-
-        def start(progress, cancel):
-            from featurescope.core.index.build import IndexBuild
-
-            self._build = IndexBuild(model, folder, top=top, batch_size=batch_size, workers=workers,
-                                     output=output, multiprocessing_context="spawn", cancel=cancel)
-            return (self._build.done, self._build.total, self._build.note)
-
         self._say("")
         self.progress.setRange(0, 0)
         self.progress.show()
         self.cancel_button.show()
         self.build_button.setEnabled(False)
-        self._submit_unit(start)
+        self.build_job.start(model, folder, output or str(Path(folder) / INDEX_NAME), top=top,
+                             batch_size=batch_size, workers=self.workers)
 
-    def _submit_unit(self, fn) -> None:
-        self.jobs.submit("index", fn, label="Indexing folder", lane=BACKGROUND,
-                         on_result=self._unit_done, on_error=self._build_failed,
-                         on_cancelled=self._build_cancelled)
+    def _build_progress(self, done: int, total: int, text: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"%v / %m  {text}" if text else "%v / %m")
 
-    def _step(self, progress, cancel):
-        build = self._build
-        finished = build.step(1, progress, cancel)
-        if finished:
-            return build.close()
-        return (build.done, build.total, build.progress_text())
-
-    def _unit_done(self, answer: Any) -> None:
-        if isinstance(answer, tuple):
-            done, total, text = answer
-            self.progress.setRange(0, max(total, 1))
-            self.progress.setValue(done)
-            self.progress.setFormat(f"%v / %m  {text}" if text else "%v / %m")
-            self._submit_unit(self._step)
-            return
-        self._build = None
-        self._end_build()
-        self.set_index(answer)
-
-    def _end_build(self) -> None:
+    def _build_ended(self, index: Any, message: str) -> None:
         self.progress.hide()
         self.cancel_button.hide()
         self.build_button.setEnabled(True)
+        if index is not None:
+            self.set_index(index)
+        if message:
+            self._say(message)
 
     def cancel_build(self) -> None:
-        self.jobs.cancel("index")
-
-    def _build_cancelled(self) -> None:
-        build = self._build
-        self._build = None
-        if build is None:
-            self._end_build()
-            return
-        # Stop the decoding processes and save what was read, on the worker thread.
-        self.jobs.submit("index-close", lambda progress, cancel: build.close(), lane=BACKGROUND,
-                         on_result=lambda index: (self._end_build(), self.set_index(index)),
-                         on_error=lambda message, _e: (self._end_build(), self._say(message)))
-
-    def _build_failed(self, message: str, _error: Any) -> None:
-        build, self._build = self._build, None
-        self._end_build()
-        self._say(message)
-        if build is not None:
-            self.jobs.submit("index-close", lambda progress, cancel: build.close(), lane=BACKGROUND)
+        self.build_job.cancel()
 
     @property
     def building(self) -> bool:
