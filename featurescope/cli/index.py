@@ -62,7 +62,10 @@ def run_examples(args) -> int:
         if args.overlay:
             from featurescope.core.models.load import load_model
 
-            model = load_model(index.model["name"], weights=_weights_of(index, args))
+            prep = index.preprocessing
+            model = load_model(index.model.get("source") or index.model["name"],
+                               weights=_weights_of(index, args), device="cpu",
+                               input_size=prep.crop, mean=prep.mean, std=prep.std)
             crops = [overlay_crop(model, e, args.layer, args.channel) for e in examples]
         title = f"{args.layer} channel {args.channel} - {index.model.get('display_name')}"
         write_png(args.output, contact_sheet(examples, crops=crops, title=title), force=args.force)

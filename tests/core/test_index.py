@@ -293,3 +293,16 @@ def test_ray_engine_gives_the_same_index_as_the_local_engine(model, folder, buil
     on_ray = build_index(model, folder, layers=LAYERS, top=4, batch_size=4, workers=2, engine="ray")
     assert on_ray.skipped and {e["path"] for e in on_ray.skipped} == BROKEN
     _same(on_ray, built)
+
+
+def test_overlay_crop_is_the_networks_view_with_the_map_over_it(model, built):
+    from featurescope.core.index.sheet import overlay_crop
+    from featurescope.core.render.grids import colormap_lut
+
+    example = built.top("layer3.1.conv1", 3, 1)[0]
+    crop = np.asarray(overlay_crop(model, example, "layer3.1.conv1", 3, alpha=1.0))
+    top, left, bottom, right = example.input_box
+    assert crop.shape == (bottom - top, right - left, 3)
+    # with the map fully opaque, the hottest colour sits where the channel peaked
+    hottest = colormap_lut("inferno")[255]
+    assert (np.abs(crop.astype(int) - hottest).sum(2) <= 3).any()

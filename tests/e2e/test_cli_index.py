@@ -46,6 +46,12 @@ def test_index_then_examples_as_json_and_a_contact_sheet(tmp_path, capsys):
     with Image.open(sheet) as image:
         assert image.width == 2 * (160 + 4) + 4  # two tiles of 160 px side by side
 
+    overlaid = tmp_path / "overlay.png"
+    assert main(["examples", str(out), "--layer", "layer4.1.conv2", "--channel", "5", "--overlay",
+                 "-o", str(overlaid)]) == 0
+    with Image.open(overlaid) as image, Image.open(sheet) as plain:
+        assert image.width == 2 * (160 + 4) + 4 and image.height > plain.height  # 3 tiles: 2 rows
+
     assert main(["examples", str(out), "--layer", "fc", "--channel", "0"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "no layer 'fc'" in error[0]

@@ -69,7 +69,8 @@ def _layer_entries(model, layers: list[str]) -> list[dict]:
 
 
 def _model_record(model) -> dict:
-    return {"name": model.name, "display_name": getattr(model, "display_name", model.name),
+    return {"name": model.name, "source": str(getattr(model, "source", model.name)),
+            "display_name": getattr(model, "display_name", model.name),
             "weights": getattr(model, "weights_label", None), "trained": getattr(model, "trained", None)}
 
 
