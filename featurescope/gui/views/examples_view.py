@@ -159,6 +159,7 @@ class ExamplesView(TabPage):
     def set_index(self, index: Any) -> None:
         self.index = index
         self.shown_channel = -1
+        self._previews.clear()  # strips of the previous index
         if index is not None:
             skipped = len(index.skipped)
             state = "" if index.complete else " (not finished: index the folder again to resume)"
