@@ -37,7 +37,7 @@ def _image_files(arguments: Sequence[str]) -> tuple[list[Path], bool]:
 
 
 def _sub_folders(files: Sequence[Path], out: Path) -> list[Path]:
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     used: set[str] = set()
     folders = []
