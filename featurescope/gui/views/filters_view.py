@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpi
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.core.render import filters
 
-pg.setConfigOptions(imageAxisOrder="row-major")
 
 MODES = (("auto", "auto"), ("rgb", "RGB (3 input channels)"), ("mean", "mean of input channels"),
          ("channel", "one input channel"))
@@ -90,7 +89,7 @@ class FiltersView(TabPage):
         self.plots.setBackground(None)
         self.view_box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.view_box.invertY(True)
-        self.image_item = pg.ImageItem()
+        self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image_item)
         self.plots.addItem(self.view_box)
         self.message = QLabel(self)
