@@ -34,9 +34,7 @@ from featurescope.cli.arguments import (
     add_model_options, add_preprocessing_options, non_negative_int, position, positive_int,
     window_size,
 )
-from featurescope.cli.common import (  # noqa: F401  (kept importable from here)
-    DEFAULT_MODEL, EXIT_INTERRUPTED, EXIT_USER_ERROR, IMAGE_SUFFIXES,
-)
+from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index

@@ -99,10 +99,9 @@ def configure_qt() -> None:
 
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
-    import pyqtgraph as pg
-
-    # Row-major so (H, W) arrays are not transposed; no OpenGL so offscreen works.
-    pg.setConfigOptions(imageAxisOrder="row-major", useOpenGL=False, antialias=False)
+    # pyqtgraph's global config is left alone (another library in the process may own
+    # it): every ImageItem sets axisOrder="row-major" itself, and OpenGL and antialiasing
+    # are off by pyqtgraph's own defaults.
 
 
 def app_icon():

@@ -24,7 +24,7 @@ from featurescope.gui.docks.model_panel import ModelPanel, catalogue_and_devices
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.widgets.error_banner import ErrorBanner
 from featurescope.gui.export_actions import ExportActions
-from featurescope.gui.image_sources import IMAGE_FILTER, ImageSources  # noqa: F401 (re-export)
+from featurescope.gui.image_sources import ImageSources
 from featurescope.gui.widgets.mime_images import ImageDropTarget
 from featurescope.gui.widgets.job_status import JobStatus
 from featurescope.gui.menus import build_menus

@@ -156,7 +156,7 @@ def _click(qtbot, tree, row, modifier=Qt.NoModifier):
 
 def test_export_selected_layers_annotated_in_one_go(window, dialogs, tmp_path, qtbot):
     """Journey 4: pick five layers with Ctrl/Shift-click, export their annotated grids."""
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     state, tree, panel = window.state, window.layer_panel.tree, window.layer_panel
     layers = list(state.result.layers)
@@ -205,7 +205,7 @@ def _screen(window):
 
 
 def test_exports_equal_the_screen_with_the_users_options(window, dialogs, tmp_path, qtbot):
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     state, exports = window.state, window.exports
     exports.annotate_action.setChecked(False)
@@ -229,7 +229,7 @@ def test_exports_equal_the_screen_with_the_users_options(window, dialogs, tmp_pa
 
 
 def test_annotated_exports_share_the_one_title(window, dialogs, tmp_path, qtbot):
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
     from featurescope.core.render.annotate import annotate_grid, grid_title
 
     state, exports = window.state, window.exports
@@ -296,7 +296,7 @@ def test_export_comparison_is_enabled_once_there_is_one(window, dialogs, tmp_pat
     qtbot.waitUntil(lambda: window.jobs.is_idle() and len(list(out.iterdir())) == 4, timeout=60000)
     comparison = window.compare_view.comparison
     pictures, _ = shared_index_grids(comparison)
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     stem = safe_filename(comparison.layer)
     for key in ("a", "b", "difference"):

@@ -280,3 +280,30 @@ def test_a_folder_at_start_leaves_no_promise_of_a_capture(make_window, qtbot, tm
     assert "is a folder; open an image file" in window.banner.text()
     assert "Capturing" not in window.grid_view.title.text()
     assert "open an image file" in window.grid_view.title.text()
+
+
+# --- issue 9 item 8 in the app: one mean and std for a one-channel model -----------------
+
+MNIST_NET = '''
+import torch.nn as nn
+
+def Net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(4 * 13 * 13, 10))
+'''
+
+
+def test_the_model_tab_takes_one_mean_and_std_for_a_one_channel_model(make_window, qtbot, tmp_path):
+    (tmp_path / "mnist.py").write_text(MNIST_NET)
+    window = make_window(start=False)
+    window.request_model({"name": f"{tmp_path / 'mnist.py'}:Net", "weights": "none", "device": "cpu",
+                          "input_size": "28", "mean": "0.1307", "std": "0.3081"})
+    qtbot.waitUntil(lambda: window.state.model is not None and window.jobs.is_idle(), timeout=30000)
+    assert not window.banner.isVisible(), window.banner.text()
+    model = window.state.model
+    assert model.channels == 1
+    # what the model is fed: the grey photo, (value - 0.1307) / 0.3081
+    grey = Image.new("L", (28, 28), 128)
+    x = model.preprocess(grey.convert("RGB"))
+    assert tuple(x.shape) == (1, 1, 28, 28)
+    assert torch.allclose(x, torch.full_like(x, (128 / 255 - 0.1307) / 0.3081), atol=1e-3)

@@ -37,17 +37,11 @@ from featurescope.core.render.annotate import annotate_grid, grid_title
 from featurescope.core.render.options import DisplayOptions, render_grid
 
 __all__ = [
-    "write_png",
-    "write_npz",
-    "write_json",
-    "annotate_grid",
     "export_layers",
     "export_layer_steps",
     "export_targets",
     "export_grid",
     "export_activations",
-    "safe_filename",
-    "file_sha256",
     "NPZ_NAME",
     "JSON_NAME",
 ]

@@ -17,25 +17,14 @@ from PySide6.QtWidgets import (
     QLineEdit, QPushButton, QSizePolicy, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
+from featurescope.core.errors import ModelError
+from featurescope.core.models.spec import parse_statistics
 from featurescope.gui.model.settings import absolute
 from featurescope.gui.model.state import AppState
 
 STATUS_TEXT = {"embedded": "embedded", "cached": "cached", "downloadable": "will download"}
 WEIGHTS_CHOICES = [("Pretrained", "default"), ("Untrained (random)", "none"),
                    ("Weights file...", "file")]
-
-
-def parse_triple(text: str) -> Optional[tuple[float, float, float]]:
-    """'0.5, 0.5, 0.5' -> (0.5, 0.5, 0.5); '' -> None; ValueError otherwise."""
-    text = text.strip()
-    if not text:
-        return None
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3:
-        raise ValueError(f"'{text}' should be three numbers, one per colour channel, e.g. 0.5, 0.5, 0.5.")
-    return tuple(float(p) for p in parts)  # type: ignore[return-value]
 
 
 def parse_size(text: str) -> Optional[Any]:
@@ -333,9 +322,9 @@ class ModelPanel(QWidget):
             return
         try:
             parse_size(spec["input_size"])
-            parse_triple(spec["mean"])
-            parse_triple(spec["std"])
-        except ValueError as error:
+            parse_statistics(spec["mean"], what="Mean")
+            parse_statistics(spec["std"], what="Std")
+        except (ValueError, ModelError) as error:
             self.state.report_error(str(error))
             return
         self.load_requested.emit(spec)

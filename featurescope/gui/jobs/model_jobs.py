@@ -12,7 +12,9 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject
 
 from featurescope.gui.jobs import receptive_cache
-from featurescope.gui.docks.model_panel import parse_size, parse_triple
+from featurescope.core.errors import ModelError
+from featurescope.core.models.spec import parse_statistics
+from featurescope.gui.docks.model_panel import parse_size
 from featurescope.gui.model.settings import DEFAULT_MODEL, Settings, absolute
 from featurescope.gui.model.state import AppState
 from featurescope.gui.jobs.workers import JobRunner
@@ -56,9 +58,9 @@ class ModelJobs(QObject):
         """
         try:
             kwargs = {"input_size": parse_size(str(spec.get("input_size") or "")),
-                      "mean": parse_triple(str(spec.get("mean") or "")),
-                      "std": parse_triple(str(spec.get("std") or ""))}
-        except ValueError as error:
+                      "mean": parse_statistics(str(spec.get("mean") or ""), what="Mean"),
+                      "std": parse_statistics(str(spec.get("std") or ""), what="Std")}
+        except (ValueError, ModelError) as error:
             self._model_failed(str(error), spec, fallback)
             return
         kwargs = {k: v for k, v in kwargs.items() if v is not None}

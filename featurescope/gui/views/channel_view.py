@@ -28,7 +28,6 @@ from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.jobs import receptive_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
 
-pg.setConfigOptions(imageAxisOrder="row-major")
 
 DIVERGING = getattr(grids, "DIVERGING", ("coolwarm",))
 
@@ -82,7 +81,7 @@ def _rect_item(box: pg.ViewBox, color: str, width: float = 2.0, dashed: bool = F
 def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
     vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
     vb.invertY(True)
-    item = pg.ImageItem()
+    item = pg.ImageItem(axisOrder="row-major")
     vb.addItem(item)
     return vb, item
 
@@ -130,7 +129,7 @@ class ChannelView(TabPage):
         self.plots.ci.setSpacing(12)
         self.map_box, self.map_item = _image_box()
         self.overlay_box, self.input_item = _image_box()
-        self.overlay_item = pg.ImageItem()
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_box.addItem(self.overlay_item)
         self.map_title = self.plots.addLabel("feature map", row=0, col=0)
         self.overlay_title = self.plots.addLabel("over the input image", row=0, col=2)

@@ -114,6 +114,10 @@ class FeatureGridView(QWidget):
         self.title = QLabel("Loading the network and the image...")
         self.title.setObjectName("gridTitle")
         self.title.setStyleSheet("font-weight: bold; padding: 2px 4px;")
+        # A long header (a long layer name, the 1x1 note) wraps instead of widening the
+        # tab, which would squeeze the docks beside it.
+        self.title.setWordWrap(True)
+        self.title.setMinimumWidth(1)
         self.readout = QLabel(" ")
         self.readout.setObjectName("gridReadout")
         self.readout.setStyleSheet("font-family: monospace; padding: 2px 4px;")

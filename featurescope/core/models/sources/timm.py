@@ -129,8 +129,8 @@ def fetch_weights(repo_id: str, progress=None, cancel=None) -> Path:
             break
     raise DownloadError(
         f"Could not download the weights of the Hugging Face repository {repo_id} ({reason}); "
-        f"on a machine with internet access run `huggingface-cli download {repo_id}` and copy "
-        f"its cache folder to {folder}.", url=f"https://huggingface.co/{repo_id}", cache_path=folder)
+        f"on a machine with internet access run `hf download {repo_id}` (the huggingface_hub "
+        f"command) and copy its cache folder to {folder}.", url=f"https://huggingface.co/{repo_id}", cache_path=folder)
 
 
 def timm_preprocessing(module) -> Preprocessing:
