@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from PySide6.QtCore import QPointF
 
 from featurescope.core.index.store import open_index
 
@@ -122,8 +123,18 @@ def test_hovering_a_channel_of_the_feature_grid_shows_its_examples(window, qtbot
     index = build_index(window.state.model, folder, layers=[layer], top=3, workers=0)
     view = window.examples_view
     view.set_index(index)
-    window.grid_view.channel_hovered.emit(7)
-    qtbot.waitUntil(lambda: f"channel 7" in view.preview_text, timeout=30000)
+    # the grid says which channel the mouse is on (the first tile: channel 0)
+    grid = window.grid_view
+    window.tabs.setCurrentIndex(0)
+    qtbot.waitUntil(lambda: grid.image_item.image is not None, timeout=30000)
+    grid.fit()
+    rect = grid.image_item.sceneBoundingRect()
+    with qtbot.waitSignal(grid.channel_hovered, timeout=3000) as hovered:
+        grid._on_mouse_moved((QPointF(rect.left() + 2, rect.top() + 2),))
+    assert hovered.args == [0]
+    qtbot.waitUntil(lambda: "channel 0" in view.preview_text, timeout=30000)
+    grid.channel_hovered.emit(7)
+    qtbot.waitUntil(lambda: "channel 7" in view.preview_text, timeout=30000)
     source = view.preview_text.split('src="')[1].split('"')[0]
     from urllib.parse import unquote, urlparse
 
