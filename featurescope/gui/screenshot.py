@@ -13,7 +13,8 @@ from typing import Any, Optional, Union
 
 from featurescope.core.errors import FeaturescopeError
 
-VIEWS = {"grid": 0, "filters": 1, "channel": 2, "gradcam": 3, "compare": 4}
+VIEWS = {"grid": 0, "filters": 1, "channel": 2, "gradcam": 3, "compare": 4, "playground": 5,
+         "ablation": 6}
 TIMEOUT_S = 600.0
 
 

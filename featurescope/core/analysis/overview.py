@@ -62,7 +62,8 @@ def tile_side(height: int, input_height: int, largest: int = 160, smallest: int 
     return max(smallest, int(round(largest * height / max(1, input_height))))
 
 
-def _colour(map_: np.ndarray, side: int, colormap: str) -> np.ndarray:
+def tile_picture(map_: np.ndarray, side: int, colormap: str = "viridis") -> np.ndarray:
+    """A map as a ``side`` x ``side`` RGB picture (its own min..max, nearest-neighbour)."""
     from PIL import Image
 
     from featurescope.core.render.grids import colormap_lut
@@ -95,7 +96,7 @@ def overview_poster(result, picture: Optional[np.ndarray] = None, reduction: str
     for tile in tiles:
         c, h, w = tile.shape
         which = f"ch {tile.channel}" if tile.channel >= 0 else reduction
-        items.append((_colour(tile.map, tile_side(h, input_height), colormap),
+        items.append((tile_picture(tile.map, tile_side(h, input_height), colormap),
                       tile.layer, f"{c}x{h}x{w}  {which}"))
     label_w = 150  # each cell at least as wide as its label
     rows, row, x = [], [], margin
