@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLis
                                QListWidgetItem, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
+from featurescope.gui.widgets.equal_columns import EqualColumns
 from featurescope.gui.widgets.tab_page import TabPage
 
 
@@ -36,6 +37,9 @@ def shared_grid(chw: np.ndarray, lo: float, hi: float, colormap: str) -> np.ndar
     span = hi - lo if hi > lo else 1.0
     indices = np.clip(np.round((chw - lo) / span * 254) + 1, 1, 255).astype(np.uint8)
     return apply_lut(tile_mosaic(indices, layout), colormap_lut(colormap))
+
+
+MOST_CHANGED = 16
 
 
 class AblationView(TabPage):
@@ -102,6 +106,9 @@ class AblationView(TabPage):
         self.diff_title = self.plots.addLabel("|after - before|", row=0, col=2)
         for col, box in enumerate((self.before_box, self.after_box, self.diff_box)):
             self.plots.addItem(box, row=1, col=col)
+        self.equal_columns = EqualColumns(self.plots, (0, 1, 2))
+        self.maps_note = QLabel(self)
+        self.maps_note.setWordWrap(True)
         later = QHBoxLayout()
         later.addWidget(QLabel("effect on layer", self))
         later.addWidget(self.later_combo, 1)
@@ -111,6 +118,7 @@ class AblationView(TabPage):
         right.addWidget(self.summary)
         right.addLayout(later)
         right.addWidget(self.plots, 1)
+        right.addWidget(self.maps_note)
         body = QHBoxLayout()
         body.addLayout(left)
         body.addLayout(right, 1)
@@ -245,9 +253,14 @@ class AblationView(TabPage):
         name = self.later_combo.currentText()
         for item in (self.before_item, self.after_item, self.diff_item):
             item.clear()
+        self.maps_note.setText("")
         if a is None or result is None or not name or name not in a.result or name not in a.original:
             return
         before, after = a.original[name].numpy(), a.result[name].numpy()
+        # the channels that changed most, so the effect is readable at any width
+        moved = np.abs(after - before).reshape(len(before), -1).mean(axis=1)
+        chosen = np.argsort(-moved, kind="stable")[:MOST_CHANGED]
+        before, after = before[chosen], after[chosen]
         # before and after on one colour scale, so a map that went dark looks dark
         lo = float(min(before.min(), after.min()))
         hi = float(max(before.max(), after.max()))
@@ -256,7 +269,8 @@ class AblationView(TabPage):
         self.before_item.setImage(shared_grid(before, lo, hi, colormap))
         self.after_item.setImage(shared_grid(after, lo, hi, colormap))
         self.diff_item.setImage(shared_grid(difference, 0.0, float(difference.max()), "magma"))
-        changed = float((after - before).abs().mean())
-        self.diff_title.setText(f"|after - before| (mean {changed:.3g})")
+        changed = float(difference.mean())
+        self.maps_note.setText(f"The {len(chosen)} channels of {name} that changed most, before and "
+                               f"after on one colour scale; mean |after - before| {changed:.3g}.")
         for box in (self.before_box, self.after_box, self.diff_box):
             box.autoRange(padding=0.02)

@@ -209,7 +209,7 @@ class ArithmeticPanel(QWidget):
         colours = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
         rows, cols = self._labels(e)
         self.patch_grid.set_data(np.zeros(e.padded.shape), mask=e.padded, colours=colours,
-                                 row_labels=rows, col_labels=cols, show_numbers=False,
+                                 row_labels=rows, show_numbers=False,
                                  title="RGB patch")
         self.patch_grid.show()
 

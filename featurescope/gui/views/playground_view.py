@@ -17,9 +17,10 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget)
 
+from featurescope.gui.widgets.equal_columns import EqualColumns
 from featurescope.gui.widgets.tab_page import TabPage
 
-SIMILAR = 5
+SIMILAR = 4
 
 
 def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
@@ -129,6 +130,7 @@ class PlaygroundView(TabPage):
         self.pool_title = self.plots.addLabel("pooled", row=0, col=2)
         for col, box in enumerate((self.photo_box, self.conv_box, self.pool_box)):
             self.plots.addItem(box, row=1, col=col)
+        self.equal_columns = EqualColumns(self.plots, (0, 1, 2))
         self.formula = QLabel(self)
         self.formula.setWordWrap(True)
         self.formula.setTextFormat(Qt.TextFormat.RichText)
@@ -281,7 +283,7 @@ class PlaygroundView(TabPage):
         self.output = out
         h, w = picture.shape
         self.photo_item.setImage(picture, autoLevels=False, levels=(0, 1))
-        self.photo_title.setText(f"photo (grey) {h}x{w}")
+
         # the 99th percentile of |output|: a few very strong edges must not wash out the rest
         limit = float(np.percentile(np.abs(out.convolved), 99)) or float(np.abs(out.convolved).max()) or 1.0
         signed = float(out.convolved.min()) < 0
@@ -289,20 +291,25 @@ class PlaygroundView(TabPage):
         # signed outputs (edges) in a diverging map: blue negative, white zero, red positive
         lut = colormap_lut("coolwarm" if signed else "gray")
         self.conv_item.setImage(out.convolved, autoLevels=False, levels=levels, lut=lut)
-        self.conv_title.setText(f"kernel output {out.convolved.shape[0]}x{out.convolved.shape[1]}")
+
         if out.pooled is not None:
             self.pool_item.setImage(out.pooled, autoLevels=False, levels=levels, lut=lut)
-            self.pool_title.setText(f"{pool} pool {out.pooled.shape[0]}x{out.pooled.shape[1]}")
+
             self.pool_box.show()
         else:
             self.pool_item.clear()
-            self.pool_title.setText("no pooling")
+        self.equal_columns.apply()
         for box in (self.photo_box, self.conv_box, self.pool_box):
             box.autoRange(padding=0.02)
-        lines = [f"<b>output size</b> = floor((n + 2p - d(k - 1) - 1) / s) + 1: &nbsp; {out.conv_formula}"]
+        # (the picture titles stay fixed: a pyqtgraph label that changes text asks for width)
+        c_h, c_w = out.convolved.shape
+        lines = [f"<b>photo</b> {h}x{w} &rarr; <b>kernel output</b> {c_h}x{c_w}"
+                 + (f" &rarr; <b>{pool} pooled</b> {out.pooled.shape[0]}x{out.pooled.shape[1]}"
+                    if out.pooled is not None else " (no pooling)"),
+                 f"output size = floor((n + 2p - d(k - 1) - 1) / s) + 1 = {out.conv_formula}"]
         if out.pooled is not None:
-            lines.append(f"<b>pooling</b> {self.pool_size_spin.value()}x{self.pool_size_spin.value()}, "
-                         f"stride {self.pool_stride_spin.value()}: &nbsp; {out.pool_formula}")
+            lines.append(f"pooling {self.pool_size_spin.value()}x{self.pool_size_spin.value()}, "
+                         f"stride {self.pool_stride_spin.value()}: {out.pool_formula}")
         self.formula.setText("<br>".join(lines))
         self._show_similar(similar_filters, kernel)
 
@@ -319,12 +326,12 @@ class PlaygroundView(TabPage):
                 f"<b>The learned filters most like yours</b> ({first.layer}, {first.weights.shape[1]}x"
                 f"{first.weights.shape[2]}): each in colour and summed over R, G, B (what it does to a grey "
                 "photo), ranked by cosine similarity with yours; negative = the same pattern inverted")
-        self.yours_picture.setPixmap(_pixmap(kernel_colours(kernel), 34))
+        self.yours_picture.setPixmap(_pixmap(kernel_colours(kernel), 30))
         for index, ((colour, summed), caption) in enumerate(zip(self.similar_pictures, self.similar_captions)):
             if index < len(self.similar):
                 f = self.similar[index]
-                colour.setPixmap(_pixmap(filter_colours(f.weights), 34))
-                summed.setPixmap(_pixmap(kernel_colours(f.kernel), 34))
+                colour.setPixmap(_pixmap(filter_colours(f.weights), 30))
+                summed.setPixmap(_pixmap(kernel_colours(f.kernel), 30))
                 caption.setText(f"ch {f.channel}\ncos {f.similarity:+.2f}")
             else:
                 colour.clear()
