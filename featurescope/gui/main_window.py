@@ -54,6 +54,7 @@ def _field_text(value: Any) -> str:
     return str(value)
 
 GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB = 0, 1, 2, 3, 4
+PLAYGROUND_TAB, ABLATION_TAB = 5, 6
 
 
 class MainWindow(ImageDropTarget, QMainWindow):
