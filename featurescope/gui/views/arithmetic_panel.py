@@ -79,6 +79,7 @@ class ArithmeticPanel(QWidget):
         self.channel_spin.valueChanged.connect(self._show_channel)
         self.channel_label = QLabel("input channel", self)
         self.channel_note = QLabel(self)
+        self.channel_note.setWordWrap(True)  # a long sum must not widen the window
         chooser = QHBoxLayout()
         chooser.addWidget(self.channel_label)
         chooser.addWidget(self.channel_spin)
