@@ -40,7 +40,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     size: tuple[int, int] = (1280, 800),
                     position: Optional[tuple[int, int]] = None,
                     compare_with: Optional[Union[str, Path]] = None, device: Optional[str] = None,
-                    input_size: Any = None, mean: Any = None, std: Any = None) -> Path:
+                    input_size: Any = None, mean: Any = None, std: Any = None,
+                    switch_off: Optional[list] = None) -> Path:
     """Save a PNG of the whole main window after everything it shows is computed.
 
     ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
@@ -49,7 +50,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     feature-map position whose receptive field the channel view draws on the input;
     ``compare_with`` image B of the compare view (default: another bundled sample);
     ``device`` (default "auto"); ``input_size`` (224, (32, 32) or "32x32"), ``mean`` and
-    ``std`` for an own model (``file.py:factory``).
+    ``std`` for an own model (``file.py:factory``); ``switch_off`` channels of the layer
+    that the ablation view switches off before the picture is taken.
     Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
@@ -69,6 +71,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     if position is not None and view != "channel":
         raise FeaturescopeError("--position marks a receptive field in the channel view; "
                                 "add --view channel.")
+    if switch_off and view != "ablation":
+        raise FeaturescopeError("--switch-off runs in the ablation view; add --view ablation.")
     image_b = None
     if view == "compare":
         from featurescope.core.resources import sample_images
@@ -128,6 +132,16 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     raise FeaturescopeError(f"Layer {window.state.layer} is {height} x {width}; "
                                             f"position {y},{x} is outside it.")
                 window.channel_view.show_position(int(y), int(x))
+            if switch_off:
+                channels = result[window.state.layer].shape[0]
+                bad = [c for c in switch_off if not 0 <= c < channels]
+                if bad:
+                    raise FeaturescopeError(f"Layer {window.state.layer} has channels 0 to "
+                                            f"{channels - 1}; {bad[0]} is not one of them.")
+                window.ablation_view.refresh()
+                window.ablation_view.set_checked(switch_off)
+                window.ablation_view.run_ablation()
+                wait_until_idle(window, app)
             window.grid_view.fit()
             wait_until_idle(window, app)
             window.grid_view.fit()

@@ -212,6 +212,8 @@ class ArithmeticPanel(QWidget):
         self.patch_grid.set_data(np.zeros(e.padded.shape), mask=e.padded, colours=colours,
                                  row_labels=rows, show_numbers=False,
                                  title="RGB patch")
+        # no numbers in the patch: narrow cells leave the numbers beside it more room
+        self.patch_grid.setMaximumWidth(44 + 28 * e.padded.shape[1])
         self.patch_grid.show()
 
     def _show_channel(self, index: int) -> None:

@@ -125,12 +125,15 @@ class PlaygroundView(TabPage):
         self.photo_box, self.photo_item = _image_box()
         self.conv_box, self.conv_item = _image_box()
         self.pool_box, self.pool_item = _image_box()
+        # two columns (photo | kernel output, then the pooled map under them): three across
+        # would leave each picture a third of a narrow tab at 1280x800
         self.photo_title = self.plots.addLabel("photo (grey)", row=0, col=0)
         self.conv_title = self.plots.addLabel("kernel output", row=0, col=1)
-        self.pool_title = self.plots.addLabel("pooled", row=0, col=2)
-        for col, box in enumerate((self.photo_box, self.conv_box, self.pool_box)):
-            self.plots.addItem(box, row=1, col=col)
-        self.equal_columns = EqualColumns(self.plots, (0, 1, 2))
+        self.pool_title = self.plots.addLabel("pooled", row=2, col=1)
+        self.plots.addItem(self.photo_box, row=1, col=0)
+        self.plots.addItem(self.conv_box, row=1, col=1)
+        self.plots.addItem(self.pool_box, row=3, col=1)
+        self.equal_columns = EqualColumns(self.plots, (0, 1))
         self.formula = QLabel(self)
         self.formula.setWordWrap(True)
         self.formula.setTextFormat(Qt.TextFormat.RichText)

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
@@ -36,6 +36,7 @@ class NumberGrid(QWidget):
         self.row_labels: Sequence[str] = ()
         self.col_labels: Sequence[str] = ()
         self.show_numbers = True
+        self.digits = 3  # decimals; 2 when 3 do not fit the cells
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
         self.setMinimumSize(80, 90)
 
@@ -58,10 +59,13 @@ class NumberGrid(QWidget):
         """The text drawn in cell (row, col)."""
         if self.mask is not None and self.mask[row, col]:
             value = self.values[row, col]
-            return "pad" if not np.isfinite(value) else f"0 pad" if value == 0 else f"{value:.3g} pad"
+            return "pad" if not np.isfinite(value) else "0 pad" if value == 0 else f"{value:.{self.digits}f} pad"
         if not self.show_numbers:
             return ""
-        return f"{self.values[row, col] + 0.0:.3g}"
+        value = self.values[row, col] + 0.0
+        if value != 0 and abs(value) < 10 ** -self.digits:  # would print as 0.000
+            return f"{value:.0e}"
+        return f"{value:.{self.digits}f}"
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
         rows, cols = (3, 3) if self.values is None else self.values.shape
@@ -87,6 +91,18 @@ class NumberGrid(QWidget):
         cell_h = max(12.0, min(34.0, (self.height() - top - 4) / rows))
         small = QFont(self.font())
         small.setPointSizeF(max(6.5, min(self.font().pointSizeF(), cell_h * 0.42)))
+        def widest_text() -> float:
+            texts = [self.text_at(i, j) for i in range(rows) for j in range(cols)
+                     if np.isfinite(self.values[i, j]) or (self.mask is not None and self.mask[i, j])]
+            return max((QFontMetricsF(small).horizontalAdvance(t) for t in texts), default=0.0)
+
+        self.digits = 3
+        widest = widest_text()
+        if widest * 0.85 > cell_w - 4:  # much too wide: fewer digits (the sum keeps them all) ...
+            self.digits = 2
+            widest = widest_text()
+        if widest > cell_w - 4:  # ... then a smaller font until the widest fits its cell
+            small.setPointSizeF(max(6.0, small.pointSizeF() * (cell_w - 4) / widest))
         painter.setFont(small)
         label_pen = QPen(palette.placeholderText().color())
         for j, text in enumerate(self.col_labels[:cols]):
