@@ -87,6 +87,9 @@ def test_overview_strip_has_every_layer_and_selects_on_click(window, qtbot):
     x, side = strip.boxes[10]
     qtbot.mouseClick(strip.canvas, Qt.MouseButton.LeftButton, pos=QPoint(int(x + side / 2), 60))
     assert window.state.layer == strip.tiles[10].layer
+    strip.set_reduction("mean")
+    qtbot.waitUntil(lambda: strip.tiles and strip.tiles[0].channel == -1, timeout=30000)
+    assert np.allclose(strip.tiles[0].map, window.state.result[strip.tiles[0].layer].mean(0).numpy())
 
 
 def test_playground_applies_the_kernel_and_finds_look_alikes(window, qtbot):

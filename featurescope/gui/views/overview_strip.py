@@ -2,7 +2,8 @@
 layer, in network order, each the channel most active for this photo, drawn at a size
 proportional to the layer's spatial size (so the shrinking shows), the spatial size
 written under the tile where it changes. Click a tile to select its layer; hover for
-its name, shape and channel.
+its name, shape and channel. Right-click to show the mean or the maximum over channels
+instead of the most active channel.
 
 Tiles are computed on the worker's background lane (core/analysis/overview.py).
 """
@@ -12,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
 LARGEST, SMALLEST, GAP, LABEL = 64, 12, 3, 14
@@ -60,9 +61,11 @@ class _Tiles(QWidget):
             return
         tile = self.strip.tiles[index]
         c, h, w = tile.shape
+        shown = (f"its most active channel {tile.channel}" if tile.channel >= 0
+                 else f"the {self.strip.reduction} over its channels")
         QToolTip.showText(event.globalPosition().toPoint(),
-                          f"{tile.layer} ({tile.kind}): {c} x {h} x {w}, showing its most active "
-                          f"channel {tile.channel}. Click to select.", self)
+                          f"{tile.layer} ({tile.kind}): {c} x {h} x {w}, showing {shown}. "
+                          "Click to select; right-click to choose what each tile shows.", self)
 
 
 class OverviewStrip(QScrollArea):
@@ -77,7 +80,17 @@ class OverviewStrip(QScrollArea):
         self.images: list[QImage] = []
         self.boxes: list[tuple[int, int]] = []  # (x, side) per tile
         self._for: Any = None
+        self.reduction = "most_active"
         self.canvas = _Tiles(self)
+        self.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        group = QActionGroup(self)
+        for reduction, text in (("most_active", "Most active channel"), ("mean", "Mean over channels"),
+                                ("max", "Maximum over channels")):
+            action = QAction(text, self.canvas, checkable=True)
+            action.setChecked(reduction == self.reduction)
+            action.triggered.connect(lambda _checked=False, r=reduction: self.set_reduction(r))
+            group.addAction(action)
+            self.canvas.addAction(action)
         self.setWidget(self.canvas)
         self.setWidgetResizable(False)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
@@ -98,18 +111,23 @@ class OverviewStrip(QScrollArea):
                 return index
         return None
 
+    def set_reduction(self, reduction: str) -> None:
+        """What each tile shows: "most_active", "mean" or "max" (over channels)."""
+        self.reduction = reduction
+        self.request()
+
     def request(self, *_: Any) -> None:
         """Compute the tiles of the current result (background lane)."""
         from featurescope.core.analysis.overview import overview_tiles, tile_picture, tile_side
 
         result = self.state.result
-        colormap = self.state.display.colormap
+        colormap, reduction = self.state.display.colormap, self.reduction
         if result is None:
             self.show_tiles(None, [], [])
             return
 
         def work(progress=None, cancel=None):
-            tiles = overview_tiles(result)
+            tiles = overview_tiles(result, reduction)
             height = int(result.input.shape[-2])
             pictures = [tile_picture(t.map, tile_side(t.shape[1], height, LARGEST, SMALLEST), colormap)
                         for t in tiles]
