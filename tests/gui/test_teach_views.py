@@ -141,3 +141,24 @@ def test_switching_channels_off_matches_ablate(window, qtbot):
     assert view.after_item.image is not None and "changed most" in view.maps_note.text()
     window.state.set_layer("stem")
     assert view.ablation is None
+
+
+def test_max_pooling_panel_outlines_the_winner(window, qtbot, wait_idle):
+    window.request_model({"name": "resnet18", "weights": "none", "device": "cpu", "input_size": "64"})
+    qtbot.waitUntil(lambda: window.state.model is not None and window.state.model.name == "resnet18",
+                    timeout=60000)
+    wait_idle(window)
+    _switch(qtbot, window, CHANNEL_TAB)
+    window.state.set_layer("maxpool")
+    window.state.set_channel(7)
+    panel = window.arithmetic_panel
+    window.channel_view.show_position(0, 5)
+    qtbot.waitUntil(lambda: panel.explanation is not None and panel.explanation.layer == "maxpool",
+                    timeout=30000)
+    e = panel.explanation
+    assert e.operation == "max" and e.kernel_size == (3, 3) and not panel.kernel_grid.isVisible()
+    c, i, j = e.winner
+    assert panel.window_grid.highlight == (i, j)
+    assert e.value == float(np.nanmax(e.window)) == pytest.approx(float(window.state.result["maxpool"][7, 0, 5]))
+    assert e.padded[0].all()  # the top row is padding (-inf for max pooling)
+    assert panel.window_grid.text_at(0, 0) == "pad"
