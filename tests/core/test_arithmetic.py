@@ -153,3 +153,11 @@ def test_json_ready_and_user_errors(zoo):
         explain_position(model, result, "stride2", 0, 99, 0)
     with pytest.raises(ModelError, match="no captured layer"):
         explain_position(model, result, "nope", 0, 0, 0)
+
+
+def test_a_float16_capture_is_compared_with_the_float32_value(zoo):
+    model, result = zoo
+    compact = capture(model, result.input, store_dtype=torch.float16)
+    e = explain_position(model, compact, "dilated", 3, 5, 5)
+    assert e.matches and e.captured == pytest.approx(float(result["dilated"][3, 5, 5]), rel=1e-6)
+    assert any("float16" in note for note in e.notes)

@@ -296,13 +296,22 @@ def explain_position(model, result, layer: str, channel: int, y: int, x: int) ->
     if sink.input is None or sink.input.dim() != 4:
         raise ModelError(f"{layer} did not run on a feature map in {model_name}'s forward pass.")
     inp = sink.input[0].float().cpu().numpy().astype(np.float64)
-    if layer in result:
+    import torch
+
+    notes = []
+    if layer in result and result.storage_dtype == torch.float32:
         captured = float(result[layer][channel, y, x])
-    else:  # not kept within the memory budget: the output of this very pass
+    else:  # not kept, or kept as float16 within the memory budget: this very pass, float32
         captured = float(sink.output[0, channel, y, x])
+        if layer in result:
+            notes.append(f"The map stores float16 to stay within the memory budget and shows "
+                         f"{float(result[layer][channel, y, x]):.5g}; the layer computed {captured:.6g}.")
     if info.kind in CONV_KINDS:
-        return _conv(layer, info, module, inp, channel, y, x, captured)
-    return _pool(layer, info, module, inp, channel, y, x, captured)
+        explanation = _conv(layer, info, module, inp, channel, y, x, captured)
+    else:
+        explanation = _pool(layer, info, module, inp, channel, y, x, captured)
+    explanation.notes.extend(notes)
+    return explanation
 
 
 def describe_steps(explanation: PositionExplanation) -> list[str]:
