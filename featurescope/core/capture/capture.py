@@ -142,7 +142,8 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     the pass still runs to the end, so logits are there. ``edits``: sinks that run
     before the store and may replace a layer's output for the rest of the network
     (e.g. :class:`~featurescope.core.capture.sinks.ZeroChannels`, ablation); the stored
-    output is the edited one. Raises ModelError for a layer name the model does not have. Nothing stays active afterwards, whatever happens.
+    output is the edited one. Raises ModelError for a layer name the model does not have.
+    Nothing stays active afterwards, whatever happens.
     """
     module, loaded = _unpack(model)
     device = getattr(loaded, "device", None) or module_device(module)
