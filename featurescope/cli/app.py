@@ -34,6 +34,7 @@ def run_screenshot(args) -> int:
     path = save_screenshot(args.out, image=args.image, model=args.model, weights=args.weights,
                            layer=args.layer, view=args.view, channel=args.channel, size=args.size,
                            position=args.position, compare_with=args.compare_with,
+                           switch_off=getattr(args, "switch_off", None),
                            **model_options(args, ("device", *_MODEL_OPTIONS)))
     print(path)
     return 0

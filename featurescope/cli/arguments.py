@@ -61,6 +61,26 @@ def position(text: str) -> tuple[int, int]:
     return y, x
 
 
+def channel_list(text: str) -> list[int]:
+    """``3,17,40`` or ``0-7`` (or both) -> channel numbers, 0 or more."""
+    channels = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        first, dash, last = part.partition("-")
+        try:
+            lo = int(first)
+            hi = int(last) if dash else lo
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of channels such as 3,17 or 0-7") from None
+        if lo < 0 or hi < lo:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a channel range such as 0-7")
+        channels.extend(range(lo, hi + 1))
+    if not channels:
+        raise argparse.ArgumentTypeError("name at least one channel, such as 3 or 0-7")
+    return channels
+
+
 def _whole_number(text: str) -> int:
     try:
         return int(text)

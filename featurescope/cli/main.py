@@ -6,6 +6,9 @@
     featurescope predict IMAGE        what the network thinks the image shows
     featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
     featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
+    featurescope explain IMAGE --layer L --channel C --at Y,X   the arithmetic at one position
+    featurescope overview IMAGE -o poster.png   one picture from the photo to the last layer
+    featurescope ablate IMAGE --layer L --channels 1,2   predictions with channels switched off
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
@@ -31,14 +34,15 @@ from featurescope import __version__
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
 from featurescope.cli.arguments import (
-    add_model_options, add_preprocessing_options, non_negative_int, position, positive_int,
-    window_size,
+    add_model_options, add_preprocessing_options, channel_list, non_negative_int, position,
+    positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index
 from featurescope.cli.info import run_layers, run_models, run_predict
+from featurescope.cli.teach import run_ablate, run_explain, run_overview
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +147,51 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parsers(commands, add_model_options, positive_int)
 
+    explain = commands.add_parser(
+        "explain", help="the arithmetic behind one value of a feature map",
+        description="Recompute one output value of a convolution or pooling layer by hand: the "
+                    "input window it reads (zeros where it hangs over the padding), the kernel, "
+                    "the element-wise products, their sum, the bias and the result, which equals "
+                    "the captured activation. For pooling: the window and the maximum or average.")
+    explain.add_argument("image", metavar="IMAGE")
+    add_model_options(explain)
+    explain.add_argument("--layer", "-l", required=True, metavar="L",
+                         help="the layer (names as `featurescope layers` prints them)")
+    explain.add_argument("--channel", "-c", required=True, type=non_negative_int, metavar="C")
+    explain.add_argument("--at", required=True, type=position, metavar="Y,X",
+                         help="the feature-map position: row, column")
+    explain.add_argument("--max-channels", type=positive_int, default=3, metavar="N",
+                         help="input channels printed in full (default 3; --json gives all)")
+    explain.add_argument("--json", action="store_true", help="print every number as JSON")
+
+    overview = commands.add_parser(
+        "overview", help="one picture of the whole network: the photo and a tile per layer",
+        description="Write one labelled PNG: the photo the network sees and, for every captured "
+                    "layer in network order, its most active channel (or a reduction), drawn at a "
+                    "size that shows the spatial size shrinking: edges to shapes at a glance.")
+    overview.add_argument("image", metavar="IMAGE")
+    add_model_options(overview)
+    overview.add_argument("--reduction", default="most_active", choices=("most_active", "mean", "max"),
+                          help="the map per layer: its most active channel, or the mean or max "
+                               "over channels (default most_active)")
+    overview.add_argument("--colormap", "-c", default="viridis", metavar="C")
+    overview.add_argument("--width", type=positive_int, default=1600, metavar="PX",
+                          help="poster width in pixels (default 1600)")
+    overview.add_argument("--output", "-o", required=True, metavar="OUT.png")
+    overview.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+
+    ablate = commands.add_parser(
+        "ablate", help="switch channels of a layer off and compare the predictions",
+        description="Run the image twice, the second time with the given channels of one layer "
+                    "set to zero, and print the top classes before and after.")
+    ablate.add_argument("image", metavar="IMAGE")
+    add_model_options(ablate)
+    ablate.add_argument("--layer", "-l", required=True, metavar="L")
+    ablate.add_argument("--channels", required=True, type=channel_list, metavar="C[,C...]",
+                        help="channel numbers, e.g. 3,17,40 or 0-7")
+    ablate.add_argument("--top", "-k", type=positive_int, default=5, metavar="K")
+    ablate.add_argument("--json", action="store_true", help="print JSON")
+
     shot = commands.add_parser("screenshot", help="save a picture of the app window (offscreen)",
                                description="Build the real main window offscreen, load, select, "
                                            "wait until all work is done and save it as a PNG.")
@@ -153,12 +202,15 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
     add_preprocessing_options(shot)
     shot.add_argument("--layer", metavar="NAME")
-    shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel", "gradcam", "compare"))
+    shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel", "gradcam", "compare", "examples", "playground",
+                               "ablation"))
     shot.add_argument("--channel", type=non_negative_int, metavar="N")
     shot.add_argument("--position", type=position, metavar="Y,X",
                       help="channel view: draw the receptive field of this feature-map position")
     shot.add_argument("--compare-with", metavar="IMAGE_B",
                       help="compare view: image B (default: another bundled sample)")
+    shot.add_argument("--switch-off", type=channel_list, metavar="C[,C...]",
+                      help="ablation view: switch these channels of the layer off (e.g. 0-19)")
     shot.add_argument("--size", type=window_size, default=(1280, 800), metavar="WxH",
                       help="window size (default 1280x800)")
     return parser
@@ -174,6 +226,9 @@ _COMMANDS = {
     "screenshot": run_screenshot,
     "index": run_index,
     "examples": run_examples,
+    "explain": run_explain,
+    "overview": run_overview,
+    "ablate": run_ablate,
 }
 
 

@@ -31,12 +31,16 @@ from featurescope.gui.menus import build_menus
 from featurescope.gui.jobs.model_jobs import ModelJobs, first_layer
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
+from featurescope.gui.views.ablation_view import AblationView
+from featurescope.gui.views.arithmetic_panel import ArithmeticPanel
 from featurescope.gui.views.channel_view import ChannelView
 from featurescope.gui.views.compare_view import CompareView
 from featurescope.gui.views.examples_view import ExamplesView
 from featurescope.gui.views.filters_view import FiltersView
 from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
+from featurescope.gui.views.overview_strip import OverviewStrip
+from featurescope.gui.views.playground_view import PlaygroundView
 from featurescope.gui.jobs.workers import JobRunner
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ def _field_text(value: Any) -> str:
     return str(value)
 
 GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, EXAMPLES_TAB = 0, 1, 2, 3, 4, 5
+PLAYGROUND_TAB, ABLATION_TAB = 6, 7
 
 
 class MainWindow(ImageDropTarget, QMainWindow):
@@ -119,12 +124,23 @@ class MainWindow(ImageDropTarget, QMainWindow):
                             (self.channel_view, "Channel"), (self.gradcam_view, "Grad-CAM"),
                             (self.compare_view, "Compare"), (self.examples_view, "Examples")):
             self.tabs.addTab(view, title)
+        # teaching (issue 13): the arithmetic under the channel view, the network at a glance
+        # above the tabs, the kernel playground and switching channels off as tabs
+        self.arithmetic_panel = ArithmeticPanel(state, jobs=self.jobs)
+        self.channel_view.add_detail_panel(self.arithmetic_panel)
+        self.channel_view.position_pinned.connect(self.arithmetic_panel.explain)
+        self.overview_strip = OverviewStrip(state, jobs=self.jobs)
+        self.playground_view = PlaygroundView(state)
+        self.ablation_view = AblationView(state, jobs=self.jobs)
+        self.tabs.addTab(self.playground_view, "Playground")
+        self.tabs.addTab(self.ablation_view, "Switch off")
         self.banner = ErrorBanner()
         central = QWidget()
         box = QVBoxLayout(central)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(0)
         box.addWidget(self.banner)
+        box.addWidget(self.overview_strip)
         box.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
 

@@ -13,7 +13,10 @@ from typing import Any, Optional, Union
 
 from featurescope.core.errors import FeaturescopeError
 
-VIEWS = {"grid": 0, "filters": 1, "channel": 2, "gradcam": 3, "compare": 4}
+# view name -> tab title (by title, so a tab added before another cannot shift them)
+VIEWS = {"grid": "Feature maps", "filters": "Filters", "channel": "Channel", "gradcam": "Grad-CAM",
+         "compare": "Compare", "examples": "Examples", "playground": "Playground",
+         "ablation": "Switch off"}
 TIMEOUT_S = 600.0
 
 
@@ -39,7 +42,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     size: tuple[int, int] = (1280, 800),
                     position: Optional[tuple[int, int]] = None,
                     compare_with: Optional[Union[str, Path]] = None, device: Optional[str] = None,
-                    input_size: Any = None, mean: Any = None, std: Any = None) -> Path:
+                    input_size: Any = None, mean: Any = None, std: Any = None,
+                    switch_off: Optional[list] = None) -> Path:
     """Save a PNG of the whole main window after everything it shows is computed.
 
     ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
@@ -48,7 +52,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     feature-map position whose receptive field the channel view draws on the input;
     ``compare_with`` image B of the compare view (default: another bundled sample);
     ``device`` (default "auto"); ``input_size`` (224, (32, 32) or "32x32"), ``mean`` and
-    ``std`` for an own model (``file.py:factory``).
+    ``std`` for an own model (``file.py:factory``); ``switch_off`` channels of the layer
+    that the ablation view switches off before the picture is taken.
     Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
@@ -68,6 +73,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     if position is not None and view != "channel":
         raise FeaturescopeError("--position marks a receptive field in the channel view; "
                                 "add --view channel.")
+    if switch_off and view != "ablation":
+        raise FeaturescopeError("--switch-off runs in the ablation view; add --view ablation.")
     image_b = None
     if view == "compare":
         from featurescope.core.resources import sample_images
@@ -106,7 +113,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     raise FeaturescopeError(f"{window.state.model.name} has no layer '{layer}'; "
                                             f"its layers are {shown}")
                 window.state.set_layer(layer)
-            window.tabs.setCurrentIndex(VIEWS[view])
+            titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+            window.tabs.setCurrentIndex(titles.index(VIEWS[view]))
             if channel is not None:
                 channels = result[window.state.layer].shape[0]
                 if not 0 <= int(channel) < channels:
@@ -127,6 +135,16 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     raise FeaturescopeError(f"Layer {window.state.layer} is {height} x {width}; "
                                             f"position {y},{x} is outside it.")
                 window.channel_view.show_position(int(y), int(x))
+            if switch_off:
+                channels = result[window.state.layer].shape[0]
+                bad = [c for c in switch_off if not 0 <= c < channels]
+                if bad:
+                    raise FeaturescopeError(f"Layer {window.state.layer} has channels 0 to "
+                                            f"{channels - 1}; {bad[0]} is not one of them.")
+                window.ablation_view.refresh()
+                window.ablation_view.set_checked(switch_off)
+                window.ablation_view.run_ablation()
+                wait_until_idle(window, app)
             window.grid_view.fit()
             wait_until_idle(window, app)
             window.grid_view.fit()

@@ -88,7 +88,7 @@ def _wanted(layers) -> Optional[list]:
 
 
 def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, store_dtype=None,
-           keep=None, budget=None, model_name: Optional[str] = None):
+           keep=None, budget=None, model_name: Optional[str] = None, edits=()):
     """One storing pass (repeated once per model if a functional in-place op overwrote
     a stored output: see taps.py). Returns (StoreSink, Run, network output or None)."""
     modules = list(module.modules())
@@ -100,7 +100,7 @@ def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, stor
     cache = info_cache(module)
     for _attempt in range(3):
         store = StoreSink(clone=clone_set(module), store_dtype=store_dtype, keep=keep, budget=budget)
-        sinks = [store] if wanted is None else [store, EarlyStop(wanted)]
+        sinks = [*edits, store] if wanted is None else [*edits, store, EarlyStop(wanted)]
         run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
                   describe=True, info_cache=cache, progress=progress, cancel=cancel, total=total)
         output = run_forward(module, x, run, grad_free, modules, model_name)
@@ -125,7 +125,7 @@ def _check_found(module, model_name, x, wanted, store) -> None:
 def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
             progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None, *,
             store_dtype: Optional[torch.dtype] = None, memory_budget: Optional[int] = None,
-            focus: Optional[str] = None) -> CaptureResult:
+            focus: Optional[str] = None, edits: Sequence = ()) -> CaptureResult:
     """Capture the conv/pool outputs of one image in one forward pass.
 
     ``model``: a LoadedModel (``.module``, ``.device``, ``.preprocess``, ``.categories``,
@@ -139,8 +139,11 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     unlimited) bounds the stored outputs: float32 if all fit, else float16, else float16
     for ``focus`` (default the first layer) and then the smallest layers that fit, the
     rest described but listed in ``result.missing`` (with ``result.notice`` saying so);
-    the pass still runs to the end, so logits are there. Raises ModelError for a layer
-    name the model does not have. Nothing stays active afterwards, whatever happens.
+    the pass still runs to the end, so logits are there. ``edits``: sinks that run
+    before the store and may replace a layer's output for the rest of the network
+    (e.g. :class:`~featurescope.core.capture.sinks.ZeroChannels`, ablation); the stored
+    output is the edited one. Raises ModelError for a layer name the model does not have.
+    Nothing stays active afterwards, whatever happens.
     """
     module, loaded = _unpack(model)
     device = getattr(loaded, "device", None) or module_device(module)
@@ -158,7 +161,8 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
             store_dtype = torch.float16
     keep = plan.keep if plan is not None else None
     store, run, output = _store(module, x, wanted, progress, cancel, store_dtype=store_dtype,
-                                keep=keep, budget=memory_budget, model_name=model_name)
+                                keep=keep, budget=memory_budget, model_name=model_name,
+                                edits=tuple(edits))
     if wanted is not None:
         _check_found(module, model_name, x, wanted, store)
     notice = _notice(plan, len(store.outputs), len(run.infos)) if plan is not None else ""

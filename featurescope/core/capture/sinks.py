@@ -11,6 +11,9 @@ overwrite ``tensor``.
 - :class:`StoreSink` keeps the outputs (the capture result), within a memory budget;
 - :class:`KeepGradSink` keeps one activation inside the autograd graph (Grad-CAM);
 - :class:`EarlyStop` ends the pass after the last wanted layer (put it last);
+- :class:`InputSink` keeps one layer's input and output (the arithmetic at a position);
+- :class:`ZeroChannels` replaces a layer's output by a copy with some channels zeroed
+  (ablation; put it before the store so the stored map is what the network saw);
 - :class:`ReducerSink` sees each batch and keeps only a summary; :class:`TopKReducer`
   keeps each channel's top-k images by spatial maximum (a dataset index).
 """
@@ -125,6 +128,47 @@ class EarlyStop:
         if not self.left:
             raise StopForward()
         return None
+
+
+class InputSink:
+    """Keep a copy of the input and output of layer ``layer`` (the first call with that name).
+
+    ``input`` and ``output`` are (N, C, H, W) tensors detached from the graph, or None
+    while the layer has not run. Copies, because a later in-place op may reuse them.
+    """
+
+    def __init__(self, layer: str):
+        self.layer = layer
+        self.input: Optional[torch.Tensor] = None
+        self.output: Optional[torch.Tensor] = None
+
+    def write(self, name, module, inp, output):
+        if name == self.layer and self.input is None and torch.is_tensor(inp):
+            self.input = inp.detach().clone()
+            self.output = output.detach().clone() if torch.is_tensor(output) else None
+        return None
+
+
+class ZeroChannels:
+    """Switch channels off: the rest of the network sees layer ``layer``'s output with
+    ``channels`` set to zero (a copy; the layer's own tensor is untouched).
+
+    Only the capture it is given to pays for it; ``applied`` says whether the layer ran.
+    """
+
+    def __init__(self, layer: str, channels: Iterable[int]):
+        self.layer = layer
+        self.channels = sorted({int(c) for c in channels})
+        self.applied = False
+
+    def write(self, name, module, inp, output):
+        if name != self.layer or not torch.is_tensor(output) or output.dim() < 2:
+            return None
+        edited = output.clone()
+        if self.channels:
+            edited[:, self.channels] = 0
+        self.applied = True
+        return edited
 
 
 class ReducerSink:

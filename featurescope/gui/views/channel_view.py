@@ -11,6 +11,10 @@ input pixels it sees, ``receptive_field(model, layer).box(y, x)``, on the input 
 hovering the input picture marks the map position whose field is centred nearest (solid)
 and every position whose field contains that pixel (dashed). Fields come from
 ``gui.receptive_cache`` (computed once per model, on the worker).
+
+Clicking a position (or hovering with Shift held) pins it and emits ``position_pinned``;
+the main window shows the arithmetic behind that value in a panel added under the maps
+with :meth:`add_detail_panel` (gui/views/arithmetic_panel.py).
 """
 from __future__ import annotations
 
@@ -18,10 +22,10 @@ from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QApplication, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton,
+                               QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
 from featurescope.gui.widgets.tab_page import TabPage
@@ -88,6 +92,8 @@ def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
 
 class ChannelView(TabPage):
     """The selected channel of the selected layer, large and over the input image."""
+
+    position_pinned = Signal(int, int)  # a map position was clicked (or Shift-hovered)
 
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -176,7 +182,10 @@ class ChannelView(TabPage):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(top)
-        layout.addWidget(self.plots, 1)
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.plots)
+        layout.addWidget(self.splitter, 1)
         layout.addLayout(bottom)
         layout.addWidget(self.hover_label)
         layout.addWidget(self.field_label)
@@ -395,6 +404,13 @@ class ChannelView(TabPage):
         self.pinned, self._pinned_layer = (int(y), int(x)), self.state.layer
         self._draw_field(self.pinned)
         self._show_pinned()
+        self.position_pinned.emit(int(y), int(x))
+
+    def add_detail_panel(self, panel: QWidget) -> None:
+        """Put ``panel`` under the maps (the arithmetic at the pinned position)."""
+        self.splitter.addWidget(panel)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 0)
 
     def _show_pinned(self) -> None:
         """The pinned line, read from the map shown now (another channel or capture gives
@@ -436,6 +452,8 @@ class ChannelView(TabPage):
             self.field_label.setText(self._field_text(*self.pinned) if self.rf_box else "")
             return ""
         y, x = pos
+        if (QApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier) and pos != self.pinned:
+            self.show_position(y, x)  # Shift + hover: the arithmetic follows the mouse
         self._draw_field(pos, pixel)
         text = f"y {y}, x {x}: {self.channel_map[y, x]:.4g}"
         if pixel is not None:

@@ -1,0 +1,159 @@
+"""The whole network at a glance: a strip above the tabs with one tile per captured
+layer, in network order, each the channel most active for this photo, drawn at a size
+proportional to the layer's spatial size (so the shrinking shows), the spatial size
+written under the tile where it changes. Click a tile to select its layer; hover for
+its name, shape and channel. Right-click to show the mean or the maximum over channels
+instead of the most active channel.
+
+Tiles are computed on the worker's background lane (core/analysis/overview.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
+
+LARGEST, SMALLEST, GAP, LABEL = 64, 12, 3, 14
+
+
+class _Tiles(QWidget):
+    def __init__(self, strip: "OverviewStrip") -> None:
+        super().__init__(strip)
+        self.strip = strip
+        self.setMouseTracking(True)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(self.strip.content_width(), LARGEST + LABEL + 6)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        painter = QPainter(self)
+        small = QFont(self.font())
+        small.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.8))
+        painter.setFont(small)
+        text = self.palette().windowText().color()
+        previous_size = None
+        for (x, side), tile, image in zip(self.strip.boxes, self.strip.tiles, self.strip.images):
+            top = 2 + LARGEST - side
+            painter.drawImage(QRectF(x, top, side, side), image)
+            if tile.layer == self.strip.state.layer:
+                painter.setPen(QPen(QColor(255, 140, 0), 3))
+                painter.drawRect(QRectF(x - 1, top - 1, side + 2, side + 2))
+            size = tile.shape[1]
+            if size != previous_size:
+                painter.setPen(text)
+                painter.drawText(QRectF(x, 4 + LARGEST, 60, LABEL), Qt.AlignmentFlag.AlignLeft,
+                                 f"{tile.shape[1]}x{tile.shape[2]}")
+                previous_size = size
+        painter.end()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
+        index = self.strip.index_at(event.position().x())
+        if index is not None:
+            self.strip.state.set_layer(self.strip.tiles[index].layer)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        index = self.strip.index_at(event.position().x())
+        if index is None:
+            QToolTip.hideText()
+            return
+        tile = self.strip.tiles[index]
+        c, h, w = tile.shape
+        shown = (f"its most active channel {tile.channel}" if tile.channel >= 0
+                 else f"the {self.strip.reduction} over its channels")
+        QToolTip.showText(event.globalPosition().toPoint(),
+                          f"{tile.layer} ({tile.kind}): {c} x {h} x {w}, showing {shown}. "
+                          "Click to select; right-click to choose what each tile shows.", self)
+
+
+class OverviewStrip(QScrollArea):
+    """One tile per layer of ``state.result``; clicking selects the layer."""
+
+    def __init__(self, state, jobs=None, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("overviewStrip")
+        self.state = state
+        self.jobs = jobs
+        self.tiles: list = []
+        self.images: list[QImage] = []
+        self.boxes: list[tuple[int, int]] = []  # (x, side) per tile
+        self._for: Any = None
+        self.reduction = "most_active"
+        self.canvas = _Tiles(self)
+        self.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        group = QActionGroup(self)
+        for reduction, text in (("most_active", "Most active channel"), ("mean", "Mean over channels"),
+                                ("max", "Maximum over channels")):
+            action = QAction(text, self.canvas, checkable=True)
+            action.setChecked(reduction == self.reduction)
+            action.triggered.connect(lambda _checked=False, r=reduction: self.set_reduction(r))
+            group.addAction(action)
+            self.canvas.addAction(action)
+        self.setWidget(self.canvas)
+        self.setWidgetResizable(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setFixedHeight(LARGEST + LABEL + 6 + self.horizontalScrollBar().sizeHint().height() + 4)
+        self.setToolTip("The whole network at a glance: each layer's most active channel, drawn "
+                        "at its spatial size; click one to select it")
+        state.result_changed.connect(self.request)
+        state.display_changed.connect(self.request)
+        state.layer_changed.connect(lambda *_: self.canvas.update())
+
+    def content_width(self) -> int:
+        return (self.boxes[-1][0] + self.boxes[-1][1] + GAP) if self.boxes else 10
+
+    def index_at(self, x: float) -> Optional[int]:
+        for index, (left, side) in enumerate(self.boxes):
+            if left - GAP / 2 <= x < left + side + GAP / 2:
+                return index
+        return None
+
+    def set_reduction(self, reduction: str) -> None:
+        """What each tile shows: "most_active", "mean" or "max" (over channels)."""
+        self.reduction = reduction
+        self.request()
+
+    def request(self, *_: Any) -> None:
+        """Compute the tiles of the current result (background lane)."""
+        from featurescope.core.analysis.overview import overview_tiles, tile_picture, tile_side
+
+        result = self.state.result
+        colormap, reduction = self.state.display.colormap, self.reduction
+        if result is None:
+            self.show_tiles(None, [], [])
+            return
+
+        def work(progress=None, cancel=None):
+            tiles = overview_tiles(result, reduction)
+            height = int(result.input.shape[-2])
+            pictures = [tile_picture(t.map, tile_side(t.shape[1], height, LARGEST, SMALLEST), colormap)
+                        for t in tiles]
+            return tiles, pictures
+
+        def done(answer) -> None:
+            if self.state.result is result:
+                self.show_tiles(result, *answer)
+
+        if self.jobs is None:
+            done(work())
+            return
+        self.jobs.submit("overview", work, label="overview", on_result=done,
+                         on_error=lambda *_: None, lane="background")
+
+    def show_tiles(self, result, tiles: list, pictures: list) -> None:
+        self._for = result
+        self.tiles = tiles
+        self.images, self.boxes = [], []
+        x = GAP
+        for picture in pictures:
+            rgb = np.ascontiguousarray(picture)
+            image = QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
+                           QImage.Format.Format_RGB888).copy()
+            self.images.append(image)
+            self.boxes.append((x, rgb.shape[0]))
+            x += rgb.shape[0] + GAP
+        self.canvas.resize(self.canvas.sizeHint())
+        self.canvas.update()
