@@ -202,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
     add_preprocessing_options(shot)
     shot.add_argument("--layer", metavar="NAME")
-    shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel", "gradcam", "compare", "examples", "playground",
-                               "ablation"))
+    shot.add_argument("--view", default="grid",
+                      choices=("grid", "filters", "channel", "gradcam", "compare", "examples",
+                               "playground", "ablation"))
     shot.add_argument("--channel", type=non_negative_int, metavar="N")
     shot.add_argument("--position", type=position, metavar="Y,X",
                       help="channel view: draw the receptive field of this feature-map position")
