@@ -49,3 +49,8 @@ class FileExistsExportError(ExportError):
     def __init__(self, message: str, path: Path):
         super().__init__(message)
         self.path = path
+
+
+class OptvisError(FeaturescopeError):
+    """A feature visualisation that cannot be made as asked (objective, channels, size, a
+    network that gives no gradients)."""
