@@ -97,6 +97,13 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_memory.memory_figures("vgg16", [224, 1024, 2048], unbudgeted_sizes=(224, 1024, 2048))
     if want("6"):
         figures += bench_engine.gpu_figures(["resnet18"], 64 if quick else 224, 3 if quick else 15)
+    if want("7"):
+        import bench_optvis
+
+        if quick:
+            figures += bench_optvis.optvis_figures(2, 32, [0, 1], check=False)
+        else:
+            figures += bench_optvis.optvis_figures(64, 128, list(range(8)))
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

@@ -6,6 +6,7 @@
     featurescope predict IMAGE        what the network thinks the image shows
     featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
     featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
+    featurescope visualize --layer L -o DIR   the image each channel responds to most
     featurescope screenshot OUT.png   a picture of the app, made offscreen
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
@@ -37,6 +38,7 @@ from featurescope.cli.common import (  # noqa: F401  (kept importable from here)
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.info import run_layers, run_models, run_predict
+from featurescope.cli.visualize import add_visualize_parser, run_visualize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     compare.add_argument("--force", action="store_true", help="overwrite files that exist")
 
+    add_visualize_parser(commands)
+
     shot = commands.add_parser("screenshot", help="save a picture of the app window (offscreen)",
                                description="Build the real main window offscreen, load, select, "
                                            "wait until all work is done and save it as a PNG.")
@@ -164,6 +168,7 @@ _COMMANDS = {
     "export": run_export,
     "compare": run_compare,
     "screenshot": run_screenshot,
+    "visualize": run_visualize,
 }
 
 
