@@ -134,6 +134,20 @@ def settings_of(steps: int, size: tuple, seed: int, objective: str,
                 "jitter_after": robustness.jitter_after}}
 
 
+def _outside_inference_mode(function):
+    """Run ``function`` with inference mode off: the app's workers may call it inside
+    ``torch.inference_mode()``, where every new tensor could not join a graph."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@_outside_inference_mode
 def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: int = 0,
               objective: str = "channel", progress: Optional[ProgressCallback] = None,
               cancel: Optional[CancelToken] = None, *, preview: Optional[PreviewCallback] = None,
@@ -235,6 +249,7 @@ def _optimise(forward, channels, steps, size, seed, objective, in_channels, mean
     return to_uint8(final), reached.detach().float().cpu().numpy()
 
 
+@_outside_inference_mode
 def activation_of(model, layer: str, channels: Sequence[int], images, objective: str = "channel") -> np.ndarray:
     """(N,) the objective ``images`` (N, H, W, 3) uint8 or (N, C, H, W) float in [0, 1]
     reach for ``channels`` (one per image) at ``layer``, through the model's own
