@@ -95,6 +95,17 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_memory.memory_figures("squeezenet1_1", [64, 128])
         else:
             figures += bench_memory.memory_figures("vgg16", [224, 1024, 2048], unbudgeted_sizes=(224, 1024, 2048))
+    if want("7"):
+        import bench_gui
+
+        figures += bench_gui.lane_latency_figures("resnet18", 64 if quick else 224, 3 if quick else 15)
+    if want("8"):
+        import bench_gui
+
+        if quick:
+            figures += bench_gui.model_cycle_figures(["resnet18", "squeezenet1_1", "own300"], 4, "64")
+        else:
+            figures += bench_gui.model_cycle_figures(["vgg16", "efficientnet_lite0", "resnet18", "own300"], 12)
     if want("6"):
         figures += bench_engine.gpu_figures(["resnet18"], 64 if quick else 224, 3 if quick else 15)
     if want("7"):

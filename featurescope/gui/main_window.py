@@ -59,7 +59,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         from featurescope.gui.app import app_icon, configure_qt
 
         configure_qt()
-        self.state = state if state is not None else AppState(self)
+        self.state = state if state is not None else AppState()
         self.settings = settings if isinstance(settings, Settings) else Settings(settings)
         self.jobs = JobRunner(self)
         self._error_shown = ""
@@ -146,7 +146,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         state.model_changed.connect(self._on_model_changed)
         state.image_changed.connect(lambda *_: self._update_title())
         state.display_changed.connect(self.settings.set_display_options)
-        self.jobs.busy_changed.connect(state.busy_changed)
+        self.jobs.busy_changed.connect(state.set_busy)
         self.cancel_button.clicked.connect(self.cancel_jobs)
         self.model_panel.load_requested.connect(self.request_model)
         self.model_panel.memory_budget_changed.connect(self.set_memory_budget)

@@ -194,12 +194,10 @@ class LayerInfoPanel(QWidget):
         if not todo:
             return
 
-        def work(progress, cancel, partial):
-            for layer in todo:
-                cancel.raise_if_cancelled()
-                partial((result, layer, compute(result, layer)))
+        def unit(layer: str):  # one layer per unit: a click waits for one layer at most
+            return lambda progress, cancel: (result, layer, compute(result, layer))
 
-        jobs.submit("stats", work, on_partial=self._on_background_stats)
+        jobs.submit_units("stats", [unit(layer) for layer in todo], on_partial=self._on_background_stats)
 
     def _on_background_stats(self, piece: tuple) -> None:
         result, layer, stats = piece

@@ -1,76 +1,116 @@
 """The one observable app state: current model, image, capture, layer, display options.
 
-Docks and views never talk to each other; they read this object and listen to its
-signals, and ``main_window.py`` wires the workers that fill it. Setters emit only when
-the value really changes, so a view can call them freely without feedback loops.
+A plain Python object with psygnal events, no Qt (napari's ``ViewerModel`` is the
+model for this): the CLI, tests and benchmarks can drive it without a QApplication.
+Docks and views never talk to each other; they read this object and ``.connect`` to
+its events, and ``main_window.py`` wires the workers that fill it. Setters emit only
+when the value really changes, so a view can call them freely without feedback loops.
+
+Threads: events call their slots synchronously in the emitting thread, so every
+setter must run on the GUI thread. It does: the job runner hands results back through
+queued Qt signals and calls ``on_result`` in the GUI thread. Rather than re-emitting
+through a Qt bridge (an extra queued hop on every layer step) the state checks the
+thread it is used from and refuses another one, so a slip fails loudly in tests
+instead of touching a widget from a worker.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from PySide6.QtCore import QObject, Signal
+from psygnal import Signal
 
 from featurescope.core.render.options import DisplayOptions
 
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL.Image import Image
 
-class AppState(QObject):
-    """Holds what the user is looking at. Only the GUI thread touches it."""
+    from featurescope.core.capture.layers import LayerInfo
+    from featurescope.core.capture.result import CaptureResult
+    from featurescope.core.models.load import LoadedModel
 
-    model_changed = Signal(object)  # LoadedModel
+
+class AppState:
+    """Holds what the user is looking at. Only the thread that made it may change it."""
+
+    model_changed = Signal(object)  # LoadedModel or None
     image_changed = Signal(object, str)  # PIL.Image, source (path or "clipboard")
-    result_changed = Signal(object)  # CaptureResult for (model, image)
+    result_changed = Signal(object)  # CaptureResult for (model, image), or None
     layer_changed = Signal(str)  # layer name
     channel_changed = Signal(int)  # true channel index, -1 for none
     display_changed = Signal(object)  # DisplayOptions
     busy_changed = Signal(bool, str)  # busy, what is running
     error_reported = Signal(str)  # one sentence for the user
 
-    def __init__(self, parent: Optional[QObject] = None) -> None:
-        super().__init__(parent)
-        self.model: Any = None
-        self.image: Any = None
+    def __init__(self) -> None:
+        self.model: Optional[LoadedModel] = None
+        self.image: Optional[Image] = None
         self.image_source: str = ""
-        self.result: Any = None
+        self.result: Optional[CaptureResult] = None
         self.layer: str = ""
         self.channel: int = -1
-        self.display = DisplayOptions()
+        self.display: DisplayOptions = DisplayOptions()
+        self.busy: bool = False
+        self.busy_label: str = ""
+        self._thread = threading.get_ident()
 
-    def set_model(self, model: Any) -> None:
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread:
+            raise RuntimeError("AppState was changed from a worker thread; hand the result "
+                               "to the GUI thread first (JobRunner's on_result does).")
+
+    def set_model(self, model: Optional[LoadedModel]) -> None:
+        """Show ``model``; the capture of the previous one is dropped with it."""
+        self._check_thread()
         if model is not self.model:
             self.model = model
             self.result = None
             self.model_changed.emit(model)
 
-    def set_image(self, image: Any, source: str) -> None:
+    def set_image(self, image: Optional[Image], source: str) -> None:
+        self._check_thread()
         self.image, self.image_source = image, source
         self.result = None
         self.image_changed.emit(image, source)
 
-    def set_result(self, result: Any) -> None:
+    def set_result(self, result: Optional[CaptureResult]) -> None:
+        """Show a capture; selects its first layer when the selected one is not in it."""
+        self._check_thread()
         self.result = result
         self.result_changed.emit(result)
         if result is not None and self.layer not in result.layers and result.layers:
             self.set_layer(result.layers[0])
 
     def set_layer(self, name: str) -> None:
+        self._check_thread()
         if name != self.layer:
             self.layer = name
             self.channel = -1
             self.layer_changed.emit(name)
 
     def set_channel(self, channel: int) -> None:
+        self._check_thread()
         if channel != self.channel:
             self.channel = channel
             self.channel_changed.emit(channel)
 
     def set_display(self, **changes: Any) -> None:
+        """Change some fields of the display options (DisplayOptions field names)."""
+        self._check_thread()
         display = replace(self.display, **changes)
         if display != self.display:
             self.display = display
             self.display_changed.emit(display)
 
-    def layer_info(self) -> Any:
+    def set_busy(self, busy: bool, label: str = "") -> None:
+        """What the workers are doing (the job runner's busy_changed is wired here)."""
+        self._check_thread()
+        if (bool(busy), str(label)) != (self.busy, self.busy_label):
+            self.busy, self.busy_label = bool(busy), str(label)
+            self.busy_changed.emit(self.busy, self.busy_label)
+
+    def layer_info(self) -> Optional[LayerInfo]:
         """The LayerInfo of the selected layer, from the capture or else the model; or None."""
         if not self.layer:
             return None
@@ -82,4 +122,5 @@ class AppState(QObject):
         return None
 
     def report_error(self, message: str) -> None:
+        self._check_thread()
         self.error_reported.emit(message)

@@ -194,10 +194,18 @@ class ChannelView(TabPage):
         self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
                                            slot=lambda args: self.show_hover(args[0]))
         self.plots.scene().sigMouseClicked.connect(self._clicked)
+        state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.channel_changed,
                        state.display_changed, state.model_changed):
             signal.connect(self.refresh)
         self.refresh()
+
+    def _forget_result(self, result: Any) -> None:
+        # even while hidden: the previous capture's arrays must not stay alive
+        if result is not self._input_for:
+            self._input_rgb, self._input_for = None, None
+        self._layer_array, self._layer_key = None, None
+        self._layer_levels = (None, (), (0.0, 1.0))
 
     # --- what is shown -------------------------------------------------------------
 

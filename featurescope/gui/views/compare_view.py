@@ -212,10 +212,17 @@ class CompareView(ImageDropTarget, TabPage):
         self.sample_combo.activated.connect(self._sample_chosen)
         self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
                                            slot=lambda args: self.show_hover(args[0]))
+        state.model_changed.connect(self._forget_model)
         for signal in (state.result_changed, state.layer_changed, state.model_changed):
             signal.connect(self.refresh)
         state.display_changed.connect(lambda *_: self._paint())
         self.refresh()
+
+    def _forget_model(self, model: Any) -> None:
+        # even while hidden: B's capture belongs to the previous network and would keep
+        # it alive; B itself (the picture) stays and is captured again when shown
+        if model is not self._result_model:
+            self.result_b, self._result_model, self._model_b, self._key = None, None, None, None
 
     # --- layout -------------------------------------------------------------------------
 
@@ -351,8 +358,13 @@ class CompareView(ImageDropTarget, TabPage):
             if pending is not None and self._pending_b is not pending:
                 return  # another B was asked for meanwhile
             self._pending_b = None
-            self.image_b, self.source_b, self.result_b = picture, source, result
-            self._result_model = model
+            # a capture with a network no longer shown is dropped (it would keep that
+            # network alive); the picture stays and is captured again when shown
+            stale = model is not self.state.model
+            self.image_b, self.source_b, self.result_b = picture, source, None if stale else result
+            self._result_model = None if stale else model
+            if stale:
+                self._model_b = None
             name = Path(source).name if source != "clipboard" else "clipboard image"
             self.source_label.setText(f"Image B: {name}")
             self.source_label.setToolTip(source)

@@ -117,9 +117,14 @@ class FiltersView(TabPage):
         self.input_channel.valueChanged.connect(self.refresh)
         self._hover_proxy = pg.SignalProxy(self.plots.scene().sigMouseMoved, rateLimit=60,
                                            slot=lambda args: self.show_hover(args[0]))
+        state.model_changed.connect(self._forget_model)
         for signal in (state.layer_changed, state.model_changed, state.result_changed):
             signal.connect(self.refresh)
         self.refresh()
+
+    def _forget_model(self, *_: Any) -> None:
+        # even while hidden: the module table must not keep the previous network alive
+        self._modules, self._modules_of = {}, None
 
     def _weight_of(self, info) -> Optional[np.ndarray]:
         model = self.state.model

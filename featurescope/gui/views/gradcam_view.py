@@ -9,6 +9,7 @@ capture, layer and class, so switching back is instant.
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Any, Optional
 
@@ -142,9 +143,17 @@ class GradCamView(TabPage):
         self.class_search.returnPressed.connect(self._search_chosen)
         self.completer.activated.connect(lambda text: self.choose_text(text))
         self.opacity_slider.valueChanged.connect(lambda v: self.overlay_item.setOpacity(v / 100.0))
+        state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.model_changed):
             signal.connect(self.refresh)
         self.refresh()
+
+    def _forget_result(self, result: Any) -> None:
+        # even while hidden: the maps of the previous capture (and, through it, its
+        # model) must not stay alive once another capture is shown
+        if result is not self._cache_result:
+            self._cache.clear()
+            self._cache_result = None
 
     # --- classes ---------------------------------------------------------------------
 
@@ -158,8 +167,8 @@ class GradCamView(TabPage):
 
     def _fill_classes(self) -> None:
         model, result = self.state.model, self.state.result
-        if model is not self._model_for_classes:
-            self._model_for_classes = model
+        if model is not (self._model_for_classes() if self._model_for_classes else None):
+            self._model_for_classes = weakref.ref(model) if model is not None else None
             self.target = None  # another network: its classes differ
             self.completer.model().setStringList([self._class_text(i) for i in range(len(self._categories()))])
         self.class_combo.blockSignals(True)

@@ -264,12 +264,10 @@ class FeatureGridView(QWidget):
             return
         keys = {layer: self._key(layer, options) for layer in todo}
 
-        def build(progress, cancel, partial):
-            for layer in todo:
-                cancel.raise_if_cancelled()
-                partial((result, keys[layer], build_grid(result, layer, options)))
+        def unit(layer: str):  # one layer per unit: a click waits for one grid at most
+            return lambda progress, cancel: (result, keys[layer], build_grid(result, layer, options))
 
-        jobs.submit("grids", build, on_partial=self._on_background_grid)
+        jobs.submit_units("grids", [unit(layer) for layer in todo], on_partial=self._on_background_grid)
 
     def _on_background_grid(self, piece: tuple) -> None:
         result, key, grid = piece
