@@ -1,4 +1,4 @@
-"""Figure 7: feature visualisation against Lucent (torch-lucent), side by side.
+"""Figure 9: feature visualisation against Lucent (torch-lucent), side by side.
 
 Same model (EfficientNet-Lite0 with its ImageNet weights), layer, channels, image size,
 forward resolution (the image plus Lucent's 12 px padding on each side), normalisation
@@ -41,11 +41,11 @@ def _lucent_render(module, layer: str, channel: int, steps: int, size: int, pad:
 
 def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MIDDLE, LITE0_LAST),
                    check: bool = True) -> list[Figure]:
-    """7a/7b: time per channel and activation reached, featurescope / Lucent."""
+    """9a/9b: time per channel and activation reached, featurescope / Lucent."""
     try:
         import lucent.optvis.render  # noqa: F401
     except Exception as error:  # noqa: BLE001 (missing, or broken by a newer kornia)
-        return [Figure("7", "feature visualisation vs Lucent",
+        return [Figure("9", "feature visualisation vs Lucent",
                        f"Lucent not importable ({type(error).__name__}); install the bench extra",
                        "-", None, "-")]
     from featurescope.core.models.load import load_model
@@ -55,7 +55,7 @@ def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MID
     model = load_model("efficientnet_lite0", device="cpu")
     pad = Robustness().pad
     figures = []
-    for number, layer, target in (("7a", layers[0], 0.5), ("7b", layers[1], 0.8)):
+    for number, layer, target in (("9a", layers[0], 0.5), ("9b", layers[1], 0.8)):
         # Lucent hooks every module for good: give it its own copy of the network
         lucent_module = copy.deepcopy(model.module).eval()
         start = time.thread_time()

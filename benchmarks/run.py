@@ -108,7 +108,7 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_gui.model_cycle_figures(["vgg16", "efficientnet_lite0", "resnet18", "own300"], 12)
     if want("6"):
         figures += bench_engine.gpu_figures(["resnet18"], 64 if quick else 224, 3 if quick else 15)
-    if want("7"):
+    if want("9"):
         import bench_optvis
 
         if quick:

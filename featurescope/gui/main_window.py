@@ -36,11 +36,12 @@ from featurescope.gui.views.compare_view import CompareView
 from featurescope.gui.views.filters_view import FiltersView
 from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
+from featurescope.gui.views.visualize_view import VisualizeView
 from featurescope.gui.jobs.workers import JobRunner
 
 log = logging.getLogger(__name__)
 
-GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB = 0, 1, 2, 3, 4
+GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, VISUALIZE_TAB = 0, 1, 2, 3, 4, 5
 
 
 class MainWindow(ImageDropTarget, QMainWindow):
@@ -101,11 +102,12 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.channel_view = ChannelView(state)
         self.gradcam_view = GradCamView(state, jobs=self.jobs)
         self.compare_view = CompareView(state, jobs=self.jobs)
+        self.visualize_view = VisualizeView(state, jobs=self.jobs)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("viewTabs")
         for view, title in ((self.grid_view, "Feature maps"), (self.filters_view, "Filters"),
                             (self.channel_view, "Channel"), (self.gradcam_view, "Grad-CAM"),
-                            (self.compare_view, "Compare")):
+                            (self.compare_view, "Compare"), (self.visualize_view, "Visualise")):
             self.tabs.addTab(view, title)
         self.banner = ErrorBanner()
         central = QWidget()

@@ -169,6 +169,18 @@ def test_user_errors_are_sentences():
     with pytest.raises(ModelError, match="inference_mode"):
         visualize(frozen, "2", [0], steps=1, size=16)
 
+    class NoGrad(nn.Module):  # a wrapped runtime whose forward never builds a graph
+        def __init__(self):
+            super().__init__()
+            self.body = small_net()
+
+        def forward(self, x):
+            with torch.no_grad():
+                return self.body(x)
+
+    with pytest.raises(ModelError, match="gives no gradients"):
+        visualize(NoGrad(), "body.2", [0], steps=1, size=16)
+
 
 def test_cache_hits_are_read_back_without_optimising(tmp_path, monkeypatch):
     net = small_net()

@@ -64,4 +64,7 @@ class LayerForward:
             raise forward_error(self.module, x, error) from error
         if sink.activation is None:
             raise ModelError(f"{self.layer!r} does not run in {self.model_name}'s forward pass.")
+        if grad and x.requires_grad and not sink.activation.requires_grad:
+            raise ModelError(f"{self.model_name} gives no gradients at {self.layer!r} (its forward "
+                             "pass runs without autograd), so nothing can be optimised through it.")
         return sink.activation

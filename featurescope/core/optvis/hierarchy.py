@@ -25,6 +25,18 @@ class HierarchyRow:
     visualization: Visualization
 
 
+def natural_objective(model, layer: str) -> str:
+    """"neuron" for the network's first convolution, else "channel".
+
+    The first convolution is linear in the image, so the mean of its map is largest for
+    a flat, saturated colour: the channel objective shows only a colour. Its centre
+    neuron shows what the filter detects (an edge, a colour blob, a grating)."""
+    infos = list(getattr(model, "layer_info", None) or ())
+    if infos and infos[0].name == layer and infos[0].kind in ("Conv2d", "ConvTranspose2d"):
+        return "neuron"
+    return "channel"
+
+
 def hierarchy_layers(model, count: int = 5) -> list[str]:
     """``count`` convolution layers spread evenly from the first to the last (full
     convolutions preferred over depthwise ones)."""
@@ -53,7 +65,8 @@ def hierarchy(model, layers: Optional[list] = None, per_layer: int = 6, image=No
               size=128, seed: int = 0, cache=None, progress=None, cancel=None) -> list[HierarchyRow]:
     """One row per layer of ``layers`` (default :func:`hierarchy_layers`): the
     visualisations of its ``per_layer`` strongest channels for ``image`` (a PIL image),
-    or of channels 0, 1, ... without one. ``cache``: an OptvisCache (or None)."""
+    or of channels 0, 1, ... without one. ``cache``: an OptvisCache (or None). The
+    first convolution is shown by its centre neuron (:func:`natural_objective`)."""
     layers = list(layers) if layers else hierarchy_layers(model)
     order = {name: i for i, name in enumerate(model.layers)}
     rows = []
@@ -71,7 +84,7 @@ def hierarchy(model, layers: Optional[list] = None, per_layer: int = 6, image=No
 
         run = cache.visualize if cache is not None else visualize
         made = run(model, layer, channels, steps=steps, size=size, seed=seed,
-                   progress=sub_progress, cancel=cancel)
+                   objective=natural_objective(model, layer), progress=sub_progress, cancel=cancel)
         depth = order.get(layer, 0) / max(1, len(order) - 1)
         rows.append(HierarchyRow(layer, depth, made))
     return rows
