@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 
 @pytest.fixture
@@ -21,6 +22,8 @@ def open_tab(window, qtbot, layer="blocks.8.project", steps=6, size=32, atlas=(2
     view.atlas_steps, view.atlas_size = atlas
     window.state.set_layer(layer)
     window.tabs.setCurrentIndex(VISUALIZE_TAB)
+    assert window.jobs.is_idle()  # nothing runs before it is asked for
+    qtbot.mouseClick(view.again_button, Qt.LeftButton)
     return view
 
 
@@ -45,6 +48,8 @@ def test_channel_preview_feature_map_and_cache(window, qtbot, cache_dir):
 
 def test_atlas_fills_in_and_a_click_selects_a_channel(window, qtbot, cache_dir):
     view = open_tab(window, qtbot, layer="stem", steps=2, size=16)
+    assert not view.atlas_done
+    qtbot.mouseClick(view.atlas_button, Qt.LeftButton)
     count = window.state.layer_info().out_channels
     qtbot.waitUntil(lambda: len(view.atlas_done) == count, timeout=120000)
     assert "32 of 32" in view.atlas_label.text()
@@ -61,7 +66,7 @@ def test_cancel_keeps_the_preview_and_says_so(window, qtbot, cache_dir):
     view = open_tab(window, qtbot, steps=5000, size=24)
     window.state.set_channel(1)
     qtbot.waitUntil(lambda: view.previews >= 1, timeout=60000)
-    qtbot.mouseClick(view.cancel_button, __import__("PySide6.QtCore").QtCore.Qt.LeftButton)
+    qtbot.mouseClick(view.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: "Cancelled" in view.note.text(), timeout=30000)
     assert view.vis_item.image is not None and view.shown_key is None
 
@@ -89,6 +94,8 @@ def test_a_network_without_gradients_gets_a_sentence(qtbot, cache_dir, tmp_path)
     try:
         state.set_model(model)
         state.set_layer(model.layers[-1])
+        view.start()
+        view.start_atlas()
         qtbot.waitUntil(lambda: "no gradients" in view.note.text(), timeout=30000)
         assert "no gradients" in view.atlas_label.text() or jobs.is_idle()
     finally:

@@ -55,6 +55,10 @@ class VisualizeView(TabPage):
         self.from_cache = False  # the last picture came from the disk cache
         self.previews = 0  # previews received for the current request
         self._wanted_steps = 0
+        # Nothing is optimised until asked (a click costs seconds of CPU): after the first
+        # Visualise / Build atlas the tab follows the selected channel / layer.
+        self.following = False
+        self.atlas_following = False
         self.atlas_key: Optional[tuple] = None
         self.atlas_channels = 0
         self.atlas_done: set[int] = set()
@@ -92,15 +96,25 @@ class VisualizeView(TabPage):
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setEnabled(False)
         self.again_button = QPushButton("Visualise", self)
-        self.again_button.setToolTip("Optimise with these settings (from the cache when done before)")
-        controls = QHBoxLayout()
+        self.again_button.setObjectName("visualizeStart")
+        self.again_button.setToolTip("Optimise an image for the channel (from the cache when done "
+                                     "before); from then on the tab follows the selected channel")
+        self.atlas_button = QPushButton("Build atlas", self)
+        self.atlas_button.setObjectName("visualizeAtlas")
+        self.atlas_button.setToolTip("Visualise every channel of the layer in the background, a batch "
+                                     "at a time; from then on each layer you select gets its atlas")
+        controls, actions = QHBoxLayout(), QHBoxLayout()  # two rows: the tab may be narrow
         for label, widget in (("Channel", self.channel_spin), ("steps", self.steps_spin),
-                              ("size", self.size_spin), ("objective", self.objective_combo)):
+                              ("size", self.size_spin)):
             controls.addWidget(QLabel(label, self))
             controls.addWidget(widget)
         controls.addStretch(1)
-        controls.addWidget(self.again_button)
-        controls.addWidget(self.cancel_button)
+        actions.addWidget(QLabel("objective", self))
+        actions.addWidget(self.objective_combo)
+        actions.addStretch(1)
+        actions.addWidget(self.again_button)
+        actions.addWidget(self.cancel_button)
+        actions.addWidget(self.atlas_button)
 
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
@@ -112,6 +126,7 @@ class VisualizeView(TabPage):
         self.plots.addItem(self.map_box, row=1, col=1)
 
         self.atlas_label = QLabel(self)
+        self.atlas_label.setWordWrap(True)
         self.atlas_view = pg.GraphicsLayoutWidget(self)
         self.atlas_view.setBackground(None)
         self.atlas_box, self.atlas_item = _image_box()
@@ -126,13 +141,15 @@ class VisualizeView(TabPage):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.header)
         layout.addLayout(controls)
+        layout.addLayout(actions)
         layout.addWidget(self.note)
         layout.addWidget(self.plots, 3)
         layout.addWidget(self.atlas_label)
         layout.addWidget(self.atlas_view, 2)
 
         self.channel_spin.valueChanged.connect(self._channel_chosen)
-        self.again_button.clicked.connect(self.refresh)
+        self.again_button.clicked.connect(self.start)
+        self.atlas_button.clicked.connect(self.start_atlas)
         self.cancel_button.clicked.connect(self.cancel)
         self.steps_spin.editingFinished.connect(self.refresh)
         self.size_spin.editingFinished.connect(self.refresh)
@@ -143,6 +160,17 @@ class VisualizeView(TabPage):
         self.refresh()
 
     # --- what is asked for --------------------------------------------------------
+    def start(self) -> None:
+        """Visualise the selected channel now, and every channel selected from now on."""
+        self.following = True
+        self.shown_key = None  # Visualise again: ask again (the cache answers at once)
+        self.refresh()
+
+    def start_atlas(self) -> None:
+        """Build the selected layer's atlas now, and the atlas of every layer selected later."""
+        self.atlas_following = True
+        self.refresh()
+
     @property
     def cache(self):
         if self._cache is None:
@@ -196,8 +224,14 @@ class VisualizeView(TabPage):
         self.header.setText(f"{layer}, channel {channel} of {count}: the image it responds to most, "
                             f"and its feature map for the photo")
         self._draw_feature_map(layer, channel)
-        self._request_visualization(model, layer, channel)
-        self._request_atlas(model, layer, count)
+        if self.following:
+            self._request_visualization(model, layer, channel)
+        else:
+            self.vis_label.setText("press Visualise to see what the channel looks for")
+        if self.atlas_following:
+            self._request_atlas(model, layer, count)
+        else:
+            self.atlas_label.setText("Build atlas: every channel of the layer, computed in the background.")
         self._place_marker(channel)
 
     def _draw_feature_map(self, layer: str, channel: int) -> None:
