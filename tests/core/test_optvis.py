@@ -209,3 +209,23 @@ def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("FEATURESCOPE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_module.default_cache_dir() == tmp_path / "xdg" / "featurescope" / "optvis"
+
+
+def test_hierarchy_spreads_layers_and_ranks_channels_by_the_photo(lite):
+    from featurescope.core.optvis.hierarchy import (
+        hierarchy, hierarchy_layers, natural_objective, poster, strongest_channels)
+
+    layers = hierarchy_layers(lite, 5)
+    assert layers[0] == lite.layers[0] and layers[-1] == "head" and len(layers) == 5
+    order = [lite.layers.index(name) for name in layers]
+    assert order == sorted(order)
+    assert natural_objective(lite, "stem") == "neuron" and natural_objective(lite, "head") == "channel"
+    cat = load_image(sample_images()[1])
+    maps = capture(lite, cat)["blocks.8.project"]
+    brute = sorted(range(maps.shape[0]), key=lambda c: -float(maps[c].mean()))[:3]
+    assert strongest_channels(lite, cat, "blocks.8.project", 3) == brute
+    rows = hierarchy(lite, ["stem", "head"], per_layer=2, image=cat, steps=2, size=16)
+    assert [r.layer for r in rows] == ["stem", "head"] and rows[0].visualization.settings["objective"] == "neuron"
+    assert rows[1].visualization.channels == strongest_channels(lite, cat, "head", 2)
+    picture = poster(rows, "title", tile=32)
+    assert picture.dtype == np.uint8 and picture.shape[0] >= 2 * 32
