@@ -55,6 +55,7 @@ def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MID
     model = load_model("efficientnet_lite0", device="cpu")
     pad = Robustness().pad
     figures = []
+    above, tried = 0, 0  # 9c: channels whose image beats every bundled photo and noise
     for number, layer, target in (("9a", layers[0], 0.5), ("9b", layers[1], 0.8)):
         # Lucent hooks every module for good: give it its own copy of the network
         lucent_module = copy.deepcopy(model.module).eval()
@@ -80,4 +81,25 @@ def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MID
         figure.notes.append("activations per channel, ours / Lucent: " + ", ".join(
             f"{c}: {a:.2f}/{b:.2f}" for c, a, b in zip(channels, ours_reached, lucent_reached)))
         figures.append(figure)
+        beats = _beats_photos_and_noise(model, layer, channels, ours_reached, size)
+        above, tried = above + int(beats.sum()), tried + len(channels)
+    share = above / max(1, tried)
+    figures.append(Figure(
+        "9c", f"optvis quality: image above every sample photo and noise ({', '.join(layers)})",
+        f"{above} of {tried} channels", "-", share, f"{share:.0%}", ">= 90%",
+        share >= 0.9 if check else None))
     return figures
+
+
+def _beats_photos_and_noise(model, layer, channels, reached, size) -> np.ndarray:
+    """Per channel: its optimised image's mean activation is above its mean on every
+    bundled sample photo (the ordinary capture) and on a uniform-noise image."""
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.io.images import load_image
+    from featurescope.core.optvis.render import activation_of
+    from featurescope.core.resources import sample_images
+
+    photos = np.stack([capture(model, load_image(p), layers=[layer])[layer].flatten(1).mean(1)[channels].numpy()
+                       for p in sample_images()])
+    noise = np.random.default_rng(0).integers(0, 256, (len(channels), size, size, 3), dtype=np.uint8)
+    return (np.asarray(reached) > photos.max(axis=0)) & (np.asarray(reached) > activation_of(model, layer, channels, noise))
