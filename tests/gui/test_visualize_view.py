@@ -100,3 +100,16 @@ def test_a_network_without_gradients_gets_a_sentence(qtbot, cache_dir, tmp_path)
         qtbot.waitUntil(lambda: "no gradients" in view.atlas_label.text(), timeout=30000)
     finally:
         jobs.shutdown()
+
+
+def test_hierarchy_rows_follow_the_photo(window, qtbot, cache_dir):
+    from featurescope.core.optvis.hierarchy import strongest_channels
+
+    view = open_tab(window, qtbot, layer="stem", steps=2, size=16)
+    view.lower_tabs.setCurrentIndex(1)
+    view.start_hierarchy(["stem", "blocks.8.project", "head"], per_layer=3)
+    qtbot.waitUntil(lambda: len(view.hierarchy_rows) == 3, timeout=120000)
+    assert [r.layer for r in view.hierarchy_rows] == ["stem", "blocks.8.project", "head"]
+    head = view.hierarchy_rows[2].visualization
+    assert head.channels == strongest_channels(window.state.model, window.state.image, "head", 3)
+    assert view.hierarchy_item.image.shape[0] >= 3 * 48

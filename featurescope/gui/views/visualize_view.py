@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QTabWidget,
                                QVBoxLayout, QWidget, QGraphicsRectItem)
 
 from featurescope.core.optvis.hierarchy import natural_objective
@@ -137,6 +137,37 @@ class VisualizeView(TabPage):
         self.atlas_box.addItem(self.atlas_marker)
         self.atlas_box.scene().sigMouseClicked.connect(self._atlas_clicked)
 
+        # edges to shapes: a row of strongest channels for a few layers, first to last
+        self.hierarchy_button = QPushButton("Build hierarchy", self)
+        self.hierarchy_button.setObjectName("visualizeHierarchy")
+        self.hierarchy_button.setToolTip("For a few layers spread from the first to the last, the "
+                                         "channels that respond most to the photo, visualised")
+        self.hierarchy_label = QLabel("From edges to shapes: the strongest channels of a few layers "
+                                      "for this photo, first layer to last.", self)
+        self.hierarchy_label.setWordWrap(True)
+        self.hierarchy_view = pg.GraphicsLayoutWidget(self)
+        self.hierarchy_view.setBackground(None)
+        self.hierarchy_box, self.hierarchy_item = _image_box()
+        self.hierarchy_view.addItem(self.hierarchy_box)
+        self.hierarchy_rows: list = []
+        self._hierarchy_key: Optional[tuple] = None
+        atlas_page, hierarchy_page = QWidget(self), QWidget(self)
+        atlas_layout = QVBoxLayout(atlas_page)
+        atlas_layout.setContentsMargins(0, 0, 0, 0)
+        atlas_layout.addWidget(self.atlas_label)
+        atlas_layout.addWidget(self.atlas_view, 1)
+        hierarchy_layout = QVBoxLayout(hierarchy_page)
+        hierarchy_layout.setContentsMargins(0, 0, 0, 0)
+        top = QHBoxLayout()
+        top.addWidget(self.hierarchy_label, 1)
+        top.addWidget(self.hierarchy_button)
+        hierarchy_layout.addLayout(top)
+        hierarchy_layout.addWidget(self.hierarchy_view, 1)
+        self.lower_tabs = QTabWidget(self)
+        self.lower_tabs.setObjectName("visualizeLowerTabs")
+        self.lower_tabs.addTab(atlas_page, "Atlas")
+        self.lower_tabs.addTab(hierarchy_page, "Hierarchy")
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.header)
@@ -144,12 +175,12 @@ class VisualizeView(TabPage):
         layout.addLayout(actions)
         layout.addWidget(self.note)
         layout.addWidget(self.plots, 3)
-        layout.addWidget(self.atlas_label)
-        layout.addWidget(self.atlas_view, 2)
+        layout.addWidget(self.lower_tabs, 2)
 
         self.channel_spin.valueChanged.connect(self._channel_chosen)
         self.again_button.clicked.connect(self.start)
         self.atlas_button.clicked.connect(self.start_atlas)
+        self.hierarchy_button.clicked.connect(self.start_hierarchy)
         self.cancel_button.clicked.connect(self.cancel)
         self.steps_spin.editingFinished.connect(self.refresh)
         self.size_spin.editingFinished.connect(self.refresh)
@@ -205,9 +236,13 @@ class VisualizeView(TabPage):
         self.shown_key = self.wanted_key = self.atlas_key = None
         self.atlas_done = set()
         self._atlas_array = None
+        if self.jobs is not None:
+            self.jobs.cancel("optvis_hierarchy")
+        self._hierarchy_key, self.hierarchy_rows = None, []
         self.vis_item.clear()
         self.map_item.clear()
         self.atlas_item.clear()
+        self.hierarchy_item.clear()
 
     # --- drawing ----------------------------------------------------------------------
     def redraw(self) -> None:
@@ -247,7 +282,7 @@ class VisualizeView(TabPage):
         low, high = float(array.min()), float(array.max())
         self.map_item.setImage(array, autoLevels=False, levels=(low, high if high > low else low + 1))
         self.map_item.setLookupTable(self._lut)
-        self.map_label.setText(f"where the photo gives it (mean {array.mean():.3g}, max {high:.3g})")
+        self.map_label.setText(f"the photo: mean {array.mean():.3g}, max {high:.3g}")
 
     def _request_visualization(self, model, layer: str, channel: int) -> None:
         settings = self.settings()
@@ -293,7 +328,7 @@ class VisualizeView(TabPage):
         self.from_cache = bool(made.settings.get("cached"))
         self.vis_item.setImage(made.images[0], autoLevels=False, levels=(0, 255))
         where = " (from the cache)" if self.from_cache else ""
-        self.vis_label.setText(f"what the channel looks for: activation {made.activations[0]:.3g}{where}")
+        self.vis_label.setText(f"what it looks for: activation {made.activations[0]:.3g}{where}")
 
     def _failed(self, key: tuple, message: str) -> None:
         if key != self.wanted_key:
@@ -396,3 +431,51 @@ class VisualizeView(TabPage):
         row, column = divmod(channel, self._atlas_columns)
         self.atlas_marker.setRect(column * step - 1, row * step - 1, self.atlas_size + 2, self.atlas_size + 2)
         self.atlas_marker.setVisible(True)
+
+    # --- hierarchy --------------------------------------------------------------------
+    def start_hierarchy(self, layers: Optional[list] = None, per_layer: int = 6) -> None:
+        """Visualise the strongest channels (for the photo; else 0, 1, ...) of a few layers
+        from first to last at the atlas settings, one background unit per layer."""
+        model, image = self.state.model, self.state.image
+        if model is None or self.jobs is None:
+            return
+        from featurescope.core.optvis.hierarchy import hierarchy_layers, strongest_channels
+
+        layers = list(layers) if layers else hierarchy_layers(model)
+        key = (id(model), id(image), tuple(layers), self.atlas_steps, self.atlas_size)
+        self._hierarchy_key, self.hierarchy_rows = key, []
+        self.hierarchy_item.clear()
+        cache, steps, size = self.cache, self.atlas_steps, self.atlas_size
+        order = {name: i for i, name in enumerate(model.layers)}
+
+        def unit(layer):
+            def run(progress, cancel):
+                from featurescope.core.optvis.hierarchy import HierarchyRow
+
+                info = next(i for i in model.layer_info if i.name == layer)
+                count = min(per_layer, info.out_channels)
+                channels = strongest_channels(model, image, layer, count) if image is not None \
+                    else list(range(count))
+                made = cache.visualize(model, layer, channels, steps=steps, size=size,
+                                       objective=natural_objective(model, layer), cancel=cancel)
+                return key, HierarchyRow(layer, order.get(layer, 0) / max(1, len(order) - 1), made)
+            return run
+
+        self.hierarchy_label.setText(f"Building the hierarchy of {len(layers)} layers in the background...")
+        self.jobs.submit_units("optvis_hierarchy", [unit(layer) for layer in layers],
+                               on_partial=self._hierarchy_row, on_error=self._hierarchy_failed)
+
+    def _hierarchy_row(self, piece) -> None:
+        key, row = piece
+        if key != self._hierarchy_key:
+            return
+        from featurescope.core.optvis.hierarchy import poster
+
+        self.hierarchy_rows.append(row)
+        picture = poster(self.hierarchy_rows, tile=max(48, self.atlas_size))
+        self.hierarchy_item.setImage(picture, autoLevels=False, levels=(0, 255))
+        self.hierarchy_label.setText(f"From edges to shapes: {len(self.hierarchy_rows)} layers, first to "
+                                     "last, the channels that respond most to this photo.")
+
+    def _hierarchy_failed(self, message: str, _error: Any = None) -> None:
+        self.hierarchy_label.setText(self._explain(message))
