@@ -18,7 +18,7 @@ def _model(name: str) -> torch.nn.Module:
     if name == "efficientnet_lite0":
         from featurescope.core.models.sources import lite
 
-        return lite.efficientnet_lite0(pretrained=False)
+        return lite.EfficientNetLite0().eval()
     import torchvision
 
     return torchvision.models.get_model(name, weights=None).eval()
@@ -148,7 +148,7 @@ def export_figures(shapes, rounds: int) -> list[Figure]:
     """3. activation -> PNG grid file: feature_grid + write_png vs save_image."""
     from torchvision.utils import save_image
 
-    from featurescope.core.io.export import write_png
+    from featurescope.core.io.writers import write_png
     from featurescope.core.render.grids import feature_grid
 
     figures = []

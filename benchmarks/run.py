@@ -108,6 +108,10 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_gui.model_cycle_figures(["vgg16", "efficientnet_lite0", "resnet18", "own300"], 12)
     if want("6"):
         figures += bench_engine.gpu_figures(["resnet18"], 64 if quick else 224, 3 if quick else 15)
+    if want("7"):
+        import bench_startup
+
+        figures += bench_startup.startup_figures(1 if quick else 5)
     if want("9"):
         import bench_optvis
 

@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import os
 
+# The model options that pass through to the app only when given (keyword arguments of
+# run_app and save_screenshot: device, input_size, mean, std).
+_MODEL_OPTIONS = ("input_size", "mean", "std")
+
+
+def model_options(args, names=_MODEL_OPTIONS) -> dict:
+    """The model options of ``args`` that were given, as keyword arguments."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
 
 def run_gui(args) -> int:
     """Open the app, with the image and model the arguments name (if any)."""
     from featurescope.gui.app import run_app
 
     return int(run_app(image=getattr(args, "image", None), model=getattr(args, "model", None),
-                       weights=getattr(args, "weights", None), device=getattr(args, "device", None)) or 0)
+                       weights=getattr(args, "weights", None), device=getattr(args, "device", None),
+                       **model_options(args)) or 0)
 
 
 def run_screenshot(args) -> int:
@@ -23,6 +33,7 @@ def run_screenshot(args) -> int:
 
     path = save_screenshot(args.out, image=args.image, model=args.model, weights=args.weights,
                            layer=args.layer, view=args.view, channel=args.channel, size=args.size,
-                           position=args.position, compare_with=args.compare_with)
+                           position=args.position, compare_with=args.compare_with,
+                           **model_options(args, ("device", *_MODEL_OPTIONS)))
     print(path)
     return 0

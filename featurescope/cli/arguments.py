@@ -9,16 +9,19 @@ import argparse
 from featurescope.cli.common import DEFAULT_MODEL
 
 
-def floats3(text: str) -> tuple[float, float, float]:
-    """Three numbers such as ``0.485,0.456,0.406`` (one per R, G, B)."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
+def statistics(text: str) -> tuple[float, ...]:
+    """Normalisation values such as ``0.485,0.456,0.406`` (one per input channel) or
+    ``0.1307`` (one for every channel); core checks the count against the model."""
+    from featurescope.core.errors import ModelError
+    from featurescope.core.models.spec import parse_statistics
+
     try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not three numbers such as 0.485,0.456,0.406") from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r} has {len(values)} numbers; give three, one per R, G, B")
-    return values  # type: ignore[return-value]
+        values = parse_statistics(text)
+    except ModelError as error:
+        raise argparse.ArgumentTypeError(str(error).rstrip(".")) from None
+    if values is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not numbers such as 0.485,0.456,0.406 or 0.5")
+    return values
 
 
 def input_size(text: str):
@@ -81,13 +84,26 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_preprocessing_options(group) -> None:
+    """--input-size, --mean and --std on ``group`` (a parser or an argument group)."""
+    group.add_argument("--input-size", type=input_size, metavar="N|H,W",
+                       help="input size (default: the model's own; 224 for your own model)")
+    group.add_argument("--mean", type=statistics, metavar="V[,V...]",
+                       help="normalisation mean, one value per input channel or one for all "
+                            "(default: the model's own; ImageNet for your own model)")
+    group.add_argument("--std", type=statistics, metavar="V[,V...]",
+                       help="normalisation standard deviation, one value per input channel or "
+                            "one for all (default: the model's own; ImageNet for your own model)")
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, weights_default: str = "default",
                       device: bool = True, custom: bool = True) -> None:
     """The "model" option group: --model, --weights, and optionally --device and the
     options a model of the user's own needs (--input-size, --mean, --std, --trust-pickle)."""
     group = parser.add_argument_group("model")
     group.add_argument("--model", "-m", default=DEFAULT_MODEL, metavar="M",
-                       help=f"a name from `featurescope models` or path/to/file.py:factory "
+                       help=f"a name from `featurescope models`, timm:NAME, path/to/model.onnx or "
+                            f"path/to/file.py:factory "
                             f"(default: {DEFAULT_MODEL}, pretrained, no download)")
     group.add_argument("--weights", "-w", default=weights_default, metavar="W",
                        help="default (pretrained), none (random, untrained) or a state-dict file "
@@ -97,12 +113,7 @@ def add_model_options(parser: argparse.ArgumentParser, *, weights_default: str =
         group.add_argument("--device", "-d", default="auto", metavar="D",
                            help="auto (CUDA, then MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
     if custom:
-        group.add_argument("--input-size", type=input_size, metavar="N|H,W",
-                           help="input size for your own model (default 224)")
-        group.add_argument("--mean", type=floats3, metavar="R,G,B",
-                           help="normalisation mean for your own model (default: ImageNet)")
-        group.add_argument("--std", type=floats3, metavar="R,G,B",
-                           help="normalisation standard deviation for your own model (default: ImageNet)")
+        add_preprocessing_options(group)
         group.add_argument("--trust-pickle", action="store_true",
                            help="allow --weights to be a whole pickled model (torch.save(model)); "
                                 "unpickling runs code from the file, so only for files you trust")

@@ -37,7 +37,7 @@ def _image_files(arguments: Sequence[str]) -> tuple[list[Path], bool]:
 
 
 def _sub_folders(files: Sequence[Path], out: Path) -> list[Path]:
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     used: set[str] = set()
     folders = []
@@ -64,6 +64,7 @@ def display_options(args):
 
 def run_export(args) -> int:
     """Export every image; 2 when some could not be read (the others are still written)."""
+    from featurescope.core.analysis.gradcam import compute_grad_cam
     from featurescope.core.capture.capture import capture
     from featurescope.core.errors import ExportError, ImageError
     from featurescope.core.io.export import export_layers, export_targets
@@ -115,6 +116,9 @@ def run_export(args) -> int:
             # sidecar gets the predictions (a partial capture stops early).
             every = len(names) == len(model.layers) and set(names) == set(model.layers)
             result = capture(model, image, layers=None if every else names, progress=None)
+            # Grad-CAM first: a model it cannot explain (a dict output, no gradients)
+            # stops this image before any file is written, not halfway.
+            cam = compute_grad_cam(model, result.input, gradcam_layer) if gradcam_layer else None
             written = export_layers(
                 result, folder, layers=names, formats=formats, options=options,
                 annotate=args.annotate, filters=args.filters, model=model, source_path=path,
@@ -122,7 +126,7 @@ def run_export(args) -> int:
             )
             if gradcam_layer:
                 png, _ = gradcam_targets(folder, gradcam_layer)
-                written += export_grad_cam(model, result, png, layer=gradcam_layer,
+                written += export_grad_cam(model, result, png, cam=cam,
                                            source_path=path, force=args.force)
         finally:
             bar.finish()

@@ -60,13 +60,13 @@ def run_layers(args) -> int:
     if args.json:
         print(json.dumps({
             "model": model.name, "weights": model.weights_label if asked is not None else None,
-            "input_size": list(model.input_size),
+            "input_size": list(model.input_size), "channels": model.channels,
             "layers": [_layer_dict(info) for info in infos],
         }, indent=2))
         return 0
     h, w = model.input_size
     title = model.display_name if asked is not None else model.name
-    print(f"{title}: {len(infos)} conv and pooling layers, input 3x{h}x{w}")
+    print(f"{title}: {len(infos)} conv and pooling layers, input {model.channels}x{h}x{w}")
     name_w = max([len(i.name) for i in infos] + [4])
     print(f"{'#':>3}  {'name':<{name_w}}  {'type':<17} {'channels':>11}  {'kernel':>6} {'stride':>6} "
           f"{'padding':>7}  {'output':>14} {'params':>10}")

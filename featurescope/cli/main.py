@@ -30,11 +30,10 @@ from featurescope import __version__
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
 from featurescope.cli.arguments import (
-    add_model_options, non_negative_int, position, positive_int, window_size,
+    add_model_options, add_preprocessing_options, non_negative_int, position, positive_int,
+    window_size,
 )
-from featurescope.cli.common import (  # noqa: F401  (kept importable from here)
-    DEFAULT_MODEL, EXIT_INTERRUPTED, EXIT_USER_ERROR, IMAGE_SUFFIXES,
-)
+from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.info import run_layers, run_models, run_predict
@@ -54,9 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     gui = commands.add_parser("gui", help="open the desktop app (the default)",
                               description="Open the desktop app, optionally with an image and a model.")
     gui.add_argument("image", nargs="?", metavar="IMAGE", help="an image to open")
-    gui.add_argument("--model", "-m", metavar="M", help="a model name or path/to/file.py:factory")
+    gui.add_argument("--model", "-m", metavar="M",
+                     help="a model name, timm:NAME, path/to/model.onnx or path/to/file.py:factory")
     gui.add_argument("--weights", "-w", metavar="W", help="default, none or a state-dict file")
     gui.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+    add_preprocessing_options(gui)
 
     models = commands.add_parser("models", help="list the networks featurescope knows",
                                  description="List the convolutional networks featurescope can load, "
@@ -148,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("image", nargs="?", metavar="IMAGE")
     shot.add_argument("--model", "-m", metavar="M")
     shot.add_argument("--weights", "-w", metavar="W")
+    shot.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+    add_preprocessing_options(shot)
     shot.add_argument("--layer", metavar="NAME")
     shot.add_argument("--view", default="grid", choices=("grid", "filters", "channel", "gradcam", "compare"))
     shot.add_argument("--channel", type=non_negative_int, metavar="N")

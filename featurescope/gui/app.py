@@ -65,6 +65,32 @@ def missing_x11_message(library: str) -> str:
             f"which need no window.")
 
 
+# Qt's offscreen (and some minimal) platform plugins say this on every window resize;
+# it is about window-manager hints that do not exist there, and means nothing to a user.
+QUIET_QT_MESSAGES = ("This plugin does not support propagateSizeHints()",)
+_previous_handler = None
+
+
+def _qt_message(mode, context, message) -> None:
+    if message in QUIET_QT_MESSAGES:
+        return
+    if _previous_handler is not None:
+        _previous_handler(mode, context, message)
+        return
+    sys.stderr.write(message + "\n")
+
+
+def quiet_qt_messages() -> None:
+    """Drop exactly the Qt messages in QUIET_QT_MESSAGES; every other message still prints."""
+    global _previous_handler
+    from PySide6.QtCore import qInstallMessageHandler
+
+    if getattr(quiet_qt_messages, "installed", False):
+        return
+    _previous_handler = qInstallMessageHandler(_qt_message)
+    quiet_qt_messages.installed = True
+
+
 def configure_qt() -> None:
     """Process-wide settings that must come before the first QSettings / ImageItem."""
     from PySide6.QtCore import QCoreApplication
@@ -73,10 +99,9 @@ def configure_qt() -> None:
 
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
-    import pyqtgraph as pg
-
-    # Row-major so (H, W) arrays are not transposed; no OpenGL so offscreen works.
-    pg.setConfigOptions(imageAxisOrder="row-major", useOpenGL=False, antialias=False)
+    # pyqtgraph's global config is left alone (another library in the process may own
+    # it): every ImageItem sets axisOrder="row-major" itself, and OpenGL and antialiasing
+    # are off by pyqtgraph's own defaults.
 
 
 def app_icon():
@@ -93,6 +118,7 @@ def application():
     from PySide6.QtWidgets import QApplication
 
     configure_qt()
+    quiet_qt_messages()
     app = QApplication.instance()
     if app is None:
         app = QApplication(sys.argv[:1])
@@ -104,11 +130,66 @@ def application():
     return app
 
 
-def run_app(image=None, model=None, weights=None, device=None) -> int:
+# FEATURESCOPE_STARTUP_PROBE=shown|grid: print "featurescope-startup: shown torch=0|1" when
+# the window is first on screen and "featurescope-startup: grid" when the first feature grid
+# is drawn, then quit after the named one. For the start-up test and benchmark only.
+PROBE_ENV = "FEATURESCOPE_STARTUP_PROBE"
+
+
+def when_shown(window, callback) -> None:
+    """Call ``callback`` once, right after ``window`` is first exposed (painted) on screen;
+    after 2 s at the latest, should the platform never say so."""
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    done = []
+
+    def fire() -> None:
+        if not done:
+            done.append(True)
+            callback()
+
+    class ExposeWatcher(QObject):
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt)
+            if event.type() == QEvent.Expose and obj.isExposed():
+                obj.removeEventFilter(self)
+                QTimer.singleShot(0, fire)  # after this expose has painted the window
+            return False
+
+    handle = window.windowHandle()
+    if handle is not None and not handle.isExposed():
+        watcher = ExposeWatcher(window)
+        handle.installEventFilter(watcher)
+        QTimer.singleShot(2000, fire)
+    else:
+        QTimer.singleShot(0, fire)
+
+
+def _probe(window, app, until: str) -> None:
+    def shown() -> None:
+        print(f"featurescope-startup: shown torch={int('torch' in sys.modules)}", flush=True)
+        if until == "shown":
+            window.close()  # cancels and waits for the worker, as a user's quit does
+
+    def grid(*_args) -> None:
+        if window.grid_view.image_item.image is not None and not getattr(grid, "said", False):
+            grid.said = True
+            print("featurescope-startup: grid", flush=True)
+            if until == "grid":
+                window.close()
+
+    when_shown(window, shown)
+    window.state.result_changed.connect(grid)
+
+
+def run_app(image=None, model=None, weights=None, device=None, input_size=None, mean=None,
+            std=None) -> int:
     """Open the main window and run the event loop; return the exit status.
 
     ``image`` (a path), ``model`` (catalogue name or ``file.py:factory``), ``weights``
-    ("default", "none" or a file) and ``device`` override what the settings remember.
+    ("default", "none" or a file), ``device``, and for an own model ``input_size``
+    (224, (32, 32) or "32x32"), ``mean`` and ``std`` (three numbers or text) override
+    what the settings remember. The window is shown first, with empty panes; the model
+    and image load once it is on screen (torch is imported on the worker then).
     Returns 2 without creating a QApplication when there is no display.
     """
     if not has_display():
@@ -125,9 +206,20 @@ def run_app(image=None, model=None, weights=None, device=None) -> int:
     from featurescope.gui.main_window import MainWindow
 
     window = MainWindow(start=False)
+    probe = os.environ.get(PROBE_ENV, "")
+    if probe:
+        _probe(window, app, probe)
     window.show()
-    window.start(image=image, model=model, weights=weights, device=device)
-    return int(app.exec())
+
+    def start() -> None:
+        if window.isVisible():  # not closed in the meantime
+            window.start(image=image, model=model, weights=weights, device=device,
+                         input_size=input_size, mean=mean, std=std)
+
+    when_shown(window, start)
+    status = int(app.exec())
+    window.jobs.shutdown()  # no worker may outlive the interpreter
+    return status
 
 
 def main() -> int:

@@ -313,7 +313,7 @@ class ExportActions(QObject):
             folder = Path(chosen)
             self.settings.set_last_folder("export", folder)
         from featurescope.core.capture.capture import capture_missing
-        from featurescope.core.io.export import export_layers, export_targets
+        from featurescope.core.io.export import export_layer_steps, export_targets
 
         state, options = self.state, self.state.display
         result, model = state.result, state.model
@@ -326,14 +326,23 @@ class ExportActions(QObject):
                     return
                 force = True
 
-        def work(progress, cancel):
+        # One unit per layer (then the NPZ and the sidecar), so an image opened or a
+        # layer fetched meanwhile waits for one layer's files, not the whole export.
+        steps: list = []
+        written: list[Path] = []
+
+        def prepare(progress, cancel):
             complete = result
             if any(name in getattr(result, "missing", ()) for name in names):
                 # layers the memory budget left out: capture them again for the export
                 complete = capture_missing(model, result, names, progress=progress, cancel=cancel)
-            return export_layers(complete, folder, layers=names, formats=("png", "npz"),
-                                 options=options, annotate=annotate, model=model,
-                                 source_path=source, force=force, progress=progress, cancel=cancel)
+            steps.extend(export_layer_steps(complete, folder, layers=names, formats=("png", "npz"),
+                                            options=options, annotate=annotate, model=model,
+                                            source_path=source, force=force))
+            return []
+
+        def run_step(index):
+            return lambda progress, cancel: steps[index](cancel=cancel)
 
         def failed(message: str, error: Optional[BaseException]) -> None:
             if isinstance(error, FileExistsExportError) and not force:
@@ -343,9 +352,12 @@ class ExportActions(QObject):
             self._on_error(message, error)
 
         count = f"{len(names)} layer{'s' if len(names) != 1 else ''}"
-        self.jobs.submit("export", work, label=f"Exporting {count} to {folder.name}",
-                         on_result=self._on_written, on_error=failed,
-                         on_cancelled=lambda: self.show_message("Export cancelled; no half-written files."))
+        units = [prepare] + [run_step(i) for i in range(len(names) + 2)]  # layers, NPZ, sidecar
+        self.jobs.submit_units("export", units, label=f"Exporting {count} to {folder.name}",
+                               on_partial=written.extend,
+                               on_result=lambda _none: self._on_written(written), on_error=failed,
+                               on_cancelled=lambda: self.show_message(
+                                   "Export cancelled; the layers written so far stay, none half-written."))
 
     def copy_grid(self) -> Optional[QImage]:
         """Put the selected layer's grid (as exported) on the clipboard."""

@@ -35,20 +35,35 @@ class ImageSources(QObject):
         self.recent_menu: Optional[QMenu] = None
 
     # -- opening ---------------------------------------------------------------------
-    def request_image(self, path: str) -> None:
-        """Open an image file in the background; the current image stays if it fails."""
-        from featurescope.core.io.images import load_image
+    def request_image(self, path: str) -> bool:
+        """Open an image file in the background; the current image stays if it fails.
 
+        A folder is refused at once with one sentence (nothing is queued, so nothing
+        waits for it); returns False then, True when the file was queued.
+        """
         source = str(path)
-        self.jobs.submit("image", lambda progress, cancel: load_image(source),
+        if Path(source).is_dir():
+            self.state.report_error(f"{Path(source).name or source} is a folder; open an image file.")
+            return False
+
+        def work(progress, cancel):
+            from featurescope.core.io.images import load_image  # Pillow: off the start-up path
+
+            return load_image(source)
+
+        self.jobs.submit("image", work,
                          label=f"Opening {Path(source).name}",
                          on_result=lambda image: self._loaded(image, source, remember=True),
                          on_error=self._failed)
+        return True
 
     def request_image_bytes(self, data: bytes, name: str = "clipboard") -> None:
-        from featurescope.core.io.images import image_from_bytes
+        def work(progress, cancel):
+            from featurescope.core.io.images import image_from_bytes
 
-        self.jobs.submit("image", lambda progress, cancel: image_from_bytes(data, name),
+            return image_from_bytes(data, name)
+
+        self.jobs.submit("image", work,
                          label=f"Opening the {name} image",
                          on_result=lambda image: self._loaded(image, name, remember=False),
                          on_error=self._failed)

@@ -20,11 +20,11 @@ from featurescope.gui.docks.display_panel import DisplayOptionsPanel
 from featurescope.gui.docks.image_panel import ImagePanel
 from featurescope.gui.docks.layer_info_panel import LayerInfoPanel
 from featurescope.gui.docks.layer_panel import LayerPanel
-from featurescope.gui.docks.model_panel import ModelPanel
+from featurescope.gui.docks.model_panel import ModelPanel, catalogue_and_devices
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.widgets.error_banner import ErrorBanner
 from featurescope.gui.export_actions import ExportActions
-from featurescope.gui.image_sources import IMAGE_FILTER, ImageSources  # noqa: F401 (re-export)
+from featurescope.gui.image_sources import ImageSources
 from featurescope.gui.widgets.mime_images import ImageDropTarget
 from featurescope.gui.widgets.job_status import JobStatus
 from featurescope.gui.menus import build_menus
@@ -40,6 +40,15 @@ from featurescope.gui.views.visualize_view import VisualizeView
 from featurescope.gui.jobs.workers import JobRunner
 
 log = logging.getLogger(__name__)
+
+
+def _field_text(value: Any) -> str:
+    """A command-line value as the Model tab's text: 32 -> "32", (32, 48) -> "32x48",
+    (0.5, 0.5, 0.5) -> "0.5,0.5,0.5"; text passes unchanged."""
+    if isinstance(value, (tuple, list)):
+        joiner = "x" if all(isinstance(v, int) for v in value) and len(value) == 2 else ","
+        return joiner.join(str(v) for v in value)
+    return str(value)
 
 GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, VISUALIZE_TAB = 0, 1, 2, 3, 4, 5
 
@@ -171,6 +180,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.tabs.setCurrentIndex(max(0, min(self.tabs.count() - 1, settings.current_tab())))
         self.image_panel.set_recent_files(settings.recent_files())
         self.model_panel.set_memory_budget(settings.memory_budget())
+        self.model_panel.set_trusted_files(settings.trusted_weights())
 
     def hide_stray_tab_bars(self) -> None:
         dock_layout.hide_stray_tab_bars(self)
@@ -181,27 +191,39 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
     # -- start and requests (the work is in model_jobs and image_sources) ------------------
     def start(self, image: Optional[str] = None, model: Optional[str] = None,
-              weights: Optional[str] = None, device: Optional[str] = None) -> None:
-        """Load the remembered model (or ``model``) and image (or ``image``, else the cat)."""
+              weights: Optional[str] = None, device: Optional[str] = None,
+              input_size: Optional[str] = None, mean: Optional[str] = None,
+              std: Optional[str] = None) -> None:
+        """Load the remembered model (or ``model``) and image (or ``image``, else the cat).
+
+        ``input_size`` ("224", "32x32"), ``mean`` and ``std`` ("0.5,0.5,0.5") go with
+        ``model``; a ``model`` given without them drops the remembered ones. A model that
+        fails to load is replaced by the embedded efficientnet_lite0, with its sentence
+        shown. Nothing here imports torch: the worker does, so the window paints first.
+        """
         from featurescope.core.resources import default_sample
 
         spec = self.settings.model_spec()
         if model:
             spec.update(name=model, input_size="", mean="", std="")
-        if weights:
-            spec["weights"] = weights
-        if device:
-            spec["device"] = device
+        for key, value in (("weights", weights), ("device", device), ("input_size", input_size),
+                           ("mean", mean), ("std", std)):
+            if value:
+                spec[key] = _field_text(value)
         self.model_panel.set_spec(spec)
-        self.request_model(spec)
+        self.model_jobs.request_model(spec, fallback=True)
         if image is None:
             recent = [p for p in self.settings.recent_files() if Path(p).is_file()]
             image = recent[0] if recent else str(default_sample())
         self.request_image(str(image))
+        self.jobs.submit("catalogue", lambda progress, cancel: catalogue_and_devices(),
+                         on_result=lambda choices: self.model_panel.filled or self.model_panel.fill_choices(*choices),
+                         on_error=lambda message, _error: log.info("no catalogue: %s", message))
         self.layer_panel.focus_list()
 
     def request_model(self, spec: dict) -> None:
         self.model_jobs.request_model(spec)
+        self.model_panel.set_trusted_files(self.settings.trusted_weights())
 
     def request_capture(self) -> None:
         self.model_jobs.request_capture()
@@ -250,7 +272,13 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.statusBar().showMessage(message, 15000)
 
     def clear_error(self) -> None:
-        """Take the last error away (banner and status bar) once something new has worked."""
+        """Take the last error away (banner and status bar) once something new has worked.
+
+        A start-up model that failed (Lite0 stands in for it) stays said: an image or a
+        capture that works says nothing about it; a model the user asks for that loads does.
+        """
+        if self._error_shown and self._error_shown == self.model_jobs.model_error:
+            return
         if self._error_shown and self.statusBar().currentMessage() == self._error_shown:
             self.statusBar().clearMessage()
         self._error_shown = ""
@@ -262,6 +290,8 @@ class MainWindow(ImageDropTarget, QMainWindow):
     def _on_model_changed(self, model: Any) -> None:
         self.clear_error()
         self._update_title()
+        if model is not None and not self.model_panel.filled:
+            self.model_panel.fill_choices()  # torch is imported by now (a window made with start=False)
 
     def _update_title(self) -> None:
         parts = ["featurescope"]

@@ -9,7 +9,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from featurescope.core.errors import FeaturescopeError
 
@@ -38,14 +38,17 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     layer: Optional[str] = None, view: str = "grid", channel: Optional[int] = None,
                     size: tuple[int, int] = (1280, 800),
                     position: Optional[tuple[int, int]] = None,
-                    compare_with: Optional[Union[str, Path]] = None) -> Path:
+                    compare_with: Optional[Union[str, Path]] = None, device: Optional[str] = None,
+                    input_size: Any = None, mean: Any = None, std: Any = None) -> Path:
     """Save a PNG of the whole main window after everything it shows is computed.
 
     ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
     the first convolution; ``view`` is "grid", "filters", "channel", "gradcam" or
     "compare"; ``channel`` the channel shown in the channel view; ``position`` (y, x) a
     feature-map position whose receptive field the channel view draws on the input;
-    ``compare_with`` image B of the compare view (default: another bundled sample).
+    ``compare_with`` image B of the compare view (default: another bundled sample);
+    ``device`` (default "auto"); ``input_size`` (224, (32, 32) or "32x32"), ``mean`` and
+    ``std`` for an own model (``file.py:factory``).
     Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
@@ -89,7 +92,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
             window.resize(*size)
             window.show()
             window.start(image=image_path, model=model or "efficientnet_lite0",
-                         weights=weights or "default", device="auto")
+                         weights=weights or "default", device=device or "auto",
+                         input_size=input_size, mean=mean, std=std)
             wait_until_idle(window, app)
             if errors:
                 raise FeaturescopeError(errors[0])

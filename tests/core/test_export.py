@@ -14,7 +14,8 @@ from PIL import Image
 
 from featurescope.core.io import export, writers
 from featurescope.core.errors import ExportError, FileExistsExportError
-from featurescope.core.io.export import annotate_grid, safe_filename, write_json, write_npz, write_png
+from featurescope.core.io.writers import safe_filename, write_json, write_npz, write_png
+from featurescope.core.render.annotate import annotate_grid
 from featurescope.core.progress import CancelToken, Cancelled
 from featurescope.core.render.options import DisplayOptions
 

@@ -11,9 +11,24 @@ from featurescope.core.resources import resource_path
 CAT_CLASSES = {"Egyptian cat", "tabby", "tiger cat"}
 
 
+def reference_preprocess(image) -> torch.Tensor:
+    """The reference TensorFlow evaluation's steps, written out: shorter side to 256 px
+    (bicubic, antialiased), 224 x 224 centre crop, scaled to [-1, 1]."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    image = TF.resize(image.convert("RGB"), 256, interpolation=InterpolationMode.BICUBIC, antialias=True)
+    image = TF.center_crop(image, 224)
+    tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float32)
+    return TF.normalize(tensor, (0.5,) * 3, (0.5,) * 3).unsqueeze(0)
+
+
 @pytest.fixture(scope="module")
 def model():
-    return lite.efficientnet_lite0(pretrained=True)
+    net = lite.EfficientNetLite0()
+    state = torch.load(lite.weights_file(), weights_only=True, map_location="cpu")
+    net.load_state_dict(lite.convert_state_dict(state))
+    return net.eval()
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +39,7 @@ def categories():
 
 
 def _top(model, categories, filename, k=3):
-    x = lite.preprocess(Image.open(resource_path("samples", filename)))
+    x = reference_preprocess(Image.open(resource_path("samples", filename)))
     assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
     with torch.inference_mode():
         probabilities = model(x).softmax(1)[0]

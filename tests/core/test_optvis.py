@@ -229,3 +229,62 @@ def test_hierarchy_spreads_layers_and_ranks_channels_by_the_photo(lite):
     assert rows[1].visualization.channels == strongest_channels(lite, cat, "head", 2)
     picture = poster(rows, "title", tile=32)
     assert picture.dtype == np.uint8 and picture.shape[0] >= 2 * 32
+
+
+OWN_NETS = '''
+import torch
+from torch import nn
+
+
+class Grey(nn.Module):
+    input_size = 28
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.conv2 = nn.Conv2d(4, 6, 3)
+
+    def forward(self, x):
+        return self.conv2(torch.relu(self.conv(x))).mean((2, 3))
+
+
+class Rgba(nn.Module):
+    input_size = 32
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+'''
+
+
+def test_own_one_and_four_channel_models_use_their_channels_and_statistics(tmp_path):
+    path = tmp_path / "own.py"
+    path.write_text(OWN_NETS)
+    grey = load_model(f"{path}:Grey", weights="none", device="cpu", mean="0.1307", std="0.3081")
+    assert grey.channels == 1
+    made = visualize(grey, "conv2", [0, 3], steps=8, size=24)
+    assert (made.images[..., 0] == made.images[..., 2]).all()
+    flat = np.full((2, 24, 24, 3), 128, np.uint8)
+    assert (made.activations > activation_of(grey, "conv2", [0, 3], flat)).all()
+    rgba = load_model(f"{path}:Rgba", weights="none", device="cpu")
+    made = visualize(rgba, "conv", [1], steps=4, size=16)
+    assert made.images.shape == (1, 16, 16, 3)
+    assert np.isfinite(activation_of(rgba, "conv", [1], made.images)).all()
+
+
+def test_onnx_models_say_they_give_no_gradients(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    net = small_net()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(tmp_path / "small.onnx"), dynamo=False,
+                          input_names=["image"], output_names=["out"])
+    m = load_model(str(tmp_path / "small.onnx"), device="cpu")
+    with pytest.raises(ModelError, match=r"^Feature visualisation needs gradients, which the ONNX model "
+                                         r"small.onnx does not give\.$"):
+        visualize(m, m.layers[0], [0], steps=1, size=16)

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models.vgg import make_layers
 
 from featurescope.core.errors import ModelError
-from featurescope.core.models.sources.lite import efficientnet_lite0
+from featurescope.core.models.sources.lite import EfficientNetLite0
 from featurescope.core.analysis.receptive import receptive_field
 
 
@@ -220,7 +220,7 @@ def test_vgg16_geometry_field_matches_gradients():
 def test_efficientnet_lite0_same_padding_matches_gradients():
     # TensorFlow "same" padding puts the odd pixel after the image: the stem's first
     # position is centred on pixel 1, not 0.
-    net = _positive_copy(efficientnet_lite0(pretrained=False))
+    net = _positive_copy(EfficientNetLite0().eval())
     stem = receptive_field(net, "stem", input_size=64)
     assert (stem.size, stem.jump, stem.start) == (3, 2, 1)
     for layer, (y, x) in [("stem", (5, 7)), ("blocks.2.depthwise", (8, 8)),

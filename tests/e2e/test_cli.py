@@ -67,8 +67,8 @@ def test_version_and_help_import_neither_torch_nor_qt(tmp_path):
 def test_models_json(capsys):
     assert main(["models", "--json"]) == 0
     models = json.loads(capsys.readouterr().out)["models"]
-    assert models[0] == {"name": "efficientnet_lite0", "family": models[0]["family"],
-                         "weights_status": "embedded", "weights_name": models[0]["weights_name"]}
+    assert models[0] == {"name": "efficientnet_lite0", "family": "EfficientNet-Lite",
+                         "weights_status": "embedded", "weights_name": "embedded ImageNet"}
     names = {m["name"] for m in models}
     assert {"resnet18", "vgg16", "squeezenet1_0", "convnext_tiny"} <= names
     assert not any(n.startswith(("vit_", "swin_")) for n in names)

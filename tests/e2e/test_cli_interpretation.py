@@ -137,3 +137,29 @@ def test_screenshots_of_the_compare_view_and_a_receptive_field(tmp_path):
     assert outside.returncode == 2 and "outside" in outside.stderr and not (tmp_path / "bad.png").exists()
     wrong_view = run("screenshot", "bad.png", "--position", "1,1", cwd=tmp_path)
     assert wrong_view.returncode == 2 and "--view channel" in wrong_view.stderr
+
+
+def test_export_gradcam_of_a_model_with_a_dict_output_is_one_sentence_and_writes_nothing(
+        tmp_path, capsys):
+    """A detector-like model (a dict out) cannot be explained by Grad-CAM: the export
+    stops before its first file, not after the layer grids."""
+    from featurescope.cli.main import main
+
+    (tmp_path / "nets.py").write_text(
+        "import torch.nn as nn\n"
+        "class DictOut(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__(); self.conv = nn.Conv2d(3, 4, 3); self.pool = nn.AdaptiveAvgPool2d(1)\n"
+        "    def forward(self, x):\n"
+        "        return {'scores': self.pool(self.conv(x)).flatten(1)}\n"
+        "def dict_out():\n"
+        "    return DictOut()\n")
+    from featurescope.core.resources import default_sample
+
+    out = tmp_path / "out"
+    code = main(["export", str(default_sample()), "--model", str(tmp_path / "nets.py") + ":dict_out",
+                 "--weights", "none", "--input-size", "32", "--gradcam", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("featurescope: Grad-CAM needs a model that outputs class scores")
+    assert not out.exists() or list(out.iterdir()) == []

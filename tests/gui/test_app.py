@@ -98,6 +98,8 @@ def test_run_app_tunes_the_allocator_first(monkeypatch):
     monkeypatch.setattr(MainWindow, "show", lambda self: None)
     monkeypatch.setattr(QApplication, "exec", lambda self: calls.append("exec") or 0)
     monkeypatch.setattr(app_module, "has_display", lambda: True)
+    monkeypatch.setattr(app_module, "when_shown", lambda window, callback: callback())
+    monkeypatch.setattr(MainWindow, "isVisible", lambda self: True)
     assert app_module.run_app() == 0
     assert calls == ["tune", "start", "exec"]
 
@@ -124,3 +126,18 @@ def test_missing_x11_libraries_are_one_sentence_not_a_core_dump(monkeypatch, cap
     assert app.run_app() == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "libxcb-icccm.so.4 is missing" in err and "apt install" in err
+
+
+def test_the_window_leaves_pyqtgraphs_global_config_alone(window):
+    """Another library in the process (a notebook, napari) owns pyqtgraph's config: the
+    app sets the axis order on each ImageItem instead, so (H, W) arrays still come out
+    H rows high and W columns wide."""
+    import pyqtgraph as pg
+
+    assert pg.getConfigOption("imageAxisOrder") == "col-major"
+    items = [attr for view in (window.grid_view, window.channel_view, window.gradcam_view,
+                               window.filters_view, window.image_panel)
+             for attr in vars(view).values() if isinstance(attr, pg.ImageItem)]
+    assert len(items) >= 5 and all(item.axisOrder == "row-major" for item in items)
+    mosaic = window.grid_view.image_item.image
+    assert (window.grid_view.image_item.height(), window.grid_view.image_item.width()) == mosaic.shape[:2]

@@ -105,8 +105,8 @@ def test_export_all_layers_in_the_background(window, dialogs, tmp_path, qtbot):
 
 
 def test_cancel_export_all(window, dialogs, tmp_path, qtbot, monkeypatch):
-    """Cancel while the first layer is being exported: the worker waits in that layer's
-    progress report until the Cancel button has been clicked, so the export can never
+    """Cancel while the first layer is being exported: the worker waits inside that
+    layer's rendering until the Cancel button has been clicked, so the export can never
     finish first."""
     import threading
 
@@ -116,15 +116,15 @@ def test_cancel_export_all(window, dialogs, tmp_path, qtbot, monkeypatch):
     out.mkdir()
     dialogs["target"] = out
     reached, clicked = threading.Event(), threading.Event()
-    real_report = export.report
+    real_render = export.render_grid
 
-    def report(progress, done, total, text=""):
-        real_report(progress, done, total, text)
-        if text.startswith("Exporting") and not reached.is_set():
+    def render_grid(chw, options):
+        if not reached.is_set():
             reached.set()
             clicked.wait(30)
+        return real_render(chw, options)
 
-    monkeypatch.setattr(export, "report", report)
+    monkeypatch.setattr(export, "render_grid", render_grid)
     window.exports.annotate_action.setChecked(False)
     window.exports.export_all_action.trigger()
     qtbot.waitUntil(reached.is_set, timeout=30000)
@@ -156,7 +156,7 @@ def _click(qtbot, tree, row, modifier=Qt.NoModifier):
 
 def test_export_selected_layers_annotated_in_one_go(window, dialogs, tmp_path, qtbot):
     """Journey 4: pick five layers with Ctrl/Shift-click, export their annotated grids."""
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     state, tree, panel = window.state, window.layer_panel.tree, window.layer_panel
     layers = list(state.result.layers)
@@ -205,7 +205,7 @@ def _screen(window):
 
 
 def test_exports_equal_the_screen_with_the_users_options(window, dialogs, tmp_path, qtbot):
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     state, exports = window.state, window.exports
     exports.annotate_action.setChecked(False)
@@ -229,7 +229,7 @@ def test_exports_equal_the_screen_with_the_users_options(window, dialogs, tmp_pa
 
 
 def test_annotated_exports_share_the_one_title(window, dialogs, tmp_path, qtbot):
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
     from featurescope.core.render.annotate import annotate_grid, grid_title
 
     state, exports = window.state, window.exports
@@ -296,7 +296,7 @@ def test_export_comparison_is_enabled_once_there_is_one(window, dialogs, tmp_pat
     qtbot.waitUntil(lambda: window.jobs.is_idle() and len(list(out.iterdir())) == 4, timeout=60000)
     comparison = window.compare_view.comparison
     pictures, _ = shared_index_grids(comparison)
-    from featurescope.core.io.export import safe_filename
+    from featurescope.core.io.writers import safe_filename
 
     stem = safe_filename(comparison.layer)
     for key in ("a", "b", "difference"):
@@ -305,3 +305,37 @@ def test_export_comparison_is_enabled_once_there_is_one(window, dialogs, tmp_pat
     sidecar = json.loads((out / f"{stem}_compare.json").read_text())
     assert sidecar["model"]["name"] == "efficientnet_lite0"
     assert sidecar["image_b"]["name"] == sample_images()[-1].name
+
+
+def test_export_all_runs_as_layer_units_that_an_opened_image_overtakes(window, dialogs, tmp_path,
+                                                                        qtbot, monkeypatch):
+    """Export all layers is one unit per layer in the background lane: an interactive
+    request made while the first layer is written runs before the second layer."""
+    import threading
+
+    from featurescope.core.io import export
+
+    out = tmp_path / "all"
+    out.mkdir()
+    dialogs["target"] = out
+    order: list[str] = []
+    reached, queued = threading.Event(), threading.Event()
+    real_render = export.render_grid
+
+    def render_grid(chw, options):
+        order.append("layer")
+        if not reached.is_set():
+            reached.set()
+            queued.wait(30)
+        return real_render(chw, options)
+
+    monkeypatch.setattr(export, "render_grid", render_grid)
+    window.exports.annotate_action.setChecked(False)
+    window.exports.export_all_action.trigger()
+    qtbot.waitUntil(reached.is_set, timeout=30000)
+    window.jobs.submit("image", lambda progress, cancel: order.append("image"))
+    queued.set()
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    layers = len(window.state.result.layers)
+    assert order[:3] == ["layer", "image", "layer"] and order.count("layer") == layers
+    assert len(list(out.glob("*.png"))) == layers and (out / "featurescope.json").exists()

@@ -297,3 +297,14 @@ def test_the_window_can_be_narrower_than_a_small_laptop_screen(window, qtbot):
         assert dock.minimumSizeHint().width() <= 240, dock.objectName()
     window.resize(900, 700)
     qtbot.waitUntil(lambda: window.width() <= 900, timeout=3000)
+
+
+def test_a_long_grid_header_does_not_widen_the_tab(window, qtbot, wait_idle):
+    """The 1x1 note of Lite0's pool layer once widened the grid tab by ~100 px and
+    squeezed the layer list until its names were elided."""
+    window.state.set_layer("stem")
+    qtbot.wait(10)
+    narrow = window.grid_view.minimumSizeHint().width()
+    window.state.set_layer("pool")
+    qtbot.waitUntil(lambda: "1x1" in window.grid_view.title.text(), timeout=10000)
+    assert window.grid_view.minimumSizeHint().width() <= narrow

@@ -171,6 +171,33 @@ def test_filters_view_deeper_layer_modes(qtbot, state, loaded, filters):
     assert view.input_channel.maximum() == 63 and "input channel 5 of 64" in view.caption.text()
 
 
+def test_filters_view_one_input_channel_is_not_called_depthwise(qtbot, tmp_path, filters):
+    """A grey (one-channel) first layer has one weight per position like a depthwise
+    layer, but it is an ordinary convolution: the caption must not say depthwise."""
+    from PIL import Image
+
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.models.load import load_model
+    from featurescope.gui.views.filters_view import FiltersView
+
+    (tmp_path / "grey.py").write_text(
+        "import torch.nn as nn\n"
+        "def Net():\n"
+        "    return nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Conv2d(6, 6, 3, groups=6))\n")
+    model = load_model(f"{tmp_path / 'grey.py'}:Net", weights="none", device="cpu", input_size=28)
+    s = AppState()
+    s.set_model(model)
+    s.set_result(capture(model, Image.new("RGB", (40, 40), (90, 120, 200))))
+    view = _show(qtbot, FiltersView(s))
+    s.set_layer("0")
+    assert view.header.text() == "6 filters of 1x3x3 in 0"
+    assert "depthwise" not in view.caption.text().lower() and "single input channel" in view.caption.text()
+    np.testing.assert_array_equal(view.image_item.image,
+                                  filters.filter_grid(_weight(model, "0"), mode="channel")[0])
+    s.set_layer("2")  # groups=6: truly depthwise
+    assert view.caption.text().startswith("Depthwise convolution")
+
+
 def test_filters_view_pooling_has_no_filters(qtbot, state, filters):
     from featurescope.gui.views.filters_view import FiltersView
 

@@ -96,8 +96,8 @@ def test_a_network_without_gradients_gets_a_sentence(qtbot, cache_dir, tmp_path)
         state.set_layer(model.layers[-1])
         view.start()
         view.start_atlas()
-        qtbot.waitUntil(lambda: "no gradients" in view.note.text(), timeout=30000)
-        qtbot.waitUntil(lambda: "no gradients" in view.atlas_label.text(), timeout=30000)
+        qtbot.waitUntil(lambda: "gives no gradients" in view.note.text(), timeout=30000)
+        qtbot.waitUntil(lambda: "gives no gradients" in view.atlas_label.text(), timeout=30000)
     finally:
         jobs.shutdown()
 

@@ -65,6 +65,9 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
     parameters, mode and gradients are left as they were. Raises ModelError for an
     unknown layer, a layer without a spatial output, or a class that does not exist.
     """
+    from featurescope.core.models.spec import require_gradients
+
+    require_gradients(model, "Grad-CAM")  # ONNX models run outside autograd
     module = getattr(model, "module", model)
     model_name = getattr(model, "name", None) or type(module).__name__
     target_module, call = find_layer_module(module, layer, model_name)

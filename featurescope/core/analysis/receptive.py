@@ -368,7 +368,7 @@ def receptive_fields(model, layers: Optional[list[str]] = None,
         tracker = _FieldTracker()
         sink = FieldSink(tracker)
         device, dtype = _device_and_dtype(module)
-        image = torch.zeros((1, 3, height, width), device="meta" if to_meta else device,
+        image = torch.zeros((1, getattr(model, "channels", 3), height, width), device="meta" if to_meta else device,
                             dtype=dtype)
         tracker.set_field(image, _Field(_Axis(1, 1, 0), _Axis(1, 1, 0), (height, width)))
         for target, _ in wanted.values():

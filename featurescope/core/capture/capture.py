@@ -88,7 +88,7 @@ def _wanted(layers) -> Optional[list]:
 
 
 def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, store_dtype=None,
-           keep=None, budget=None):
+           keep=None, budget=None, model_name: Optional[str] = None):
     """One storing pass (repeated once per model if a functional in-place op overwrote
     a stored output: see taps.py). Returns (StoreSink, Run, network output or None)."""
     modules = list(module.modules())
@@ -103,7 +103,7 @@ def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, stor
         sinks = [store] if wanted is None else [store, EarlyStop(wanted)]
         run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
                   describe=True, info_cache=cache, progress=progress, cancel=cancel, total=total)
-        output = run_forward(module, x, run, grad_free, modules)
+        output = run_forward(module, x, run, grad_free, modules, model_name)
         damaged = store.overwritten()
         if not damaged:
             return store, run, output
@@ -158,7 +158,7 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
             store_dtype = torch.float16
     keep = plan.keep if plan is not None else None
     store, run, output = _store(module, x, wanted, progress, cancel, store_dtype=store_dtype,
-                                keep=keep, budget=memory_budget)
+                                keep=keep, budget=memory_budget, model_name=model_name)
     if wanted is not None:
         _check_found(module, model_name, x, wanted, store)
     notice = _notice(plan, len(store.outputs), len(run.infos)) if plan is not None else ""
@@ -187,7 +187,7 @@ def capture_batch(model, inputs, layers: Optional[Sequence[str]] = None,
     input_cpu = x.to("cpu", copy=True)
     x = x.to(device)
     wanted = _wanted(layers)
-    store, run, output = _store(module, x, wanted, progress, cancel)
+    store, run, output = _store(module, x, wanted, progress, cancel, model_name=model_name)
     if wanted is not None:
         _check_found(module, model_name, x, wanted, store)
     return BatchResult(store.outputs, run.infos, logits_of(output, x.shape[0]), input_cpu,
@@ -260,9 +260,11 @@ def capture_missing(model, result: CaptureResult, layers: Sequence[str],
                          device=result.device, notice=result.notice, memory_budget=budget)
 
 
-def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224)) -> list[LayerInfo]:
+def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224),
+                    name: Optional[str] = None) -> list[LayerInfo]:
     """Every captured layer of ``module`` in execution order, with its metadata, from one
-    forward pass on zeros of ``input_shape`` (1, 3, H, W) (nothing is stored)."""
+    forward pass on zeros of ``input_shape`` (1, C, H, W) (nothing is stored). A failing
+    network raises a ModelError that calls it ``name`` (default: its class)."""
     if isinstance(input_shape, int):
         input_shape = (1, 3, input_shape, input_shape)
     input_shape = tuple(int(s) for s in input_shape)
@@ -275,7 +277,7 @@ def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224)) -> list[Lay
         modules = list(module.modules())
         taps = install(module, modules)
         run = Run(taps.targets, [], describe=True, info_cache=info_cache(module))
-        run_forward(module, x, run, torch.inference_mode, modules)
+        run_forward(module, x, run, torch.inference_mode, modules, name)
     finally:
         module.train(was_training)
     return run.infos

@@ -295,9 +295,10 @@ def materialize_lazy(module: nn.Module, x: torch.Tensor, modules: Optional[list]
 
 
 def run_forward(module: nn.Module, x: torch.Tensor, run: Run, grad_free,
-                modules: Optional[list] = None):
+                modules: Optional[list] = None, name: Optional[str] = None):
     """One forward pass of ``module`` on ``x`` routed to ``run``; returns the output, or
-    None when a sink stopped the pass early. Errors of the network become ModelError."""
+    None when a sink stopped the pass early. Errors of the network become ModelError
+    naming the model as ``name`` (default: its class)."""
     try:
         materialize_lazy(module, x, modules)
         with active(run), grad_free():
@@ -308,17 +309,19 @@ def run_forward(module: nn.Module, x: torch.Tensor, run: Run, grad_free,
         # The network itself failed: most often an input size it was not built for
         # (a CIFAR net fed 224 px) or a device without enough memory. Users get one
         # sentence; the original error stays attached as the cause.
-        raise forward_error(module, x, error) from error
+        raise forward_error(module, x, error, name) from error
 
 
-def forward_error(module: nn.Module, x: torch.Tensor, error: BaseException) -> ModelError:
+def forward_error(module: nn.Module, x: torch.Tensor, error: BaseException,
+                  name: Optional[str] = None) -> ModelError:
     """The one-sentence ModelError for a forward pass that raised ``error``."""
+    name = name or type(module).__name__
     shape = "x".join(str(n) for n in x.shape[1:])
     detail = (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
     if isinstance(error, MemoryError) or isinstance(error, getattr(torch, "OutOfMemoryError", ())):
         return ModelError(
-            f"Out of memory on {x.device} running {type(module).__name__} on a {shape} input; "
+            f"Out of memory on {x.device} running {name} on a {shape} input; "
             f"try a smaller image size, a smaller model, or the CPU.")
     return ModelError(
-        f"{type(module).__name__} failed on a {shape} input ({detail}); check that the input "
-        f"size (--input-size) is the one the network was built for.")
+        f"{name} failed on a {shape} input ({detail}); check that the input "
+        f"size and channels are the ones the network was built for.")

@@ -37,16 +37,11 @@ from featurescope.core.render.annotate import annotate_grid, grid_title
 from featurescope.core.render.options import DisplayOptions, render_grid
 
 __all__ = [
-    "write_png",
-    "write_npz",
-    "write_json",
-    "annotate_grid",
     "export_layers",
+    "export_layer_steps",
     "export_targets",
     "export_grid",
     "export_activations",
-    "safe_filename",
-    "file_sha256",
     "NPZ_NAME",
     "JSON_NAME",
 ]
@@ -108,6 +103,48 @@ def export_layers(
     is called once per layer; ``cancel`` is checked between files, and a cancelled or
     failed layer leaves none of its files behind. Returns the paths written.
     """
+    steps = export_layer_steps(result, out_dir, layers, formats, options, annotate, filters,
+                               model, source_path, force)
+    total = len(steps)
+    written: list[Path] = []
+    for done, step in enumerate(steps):
+        check(cancel)
+        report(progress, done, total, step.label)
+        written.extend(step(cancel=cancel))
+    report(progress, total, total, "Export finished")
+    return written
+
+
+class ExportStep:
+    """One small piece of a layers export (one layer's files, the NPZ, or the sidecar),
+    so the app can run an export as units that interactive work can overtake."""
+
+    def __init__(self, label: str, write) -> None:
+        self.label = label
+        self._write = write
+
+    def __call__(self, progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None) -> list[Path]:
+        check(cancel)
+        return self._write(cancel)
+
+
+def export_layer_steps(
+    result,
+    out_dir: PathLike,
+    layers: Optional[Sequence[str]] = None,
+    formats: Union[str, Sequence[str]] = ("png",),
+    options: Optional[DisplayOptions] = None,
+    annotate: bool = False,
+    filters: bool = False,
+    model=None,
+    source_path: Optional[PathLike] = None,
+    force: bool = False,
+) -> list[ExportStep]:
+    """:func:`export_layers` as steps to run in order: one per layer, then the NPZ (when
+    chosen), then the sidecar. Every check (unknown layers, existing files without
+    ``force``) happens here, before any step runs; the folder is created here too.
+    Each step returns the paths it wrote."""
     chosen = _format_set(formats)
     options = _check_options(options)
     names = list(result.layers) if layers is None else list(layers)
@@ -134,13 +171,9 @@ def export_layers(
     json_path = out_dir / JSON_NAME
     refuse_existing(_targets(plan, out_dir, chosen), force)
     make_folder(out_dir)
+    layer_records: list = []
 
-    total = len(plan) + (1 if npz_path else 0) + 1
-    written: list[Path] = []
-    layer_records = []
-    for done, (name, files) in enumerate(plan):
-        check(cancel)
-        report(progress, done, total, f"Exporting {name}")
+    def write_layer(name, files, cancel) -> list[Path]:
         chw = to_numpy(result[name])
         layer_files: list[Path] = []
         try:
@@ -171,26 +204,27 @@ def export_layers(
                 except OSError:
                     pass
             raise
-        written.extend(layer_files)
         layer_records.append(layer_record(name, _info(result, name), chw, layout.order,
                                           layer_files, out_dir, layout.note))
+        return layer_files
 
-    done = len(plan)
-    if npz_path is not None:
-        check(cancel)
-        report(progress, done, total, f"Writing {NPZ_NAME}")
+    def write_activations(cancel) -> list[Path]:
         arrays = {name: result[name] for name in names}
         arrays["input"] = result.input
-        written.append(write_npz(npz_path, arrays, force=True))
-        done += 1
+        return [write_npz(npz_path, arrays, force=True)]
 
-    check(cancel)
-    report(progress, done, total, f"Writing {JSON_NAME}")
-    description = layers_sidecar(result, model, layer_records, options, annotate,
-                                 filter_upscale if filters else None, source_path, npz_path, out_dir)
-    written.append(write_json(json_path, description, force=True))
-    report(progress, total, total, "Export finished")
-    return written
+    def write_sidecar(cancel) -> list[Path]:
+        description = layers_sidecar(result, model, layer_records, options, annotate,
+                                     filter_upscale if filters else None, source_path, npz_path,
+                                     out_dir)
+        return [write_json(json_path, description, force=True)]
+
+    steps = [ExportStep(f"Exporting {name}", lambda cancel, n=name, f=files: write_layer(n, f, cancel))
+             for name, files in plan]
+    if npz_path is not None:
+        steps.append(ExportStep(f"Writing {NPZ_NAME}", write_activations))
+    steps.append(ExportStep(f"Writing {JSON_NAME}", write_sidecar))
+    return steps
 
 
 def export_grid(result, layer: str, path: PathLike, options: Optional[DisplayOptions] = None,

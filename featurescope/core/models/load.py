@@ -1,63 +1,47 @@
 """Model catalogue and loading: what can be looked at, and a network ready to look at.
 
 ``load_model`` gives a :class:`LoadedModel`: the network in eval mode on its device, with
-the preprocessing it expects, its class names and the layers the app can show.
+the preprocessing it expects, its class names and the layers the app can show. Which
+source builds a name is the registry's business (:mod:`featurescope.core.models.registry`;
+one file per source in core/models/sources/): embedded ``efficientnet_lite0``, torchvision
+names, ``timm:NAME``, ``path/to/model.onnx``, ``path/to/file.py:factory`` and trusted
+whole-model pickles ``path/to/model.pt``.
 
 Weights, one argument everywhere:
 
-- ``"default"``: pretrained ImageNet weights. Embedded for ``efficientnet_lite0``; for
+- ``"default"``: the source's pretrained weights. Embedded for ``efficientnet_lite0``; for
   torchvision models read from the torch hub cache (``cache_path_for(name)``) or
   downloaded into it with progress and cancel (see :mod:`featurescope.core.models.download`,
-  whose ``WEIGHTS_URLS`` can point a model at another URL).
+  whose ``WEIGHTS_URLS`` can point a model at another URL); timm's from the Hugging Face
+  cache; your own file's as its factory sets them.
 - ``"none"``: random initialisation, seeded (the same every time), "untrained".
 - a path: a state dict for that architecture, read with ``torch.load(weights_only=True)``;
   a fully pickled module only with ``trust_pickle=True`` (see :mod:`featurescope.core.models.weights`).
-
-Custom networks (``path/to/file.py:factory``) are imported by :mod:`featurescope.core.models.sources.pyfile`.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from featurescope.core.models.sources import lite
-from featurescope.core.models.sources.pyfile import call_factory, import_factory
 # cache_path_for, download_url_for and WEIGHTS_URLS are part of this module's API too.
-from featurescope.core.models.download import WEIGHTS_URLS, cache_path_for, download, download_url_for
+from featurescope.core.models.download import WEIGHTS_URLS, cache_path_for, download_url_for
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check, report
-from featurescope.core.models.sources.torchvision import (build_torchvision, check_known, default_weights, family,
-                                        torchvision_names)
-from featurescope.core.models.weights import densenet_keys, drop_aux, fit_state_dict, read_weights
+from featurescope.core.models.registry import CatalogueEntry, catalogue_entries, resolve
+from featurescope.core.models.spec import (IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocessing,
+                                           parse_statistics)
+from featurescope.core.models.weights import drop_aux, fit_state_dict, read_weights
 
 __all__ = ["CatalogueEntry", "catalogue", "cache_path_for", "download_url_for", "WEIGHTS_URLS",
            "IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "LoadedModel", "load_model"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class CatalogueEntry:
-    name: str  # "resnet50", "efficientnet_lite0"
-    family: str  # "ResNet", "VGG", "EfficientNet-Lite", ...
-    weights_status: str  # "embedded" | "cached" | "downloadable"
-    weights_name: str  # "ResNet50_Weights.IMAGENET1K_V2", "embedded ImageNet"
-
 
 def catalogue() -> list[CatalogueEntry]:
     """All convolutional classification models: efficientnet_lite0 first, then torchvision's
     CNN families (no ViT/Swin/MaxViT), each with whether its pretrained weights are
     embedded, already in the torch hub cache, or would be downloaded."""
-    entries = [CatalogueEntry(lite.NAME, lite.FAMILY, "embedded", lite.WEIGHTS_LABEL)]
-    for name in torchvision_names():
-        weights = default_weights(name)
-        status = "cached" if cache_path_for(name).is_file() else "downloadable"
-        entries.append(CatalogueEntry(name, family(name), status, str(weights)))
-    return entries
+    return catalogue_entries()
 
 
 def _size_pair(size) -> tuple[int, int]:
@@ -67,18 +51,26 @@ def _size_pair(size) -> tuple[int, int]:
     return (int(h), int(w))
 
 
+_IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
 class ImageTransform:
     """Resize the shorter side, centre-crop, scale to [0, 1] and normalise; the same steps
-    as torchvision's ``ImageClassification``, for any crop size (non-square too)."""
+    as torchvision's ``ImageClassification``, for any crop size (non-square too) and 1, 3
+    or 4 channels (the photo is converted to grey or RGBA first)."""
 
-    def __init__(self, crop: tuple[int, int], resize: int, mean, std, interpolation=None):
+    def __init__(self, crop: tuple[int, int], resize: int, mean, std, interpolation=None,
+                 channels: int = 3):
         from torchvision.transforms import InterpolationMode
 
         self.crop = crop
         self.resize = resize
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        if isinstance(interpolation, str):
+            interpolation = InterpolationMode(interpolation)
         self.interpolation = interpolation or InterpolationMode.BILINEAR
+        self.channels = channels
 
     def __call__(self, image):
         import torch
@@ -94,11 +86,15 @@ class LoadedModel:
     """A network ready to look at: ``.module`` (eval mode, on ``.device``), ``.name``,
     ``.weights`` (what was asked), ``.weights_label`` ("IMAGENET1K_V1", "untrained",
     "mynet.pth"), ``.trained``, ``.display_name`` ("vgg16 (untrained)"), ``.device``,
-    ``.categories`` (list[str] or None), ``.input_size`` (H, W), ``.mean``/``.std``
-    (3-tuples), ``.preprocess(pil)``, ``.deprocess(tensor)``, ``.layer_info``, ``.layers``."""
+    ``.categories`` (list[str] or None), ``.input_size`` (H, W), ``.channels`` (1, 3 or 4),
+    ``.mean``/``.std`` (one value per channel), ``.preprocess(pil)``, ``.deprocess(tensor)``,
+    ``.input_picture(tensor)``, ``.layer_info``, ``.layers``, ``.spec`` (the registry's
+    record: ``.source``, ``.supports_gradients``, ``.path`` of own files) and ``.source``
+    (what to ask for to load it again: own files by absolute path)."""
 
     def __init__(self, module, name, weights, weights_label, trained, device, categories,
-                 transform, input_size, mean, std):
+                 transform, input_size, mean, std, spec: Optional[ModelSpec] = None,
+                 channels: int = 3):
         self.module = module
         self.name = name
         self.weights = weights
@@ -109,7 +105,18 @@ class LoadedModel:
         self.input_size = input_size
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.channels = channels
+        self.spec = spec
         self._transform = transform
+
+    @property
+    def source(self) -> str:
+        """The name to load this model again with, from any folder."""
+        return self.spec.name if self.spec is not None else self.name
+
+    @property
+    def supports_gradients(self) -> bool:
+        return self.spec.supports_gradients if self.spec is not None else True
 
     @property
     def display_name(self) -> str:
@@ -119,48 +126,97 @@ class LoadedModel:
         return f"<LoadedModel {self.display_name} on {self.device}>"
 
     def preprocess(self, image):
-        """The (1, 3, H, W) float32 CPU tensor this model is fed for a PIL image."""
-        return self._transform(image.convert("RGB")).unsqueeze(0).float()
+        """The (1, C, H, W) float32 CPU tensor this model is fed for a PIL image: a colour
+        photo is converted to grey for a one-channel model, to RGBA for a four-channel one."""
+        mode = _IMAGE_MODES.get(self.channels, "RGB")
+        return self._transform(image.convert(mode)).unsqueeze(0).float()
 
-    def deprocess(self, tensor):
-        """Undo the normalisation: a (1, 3, H, W) or (3, H, W) tensor as an (H, W, 3) uint8
-        array, the picture the model actually sees."""
-        import numpy as np
+    def _denormalised(self, tensor):
         import torch
 
         x = torch.as_tensor(tensor).detach().float().cpu()
         if x.dim() == 4:
             x = x[0]
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
+        channels = x.shape[0]
+        mean = torch.tensor(self.mean[:channels]).view(-1, 1, 1)
+        std = torch.tensor(self.std[:channels]).view(-1, 1, 1)
         x = (x * std + mean).clamp(0, 1)
-        return np.ascontiguousarray((x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+        return (x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+    def deprocess(self, tensor):
+        """Undo the normalisation: a (1, C, H, W) or (C, H, W) tensor as an (H, W, 3) uint8
+        array, the picture the model actually sees (grey repeated for one channel, the
+        colour without alpha for four)."""
+        import numpy as np
+
+        x = self._denormalised(tensor)
+        if x.shape[2] == 1:
+            x = np.repeat(x, 3, axis=2)
+        return np.ascontiguousarray(x[:, :, :3])
+
+    def input_picture(self, tensor):
+        """What the model sees, as a PIL image: "L" (grey) for one channel, "RGB" for
+        three, "RGBA" for four; de-normalised."""
+        import numpy as np
+        from PIL import Image
+
+        x = self._denormalised(tensor)
+        if x.shape[2] == 1:
+            return Image.fromarray(np.ascontiguousarray(x[:, :, 0]), "L")
+        mode = "RGBA" if x.shape[2] == 4 else "RGB"
+        return Image.fromarray(np.ascontiguousarray(x[:, :, :len(mode)]), mode)
 
     @cached_property
     def layer_info(self):
         from featurescope.core.capture.capture import describe_layers
 
-        return describe_layers(self.module, (1, 3, *self.input_size))
+        return describe_layers(self.module, (1, self.channels, *self.input_size), name=self.name)
 
     @property
     def layers(self) -> list[str]:
         return [info.name for info in self.layer_info]
 
 
+def check_showable(module, label: str) -> None:
+    """ModelError when ``module`` has no 2-D convolution or pooling layer for featurescope
+    to show, naming what it has instead (1-D or 3-D convolutions, or neither)."""
+    from torch import nn
+
+    from featurescope.core.capture.layers import CAPTURED_CLASSES
+
+    kinds = {type(sub).__name__ for sub in module.modules()}
+    if any(isinstance(sub, CAPTURED_CLASSES) for sub in module.modules()):
+        return
+    other = sorted(kinds & {"Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d",
+                            "MaxPool3d", "AvgPool1d", "AvgPool3d", "AdaptiveAvgPool1d",
+                            "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool3d"})
+    other += [n for n in ("ConvTranspose2d",) if n in kinds]
+    if other:
+        raise ModelError(f"{label} has only {', '.join(other)} layers, and featurescope shows "
+                         f"2-D convolution and pooling layers only (Conv2d, MaxPool2d, "
+                         f"AvgPool2d and their adaptive forms).")
+    if isinstance(module, nn.Module):
+        raise ModelError(f"{label} has no convolution or pooling layer, so there are no feature "
+                         f"maps for featurescope to show.")
+
+
 def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
                device: str = "auto", progress: Optional[ProgressCallback] = None,
                cancel: Optional[CancelToken] = None, *,
                input_size: Union[int, Sequence[int], None] = None,
-               mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
+               mean: Union[str, Sequence[float], None] = None,
+               std: Union[str, Sequence[float], None] = None,
                trust_pickle: bool = False) -> LoadedModel:
     """Load a network with its weights, ready for :func:`featurescope.core.capture.capture.capture`.
 
-    ``name_or_path``: a catalogue name (``featurescope models``) or ``"path/to/file.py:factory"``
-    (a function or class in that file returning an ``nn.Module``). ``weights``: ``"default"``,
-    ``"none"`` or a path to a state dict (a full pickled module only with
-    ``trust_pickle=True``). ``input_size`` (int or (H, W)), ``mean`` and ``std`` override the
-    preprocessing (custom models default to 224 and ImageNet statistics). ``progress`` /
-    ``cancel`` cover the download of default weights.
+    ``name_or_path``: a catalogue name (``featurescope models``), ``"timm:NAME"``,
+    ``"path/to/model.onnx"``, ``"path/to/file.py:factory"`` (a function or class in that
+    file returning an ``nn.Module``) or a whole pickled model ``"path/to/model.pt"`` (with
+    ``trust_pickle=True``). ``weights``: ``"default"``, ``"none"`` or a path to a state
+    dict (a full pickled module only with ``trust_pickle=True``). ``input_size`` (int or
+    (H, W)), ``mean`` and ``std`` (one value per input channel, or one for all) override
+    the preprocessing (own models default to 224, their first convolution's channels and
+    ImageNet statistics). ``progress`` / ``cancel`` cover the download of default weights.
 
     Raises ModelError, WeightsError, DownloadError, DeviceError, or Cancelled.
     """
@@ -171,78 +227,23 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
     target_device = resolve_device(device)
     asked = weights
     weights_text = str(weights)
-    mode = weights_text.lower() if weights_text.lower() in ("default", "none") else "path"
+    mode = weights_text.lower() if weights_text.lower() in ("default", "none") else "file"
     check(cancel)
 
-    name = str(name_or_path)
-    custom = name.endswith(".py") or name.rpartition(":")[0].endswith(".py")
-    categories = None
-    transform_params = None  # (crop, resize, mean, std, interpolation) when not torchvision's
-    tv_transform = None
-    state_fixer = None
-
+    spec = resolve(str(name_or_path))
+    if mode == "none" and not spec.random_init:
+        mode = "default"  # e.g. `featurescope layers` on an ONNX file: its layers are the same
+    if mode == "file" and not spec.weights_files:
+        raise ModelError(f"{spec.label} carries its own weights; a separate weights file "
+                         f"({Path(weights_text).name}) cannot be loaded into it.")
     # Random initialisation never touches the caller's random state; "none" is seeded.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if custom:
-            if name.endswith(".py"):
-                raise ModelError(f"{name} names a file but not its factory; write "
-                                 f"{name}:factory_name.")
-            factory, py_module, label = import_factory(name)
-            report(progress, 0, 0, f"Building {label}")
-            module = call_factory(factory, label)
-            if mode == "none":
-                for sub in module.modules():
-                    if hasattr(sub, "reset_parameters"):
-                        sub.reset_parameters()
-            categories = getattr(module, "categories", None) or getattr(py_module, "categories", None)
-            transform_params = ((224, 224), 256, IMAGENET_MEAN, IMAGENET_STD, None)
-            arch = label
-            default_label = "factory weights"
-        elif name == lite.NAME:
-            report(progress, 0, 0, f"Building {name}")
-            module = lite.EfficientNetLite0()
-            from torchvision.transforms import InterpolationMode
-
-            transform_params = ((lite.INPUT_SIZE,) * 2, lite.RESIZE_SIZE, lite.MEAN, lite.STD,
-                                InterpolationMode.BICUBIC)
-            categories = list(default_weights("resnet50").meta["categories"])
-            state_fixer = lite.convert_state_dict
-            arch = name
-            if mode == "default":
-                state = read_weights(lite.weights_file(), False)
-                fit_state_dict(module, state_fixer(state), "the embedded Lite0 weights", arch)
-            default_label = lite.WEIGHTS_LABEL
-        else:
-            check_known(name)
-            known_weights = default_weights(name)
-            categories = list(known_weights.meta["categories"])
-            tv_transform = known_weights.transforms()
-            arch = name
-            if mode == "default":
-                path = cache_path_for(name)
-                if not path.is_file():
-                    download(download_url_for(name), path, progress, cancel)
-                check(cancel)
-                report(progress, 0, 0, f"Loading {name} weights")
-                state = read_weights(path, trust_pickle)
-                if isinstance(state, torch.nn.Module):  # a trusted full pickle
-                    module = state
-                else:
-                    module = build_torchvision(name, pretrained_default=True, init=False)
-                    state = densenet_keys(state) if name.startswith("densenet") else state
-                    drop_aux(module, state)
-                    fit_state_dict(module, state, f"The cached weights {path}", arch)
-            else:
-                report(progress, 0, 0, f"Building {name}")
-                module = build_torchvision(name, pretrained_default=False, init=True)
-                if name.startswith("densenet"):
-                    state_fixer = densenet_keys
-            default_label = known_weights.name
+        module = spec.create(mode, progress, cancel, trust_pickle)
 
     check(cancel)
     if mode == "default":
-        weights_label, trained = default_label, True
+        weights_label, trained = spec.default_label, True
     elif mode == "none":
         weights_label, trained = "untrained", False
     else:
@@ -252,39 +253,39 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
         if isinstance(loaded, torch.nn.Module):  # a trusted full pickle: use it as is
             module = loaded
         else:
-            if state_fixer is not None and isinstance(loaded, dict):
-                loaded = state_fixer(loaded)
             if isinstance(loaded, dict):
+                loaded = spec.fix_state(loaded)
                 drop_aux(module, loaded)
-            fit_state_dict(module, loaded, path.name, arch)
+            fit_state_dict(module, loaded, path.name, spec.arch)
         weights_label, trained = path.name, True
+    check_showable(module, spec.label)
 
-    # Preprocessing: torchvision's own transforms unless something was overridden.
-    if tv_transform is not None and input_size is None and mean is None and std is None:
-        transform = tv_transform
-        crop = _size_pair(tv_transform.crop_size[0])
-        final_mean, final_std = tuple(tv_transform.mean), tuple(tv_transform.std)
+    # Preprocessing: the source's own transform unless something was overridden.
+    base: Preprocessing = spec.preprocessing
+    if spec.preprocessing_for is not None:
+        base = spec.preprocessing_for(module, base)
+    channels = base.channels
+    final_mean = parse_statistics(mean, channels, "mean") or tuple(base.mean)
+    final_std = parse_statistics(std, channels, "std") or tuple(base.std)
+    if spec.transform is not None and input_size is None and mean is None and std is None:
+        transform = spec.transform
+        crop = _size_pair(base.input_size)
     else:
-        if tv_transform is not None:
-            c = tv_transform.crop_size[0]
-            base = ((c, c), tv_transform.resize_size[0], tv_transform.mean, tv_transform.std,
-                    tv_transform.interpolation)
-        else:
-            base = transform_params
-        crop = _size_pair(input_size) if input_size is not None else base[0]
-        ratio = base[1] / max(base[0])
+        crop = _size_pair(input_size) if input_size is not None else _size_pair(base.input_size)
+        ratio = base.resize / max(base.input_size)
         resize = int(round(max(crop) * ratio))
-        final_mean = tuple(mean) if mean is not None else tuple(base[2])
-        final_std = tuple(std) if std is not None else tuple(base[3])
         for label, values in (("mean", final_mean), ("std", final_std)):
-            if len(values) != 3:
-                raise ModelError(f"{label} must have 3 values (one per RGB channel), not {len(values)}.")
-        if any(s == 0 for s in final_std):
-            raise ModelError("std must not contain 0 (the input would be divided by zero).")
-        transform = ImageTransform(crop, resize, final_mean, final_std, base[4])
+            if len(values) != channels:
+                raise ModelError(f"{label} must have {channels} values (one per input channel), "
+                                 f"not {len(values)}.")
+        transform = ImageTransform(crop, resize, final_mean, final_std, base.interpolation, channels)
 
     drop_aux(module, None)  # unused in eval; not worth showing or keeping in memory
     module = module.to(target_device).eval()
-    report(progress, 1, 1, f"Loaded {name}")
-    return LoadedModel(module, name, asked, weights_label, trained, target_device, categories,
-                       transform, crop, final_mean, final_std)
+    categories = getattr(module, "categories", None)
+    if not (isinstance(categories, (list, tuple)) and all(isinstance(c, str) for c in categories)):
+        categories = spec.categories_for(module) if spec.categories_for is not None else spec.categories
+    report(progress, 1, 1, f"Loaded {spec.label}")
+    return LoadedModel(module, str(name_or_path), asked, weights_label,
+                       trained, target_device, list(categories) if categories is not None else None,
+                       transform, crop, final_mean, final_std, spec=spec, channels=channels)

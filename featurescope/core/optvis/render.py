@@ -61,9 +61,13 @@ def _unpack(model):
     return model.module, model
 
 
-def input_channels(module: nn.Module) -> int:
-    """How many channels the network's input has (its first convolution's in_channels; 3
-    when it has none)."""
+def input_channels(model) -> int:
+    """How many channels the network's input has: a LoadedModel's ``.channels``, else the
+    first convolution's in_channels, else 3."""
+    channels = None if isinstance(model, nn.Module) else getattr(model, "channels", None)
+    if channels:
+        return int(channels)
+    module = getattr(model, "module", model)
     for sub in module.modules():
         if isinstance(sub, nn.Conv2d):
             return int(sub.in_channels)
@@ -76,7 +80,9 @@ def normalisation(model, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     loaded = None if isinstance(model, nn.Module) else model
     mean = tuple(getattr(loaded, "mean", None) or (0.0,) * 3)
     std = tuple(getattr(loaded, "std", None) or (1.0,) * 3)
-    if channels != len(mean):
+    if len(mean) >= channels:
+        mean, std = mean[:channels], std[:channels]
+    else:
         mean, std = (mean[0],) * channels, (std[0],) * channels
     return (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1),
             torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
@@ -115,10 +121,12 @@ def parse_channels(channels) -> list[int]:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] -> (N, H, W, 3) uint8 (grey repeated for one channel)."""
+    """(N, C, H, W) in [0, 1] -> (N, H, W, 3) uint8 (grey repeated for one channel; of a
+    four-channel image the first three)."""
     array = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
     if array.shape[1] == 1:
         array = array.expand(-1, 3, -1, -1)
+    array = array[:, :3]
     return np.ascontiguousarray(array.permute(0, 2, 3, 1).numpy())
 
 
@@ -171,8 +179,11 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
     or a network without gradients. The model's parameters, mode and gradients are
     left as they were.
     """
+    from featurescope.core.models.spec import require_gradients
+
     module, loaded = _unpack(model)
     model_name = getattr(loaded, "name", None) or type(module).__name__
+    require_gradients(model, "Feature visualisation")  # ONNX models run outside autograd
     check_objective(objective)
     chosen = parse_channels(channels)
     steps = int(steps)
@@ -180,7 +191,7 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
         raise OptvisError(f"steps must be at least 1, not {steps}.")
     height, width = image_size(model, size)
     device = getattr(loaded, "device", None) or module_device(module)
-    in_channels = input_channels(module)
+    in_channels = input_channels(model)
     mean, std = (t.to(device) for t in normalisation(model, in_channels))
     batch_size = max(1, int(batch_size))
 
@@ -261,10 +272,17 @@ def activation_of(model, layer: str, channels: Sequence[int], images, objective:
     x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images
     if x.dtype == torch.uint8:
         x = x.permute(0, 3, 1, 2).float() / 255.0
-    in_channels = input_channels(module)
+    in_channels = input_channels(model)
+    x = x.float()
     if x.shape[1] != in_channels:
-        x = x.mean(1, keepdim=True).expand(-1, in_channels, -1, -1) if in_channels != 3 or x.shape[1] == 1 \
-            else x.expand(-1, 3, -1, -1)
+        if in_channels == 1:
+            x = x.mean(1, keepdim=True)  # grey
+        elif x.shape[1] == 1:
+            x = x.expand(-1, min(3, in_channels), -1, -1)
+        if in_channels == 4 and x.shape[1] == 3:
+            x = torch.cat([x, torch.ones_like(x[:, :1])], 1)  # opaque
+    if x.shape[1] != in_channels:
+        raise OptvisError(f"{model_name} takes {in_channels}-channel images, not {x.shape[1]}-channel ones.")
     mean, std = normalisation(model, in_channels)
     x = ((x.float() - mean) / std).to(device)
     forward = LayerForward(module, layer, model_name)

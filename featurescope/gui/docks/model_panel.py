@@ -2,6 +2,9 @@
 
 The panel only describes what to load (``load_requested(dict)``); the window runs the
 load on the worker thread, so the current model stays usable until the new one is in.
+The catalogue and the device list need torch and torchvision: they are filled by
+:meth:`ModelPanel.fill_choices` once the worker has imported them, so the window opens
+before torch is imported.
 """
 from __future__ import annotations
 
@@ -10,28 +13,18 @@ from typing import Any, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
+    QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
     QLineEdit, QPushButton, QSizePolicy, QSpinBox, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
+from featurescope.core.errors import ModelError
+from featurescope.core.models.spec import parse_statistics
+from featurescope.gui.model.settings import absolute
 from featurescope.gui.model.state import AppState
 
 STATUS_TEXT = {"embedded": "embedded", "cached": "cached", "downloadable": "will download"}
 WEIGHTS_CHOICES = [("Pretrained", "default"), ("Untrained (random)", "none"),
                    ("Weights file...", "file")]
-
-
-def parse_triple(text: str) -> Optional[tuple[float, float, float]]:
-    """'0.5, 0.5, 0.5' -> (0.5, 0.5, 0.5); '' -> None; ValueError otherwise."""
-    text = text.strip()
-    if not text:
-        return None
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    if len(parts) == 1:
-        parts = parts * 3
-    if len(parts) != 3:
-        raise ValueError(f"'{text}' should be three numbers, one per colour channel, e.g. 0.5, 0.5, 0.5.")
-    return tuple(float(p) for p in parts)  # type: ignore[return-value]
 
 
 def parse_size(text: str) -> Optional[Any]:
@@ -49,6 +42,14 @@ def parse_size(text: str) -> Optional[Any]:
 
 
 MIB = 1 << 20
+
+
+def catalogue_and_devices() -> tuple[list, list[str]]:
+    """The model catalogue and the devices of this machine (imports torch, torchvision)."""
+    from featurescope.core.models.devices import available_devices
+    from featurescope.core.models.load import catalogue
+
+    return catalogue(), available_devices()
 
 
 class ModelPanel(QWidget):
@@ -89,6 +90,16 @@ class ModelPanel(QWidget):
         self.weights_file.setPlaceholderText("state dict (.pth / .pt)")
         self.weights_browse = QPushButton("...")
         self.weights_browse.setFixedWidth(30)
+        # A fully pickled model is refused unless the user trusts that very file
+        # (remembered per absolute path by the window's settings).
+        self.trust = QCheckBox("Trust this file (it can run code when loaded)")
+        self.trust.setObjectName("trustWeights")
+        self.trust.setToolTip("Only for a file you made or got from someone you trust: a pickled "
+                              "model is loaded with Python's unpickler, which can run any code.")
+        self.trust.setStyleSheet("QCheckBox:checked { color: #c0392b; }")
+        # the long sentence must not widen the dock (the tooltip says it all when clipped)
+        self.trust.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self._trusted: set[str] = set()
 
         self.custom = QGroupBox("Your own model file")
         self.custom.setCheckable(True)
@@ -125,10 +136,10 @@ class ModelPanel(QWidget):
         self.device.setObjectName("deviceChoice")
         self.device.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.device.setMinimumContentsLength(6)
-        from featurescope.core.models.devices import available_devices
-
-        for name in available_devices():
-            self.device.addItem(name, name)
+        self.device.addItem("cpu", "cpu")  # the others come with fill_choices
+        self.filled = False
+        self._wanted_name = ""  # the model to select once the catalogue is there
+        self._wanted_device = ""
 
         self.memory_budget = QSpinBox()
         self.memory_budget.setObjectName("memoryBudget")
@@ -153,6 +164,7 @@ class ModelPanel(QWidget):
         weights_row.addWidget(self.weights_file, 1)
         weights_row.addWidget(self.weights_browse)
         form.addRow("Weights", weights_row)
+        form.addRow("", self.trust)
         form.addRow("Device", self.device)
         form.addRow("Memory", self.memory_budget)
 
@@ -165,27 +177,49 @@ class ModelPanel(QWidget):
         box.addWidget(self.custom)
         box.addWidget(self.load_button)
 
-        self._fill_catalogue()
+        self.models.addTopLevelItem(QTreeWidgetItem(["Loading the list of networks...", "", ""]))
         self._on_weights_choice()
         self.search.textChanged.connect(self._filter)
         self.weights.currentIndexChanged.connect(self._on_weights_choice)
         self.weights_browse.clicked.connect(self._browse_weights)
+        self.weights_file.textChanged.connect(self._show_trust)
         self.custom_browse.clicked.connect(self._browse_custom)
         self.models.itemDoubleClicked.connect(lambda *_: self.request_load())
         self.load_button.clicked.connect(self.request_load)
         state.model_changed.connect(self._on_model_changed)
 
     # -- catalogue ----------------------------------------------------------------------
-    def _fill_catalogue(self) -> None:
-        from featurescope.core.models.load import catalogue
+    def fill_choices(self, entries: Optional[list] = None, devices: Optional[list[str]] = None) -> None:
+        """Fill the catalogue (CatalogueEntry list) and the devices; computed here when not given.
 
+        Computing them imports torch and torchvision, so the window passes them in from
+        the worker at start-up (:func:`catalogue_and_devices`).
+        """
+        if entries is None or devices is None:
+            entries, devices = catalogue_and_devices()
+        self.filled = True
         self.models.clear()
-        for entry in catalogue():
+        for entry in entries:
             status = STATUS_TEXT.get(entry.weights_status, entry.weights_status)
             item = QTreeWidgetItem([entry.name, entry.family, status])
             item.setData(0, Qt.UserRole, entry.name)
             item.setToolTip(2, f"{entry.weights_name}: {status}")
             self.models.addTopLevelItem(item)
+        self._filter(self.search.text())
+        wanted_device = self._wanted_device or str(self.device.currentData() or "")
+        self.device.clear()
+        for name in devices:
+            self.device.addItem(name, name)
+        self._select_device(wanted_device)
+        if self._wanted_name:
+            self.select_model(self._wanted_name)
+
+    def _select_device(self, device: str) -> None:
+        index = self.device.findData(device)
+        if index < 0 and device == "cuda":
+            index = self.device.findData("cuda:0")
+        if index >= 0:
+            self.device.setCurrentIndex(index)
 
     def _filter(self, text: str) -> None:
         words = text.lower().split()
@@ -195,6 +229,7 @@ class ModelPanel(QWidget):
             item.setHidden(not all(word in haystack for word in words))
 
     def select_model(self, name: str) -> None:
+        self._wanted_name = name
         for i in range(self.models.topLevelItemCount()):
             item = self.models.topLevelItem(i)
             if item.data(0, Qt.UserRole) == name:
@@ -207,6 +242,18 @@ class ModelPanel(QWidget):
         is_file = self.weights.currentData() == "file"
         self.weights_file.setEnabled(is_file)
         self.weights_browse.setEnabled(is_file)
+        self._show_trust()
+
+    def set_trusted_files(self, paths: list[str]) -> None:
+        """The weights files the user trusts (absolute paths), ticked when shown again."""
+        self._trusted = {str(p) for p in paths}
+        self._show_trust()
+
+    def _show_trust(self, *_: Any) -> None:
+        is_file = self.weights.currentData() == "file"
+        self.trust.setVisible(is_file)
+        text = self.weights_file.text().strip()
+        self.trust.setChecked(bool(is_file and text and absolute(text) in self._trusted))
 
     def _browse_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Weights file", str(Path.home()),
@@ -249,12 +296,8 @@ class ModelPanel(QWidget):
         self.input_size.setText(str(spec.get("input_size") or ""))
         self.mean.setText(str(spec.get("mean") or ""))
         self.std.setText(str(spec.get("std") or ""))
-        device = str(spec.get("device") or "auto")
-        index = self.device.findData(device)
-        if index < 0 and device == "cuda":
-            index = self.device.findData("cuda:0")
-        if index >= 0:
-            self.device.setCurrentIndex(index)
+        self._wanted_device = str(spec.get("device") or "auto")
+        self._select_device(self._wanted_device)
 
     def spec(self) -> dict:
         """What the form asks for: name, weights, device, input_size, mean, std (text)."""
@@ -265,7 +308,8 @@ class ModelPanel(QWidget):
             name = item.data(0, Qt.UserRole) if item is not None else ""
         choice = self.weights.currentData()
         weights = self.weights_file.text().strip() if choice == "file" else choice
-        return {"name": name, "weights": weights or "default",
+        trust = bool(choice == "file" and weights and self.trust.isChecked())
+        return {"name": name, "weights": weights or "default", "trust_pickle": trust,
                 "device": self.device.currentData() or "cpu",
                 "input_size": self.input_size.text().strip() if self.custom.isChecked() else "",
                 "mean": self.mean.text().strip() if self.custom.isChecked() else "",
@@ -278,9 +322,9 @@ class ModelPanel(QWidget):
             return
         try:
             parse_size(spec["input_size"])
-            parse_triple(spec["mean"])
-            parse_triple(spec["std"])
-        except ValueError as error:
+            parse_statistics(spec["mean"], what="Mean")
+            parse_statistics(spec["std"], what="Std")
+        except (ValueError, ModelError) as error:
             self.state.report_error(str(error))
             return
         self.load_requested.emit(spec)

@@ -12,8 +12,10 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject
 
 from featurescope.gui.jobs import receptive_cache
-from featurescope.gui.docks.model_panel import parse_size, parse_triple
-from featurescope.gui.model.settings import Settings
+from featurescope.core.errors import ModelError
+from featurescope.core.models.spec import parse_statistics
+from featurescope.gui.docks.model_panel import parse_size
+from featurescope.gui.model.settings import DEFAULT_MODEL, Settings, absolute
 from featurescope.gui.model.state import AppState
 from featurescope.gui.jobs.workers import JobRunner
 
@@ -36,30 +38,45 @@ class ModelJobs(QObject):
         self.state, self.jobs, self.settings = state, jobs, settings
         self.show_status, self.clear_error = show_status, clear_error
         self.model_spec: dict = {}
+        # The sentence of the start-up model that failed and was replaced by Lite0: it
+        # stays in the window (an image or a capture that works does not take it away)
+        # until a model the user asks for loads; see MainWindow.clear_error.
+        self.model_error = ""
         self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
         state.layer_changed.connect(self.fetch_missing_layer)
 
     def _failed(self, message: str, _error: Optional[BaseException]) -> None:
         self.state.report_error(message)
 
-    def request_model(self, spec: dict) -> None:
-        """Load a model in the background; the current one stays until it is in."""
-        from featurescope.core.models.load import load_model
+    def request_model(self, spec: dict, fallback: bool = False) -> None:
+        """Load a model in the background; the current one stays until it is in.
 
+        With ``fallback`` (start-up), a model that fails to load is replaced by the
+        embedded efficientnet_lite0, so the window never waits for a model that cannot
+        come; the failure's sentence stays shown. ``spec["trust_pickle"]``, when present,
+        is the user's choice for a weights file and is remembered for that file.
+        """
         try:
             kwargs = {"input_size": parse_size(str(spec.get("input_size") or "")),
-                      "mean": parse_triple(str(spec.get("mean") or "")),
-                      "std": parse_triple(str(spec.get("std") or ""))}
-        except ValueError as error:
-            self.state.report_error(str(error))
+                      "mean": parse_statistics(str(spec.get("mean") or ""), what="Mean"),
+                      "std": parse_statistics(str(spec.get("std") or ""), what="Std")}
+        except (ValueError, ModelError) as error:
+            self._model_failed(str(error), spec, fallback)
             return
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         name, weights, device = spec["name"], spec.get("weights") or "default", spec.get("device") or "auto"
         spec = dict(spec, weights=weights, device=device)
+        is_file = weights not in ("default", "none")
+        if is_file and "trust_pickle" in spec:
+            self.settings.set_weights_trusted(weights, bool(spec["trust_pickle"]))
+        trust = is_file and absolute(weights) in self.settings.trusted_weights()
 
         def work(progress, cancel):
+            # imported here: the window shows before torch is imported (start-up time)
+            from featurescope.core.models.load import load_model
+
             model = load_model(name, weights=weights, device=device, progress=progress,
-                               cancel=cancel, **kwargs)
+                               cancel=cancel, trust_pickle=trust, **kwargs)
             # layer_info is computed lazily by a forward pass on zeros: do it here, not
             # in the layer list on the GUI thread (0.8 s for vgg16)
             model.layer_info
@@ -69,14 +86,50 @@ class ModelJobs(QObject):
 
         def loaded(model: Any) -> None:
             self.model_spec = spec
+            self.model_error = ""
             self.settings.set_model_spec(name, weights, device, str(spec.get("input_size") or ""),
                                          str(spec.get("mean") or ""), str(spec.get("std") or ""))
             self.state.set_model(model)
             self.request_capture()
 
         label = f"Loading {Path(name).name if '.py' in name else name}"
-        self.jobs.submit("model", work, label=label, on_result=loaded, on_error=self._failed,
+        self.jobs.submit("model", work, label=label, on_result=loaded,
+                         on_error=lambda message, _error: self._model_failed(message, spec, fallback),
                          on_cancelled=lambda: self.show_status("Model loading cancelled; the previous model stays."),
+                         also_cancel=("capture", "grids", "stats", "fetch"))
+
+    def _model_failed(self, message: str, spec: dict, fallback: bool) -> None:
+        if "trust_pickle=True" in message:
+            message += ' In the Model tab, tick "Trust this file" beside the weights file to load it.'
+        asked_default = spec.get("name") == DEFAULT_MODEL and spec.get("weights", "default") == "default"
+        replace = fallback and self.state.model is None and not asked_default
+        if replace:  # the user never saw their model: its sentence stays while Lite0 stands in
+            self.model_error = message
+        self.state.report_error(message)
+        if replace:
+            self.load_fallback(str(spec.get("name") or "the model"))
+
+    def load_fallback(self, failed_name: str) -> None:
+        """Load the embedded efficientnet_lite0 (no download, no file) after ``failed_name``
+        failed at start-up; the settings keep asking for the model that failed."""
+        shown = Path(failed_name.partition(":")[0]).name if ".py" in failed_name else failed_name
+
+        def work(progress, cancel):
+            from featurescope.core.models.load import load_model
+
+            model = load_model(DEFAULT_MODEL, weights="default", device="cpu")
+            model.layer_info
+            receptive_cache.prepare(model)
+            return model
+
+        def loaded(model: Any) -> None:
+            self.model_spec = {"name": DEFAULT_MODEL, "weights": "default", "device": "cpu"}
+            self.state.set_model(model)
+            self.show_status(f"{shown} did not load; showing {DEFAULT_MODEL} (embedded) instead.")
+            self.request_capture()
+
+        self.jobs.submit("model", work, label=f"Loading {DEFAULT_MODEL} instead of {shown}",
+                         on_result=loaded, on_error=self._failed,
                          also_cancel=("capture", "grids", "stats", "fetch"))
 
     def request_capture(self) -> None:

@@ -6,6 +6,7 @@ so they never touch the user's settings.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -18,6 +19,20 @@ ORGANIZATION = "featurescope"
 APPLICATION = "featurescope"
 MAX_RECENT = 10
 DEFAULT_MODEL = "efficientnet_lite0"
+FILE_SUFFIXES = (".py", ".onnx", ".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+
+
+def absolute(path: str) -> str:
+    """A model or weights file made absolute (``file.py:factory`` keeps its factory), so a
+    remembered spec still loads when the app starts in another folder. Catalogue names,
+    "default", "none" and ``source:name`` specs pass unchanged."""
+    text = str(path or "").strip()
+    file, colon, factory = text.rpartition(":") if ".py:" in text else (text, "", "")
+    if not file or re.match(r"^[A-Za-z][\w.+-]+:(?![\\/])", file):
+        return text  # empty, or a source prefix such as timm:name (not C:\ or C:/)
+    if not (file.lower().endswith(FILE_SUFFIXES) or Path(file).expanduser().is_file()):
+        return text
+    return str(Path(file).expanduser().resolve()) + (f":{factory}" if colon else "")
 
 
 class Settings:
@@ -54,12 +69,24 @@ class Settings:
     def set_model_spec(self, name: str, weights: str, device: str, input_size: str = "",
                        mean: str = "", std: str = "") -> None:
         s = self.qsettings
-        s.setValue("model/name", name)
-        s.setValue("model/weights", weights)
+        s.setValue("model/name", absolute(name))
+        s.setValue("model/weights", absolute(weights))
         s.setValue("model/device", device)
         s.setValue("model/input_size", input_size)
         s.setValue("model/mean", mean)
         s.setValue("model/std", std)
+
+    def trusted_weights(self) -> list[str]:
+        """Weights files (absolute paths) the user trusts to be unpickled in full."""
+        value = self.qsettings.value("model/trusted_weights", [])
+        if isinstance(value, str):  # QSettings returns a lone string for one entry
+            value = [value] if value else []
+        return [str(v) for v in (value or []) if v]
+
+    def set_weights_trusted(self, path: str, trusted: bool) -> None:
+        path = absolute(path)
+        others = [p for p in self.trusted_weights() if p != path]
+        self.qsettings.setValue("model/trusted_weights", others + [path] if trusted else others)
 
     # -- display options --------------------------------------------------------------
     def display_options(self) -> DisplayOptions:

@@ -18,8 +18,6 @@ from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
-import torch
-import torch.nn.functional as F
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSlider,
@@ -30,7 +28,6 @@ from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.jobs import receptive_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
 
-pg.setConfigOptions(imageAxisOrder="row-major")
 
 DIVERGING = getattr(grids, "DIVERGING", ("coolwarm",))
 
@@ -84,7 +81,7 @@ def _rect_item(box: pg.ViewBox, color: str, width: float = 2.0, dashed: bool = F
 def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
     vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
     vb.invertY(True)
-    item = pg.ImageItem()
+    item = pg.ImageItem(axisOrder="row-major")
     vb.addItem(item)
     return vb, item
 
@@ -132,7 +129,7 @@ class ChannelView(TabPage):
         self.plots.ci.setSpacing(12)
         self.map_box, self.map_item = _image_box()
         self.overlay_box, self.input_item = _image_box()
-        self.overlay_item = pg.ImageItem()
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_box.addItem(self.overlay_item)
         self.map_title = self.plots.addLabel("feature map", row=0, col=0)
         self.overlay_title = self.plots.addLabel("over the input image", row=0, col=2)
@@ -287,6 +284,9 @@ class ChannelView(TabPage):
 
         picture = self._input_picture()
         if picture is not None:
+            import torch  # loaded by then (a capture exists); deferred so the window opens first
+            import torch.nn.functional as F
+
             height, width = picture.shape[:2]
             up = F.interpolate(torch.from_numpy(np.ascontiguousarray(self.channel_map))[None, None],
                                size=(height, width), mode="bilinear", align_corners=False)[0, 0].numpy()
@@ -303,6 +303,7 @@ class ChannelView(TabPage):
         if self._pinned_layer != self.state.layer:
             self.pinned, self._pinned_layer = None, self.state.layer
         self._draw_field(self.pinned)
+        self._show_pinned()
 
         self.stats = channel_stats(self.channel_map)
         s = self.stats
@@ -393,9 +394,18 @@ class ChannelView(TabPage):
         """Pin map position (y, x): its receptive field stays drawn on the input."""
         self.pinned, self._pinned_layer = (int(y), int(x)), self.state.layer
         self._draw_field(self.pinned)
-        if self.channel_map is not None and self.rf_position is not None:
+        self._show_pinned()
+
+    def _show_pinned(self) -> None:
+        """The pinned line, read from the map shown now (another channel or capture gives
+        another value); taken away when the pin is gone."""
+        if self.pinned is not None and self.channel_map is not None and self.rf_position is not None:
+            y, x = self.pinned
             self.hover_label.setText(f"pinned y {y}, x {x}: {self.channel_map[y, x]:.4g}")
             self.field_label.setText(self._field_text(y, x))
+        elif self.hover_label.text().startswith("pinned"):
+            self.hover_label.setText("")
+            self.field_label.setText("")
 
     def _position_at(self, scene_pos: QPointF) -> tuple[Optional[tuple[int, int]], Optional[tuple[int, int]]]:
         """(map position, input pixel or None) under a scene position over either picture."""

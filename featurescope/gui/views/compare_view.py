@@ -30,7 +30,6 @@ from featurescope.gui.views.grid_view import separator_item, separator_path
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.mime_images import ImageDropTarget, deliver
 
-pg.setConfigOptions(imageAxisOrder="row-major")
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 PICTURES = (("a", "A: current image"), ("b", "B"), ("difference", "|A - B|"))

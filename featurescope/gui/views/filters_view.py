@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSpi
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.core.render import filters
 
-pg.setConfigOptions(imageAxisOrder="row-major")
 
 MODES = (("auto", "auto"), ("rgb", "RGB (3 input channels)"), ("mean", "mean of input channels"),
          ("channel", "one input channel"))
@@ -31,6 +30,8 @@ CAPTIONS = {
                "Blue is negative, red positive, the middle colour zero.",
     "depthwise": "Depthwise convolution: each filter sees one input channel only, its own. "
                  "Blue is negative, red positive, the middle colour zero.",
+    "single": "Each tile is one filter on the layer's single input channel (a grey picture "
+              "for a first layer). Blue is negative, red positive, the middle colour zero.",
 }
 
 
@@ -90,7 +91,7 @@ class FiltersView(TabPage):
         self.plots.setBackground(None)
         self.view_box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
         self.view_box.invertY(True)
-        self.image_item = pg.ImageItem()
+        self.image_item = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image_item)
         self.plots.addItem(self.view_box)
         self.message = QLabel(self)
@@ -191,7 +192,9 @@ class FiltersView(TabPage):
         self.image_item.setImage(np.asarray(rgb), autoLevels=False, levels=(0, 255))
         self.view_box.autoRange(padding=0.02)
         self.stack.setCurrentWidget(self.plots)
-        caption = CAPTIONS["depthwise" if depthwise else mode]
+        # One weight per position either way; only groups > 1 makes it depthwise.
+        groups = getattr(info, "groups", 1) or 1
+        caption = CAPTIONS["single" if depthwise and groups == 1 else "depthwise" if depthwise else mode]
         self.caption.setText(caption.format(n=per_group, k=k))
 
     def show_hover(self, scene_pos: QPointF) -> str:

@@ -23,7 +23,6 @@ from featurescope.core.render import grids
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.equal_columns import EqualColumns
 
-pg.setConfigOptions(imageAxisOrder="row-major")
 
 COLORMAP = "inferno"
 CACHE_SIZE = 32
@@ -51,7 +50,7 @@ def gradcam_layer(state) -> tuple[str, str]:
 
 def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
     vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-    item = pg.ImageItem()
+    item = pg.ImageItem(axisOrder="row-major")
     vb.addItem(item)
     return vb, item
 
@@ -113,7 +112,7 @@ class GradCamView(TabPage):
         self.plots.setBackground(None)
         self.plots.ci.setSpacing(12)
         self.overlay_box, self.input_item = _image_box()
-        self.overlay_item = pg.ImageItem()
+        self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_item.setOpacity(0.55)
         self.overlay_box.addItem(self.overlay_item)
         self.layer_box, self.layer_item = _image_box()

@@ -109,9 +109,13 @@ class FeatureGridView(QWidget):
         self._separator_key: Optional[tuple] = None  # the geometry the path was built for
         self.view_box.addItem(self.separators, ignoreBounds=True)
 
-        self.title = QLabel("No layer yet: loading the model and the image...")
+        self.title = QLabel("Loading the network and the image...")
         self.title.setObjectName("gridTitle")
         self.title.setStyleSheet("font-weight: bold; padding: 2px 4px;")
+        # A long header (a long layer name, the 1x1 note) wraps instead of widening the
+        # tab, which would squeeze the docks beside it.
+        self.title.setWordWrap(True)
+        self.title.setMinimumWidth(1)
         self.readout = QLabel(" ")
         self.readout.setObjectName("gridReadout")
         self.readout.setStyleSheet("font-family: monospace; padding: 2px 4px;")
@@ -132,6 +136,9 @@ class FeatureGridView(QWidget):
 
         state.result_changed.connect(self._on_result_changed)
         state.model_changed.connect(self._on_model_changed)
+        # a hover line read from the old image or model must not outlive them
+        state.image_changed.connect(self.clear_readout)
+        state.error_reported.connect(self._on_error)
         state.layer_changed.connect(self.refresh)
         state.display_changed.connect(self._on_display_changed)
 
@@ -195,9 +202,22 @@ class FeatureGridView(QWidget):
 
     # -- reacting to the state ------------------------------------------------------
     def _on_model_changed(self, _model: Any) -> None:
-        self.title.setText("Capturing activations...")
+        self.clear_readout()
+        if self.state.image is not None:
+            self.title.setText("Capturing activations...")
+        else:
+            self.title.setText("No image yet: open an image file (Ctrl+O), or drop one here.")
+
+    def _on_error(self, _message: str) -> None:
+        """A failed capture or image must not leave the header promising one."""
+        if self.title.text() == "Capturing activations..." and self.state.result is None:
+            self.title.setText("No feature maps: see the message above.")
+
+    def clear_readout(self, *_args: Any) -> None:
+        self.readout.setText(" ")
 
     def _on_result_changed(self, result: Any) -> None:
+        self.clear_readout()
         self._keep_valid_grids(result)
         self.refresh()
         self._build_in_background()

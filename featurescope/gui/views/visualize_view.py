@@ -339,9 +339,7 @@ class VisualizeView(TabPage):
 
     @staticmethod
     def _explain(message: str) -> str:
-        if "gradient" in message:
-            return f"This network gives no gradients, so its channels cannot be visualised: {message}"
-        return message
+        return message  # the engine's sentence says what (e.g. an ONNX model gives no gradients)
 
     def _cancelled(self, key: tuple) -> None:
         if key != self.wanted_key:

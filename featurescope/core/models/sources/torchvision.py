@@ -1,9 +1,11 @@
 """The torchvision models featurescope offers: their names in catalogue order, their
-families, their default weights, and building one.
+families, their default weights, and building one; the registry's fallback source.
 
-This is the layer under the catalogue, the download and the loader, so that each of them
-can ask "is this a model we know, and what are its default weights?" without importing
-the others.
+Default weights are read from the torch hub cache (``cache_path_for(name)``) or
+downloaded into it with progress and cancel (:mod:`featurescope.core.models.download`);
+preprocessing is the weights enum's own ``transforms()``. The helpers here sit under the
+catalogue, the download and the loader, so that each of them can ask "is this a model we
+know, and what are its default weights?" without importing the others.
 """
 from __future__ import annotations
 
@@ -11,8 +13,11 @@ import difflib
 import re
 from functools import lru_cache
 
-from featurescope.core.models.sources import lite
 from featurescope.core.errors import ModelError
+from featurescope.core.models.registry import CatalogueEntry, register_source
+from featurescope.core.models.sources import lite
+from featurescope.core.models.spec import ModelSpec, Preprocessing
+from featurescope.core.progress import check, report
 
 # Name prefix -> family, in the order the catalogue lists them.
 _FAMILIES = (
@@ -68,6 +73,13 @@ def default_weights(name: str):
     return tvm.get_model_weights(name).DEFAULT
 
 
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names, in the order of torchvision's (and timm's) outputs."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return list(_IMAGENET_CATEGORIES)
+
+
 def check_known(name: str) -> None:
     """Raise a ModelError (with the closest known name) unless featurescope knows ``name``."""
     if name == lite.NAME or name in torchvision_names():
@@ -81,7 +93,8 @@ def check_known(name: str) -> None:
     hint = f"did you mean {close[0]}? " if close else ""
     raise ModelError(
         f"{name!r} is not a model featurescope knows; {hint}run `featurescope models` for the "
-        f"list, or give your own network as path/to/file.py:factory."
+        f"list, or give your own network as path/to/file.py:factory, timm:NAME or "
+        f"path/to/model.onnx."
     )
 
 
@@ -95,3 +108,65 @@ def build_torchvision(name: str, pretrained_default: bool, init: bool):
         if pretrained_default:
             kwargs["transform_input"] = True  # as torchvision does for its own weights
     return tvm.get_model(name, weights=None, **kwargs)
+
+
+@register_source
+class TorchvisionSource:
+    """torchvision's CNNs by name; asked last, so it also says which names nobody knows."""
+
+    name = "torchvision"
+    priority = 1000
+
+    def claims(self, name: str) -> bool:
+        return True
+
+    def spec(self, name: str) -> ModelSpec:
+        check_known(name)
+        known = default_weights(name)
+        transform = known.transforms()
+
+        def create(mode: str, progress=None, cancel=None, trust_pickle: bool = False):
+            from torch import nn
+
+            from featurescope.core.models.download import cache_path_for, download, download_url_for
+            from featurescope.core.models.weights import densenet_keys, drop_aux, fit_state_dict, read_weights
+
+            if mode != "default":
+                report(progress, 0, 0, f"Building {name}")
+                return build_torchvision(name, pretrained_default=False, init=True)
+            path = cache_path_for(name)
+            if not path.is_file():
+                download(download_url_for(name), path, progress, cancel)
+            check(cancel)
+            report(progress, 0, 0, f"Loading {name} weights")
+            state = read_weights(path, trust_pickle)
+            if isinstance(state, nn.Module):  # a trusted full pickle
+                return state
+            module = build_torchvision(name, pretrained_default=True, init=False)
+            state = densenet_keys(state) if name.startswith("densenet") else state
+            drop_aux(module, state)
+            fit_state_dict(module, state, f"The cached weights {path}", name)
+            return module
+
+        def fix_state(state):
+            from featurescope.core.models.weights import densenet_keys
+
+            return densenet_keys(state) if name.startswith("densenet") else state
+
+        crop = transform.crop_size[0]
+        preprocessing = Preprocessing((crop, crop), transform.resize_size[0], tuple(transform.mean),
+                                      tuple(transform.std), 3, transform.interpolation.value)
+        return ModelSpec(name=name, source=self.name, create=create, family=family(name),
+                         default_label=known.name, preprocessing=preprocessing, transform=transform,
+                         categories=list(known.meta["categories"]), fix_state=fix_state)
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        from featurescope.core.models.download import cache_path_for
+
+        entries = []
+        for model_name in torchvision_names():
+            status = "cached" if cache_path_for(model_name).is_file() else "downloadable"
+            entries.append(CatalogueEntry(model_name, family(model_name), status,
+                                          str(default_weights(model_name))))
+        return entries
+
