@@ -20,7 +20,6 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QTabWidget,
                                QVBoxLayout, QWidget, QGraphicsRectItem)
 
-from featurescope.core.optvis.hierarchy import natural_objective
 from featurescope.core.render import grids
 from featurescope.gui.widgets.tab_page import TabPage
 
@@ -216,6 +215,8 @@ class VisualizeView(TabPage):
     def settings(self) -> dict:
         objective = self.objective_combo.currentText()
         if objective == "auto" and self.state.model is not None:
+            from featurescope.core.optvis.hierarchy import natural_objective  # torch: lazily
+
             objective = natural_objective(self.state.model, self.state.layer)
         return {"steps": self.steps_spin.value(), "size": self.size_spin.value(),
                 "objective": "channel" if objective == "auto" else objective}
@@ -366,6 +367,8 @@ class VisualizeView(TabPage):
         self.atlas_item.setImage(self._atlas_array, autoLevels=False, levels=(0, 255))
         self._atlas_text()
         cache, steps, size = self.cache, self.atlas_steps, self.atlas_size
+        from featurescope.core.optvis.hierarchy import natural_objective  # torch: lazily
+
         objective = natural_objective(model, layer)  # the first conv: its centre neuron
 
         def unit(batch):
@@ -437,7 +440,8 @@ class VisualizeView(TabPage):
         model, image = self.state.model, self.state.image
         if model is None or self.jobs is None:
             return
-        from featurescope.core.optvis.hierarchy import hierarchy_layers, strongest_channels
+        from featurescope.core.optvis.hierarchy import (hierarchy_layers, natural_objective,
+                                                        strongest_channels)
 
         layers = list(layers) if layers else hierarchy_layers(model)
         key = (id(model), id(image), tuple(layers), self.atlas_steps, self.atlas_size)
