@@ -8,6 +8,8 @@
     featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
     featurescope visualize --layer L -o DIR   the image each channel responds to most
     featurescope screenshot OUT.png   a picture of the app, made offscreen
+    featurescope index FOLDER -o I    the images of a folder that excite each channel most
+    featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -36,6 +38,7 @@ from featurescope.cli.arguments import (
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
+from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
 
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     compare.add_argument("--force", action="store_true", help="overwrite files that exist")
 
+    add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
 
     shot = commands.add_parser("screenshot", help="save a picture of the app window (offscreen)",
@@ -171,6 +175,8 @@ _COMMANDS = {
     "export": run_export,
     "compare": run_compare,
     "screenshot": run_screenshot,
+    "index": run_index,
+    "examples": run_examples,
     "visualize": run_visualize,
 }
 

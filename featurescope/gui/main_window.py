@@ -33,6 +33,7 @@ from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
 from featurescope.gui.views.channel_view import ChannelView
 from featurescope.gui.views.compare_view import CompareView
+from featurescope.gui.views.examples_view import ExamplesView
 from featurescope.gui.views.filters_view import FiltersView
 from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
@@ -50,7 +51,7 @@ def _field_text(value: Any) -> str:
         return joiner.join(str(v) for v in value)
     return str(value)
 
-GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, VISUALIZE_TAB = 0, 1, 2, 3, 4, 5
+GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, EXAMPLES_TAB, VISUALIZE_TAB = 0, 1, 2, 3, 4, 5, 6
 
 
 class MainWindow(ImageDropTarget, QMainWindow):
@@ -111,12 +112,15 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.channel_view = ChannelView(state)
         self.gradcam_view = GradCamView(state, jobs=self.jobs)
         self.compare_view = CompareView(state, jobs=self.jobs)
+        self.examples_view = ExamplesView(state, self.jobs)
+        self._pending_pin: Optional[tuple] = None  # an example opened from the Examples tab
         self.visualize_view = VisualizeView(state, jobs=self.jobs)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("viewTabs")
         for view, title in ((self.grid_view, "Feature maps"), (self.filters_view, "Filters"),
                             (self.channel_view, "Channel"), (self.gradcam_view, "Grad-CAM"),
-                            (self.compare_view, "Compare"), (self.visualize_view, "Visualise")):
+                            (self.compare_view, "Compare"), (self.examples_view, "Examples"),
+                            (self.visualize_view, "Visualise")):
             self.tabs.addTab(view, title)
         self.banner = ErrorBanner()
         central = QWidget()
@@ -167,6 +171,9 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.images.recent_files_changed.connect(self.image_panel.set_recent_files)
         self.grid_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
         self.tabs.currentChanged.connect(self.settings.set_current_tab)
+        self.examples_view.example_opened.connect(self.open_example)
+        self.grid_view.channel_hovered.connect(self.examples_view.preview_channel)
+        state.result_changed.connect(self._pin_example)
 
     def _restore(self) -> None:
         settings = self.settings
@@ -248,6 +255,28 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
     def paste(self) -> None:
         self.images.paste()
+
+    def open_example(self, path: str, layer: str, channel: int, y: int, x: int) -> None:
+        """Open an image from the Examples tab with its layer and channel selected and the
+        position pinned in the Channel tab (once its capture is in)."""
+        self._pending_pin = (str(path), layer, int(channel), int(y), int(x))
+        model = self.state.model
+        if model is not None and layer in model.layers:
+            self.state.set_layer(layer)
+            self.state.set_channel(int(channel))
+        self.tabs.setCurrentIndex(CHANNEL_TAB)
+        self.request_image(str(path))
+
+    def _pin_example(self, result: Any) -> None:
+        pending = self._pending_pin
+        if pending is None or result is None or not self.state.image_source or \
+                Path(self.state.image_source) != Path(pending[0]):
+            return
+        self._pending_pin = None
+        _path, layer, channel, y, x = pending
+        if self.state.layer == layer:
+            self.state.set_channel(channel)
+            self.channel_view.show_position(y, x)
 
     def cancel_jobs(self) -> None:
         if not self.jobs.is_idle():

@@ -83,10 +83,12 @@ class FeatureGridView(QWidget):
     """Shows the selected layer of ``state.result`` as one colour-mapped mosaic.
 
     ``channel_activated(int)`` is emitted when a channel is clicked (after
-    ``state.set_channel``), so the window can switch to the channel tab.
+    ``state.set_channel``), so the window can switch to the channel tab;
+    ``channel_hovered(int)`` when the mouse moves onto another channel (-1: off the maps).
     """
 
     channel_activated = Signal(int)
+    channel_hovered = Signal(int)
 
     def __init__(self, state: AppState, parent: Optional[QWidget] = None, jobs: Any = None):
         super().__init__(parent)
@@ -319,8 +321,13 @@ class FeatureGridView(QWidget):
         return f"channel {channel}  ({y}, {x}) = {value:.4g}"
 
     def _on_mouse_moved(self, event: tuple) -> None:
+        hit = self.locate(event[0])
+        channel = hit[0] if hit is not None else -1
+        if channel != getattr(self, "_hovered", -1):
+            self._hovered = channel
+            self.channel_hovered.emit(channel)
         try:
-            self.readout.setText(self.readout_text(self.locate(event[0])))
+            self.readout.setText(self.readout_text(hit))
         except (KeyError, IndexError, TypeError):
             self.readout.setText(" ")
 

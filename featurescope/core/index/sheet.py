@@ -1,0 +1,93 @@
+"""A contact sheet of a channel's examples: the crops each image's unit saw, best first,
+each captioned with its rank, activation and file name; optionally with the channel's
+map laid over each crop (then the crop is the network's own view of the image)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from featurescope.core.index.store import Example
+
+_BACKGROUND = (24, 24, 28)
+_CAPTION = 18
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def _fit(image: Image.Image, tile: int) -> Image.Image:
+    """``image`` scaled so its longer side is ``tile`` (up or down), centred on a tile."""
+    scale = tile / max(image.width, image.height, 1)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    resample = Image.Resampling.NEAREST if scale >= 4 else Image.Resampling.BICUBIC
+    fitted = image.resize(size, resample)
+    canvas = Image.new("RGB", (tile, tile), _BACKGROUND)
+    canvas.paste(fitted, ((tile - size[0]) // 2, (tile - size[1]) // 2))
+    return canvas
+
+
+def example_crop(example: Example) -> Image.Image:
+    """The part of the original image the unit saw (its receptive field, clipped)."""
+    from featurescope.core.io.images import load_image
+
+    top, left, bottom, right = example.box
+    return load_image(example.path).crop((left, top, max(right, left + 1), max(bottom, top + 1)))
+
+
+def overlay_crop(model, example: Example, layer: str, channel: int, alpha: float = 0.55) -> Image.Image:
+    """The network's view of the example's receptive field with ``channel``'s map over it."""
+    import torch
+    import torch.nn.functional as F
+
+    from featurescope.core.capture.capture import capture
+    from featurescope.core.io.images import load_image
+    from featurescope.core.render.grids import colormap_lut
+
+    result = capture(model, load_image(example.path), layers=[layer])
+    seen = model.deprocess(result.input)  # (H, W, 3) uint8
+    fmap = result[layer][channel]  # (H, W)
+    height, width = seen.shape[:2]
+    up = F.interpolate(fmap[None, None].float(), size=(height, width), mode="bilinear",
+                       align_corners=False)[0, 0]
+    low, high = float(up.min()), float(up.max())
+    scaled = ((up - low) / (high - low) if high > low else torch.zeros_like(up)).numpy()
+    colours = colormap_lut("inferno")[1 + np.clip((scaled * 254).round().astype(int), 0, 254)]  # 0 = separator
+    blended = (seen * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+    top, left, bottom, right = example.input_box
+    return Image.fromarray(blended).crop((left, top, right, bottom))
+
+
+def contact_sheet(examples: Sequence[Example], tile: int = 160, columns: Optional[int] = None,
+                  crops: Optional[Sequence[Image.Image]] = None, title: str = "") -> np.ndarray:
+    """An (H, W, 3) uint8 sheet of ``examples`` (their crops, or ``crops`` when given)."""
+    count = max(len(examples), 1)
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    gap, head = 4, (_CAPTION + 6 if title else 0)
+    sheet = Image.new("RGB", (columns * (tile + gap) + gap, head + rows * (tile + _CAPTION + gap) + gap),
+                      _BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = _font(12)
+    if title:
+        draw.text((gap, 4), title, fill=(235, 235, 235), font=_font(14))
+    for i, example in enumerate(examples):
+        crop = crops[i] if crops is not None else example_crop(example)
+        x = gap + (i % columns) * (tile + gap)
+        y = head + gap + (i // columns) * (tile + _CAPTION + gap)
+        sheet.paste(_fit(crop, tile), (x, y))
+        name = Path(example.path).name
+        caption = f"#{i + 1} {example.activation:.3g}  {name}"
+        while len(caption) > 4 and draw.textlength(caption, font=font) > tile:
+            caption = caption[:-2] + "~"
+        draw.text((x + 2, y + tile + 2), caption, fill=(220, 220, 220), font=font)
+    if not examples:
+        draw.text((gap, head + gap), "no examples", fill=(220, 220, 220), font=font)
+    return np.asarray(sheet)

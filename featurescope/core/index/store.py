@@ -1,0 +1,254 @@
+"""The index file and its queries.
+
+One ``.npz`` file (a zip of plain arrays plus one JSON string), written atomically, so
+that a checkpoint is never half written and an interrupted run leaves the last good one:
+
+- ``meta``: JSON: format, featurescope version, the model (name, weights), the
+  preprocessing, the layers (channels, map size, receptive field), K, the folder, whether
+  the run finished, and the skipped files with one reason each;
+- ``files/path``, ``files/size``, ``files/mtime_ns``, ``files/height``, ``files/width``,
+  ``files/state`` (0 not read yet, 1 indexed, 2 skipped): the file table;
+- ``layers/<name>/values|ids|positions|sums|positive``: each layer's top-K.
+
+Why NPZ: it needs nothing beyond numpy, any Python reads it (``np.load``) without
+featurescope and without pickles, the arrays are stored raw (a 10,000-channel index with
+K = 9 is about 2 MB) and the whole file is replaced at once, which is what resume needs.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from featurescope.core.errors import IndexFileError
+from featurescope.core.index.geometry import Preprocessing
+from featurescope.core.index.reduce import LayerTopK
+from featurescope.core.index.walk import FileRecord
+
+FORMAT = "featurescope-index/1"
+STATE_TODO, STATE_OK, STATE_SKIPPED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Example:
+    """One image that excites a channel: ``path`` (absolute), ``activation`` (the spatial
+    maximum), ``position`` (y, x) of that maximum in the feature map, ``box`` (top, left,
+    bottom, right; ends exclusive) of its receptive field in the original image's pixels,
+    ``input_box`` the same in network-input pixels, ``rank`` 0 for the best."""
+
+    path: str
+    activation: float
+    position: tuple[int, int]
+    box: tuple[int, int, int, int]
+    input_box: tuple[int, int, int, int]
+    rank: int
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "activation": self.activation,
+                "position": list(self.position), "box": list(self.box)}
+
+
+@dataclass
+class LayerEntry:
+    """What the index knows of one layer: channels, map shape and receptive field."""
+
+    name: str
+    channels: int
+    shape: tuple[int, int]
+    field: dict  # size_hw, jump_hw, start_hw, input_size, output_shape
+
+
+class Index:
+    """A folder's dataset examples. Build with ``build_index``, open with :func:`open_index`."""
+
+    def __init__(self, meta: dict, files: dict, layers: dict[str, LayerTopK]):
+        self.meta = meta
+        self.files = files  # column -> array
+        self.topk = layers
+        self.path: Optional[Path] = None
+
+    # --- what it is ---------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        return Path(self.meta["folder"])
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["k"])
+
+    @property
+    def layers(self) -> list[str]:
+        return [entry["name"] for entry in self.meta["layers"]]
+
+    @property
+    def model(self) -> dict:
+        return self.meta["model"]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing.from_dict(self.meta["preprocessing"])
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+    @property
+    def skipped(self) -> list[dict]:
+        """[{"path", "reason"}] for every file that could not be read."""
+        return list(self.meta.get("skipped", []))
+
+    @property
+    def images(self) -> int:
+        """How many images were indexed (files read successfully)."""
+        return int((self.files["state"] == STATE_OK).sum())
+
+    def layer_entry(self, layer: str) -> dict:
+        for entry in self.meta["layers"]:
+            if entry["name"] == layer:
+                return entry
+        raise IndexFileError(f"The index has no layer {layer!r}; it holds "
+                          f"{', '.join(self.layers[:6])}{' ...' if len(self.layers) > 6 else ''}.")
+
+    def matches_model(self, model) -> Optional[str]:
+        """None when ``model`` (a LoadedModel) is the one indexed, else a sentence why not."""
+        mine = self.model
+        name = getattr(model, "name", None)
+        weights = getattr(model, "weights_label", None)
+        if name != mine.get("name") or weights != mine.get("weights"):
+            return (f"This index was built with {mine.get('display_name')}, but "
+                    f"{getattr(model, 'display_name', name)} is loaded; its examples describe "
+                    "the other model's channels.")
+        return None
+
+    # --- queries ------------------------------------------------------------------------
+    def _layer(self, layer: str) -> LayerTopK:
+        self.layer_entry(layer)
+        return self.topk[layer]
+
+    def top(self, layer: str, channel: int, k: int = 9) -> list[Example]:
+        """The ``k`` images that excite ``channel`` of ``layer`` most, best first: at most
+        the index's K (``index.k``), fewer when fewer images were indexed."""
+        data = self._layer(layer)
+        channel = int(channel)
+        if not 0 <= channel < data.values.shape[0]:
+            raise IndexFileError(f"{layer} has {data.values.shape[0]} channels; there is no "
+                                 f"channel {channel}.")
+        if int(k) < 1:
+            raise IndexFileError(f"k must be at least 1, not {k}.")
+        k = min(int(k), self.k)
+        entry = self.layer_entry(layer)
+        from featurescope.core.analysis.receptive import ReceptiveField
+
+        field = ReceptiveField(layer=layer, **{key: tuple(value) for key, value in entry["field"].items()})
+        prep = self.preprocessing
+        found = []
+        for rank in range(k):
+            file_id = int(data.ids[channel, rank])
+            if file_id < 0:
+                break
+            y, x = (int(v) for v in data.positions[channel, rank])
+            input_box = field.box(y, x)
+            height, width = int(self.files["height"][file_id]), int(self.files["width"][file_id])
+            found.append(Example(str(self.folder / str(self.files["path"][file_id])),
+                                 float(data.values[channel, rank]), (y, x),
+                                 prep.to_original(input_box, height, width), tuple(input_box), rank))
+        return found
+
+    def channel_means(self, layer: str) -> np.ndarray:
+        """Per channel, the mean over indexed images of its spatial maximum."""
+        data = self._layer(layer)
+        return data.sums / max(data.count, 1)
+
+    def fired_fraction(self, layer: str) -> np.ndarray:
+        """Per channel, the fraction of indexed images in which it was > 0 somewhere."""
+        data = self._layer(layer)
+        return data.positive / max(data.count, 1)
+
+    def dead_channels(self, layer: str) -> list[int]:
+        """Channels that never fired (> 0) on any indexed image."""
+        data = self._layer(layer)
+        if data.count == 0:
+            return []
+        return [int(c) for c in np.flatnonzero(data.positive == 0)]
+
+    def file_records(self) -> list[FileRecord]:
+        return [FileRecord(str(p), int(s), int(m)) for p, s, m in
+                zip(self.files["path"], self.files["size"], self.files["mtime_ns"])]
+
+    # --- file ---------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the index to ``path`` atomically (replacing an older version)."""
+        from featurescope.core.io.writers import write_npz
+
+        for entry in self.meta["layers"]:
+            if entry["name"] in self.topk:
+                entry["count"] = int(self.topk[entry["name"]].count)
+        self.meta["updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        arrays = {"meta": np.array(json.dumps(self.meta))}
+        for column, values in self.files.items():
+            arrays[f"files/{column}"] = values
+        for name, data in self.topk.items():
+            for column in ("values", "ids", "positions", "sums", "positive"):
+                arrays[f"layers/{name}/{column}"] = getattr(data, column)
+        written = write_npz(path, arrays, force=True)
+        self.path = Path(path)
+        return written
+
+
+def empty_files() -> dict:
+    return {"path": np.zeros(0, dtype="<U1"), "size": np.zeros(0, np.int64),
+            "mtime_ns": np.zeros(0, np.int64), "height": np.zeros(0, np.int32),
+            "width": np.zeros(0, np.int32), "state": np.zeros(0, np.int8)}
+
+
+def open_index(path) -> Index:
+    """Read an index file written by ``build_index`` / ``featurescope index``.
+
+    Raises IndexFileError (a FeaturescopeError) for a missing file or one that is not an index.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise IndexFileError(f"{path} does not exist; build it with `featurescope index FOLDER -o {path.name}`.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format") != FORMAT:
+                raise ValueError("wrong format")
+            files = {key.split("/", 1)[1]: data[key] for key in data.files if key.startswith("files/")}
+            layers = {}
+            for entry in meta["layers"]:
+                name = entry["name"]
+                prefix = f"layers/{name}/"
+                if prefix + "values" not in data.files:
+                    continue
+                layers[name] = LayerTopK(
+                    data[prefix + "values"], data[prefix + "ids"], data[prefix + "positions"],
+                    data[prefix + "sums"], data[prefix + "positive"], int(entry.get("count", 0)),
+                    tuple(entry["shape"]))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+        raise IndexFileError(f"{path.name} is not a featurescope index ({type(error).__name__}: "
+                          f"{str(error).rstrip('.') or 'unreadable'}).") from None
+    index = Index(meta, files, layers)
+    index.path = path
+    return index
+
+
+def check_compatible(index: Index, model_record: dict, preprocessing: Preprocessing,
+                     layers: list[str], k: int) -> Optional[str]:
+    """None when a run with these settings can continue ``index``, else why not (a sentence)."""
+    if index.model.get("name") != model_record.get("name") or \
+            index.model.get("weights") != model_record.get("weights"):
+        return (f"it was built with {index.model.get('display_name')}, not "
+                f"{model_record.get('display_name')}")
+    if index.preprocessing != preprocessing:
+        return "it was built with other preprocessing"
+    if index.layers != list(layers):
+        return "it holds other layers"
+    if index.k != int(k):
+        return f"it keeps the top {index.k}, not {k}"
+    return None
+

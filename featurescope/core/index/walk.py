@@ -1,0 +1,45 @@
+"""The image files of a folder: every format the app reads, found recursively."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from featurescope.core.errors import ImageError
+
+# What load_image opens (Pillow's common formats); the CLI's list plus a few aliases.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                  ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file: ``path`` relative to the folder (POSIX separators), size and mtime."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+def list_images(folder) -> list[FileRecord]:
+    """Every image file under ``folder`` (recursively, hidden folders skipped), sorted by
+    path. Raises ImageError when ``folder`` is not a folder."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        what = "does not exist" if not root.exists() else "is a file, not a folder"
+        raise ImageError(f"{root} {what}; index needs a folder of images.")
+    found = []
+    for directory, subfolders, names in os.walk(root, followlinks=False):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            full = Path(directory) / name
+            try:
+                stat = full.stat()
+            except OSError:
+                continue  # vanished or a dangling link: nothing to read
+            found.append(FileRecord(full.relative_to(root).as_posix(), int(stat.st_size),
+                                    int(stat.st_mtime_ns)))
+    found.sort(key=lambda record: record.path)
+    return found

@@ -1,0 +1,347 @@
+"""Examples tab: the images of a folder that excite the selected channel most.
+
+Choose an index file (``featurescope index``) or index a folder here: the build runs in
+the worker's background lane one batch per unit (a click never waits for more than one
+batch), with progress and cancel; a cancelled build keeps what it read and the next
+build of that folder resumes it. For the selected layer the channel list marks channels
+that never fired on the collection; hovering a channel shows its top crops, clicking
+one selects it. Clicking a crop asks the window to open that image with the layer and
+channel selected and the position pinned in the Channel tab (``example_opened``).
+An index built with another model than the loaded one says so in a sentence.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QCursor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QListWidget,
+                               QListWidgetItem, QProgressBar, QPushButton, QSplitter, QToolTip,
+                               QVBoxLayout, QWidget)
+
+from featurescope.gui.jobs.index_jobs import IndexBuildJob
+from featurescope.gui.widgets.tab_page import TabPage
+
+TILE = 128
+PREVIEW_TILE = 72  # the strip shown while hovering a channel of the feature-map grid
+INDEX_NAME = ".featurescope.fsindex"  # inside the folder; hidden files are not indexed
+DEAD_COLOUR = QColor(150, 150, 150)
+
+
+def crop_pictures(examples, tile: int = TILE) -> list[np.ndarray]:
+    """(h, w, 3) uint8 crops of ``examples``, longer side ``tile`` (worker thread)."""
+    from PIL import Image
+
+    from featurescope.core.index.sheet import example_crop
+
+    pictures = []
+    for example in examples:
+        try:
+            crop = example_crop(example)
+        except Exception:  # the file moved or changed since it was indexed: a grey tile
+            crop = Image.new("RGB", (tile, tile), (60, 60, 60))
+        scale = tile / max(crop.width, crop.height, 1)
+        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+        pictures.append(np.asarray(crop.resize(size, Image.Resampling.BICUBIC).convert("RGB")))
+    return pictures
+
+
+def _as_image(array: np.ndarray):
+    from PIL import Image
+
+    return Image.fromarray(array)
+
+
+def _pixmap(array: np.ndarray) -> QPixmap:
+    array = np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    image = QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(image.copy())
+
+
+class ExamplesView(TabPage):
+    """``ExamplesView(state, jobs)``: the top images of ``state.layer``'s channels;
+    hovering a channel of the feature-map grid (:meth:`preview_channel`) shows a strip."""
+
+    example_opened = Signal(str, str, int, int, int)  # path, layer, channel, y, x
+    index_changed = Signal(object)  # the Index shown, or None
+
+    def __init__(self, state, jobs, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.state, self.jobs = state, jobs
+        self.index = None
+        self.shown_channel = -1
+        self.examples: list = []  # Example records of the crops shown
+        self.workers: Optional[int] = None  # decoding processes for a build (None: default)
+        self.build_job = IndexBuildJob(jobs, self._build_progress, self._build_ended)
+        self._previews: dict[tuple, str] = {}  # (layer, channel) -> PNG of its strip
+        self._preview_dir = None
+        self.hovered_channel = -1  # the channel hovered in the feature-map grid
+        self.preview_text = ""  # the tooltip shown for it (tests read it)
+
+        self.open_button = QPushButton("Open index...", self)
+        self.open_button.setToolTip("Open an index made by `featurescope index` or by this tab.")
+        self.build_button = QPushButton("Index a folder...", self)
+        self.build_button.setToolTip("Find the images of a folder that excite each channel of the "
+                                     "loaded model most (runs in the background; resumable).")
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.hide()
+        self.progress = QProgressBar(self)
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.index_label = QLabel("No index: open one or index a folder.", self)
+        self.index_label.setWordWrap(True)
+        self.notice = QLabel(self)
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("color: #c0392b;")
+        self.notice.hide()
+        self.header = QLabel(self)
+        self.header.setWordWrap(True)
+
+        self.channel_list = QListWidget(self)
+        self.channel_list.setMouseTracking(True)
+        self.channel_list.setToolTip("Hover a channel to see its examples; click to select it.")
+        self.crops = QListWidget(self)
+        self.crops.setViewMode(QListView.ViewMode.IconMode)
+        self.crops.setIconSize(QSize(TILE, TILE))
+        self.crops.setGridSize(QSize(TILE + 16, TILE + 36))
+        self.crops.setResizeMode(QListView.ResizeMode.Adjust)
+        self.crops.setMovement(QListView.Movement.Static)
+        self.crops.setWordWrap(True)
+        self.crops.setToolTip("Click a crop to open its image with this channel in the Channel tab.")
+
+        top = QHBoxLayout()
+        for widget in (self.open_button, self.build_button, self.progress, self.cancel_button):
+            top.addWidget(widget)
+        top.addStretch(1)
+        right = QWidget(self)
+        right_box = QVBoxLayout(right)
+        right_box.setContentsMargins(0, 0, 0, 0)
+        right_box.addWidget(self.header)
+        right_box.addWidget(self.crops, 1)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split.addWidget(self.channel_list)
+        split.addWidget(right)
+        split.setStretchFactor(1, 3)
+        box = QVBoxLayout(self)
+        box.addLayout(top)
+        box.addWidget(self.index_label)
+        box.addWidget(self.notice)
+        box.addWidget(split, 1)
+
+        self.open_button.clicked.connect(self.open_index_dialog)
+        self.build_button.clicked.connect(self.build_index_dialog)
+        self.cancel_button.clicked.connect(self.cancel_build)
+        self.channel_list.itemEntered.connect(lambda item: self.show_channel(item.data(Qt.ItemDataRole.UserRole)))
+        self.channel_list.itemClicked.connect(lambda item: self.state.set_channel(item.data(Qt.ItemDataRole.UserRole)))
+        self.crops.itemClicked.connect(self._crop_clicked)
+        state.layer_changed.connect(self.refresh)
+        state.channel_changed.connect(self._on_channel_changed)
+        state.model_changed.connect(lambda *_: self._check_model())
+
+    # -- the index --------------------------------------------------------------------
+    def open_index_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open index", "",
+                                              "featurescope index (*.fsindex *.npz);;All files (*)")
+        if path:
+            self.open_index(path)
+
+    def open_index(self, path: str) -> None:
+        """Read an index file on the worker and show it."""
+        from featurescope.core.index.store import open_index
+
+        self.jobs.submit("examples-open", lambda progress, cancel: open_index(path),
+                         label="Opening index", on_result=self.set_index,
+                         on_error=lambda message, _e: self._say(message))
+
+    def set_index(self, index: Any) -> None:
+        self.index = index
+        self.shown_channel = -1
+        self._previews.clear()  # strips of the previous index
+        if index is not None:
+            skipped = len(index.skipped)
+            state = "" if index.complete else " (not finished: index the folder again to resume)"
+            self.index_label.setText(
+                f"{Path(str(index.path or '')).name or 'index'}: {index.images:,} images of "
+                f"{index.folder}, top {index.k} per channel"
+                + (f", {skipped} files skipped" if skipped else "") + state)
+        self._check_model()
+        self.index_changed.emit(index)
+        self._stale = True
+        self.refresh()
+
+    def _check_model(self) -> None:
+        model = self.state.model
+        why = self.index.matches_model(model) if self.index is not None and model is not None else None
+        self._say(why or "")
+
+    def _say(self, message: str) -> None:
+        self.notice.setText(message)
+        self.notice.setVisible(bool(message))
+
+    # -- building ---------------------------------------------------------------------
+    def build_index_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Index a folder of images")
+        if folder:
+            self.build(folder)
+
+    def build(self, folder: str, output: Optional[str] = None, top: int = 9,
+              batch_size: int = 16) -> None:
+        """Index ``folder`` with the loaded model in the background (resumes a stopped one);
+        the index file defaults to a hidden file inside the folder."""
+        model = self.state.model
+        if model is None:
+            self._say("Load a model before indexing a folder.")
+            return
+        self._say("")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.build_button.setEnabled(False)
+        self.build_job.start(model, folder, output or str(Path(folder) / INDEX_NAME), top=top,
+                             batch_size=batch_size, workers=self.workers)
+
+    def _build_progress(self, done: int, total: int, text: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.progress.setFormat(f"%v / %m  {text}" if text else "%v / %m")
+
+    def _build_ended(self, index: Any, message: str) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.build_button.setEnabled(True)
+        if index is not None:
+            self.set_index(index)
+        if message:
+            self._say(message)
+
+    def cancel_build(self) -> None:
+        self.build_job.cancel()
+
+    @property
+    def building(self) -> bool:
+        return not self.build_button.isEnabled()
+
+    # -- showing a layer and a channel ------------------------------------------------
+    def redraw(self) -> None:
+        self.channel_list.clear()
+        self.shown_channel = -1
+        index, layer = self.index, self.state.layer
+        if index is None or layer not in index.layers:
+            self.header.setText("" if index is None else f"The index has no layer {layer}.")
+            self.crops.clear()
+            self.examples = []
+            return
+        dead = set(index.dead_channels(layer))
+        means, fired = index.channel_means(layer), index.fired_fraction(layer)
+        for channel in range(len(means)):
+            text = f"{channel}  mean {means[channel]:.3g}, fired {fired[channel]:.0%}"
+            item = QListWidgetItem(text + ("  never fired" if channel in dead else ""))
+            item.setData(Qt.ItemDataRole.UserRole, channel)
+            if channel in dead:
+                item.setForeground(QBrush(DEAD_COLOUR))
+                item.setToolTip(f"Channel {channel} was never above 0 on any of the "
+                                f"{index.images:,} images: dead on this collection.")
+            self.channel_list.addItem(item)
+        channel = self.state.channel if self.state.channel >= 0 else 0
+        self.channel_list.setCurrentRow(min(channel, self.channel_list.count() - 1))
+        self.show_channel(channel)
+
+    def dead_rows(self) -> list[int]:
+        """The channels marked as never fired in the list (for tests)."""
+        return [i for i in range(self.channel_list.count())
+                if self.channel_list.item(i).text().endswith("never fired")]
+
+    def _on_channel_changed(self, channel: int) -> None:
+        if self.index is not None and channel >= 0 and self.isVisible():
+            self.channel_list.setCurrentRow(channel)
+            self.show_channel(channel)
+
+    def show_channel(self, channel: int) -> None:
+        """Show the top crops of ``channel`` of the selected layer (crops read on the worker)."""
+        index, layer = self.index, self.state.layer
+        if index is None or layer not in index.layers or channel is None or channel < 0:
+            return
+        channel = int(channel)
+        if channel == self.shown_channel:
+            return
+        self.shown_channel = channel
+        examples = index.top(layer, channel, index.k)
+        dead = channel in index.dead_channels(layer)
+        fired = index.fired_fraction(layer)[channel]
+        self.header.setText(f"{layer}, channel {channel}: "
+                            + ("never fired on this collection." if dead else
+                               f"fired in {fired:.0%} of {index.images:,} images; the top "
+                               f"{len(examples)}, best first, cropped to the field each unit saw."))
+        self.jobs.submit("examples-crops", lambda progress, cancel: (layer, channel, examples,
+                                                                     crop_pictures(examples)),
+                         on_result=self._show_crops, on_error=lambda message, _e: self._say(message))
+
+    def _show_crops(self, answer: tuple) -> None:
+        layer, channel, examples, pictures = answer
+        if layer != self.state.layer or channel != self.shown_channel:
+            return
+        self.crops.clear()
+        self.examples = list(examples)
+        for example, picture in zip(examples, pictures):
+            item = QListWidgetItem(QIcon(_pixmap(picture)),
+                                   f"#{example.rank + 1} {example.activation:.3g}\n{Path(example.path).name}")
+            item.setToolTip(f"{example.path}\nactivation {example.activation:.4g} at "
+                            f"{example.position}, box {list(example.box)}")
+            self.crops.addItem(item)
+
+    # -- hovering a channel in the feature-map grid -------------------------------------
+    def preview_channel(self, channel: int, where: Optional[QPoint] = None) -> None:
+        """Show ``channel``'s top crops as a strip beside the cursor (the feature-map grid's
+        ``channel_hovered``); -1 hides it. Strips are made on the worker and kept."""
+        self.hovered_channel = int(channel)
+        index, layer = self.index, self.state.layer
+        if channel < 0 or index is None or layer not in index.layers:
+            self.preview_text = ""
+            QToolTip.hideText()
+            return
+        key = (layer, int(channel))
+        if key in self._previews:
+            self._show_preview(key, where)
+            return
+        if self._preview_dir is None:
+            import tempfile
+
+            self._preview_dir = tempfile.TemporaryDirectory(prefix="featurescope-examples-")
+        target = Path(self._preview_dir.name) / f"{len(self._previews)}.png"
+        examples = index.top(layer, int(channel), index.k)
+
+        def work(progress, cancel):
+            from featurescope.core.index.sheet import contact_sheet
+            from featurescope.core.io.writers import write_png
+
+            crops = [_as_image(p) for p in crop_pictures(examples, PREVIEW_TILE)]
+            write_png(target, contact_sheet(examples, tile=PREVIEW_TILE, columns=len(examples) or 1,
+                                            crops=crops), force=True)
+            return key, str(target)
+
+        self.jobs.submit("examples-preview", work, on_result=self._preview_ready)
+
+    def _preview_ready(self, answer: tuple) -> None:
+        key, path = answer
+        self._previews[key] = path
+        if key == (self.state.layer, self.hovered_channel):
+            self._show_preview(key, None)
+
+    def _show_preview(self, key: tuple, where: Optional[QPoint]) -> None:
+        layer, channel = key
+        dead = channel in self.index.dead_channels(layer)
+        title = f"{layer}, channel {channel}" + (" - never fired on this collection" if dead else
+                                                 f" - top {self.index.k} of {self.index.images:,} images")
+        self.preview_text = f"<b>{title}</b><br><img src=\"{Path(self._previews[key]).as_uri()}\">"
+        QToolTip.showText(where or QCursor.pos() + QPoint(16, 16), self.preview_text)
+
+    def _crop_clicked(self, item: QListWidgetItem) -> None:
+        self.open_example(self.crops.row(item))
+
+    def open_example(self, row: int) -> None:
+        example = self.examples[row]
+        y, x = example.position
+        self.example_opened.emit(example.path, self.state.layer, self.shown_channel, y, x)
