@@ -112,6 +112,13 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_startup
 
         figures += bench_startup.startup_figures(1 if quick else 5)
+    if want("9"):
+        import bench_optvis
+
+        if quick:
+            figures += bench_optvis.optvis_figures(2, 32, [0, 1], check=False)
+        else:
+            figures += bench_optvis.optvis_figures(64, 128, list(range(8)))
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

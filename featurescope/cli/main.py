@@ -9,6 +9,7 @@
     featurescope explain IMAGE --layer L --channel C --at Y,X   the arithmetic at one position
     featurescope overview IMAGE -o poster.png   one picture from the photo to the last layer
     featurescope ablate IMAGE --layer L --channels 1,2   predictions with channels switched off
+    featurescope visualize --layer L -o DIR   the image each channel responds to most
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
@@ -43,6 +44,7 @@ from featurescope.cli.export import run_export
 from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
+from featurescope.cli.visualize import add_visualize_parser, run_visualize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--force", action="store_true", help="overwrite files that exist")
 
     add_index_parsers(commands, add_model_options, positive_int)
+    add_visualize_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="the arithmetic behind one value of a feature map",
@@ -230,6 +233,7 @@ _COMMANDS = {
     "explain": run_explain,
     "overview": run_overview,
     "ablate": run_ablate,
+    "visualize": run_visualize,
 }
 
 

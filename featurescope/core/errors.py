@@ -53,3 +53,8 @@ class FileExistsExportError(ExportError):
 
 class IndexFileError(FeaturescopeError):
     """A dataset index that cannot be read, built or continued, or a question it cannot answer."""
+
+
+class OptvisError(FeaturescopeError):
+    """A feature visualisation that cannot be made as asked (objective, channels, size, a
+    network that gives no gradients)."""

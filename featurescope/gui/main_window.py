@@ -41,6 +41,7 @@ from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
 from featurescope.gui.views.overview_strip import OverviewStrip
 from featurescope.gui.views.playground_view import PlaygroundView
+from featurescope.gui.views.visualize_view import VisualizeView
 from featurescope.gui.jobs.workers import JobRunner
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ def _field_text(value: Any) -> str:
         return joiner.join(str(v) for v in value)
     return str(value)
 
-GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, EXAMPLES_TAB = 0, 1, 2, 3, 4, 5
-PLAYGROUND_TAB, ABLATION_TAB = 6, 7
+GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, EXAMPLES_TAB, VISUALIZE_TAB = 0, 1, 2, 3, 4, 5, 6
+PLAYGROUND_TAB, ABLATION_TAB = 7, 8
 
 
 class MainWindow(ImageDropTarget, QMainWindow):
@@ -118,11 +119,13 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.compare_view = CompareView(state, jobs=self.jobs)
         self.examples_view = ExamplesView(state, self.jobs)
         self._pending_pin: Optional[tuple] = None  # an example opened from the Examples tab
+        self.visualize_view = VisualizeView(state, jobs=self.jobs)
         self.tabs = QTabWidget()
         self.tabs.setObjectName("viewTabs")
         for view, title in ((self.grid_view, "Feature maps"), (self.filters_view, "Filters"),
                             (self.channel_view, "Channel"), (self.gradcam_view, "Grad-CAM"),
-                            (self.compare_view, "Compare"), (self.examples_view, "Examples")):
+                            (self.compare_view, "Compare"), (self.examples_view, "Examples"),
+                            (self.visualize_view, "Visualise")):
             self.tabs.addTab(view, title)
         # teaching (issue 13): the arithmetic under the channel view, the network at a glance
         # above the tabs, the kernel playground and switching channels off as tabs

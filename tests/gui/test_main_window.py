@@ -288,7 +288,7 @@ def test_close_during_a_long_job_returns_promptly(make_window, qtbot):
 
 def test_the_window_can_be_narrower_than_a_small_laptop_screen(window, qtbot):
     """Every dock and tab may shrink: `screenshot --size 1000x700` once came out 1039 px wide."""
-    for name in ("Feature maps", "Filters", "Channel", "Grad-CAM", "Compare"):
+    for name in ("Feature maps", "Filters", "Channel", "Grad-CAM", "Compare", "Examples", "Visualise"):
         window.tabs.setCurrentIndex([window.tabs.tabText(i) for i in range(window.tabs.count())].index(name))
         qtbot.wait(10)
         assert window.minimumSizeHint().width() <= 900, name

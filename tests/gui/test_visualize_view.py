@@ -1,0 +1,115 @@
+"""The Visualise tab: live preview, cancel, the cache, the atlas, the feature map beside it,
+and a sentence for a network without gradients."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEATURESCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def open_tab(window, qtbot, layer="blocks.8.project", steps=6, size=32, atlas=(2, 16)):
+    from featurescope.gui.main_window import VISUALIZE_TAB
+
+    view = window.visualize_view
+    view.steps_spin.setValue(steps)
+    view.size_spin.setValue(size)
+    view.atlas_steps, view.atlas_size = atlas
+    window.state.set_layer(layer)
+    window.tabs.setCurrentIndex(VISUALIZE_TAB)
+    assert window.jobs.is_idle()  # nothing runs before it is asked for
+    qtbot.mouseClick(view.again_button, Qt.LeftButton)
+    return view
+
+
+def test_channel_preview_feature_map_and_cache(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot)
+    window.state.set_channel(3)
+    qtbot.waitUntil(lambda: view.shown_key is not None and view.shown_key[2] == 3, timeout=60000)
+    assert view.previews >= 1 and not view.from_cache
+    shown = view.vis_item.image
+    assert shown.shape == (32, 32, 3) and shown.dtype == np.uint8 and shown.std() > 1
+    # beside it, the same channel's feature map for the photo
+    expected = window.state.result["blocks.8.project"][3].numpy()
+    np.testing.assert_array_equal(view.map_item.image, expected)
+    # another channel, then back: the second look comes from the disk cache, same pixels
+    window.state.set_channel(5)
+    qtbot.waitUntil(lambda: view.shown_key[2] == 5, timeout=60000)
+    window.state.set_channel(3)
+    qtbot.waitUntil(lambda: view.shown_key[2] == 3, timeout=60000)
+    assert view.from_cache and view.previews == 0
+    np.testing.assert_array_equal(view.vis_item.image, shown)
+
+
+def test_atlas_fills_in_and_a_click_selects_a_channel(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, layer="stem", steps=2, size=16)
+    assert not view.atlas_done
+    qtbot.mouseClick(view.atlas_button, Qt.LeftButton)
+    count = window.state.layer_info().out_channels
+    qtbot.waitUntil(lambda: len(view.atlas_done) == count, timeout=120000)
+    assert "32 of 32" in view.atlas_label.text()
+    step = view.atlas_size + 2
+    tile = view.atlas_item.image[step:step + view.atlas_size, 2 * step:2 * step + view.atlas_size]
+    assert tile.std() > 1  # a picture, not the empty grey
+    channel = view.atlas_channel_at(2 * step + 3, step + 3)
+    assert channel == view._atlas_columns + 2
+    view.state.set_channel(channel)
+    assert view.channel_spin.value() == channel and view.atlas_marker.isVisible()
+
+
+def test_cancel_keeps_the_preview_and_says_so(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, steps=5000, size=24)
+    window.state.set_channel(1)
+    qtbot.waitUntil(lambda: view.previews >= 1, timeout=60000)
+    qtbot.mouseClick(view.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: "Cancelled" in view.note.text(), timeout=30000)
+    assert view.vis_item.image is not None and view.shown_key is None
+
+
+def test_a_network_without_gradients_gets_a_sentence(qtbot, cache_dir, tmp_path):
+    from featurescope.core.models.load import load_model
+    from featurescope.gui.jobs.workers import JobRunner
+    from featurescope.gui.model.state import AppState
+    from featurescope.gui.views.visualize_view import VisualizeView
+
+    source = tmp_path / "frozen.py"
+    source.write_text(  # a wrapped runtime, say: its forward runs without autograd
+        "import torch\nfrom torch import nn\n\nclass Frozen(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))\n\n"
+        "    def forward(self, x):\n        with torch.no_grad():\n            return self.body(x)\n\n"
+        "def make():\n    return Frozen()\n")
+    model = load_model(f"{source}:make", weights="none", device="cpu")
+    state, jobs = AppState(), JobRunner()
+    view = VisualizeView(state, jobs=jobs, atlas_steps=1, atlas_size=16)
+    qtbot.addWidget(view)
+    view.steps_spin.setValue(2)
+    view.size_spin.setValue(16)
+    view.show()
+    try:
+        state.set_model(model)
+        state.set_layer(model.layers[-1])
+        view.start()
+        view.start_atlas()
+        qtbot.waitUntil(lambda: "gives no gradients" in view.note.text(), timeout=30000)
+        qtbot.waitUntil(lambda: "gives no gradients" in view.atlas_label.text(), timeout=30000)
+    finally:
+        jobs.shutdown()
+
+
+def test_hierarchy_rows_follow_the_photo(window, qtbot, cache_dir):
+    from featurescope.core.optvis.hierarchy import strongest_channels
+
+    view = open_tab(window, qtbot, layer="stem", steps=2, size=16)
+    view.lower_tabs.setCurrentIndex(1)
+    view.start_hierarchy(["stem", "blocks.8.project", "head"], per_layer=3)
+    qtbot.waitUntil(lambda: len(view.hierarchy_rows) == 3, timeout=120000)
+    assert [r.layer for r in view.hierarchy_rows] == ["stem", "blocks.8.project", "head"]
+    head = view.hierarchy_rows[2].visualization
+    assert head.channels == strongest_channels(window.state.model, window.state.image, "head", 3)
+    assert view.hierarchy_item.image.shape[0] >= 3 * 48
