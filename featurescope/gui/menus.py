@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QTabWidget
 
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import ImageSources
-
-# (tab title, shortcut) in tab order
-VIEW_SHORTCUTS = (("Feature maps", "Ctrl+1"), ("Filters", "Ctrl+2"), ("Channel", "Ctrl+3"),
-                  ("Grad-CAM", "Ctrl+4"), ("Compare", "Ctrl+5"))
 
 
 @dataclass
@@ -76,7 +72,7 @@ def build_menus(window: QMainWindow, images: ImageSources, exports: ExportAction
     view_menu = menus.addMenu("&View")
     fit_action = make_action(window, "&Fit grid to view", fit_grid, "F", "Show the whole mosaic")
     view_menu.addAction(fit_action)
-    _add_tab_switches(view_menu, window, tabs, VIEW_SHORTCUTS)
+    _add_tab_switches(view_menu, window, tabs)
     view_menu.addSeparator()
     for dock in docks:
         view_menu.addAction(dock.toggleViewAction())
@@ -93,7 +89,10 @@ def _add_samples(menu: QMenu, images: ImageSources) -> None:
         menu.addAction(path.stem.replace("_", " "), lambda p=str(path): images.request_image(p))
 
 
-def _add_tab_switches(menu: QMenu, window: QMainWindow, tabs: QTabWidget,
-                      shortcuts: Sequence[tuple]) -> None:
-    for index, (name, key) in enumerate(shortcuts):
-        menu.addAction(make_action(window, name, lambda i=index: tabs.setCurrentIndex(i), key))
+def _add_tab_switches(menu: QMenu, window: QMainWindow, tabs: QTabWidget) -> None:
+    """One action per tab, Ctrl+1 ... Ctrl+9 in tab order: with every view open, the tab
+    bar scrolls on a small screen, and the menu and the keys still reach each view."""
+    for index in range(tabs.count()):
+        key = f"Ctrl+{index + 1}" if index < 9 else None
+        menu.addAction(make_action(window, tabs.tabText(index),
+                                   lambda i=index: tabs.setCurrentIndex(i), key))

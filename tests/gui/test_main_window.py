@@ -308,3 +308,16 @@ def test_a_long_grid_header_does_not_widen_the_tab(window, qtbot, wait_idle):
     window.state.set_layer("pool")
     qtbot.waitUntil(lambda: "1x1" in window.grid_view.title.text(), timeout=10000)
     assert window.grid_view.minimumSizeHint().width() <= narrow
+
+
+def test_every_view_has_a_menu_entry_and_a_ctrl_number_key(window, qtbot):
+    """Nine views do not all fit a 1280 px window's tab bar (it scrolls), so the View menu
+    lists each one and Ctrl+1 ... Ctrl+9 reach them."""
+    titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+    view_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
+    entries = {a.text(): a for a in view_menu.actions()}
+    for index, title in enumerate(titles[:9]):
+        action = entries[title]
+        assert action.shortcut().toString() == f"Ctrl+{index + 1}"
+        action.trigger()
+        assert window.tabs.currentIndex() == index
