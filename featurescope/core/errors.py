@@ -49,3 +49,11 @@ class FileExistsExportError(ExportError):
     def __init__(self, message: str, path: Path):
         super().__init__(message)
         self.path = path
+
+
+class VideoError(FeaturescopeError):
+    """A video that cannot be read (missing, not a video, truncated) or written (codec)."""
+
+
+class CameraError(VideoError):
+    """No camera, a camera that does not open, or one another program holds."""

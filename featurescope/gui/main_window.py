@@ -37,6 +37,7 @@ from featurescope.gui.views.filters_view import FiltersView
 from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.grid_view import FeatureGridView
 from featurescope.gui.jobs.workers import JobRunner
+from featurescope.gui.jobs.live_jobs import LiveController
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,8 @@ class MainWindow(ImageDropTarget, QMainWindow):
             menu.open_action, menu.paste_action, menu.quit_action
         self.fit_action, self.cancel_action, self.recent_menu = \
             menu.fit_action, menu.cancel_action, menu.recent_menu
+        self.live = LiveController(self, self.state, self.jobs, self._on_image_ready, self.show_status,
+                                   self.show_error, want_logits=self.predictions_panel.isVisible)
         self._connect()
         self._restore()
         self._update_title()
@@ -310,5 +313,6 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         self.save_settings()
+        self.live.stop()
         self.jobs.shutdown()
         super().closeEvent(event)
