@@ -112,6 +112,13 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_startup
 
         figures += bench_startup.startup_figures(1 if quick else 5)
+    if want("9"):
+        import bench_live
+
+        if quick:
+            figures += bench_live.live_figures(["resnet18"], 64, 12, 5)
+        else:
+            figures += bench_live.live_figures(["efficientnet_lite0", "resnet18"], 224, 100, 60)
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

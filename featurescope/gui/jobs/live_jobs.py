@@ -223,6 +223,8 @@ class LiveController(QObject):
         started = time.perf_counter()
         live = answer
         self.last = live
+        # the worker captures the next frame while this thread draws this one
+        self._submit_next()
         name = getattr(self.source, "name", "live")
         self.state.set_image(live.image, f"{name} (frame {live.frame.index})")
         self.state.set_result(live.result)
@@ -234,7 +236,6 @@ class LiveController(QObject):
         self.bar.set_position(live.frame.index)
         self._show_rate()
         self.frame_shown.emit(live.frame.index)
-        self._submit_next()
 
     def _show_rate(self) -> None:
         times = self._times
