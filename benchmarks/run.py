@@ -116,9 +116,9 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_live
 
         if quick:
-            figures += bench_live.live_figures(["resnet18"], 64, 12, 5)
+            figures += bench_live.live_figures(["resnet18"], 64, 12, 5, rounds=1)
         else:
-            figures += bench_live.live_figures(["efficientnet_lite0", "resnet18"], 224, 100, 60)
+            figures += bench_live.live_figures(["efficientnet_lite0", "resnet18"], 224, 40, 60, rounds=5)
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

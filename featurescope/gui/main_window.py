@@ -98,7 +98,9 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.fit_action, self.cancel_action, self.recent_menu = \
             menu.fit_action, menu.cancel_action, menu.recent_menu
         self.live = LiveController(self, self.state, self.jobs, self._on_image_ready, self.show_status,
-                                   self.show_error, want_logits=self.predictions_panel.isVisible)
+                                   self.show_error, want_logits=lambda: self.predictions_panel.isVisible()
+                                   or self.tabs.currentIndex() == GRADCAM_TAB,
+                                   worker_views=lambda: self.tabs.currentIndex() == GRADCAM_TAB)
         self._connect()
         self._restore()
         self._update_title()

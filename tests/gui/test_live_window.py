@@ -127,3 +127,21 @@ def test_unreadable_video_is_one_sentence(window, tmp_path):
     assert not window.live.open_video(str(bad))
     assert "clip.mp4" in window.statusBar().currentMessage() and window.state.image is before
     assert window.live.grabber is None
+
+
+def test_grad_cam_tab_follows_the_frames(window, clip, qtbot):
+    from featurescope.gui.main_window import GRADCAM_TAB
+
+    live, view = window.live, window.gradcam_view
+    window.tabs.setCurrentIndex(GRADCAM_TAB)
+    state = window.state
+    state.set_layer([i.name for i in state.model.layer_info if i.kind == "Conv2d"][-1])
+    explained = []
+    live.start(FakeCamera(VideoFileSource(clip), loop=True))
+    qtbot.waitUntil(lambda: view.cam is not None and (not explained or explained[-1][0] != state.image_source)
+                    and explained.append((state.image_source, view.cam)) is None and len(explained) >= 3,
+                    timeout=60000)
+    live.stop()
+    # one map per frame shown, each for the capture of that frame (logits ran to the end)
+    assert len({source for source, _ in explained}) >= 3
+    assert state.result.logits is not None

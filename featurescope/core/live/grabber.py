@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class Frame:
     index: int
     grabbed_at: float
     fps: float = 0.0
+    prepared: Any = None  # what ``prepare(pixels)`` returned on the grabber thread, if given
 
     @property
     def seconds(self) -> float:
@@ -83,13 +84,16 @@ class FrameGrabber:
     """Reads ``source`` into :attr:`slot` on its own thread until stopped or the end.
 
     ``pace``: "realtime" (default; a live source always paces itself) or "demand".
-    ``error``: the exception that ended it (a sentence from the source), else None.
+    ``prepare(pixels)``, when given, runs on the grabber thread for each frame (the
+    model's preprocessing, so it overlaps the previous frame's forward pass); its answer
+    is ``frame.prepared``. ``error``: the exception that ended it, else None.
     """
 
-    def __init__(self, source, pace: str = "realtime", start_paused: bool = False):
+    def __init__(self, source, pace: str = "realtime", start_paused: bool = False,
+                 prepare: Optional[Callable[[np.ndarray], Any]] = None):
         if pace not in ("realtime", "demand"):
             raise ValueError(f"unknown pace {pace!r}")
-        self.source, self.pace = source, pace
+        self.source, self.pace, self.prepare = source, pace, prepare
         self.slot = LatestFrame()
         self.error: Optional[BaseException] = None
         self._stop = threading.Event()
@@ -176,7 +180,9 @@ class FrameGrabber:
                     while not self._stop.is_set() and self._seek is None:
                         self._stop.wait(0.05)  # wait for a seek back or the stop
                     continue
-                self.slot.put(Frame(pixels, index, time.perf_counter(), fps))
+                grabbed = time.perf_counter()
+                prepared = self.prepare(pixels) if self.prepare is not None else None
+                self.slot.put(Frame(pixels, index, grabbed, fps, prepared))
         except Exception as error:  # a source that fails mid-way: one sentence, not a hang
             self.error = error
             self.slot.end()

@@ -37,16 +37,31 @@ class LiveFrame:
         return self.captured_at - self.frame.grabbed_at
 
 
+def preparer(model) -> Callable:
+    """``pixels -> (model, PIL image, input tensor)``: the preprocessing of one frame for
+    ``model``, to run on the grabber thread (:class:`FrameGrabber`'s ``prepare``)."""
+    from featurescope.core.capture.inputs import as_input
+
+    def prepare(pixels):
+        image = Image.fromarray(pixels)
+        if getattr(model, "preprocess", None) is None:  # a bare network: the pixels in [0, 1]
+            return model, image, torch.from_numpy(pixels).permute(2, 0, 1)[None].float().div_(255)
+        return model, image, as_input(model, image)
+
+    return prepare
+
+
 def capture_frame(model, frame: Frame, layer: str, *, logits: bool = False,
                   cancel: Optional[CancelToken] = None) -> LiveFrame:
     """Capture ``layer`` of one frame; the forward stops right after it unless ``logits``
-    (predictions wanted). The result lists every layer of the model (the others in
+    (predictions wanted). Uses ``frame.prepared`` when it was made for ``model`` (see
+    :func:`preparer`). The result lists every layer of the model (the others in
     ``.missing``), so a layer list built from it stays whole."""
-    image = Image.fromarray(frame.pixels)
-    source = image
-    if getattr(model, "preprocess", None) is None:  # a bare network: the pixels in [0, 1]
-        source = torch.from_numpy(frame.pixels).permute(2, 0, 1)[None].float().div_(255)
-    result = capture(model, source, layers=[layer], cancel=cancel, stop_early=not logits)
+    prepared = frame.prepared
+    if prepared is None or prepared[0] is not model:
+        prepared = preparer(model)(frame.pixels)
+    _model, image, x = prepared
+    result = capture(model, x, layers=[layer], cancel=cancel, stop_early=not logits)
     full = list(getattr(model, "layer_info", None) or [])
     if full and len(result.layers) < len(full):
         infos = [result.info.get(info.name, info) for info in full]
@@ -86,7 +101,7 @@ def run_live(model, source, layer, on_frame: Optional[Callable[[LiveFrame], None
     ends, the newest frame is taken and the ones that came meanwhile are dropped.
     ``on_frame(LiveFrame)`` is called in this thread after each capture.
     """
-    grabber = FrameGrabber(source, pace=pace).start()
+    grabber = FrameGrabber(source, pace=pace, prepare=preparer(model)).start()
     stats = LiveStats()
     total = max_frames or int(getattr(source, "frame_count", 0) or 0)
     start = time.perf_counter()

@@ -39,8 +39,10 @@ def _fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
 
 
 def view_picture(model, image: Image.Image, layer: str, kind: str, channel: Optional[int],
-                 options: DisplayOptions, cancel: Optional[CancelToken] = None) -> np.ndarray:
-    """The chosen view of one picture as (H, W, 3) uint8 RGB."""
+                 options: DisplayOptions, cancel: Optional[CancelToken] = None,
+                 prepared=None) -> np.ndarray:
+    """The chosen view of one picture as (H, W, 3) uint8 RGB; ``prepared``: the picture
+    already preprocessed for ``model`` (a (1, C, H, W) tensor), else ``image`` is."""
     from featurescope.core.capture.capture import capture
 
     if kind == "gradcam":
@@ -49,7 +51,7 @@ def view_picture(model, image: Image.Image, layer: str, kind: str, channel: Opti
         cam = compute_grad_cam(model, image, layer)
         base = np.asarray(image.convert("RGB").resize((cam.map.shape[1], cam.map.shape[0])))
         return overlay(base, cam.map)
-    result = capture(model, image, layers=[layer], cancel=cancel)
+    result = capture(model, image if prepared is None else prepared, layers=[layer], cancel=cancel)
     maps = result[layer]
     if kind == "channel":
         if channel is None or not 0 <= channel < maps.shape[0]:
@@ -76,31 +78,41 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
     VideoError (unreadable clip), ExportError (cannot write) or ModelError (layer, view);
     a clip that ends early is rendered up to there and said in ``problem``.
     """
-    from featurescope.core.io.videos import VideoReader, VideoWriter
+    from featurescope.core.io.videos import VideoWriter
+    from featurescope.core.live.grabber import FrameGrabber
+    from featurescope.core.live.loop import preparer
+    from featurescope.core.live.sources import VideoFileSource
 
     kind, channel = parse_view(view)
     options = options or DisplayOptions()
-    reader = VideoReader(source_path)
+    source = VideoFileSource(source_path)
+    # decoding and preprocessing run one frame ahead on the grabber thread; "demand"
+    # pacing never drops a frame (the next is read only once the last was taken)
+    grabber = FrameGrabber(source, pace="demand", prepare=preparer(model)).start()
     try:
-        total = reader.frame_count
+        total = source.frame_count
         if max_frames:
             total = min(total, max_frames) if total else max_frames
-        writer = VideoWriter(out, fps or reader.fps, force=force)
+        writer = VideoWriter(out, fps or source.fps, force=force)
         with writer:
             done = 0
             while max_frames is None or done < max_frames:
                 check(cancel)
-                pixels = reader.read()
-                if pixels is None:
-                    break
-                image = Image.fromarray(pixels)
-                picture = view_picture(model, image, layer, kind, channel, options, cancel)
-                left, right = _fit_height(pixels, height), _fit_height(picture, height)
+                frame = grabber.slot.take(timeout=0.1)
+                if frame is None:
+                    if grabber.slot.ended and grabber.slot.empty:
+                        break
+                    continue
+                _model, image, x = frame.prepared
+                picture = view_picture(model, image, layer, kind, channel, options, cancel, prepared=x)
+                left, right = _fit_height(frame.pixels, height), _fit_height(picture, height)
                 gap = np.full((height, 8, 3), 255, np.uint8)
                 writer.write(np.concatenate([left, gap, right], axis=1))
                 done += 1
                 report(progress, done, total, f"frame {done}")
+            if grabber.error is not None:
+                raise grabber.error
             path = writer.finish()
-        return VideoSummary(path, done, reader.problem)
+        return VideoSummary(path, done, source.problem)
     finally:
-        reader.close()
+        grabber.stop()

@@ -41,7 +41,9 @@ class LiveController(QObject):
     """Live camera and video playback for ``window`` (menu, toolbar, status bar, bar).
 
     ``show_photo(image, source)`` makes a frame the opened photo (the window's normal
-    path: set the image, capture every layer). ``list_cameras`` and ``open_camera``
+    path: set the image, capture every layer). ``want_logits()``: run each frame to the
+    end (predictions or Grad-CAM on screen); ``worker_views()``: a view that computes on
+    the worker from each frame is shown. ``list_cameras`` and ``open_camera``
     are attributes so tests can put a fake camera in.
     """
 
@@ -50,11 +52,15 @@ class LiveController(QObject):
 
     def __init__(self, window: QMainWindow, state, jobs, show_photo: Callable[[Any, str], None],
                  show_status: Callable[[str], None], show_error: Callable[[str], None],
-                 want_logits: Callable[[], bool] = lambda: True) -> None:
+                 want_logits: Callable[[], bool] = lambda: True,
+                 worker_views: Callable[[], bool] = lambda: False) -> None:
         super().__init__(window)
         self.window, self.state, self.jobs = window, state, jobs
         self.show_photo, self.show_status, self.show_error = show_photo, show_status, show_error
         self.want_logits = want_logits
+        # True while a view that computes on the worker from each frame (Grad-CAM) is
+        # shown: its job then goes before the next frame's, so it is drawn for every frame
+        self.worker_views = worker_views
         self.list_cameras: Callable[[], list] = _cameras
         self.open_camera: Callable[[int], Any] = _open_camera
         self.source: Any = None
@@ -66,6 +72,7 @@ class LiveController(QObject):
         self._times: deque = deque(maxlen=30)
         self.longest_handler = 0.0  # seconds: the longest time one frame held the GUI thread
         self._build(window)
+        state.model_changed.connect(self._on_model_changed)
 
     # -- construction -----------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
@@ -162,10 +169,21 @@ class LiveController(QObject):
         self.source, self.paused, self.shown = source, False, 0
         self.latencies.clear()
         self._times.clear()
-        self.grabber = FrameGrabber(source, pace=pace).start()
+        self.grabber = FrameGrabber(source, pace=pace, prepare=self._preparer(self.state.model)).start()
         self._update_actions()
         self.show_status(f"Live: {source.name}. Space pauses.")
         self._submit_next()
+
+    @staticmethod
+    def _preparer(model: Any):
+        """Frames are preprocessed for ``model`` on the grabber thread (None: no model yet)."""
+        from featurescope.core.live.loop import preparer
+
+        return preparer(model) if model is not None else None
+
+    def _on_model_changed(self, model: Any) -> None:
+        if self.grabber is not None:
+            self.grabber.prepare = self._preparer(model)  # one attribute: safe to swap
 
     def stop(self) -> None:
         """End live; what is shown stays."""
@@ -190,7 +208,10 @@ class LiveController(QObject):
         if grabber is None or self.paused:
             return
         model = self.state.model
-        layer = self._layer() or (model.layer_info[0].name if model is not None and model.layer_info else "")
+        layer = self._layer()
+        infos = list(getattr(model, "layer_info", None) or [])
+        if infos and layer not in {info.name for info in infos}:  # a new model: its first conv
+            layer = next((i.name for i in infos if i.kind == "Conv2d"), infos[0].name)
         logits = bool(self.want_logits())
         slot = grabber.slot
 
@@ -223,8 +244,9 @@ class LiveController(QObject):
         started = time.perf_counter()
         live = answer
         self.last = live
-        # the worker captures the next frame while this thread draws this one
-        self._submit_next()
+        serial = bool(self.worker_views())
+        if not serial:  # the worker captures the next frame while this thread draws this one
+            self._submit_next()
         name = getattr(self.source, "name", "live")
         self.state.set_image(live.image, f"{name} (frame {live.frame.index})")
         self.state.set_result(live.result)
@@ -236,6 +258,8 @@ class LiveController(QObject):
         self.bar.set_position(live.frame.index)
         self._show_rate()
         self.frame_shown.emit(live.frame.index)
+        if serial:
+            self._submit_next()
 
     def _show_rate(self) -> None:
         times = self._times
