@@ -188,8 +188,9 @@ def run_app(image=None, model=None, weights=None, device=None, input_size=None, 
     ``image`` (a path), ``model`` (catalogue name or ``file.py:factory``), ``weights``
     ("default", "none" or a file), ``device``, and for an own model ``input_size``
     (224, (32, 32) or "32x32"), ``mean`` and ``std`` (three numbers or text) override
-    what the settings remember; ``video`` (a path) is played live once the window is up. The window is shown first, with empty panes; the model
-    and image load once it is on screen (torch is imported on the worker then).
+    what the settings remember; ``video`` (a path) is played live once the window is up.
+    The window is shown first, with empty panes; the model and image load once it is on
+    screen (torch is imported on the worker then).
     Returns 2 without creating a QApplication when there is no display.
     """
     if not has_display():

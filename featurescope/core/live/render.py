@@ -111,7 +111,11 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
                 done += 1
                 report(progress, done, total, f"frame {done}")
             if grabber.error is not None:
-                raise grabber.error
+                from featurescope.core.errors import FeaturescopeError, VideoError
+
+                if isinstance(grabber.error, FeaturescopeError):
+                    raise grabber.error
+                raise VideoError(f"{source.name} could not be read past frame {done}: {grabber.error}.")
             path = writer.finish()
         return VideoSummary(path, done, source.problem)
     finally:
