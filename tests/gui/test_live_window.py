@@ -145,3 +145,16 @@ def test_grad_cam_tab_follows_the_frames(window, clip, qtbot):
     # one map per frame shown, each for the capture of that frame (logits ran to the end)
     assert len({source for source, _ in explained}) >= 3
     assert state.result.logits is not None
+
+
+def test_video_opened_before_the_model_loads_starts_showing_once_it_is_in(make_window, clip, qtbot):
+    """What `featurescope gui --video clip.mp4` does: the clip starts with the model still loading."""
+    window = make_window(start=False)
+    window.start(model="resnet18", weights="none", input_size="64")
+    seen = []
+    window.live.frame_shown.connect(seen.append)
+    assert window.live.open_video(str(clip))
+    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=60000)
+    assert window.state.model is not None and window.state.layer in window.state.result
+    assert "shapes.mp4 (frame" in window.state.image_source
+    window.live.stop()
