@@ -7,6 +7,8 @@ stops at the layer except for Grad-CAM, and the file appears only when complete.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -61,6 +63,42 @@ def view_picture(model, image: Image.Image, layer: str, kind: str, channel: Opti
     return picture
 
 
+class _Encoder:
+    """Side-by-side composition and encoding on a thread of their own (OpenCV's encoder
+    releases the GIL), two frames behind the capture at most; its error is raised by
+    the next ``put`` or by ``close``."""
+
+    def __init__(self, writer, height: int):
+        self.writer, self.height = writer, height
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name="encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain after a failure
+            try:
+                pixels, picture = item
+                left, right = _fit_height(pixels, self.height), _fit_height(picture, self.height)
+                gap = np.full((self.height, 8, 3), 255, np.uint8)
+                self.writer.write(np.concatenate([left, gap, right], axis=1))
+            except BaseException as error:  # handed to the caller's thread
+                self.error = error
+
+    def put(self, pixels: np.ndarray, picture: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((pixels, picture))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 @dataclass
 class VideoSummary:
     path: Path
@@ -95,21 +133,23 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
             total = min(total, max_frames) if total else max_frames
         writer = VideoWriter(out, fps or source.fps, force=force)
         with writer:
+            encoder = _Encoder(writer, height)
             done = 0
-            while max_frames is None or done < max_frames:
-                check(cancel)
-                frame = grabber.slot.take(timeout=0.1)
-                if frame is None:
-                    if grabber.slot.ended and grabber.slot.empty:
-                        break
-                    continue
-                _model, image, x = frame.prepared
-                picture = view_picture(model, image, layer, kind, channel, options, cancel, prepared=x)
-                left, right = _fit_height(frame.pixels, height), _fit_height(picture, height)
-                gap = np.full((height, 8, 3), 255, np.uint8)
-                writer.write(np.concatenate([left, gap, right], axis=1))
-                done += 1
-                report(progress, done, total, f"frame {done}")
+            try:
+                while max_frames is None or done < max_frames:
+                    check(cancel)
+                    frame = grabber.slot.take(timeout=0.1)
+                    if frame is None:
+                        if grabber.slot.ended and grabber.slot.empty:
+                            break
+                        continue
+                    _model, image, x = frame.prepared
+                    picture = view_picture(model, image, layer, kind, channel, options, cancel, prepared=x)
+                    encoder.put(frame.pixels, picture)
+                    done += 1
+                    report(progress, done, total, f"frame {done}")
+            finally:
+                encoder.close()
             if grabber.error is not None:
                 from featurescope.core.errors import FeaturescopeError, VideoError
 
