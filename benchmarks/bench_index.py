@@ -83,7 +83,7 @@ def throughput_figures(folder: Path, models, batch: int, workers: int, rounds: i
     import featurescope as fs
 
     figures = []
-    for number, name in zip(("8a", "8b"), models):
+    for number, name in zip(("10a", "10b"), models):
         model = fs.load_model(name, weights="default" if name == "efficientnet_lite0" else "none", device="cpu")
         ours, plain = [], []
         for _ in range(rounds):  # interleaved: a busy machine slows both alike
@@ -119,7 +119,7 @@ def memory_figure(small: Path, large: Path) -> Figure:
         peaks[folder] = json.loads(done.stdout.strip().splitlines()[-1])
     a, b = peaks[large], peaks[small]
     ratio = a["rss_kib"] / b["rss_kib"]
-    return Figure("8c", f"peak RSS indexing {a['images']} / {b['images']} images (resnet18, all layers)",
+    return Figure("10c", f"peak RSS indexing {a['images']} / {b['images']} images (resnet18, all layers)",
                   f"{a['rss_kib'] / 1024:.0f} MiB", f"{b['rss_kib'] / 1024:.0f} MiB", ratio,
                   f"{ratio:.2f}x", "<= 1.2x", ratio <= 1.2,
                   [f"decoding worker peak: {a['worker_rss_kib'] / 1024:.0f} MiB vs "
@@ -141,7 +141,7 @@ def ray_figure(folder: Path, batch: int) -> Figure:
     finally:
         ray.shutdown()
     count = len(list(folder.rglob("*.jpg")))
-    return Figure("8d", f"Ray engine (2 actors) vs local engine (1 decoding worker), {count} images, "
+    return Figure("10d", f"Ray engine (2 actors) vs local engine (1 decoding worker), {count} images, "
                   "2 cores", f"{on_ray:.1f} images/s", f"{local:.1f} images/s (local)", on_ray / local,
                   f"{on_ray / local:.2f}x", "recorded", None,
                   [f"Ray start-up (ray.init, local, 2 CPUs): {startup:.1f} s, not counted above; "
@@ -169,13 +169,13 @@ def main(argv=None) -> int:
     figures = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = make_folder(Path(tmp, "images"), count)
-        if want("8a") or want("8b"):
+        if want("10a") or want("10b"):
             figures += throughput_figures(folder, ["efficientnet_lite0", "resnet18"], 32, 1, rounds)
-        if want("8c"):
+        if want("10c"):
             small = make_folder(Path(tmp, "small"), 20 if args.quick else 200, seed=1)
             large = make_folder(Path(tmp, "large"), 200 if args.quick else 2000, seed=2)
             figures.append(memory_figure(small, large))
-        if want("8d"):
+        if want("10d"):
             figures.append(ray_figure(folder, 16))
     if args.quick:
         for figure in figures:

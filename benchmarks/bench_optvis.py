@@ -41,11 +41,11 @@ def _lucent_render(module, layer: str, channel: int, steps: int, size: int, pad:
 
 def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MIDDLE, LITE0_LAST),
                    check: bool = True) -> list[Figure]:
-    """9a/9b: time per channel and activation reached, featurescope / Lucent."""
+    """11a/11b: time per channel and activation reached, featurescope / Lucent."""
     try:
         import lucent.optvis.render  # noqa: F401
     except Exception as error:  # noqa: BLE001 (missing, or broken by a newer kornia)
-        return [Figure("9", "feature visualisation vs Lucent",
+        return [Figure("11", "feature visualisation vs Lucent",
                        f"Lucent not importable ({type(error).__name__}); install the bench extra",
                        "-", None, "-")]
     from featurescope.core.models.load import load_model
@@ -56,7 +56,7 @@ def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MID
     pad = Robustness().pad
     figures = []
     above, tried = 0, 0  # 9c: channels whose image beats every bundled photo and noise
-    for number, layer, target in (("9a", layers[0], 0.5), ("9b", layers[1], 0.8)):
+    for number, layer, target in (("11a", layers[0], 0.5), ("11b", layers[1], 0.8)):
         # Lucent hooks every module for good: give it its own copy of the network
         lucent_module = copy.deepcopy(model.module).eval()
         start = time.thread_time()
@@ -85,7 +85,7 @@ def optvis_figures(steps: int, size: int, channels: list[int], layers=(LITE0_MID
         above, tried = above + int(beats.sum()), tried + len(channels)
     share = above / max(1, tried)
     figures.append(Figure(
-        "9c", f"optvis quality: image above every sample photo and noise ({', '.join(layers)})",
+        "11c", f"optvis quality: image above every sample photo and noise ({', '.join(layers)})",
         f"{above} of {tried} channels", "-", share, f"{share:.0%}", ">= 90%",
         share >= 0.9 if check else None))
     return figures

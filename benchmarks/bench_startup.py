@@ -87,10 +87,10 @@ def startup_figures(rounds: int) -> list[Figure]:
     if torch_early:
         notes.append(f"torch was already imported when the window showed in {torch_early} of {rounds} rounds")
     return [
-        Figure("7a", "cold start: window on screen", f"{shown:.2f} s", f"import torch+torchvision {base:.2f} s",
+        Figure("9a", "cold start: window on screen", f"{shown:.2f} s", f"import torch+torchvision {base:.2f} s",
                shown / base, f"{shown / base:.2f}x", f"<= {SHOWN_TARGET_S} s",
                shown <= SHOWN_TARGET_S and not torch_early, notes),
-        Figure("7b", "cold start: first feature grid (efficientnet_lite0, cat)", f"{grid:.2f} s",
+        Figure("9b", "cold start: first feature grid (efficientnet_lite0, cat)", f"{grid:.2f} s",
                f"import torch+torchvision {base:.2f} s", grid / base,
                f"import + {margin:.2f} s", f"import + {GRID_MARGIN_S} s", margin <= GRID_MARGIN_S),
     ]

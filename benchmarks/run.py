@@ -108,17 +108,24 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_gui.model_cycle_figures(["vgg16", "efficientnet_lite0", "resnet18", "own300"], 12)
     if want("6"):
         figures += bench_engine.gpu_figures(["resnet18"], 64 if quick else 224, 3 if quick else 15)
-    if want("7"):
+    if want("9"):
         import bench_startup
 
         figures += bench_startup.startup_figures(1 if quick else 5)
-    if want("9"):
+    if want("11"):
         import bench_optvis
 
         if quick:
             figures += bench_optvis.optvis_figures(2, 32, [0, 1], check=False)
         else:
             figures += bench_optvis.optvis_figures(64, 128, list(range(8)))
+    if want("12"):
+        import bench_live
+
+        if quick:
+            figures += bench_live.live_figures(["resnet18"], 64, 12, 5, rounds=1)
+        else:
+            figures += bench_live.live_figures(["efficientnet_lite0", "resnet18"], 224, 40, 60, rounds=5)
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

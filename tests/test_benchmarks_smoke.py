@@ -21,7 +21,8 @@ def test_benchmarks_quick_prints_the_table_and_writes_results(tmp_path):
     numbers = {line.split("|")[1].strip() for line in table[2:]}
     assert table[0].startswith("| # | figure |")
     assert {"1", "1b", "2a", "2b", "3", "4", "5", "6"} <= numbers, done.stdout
-    assert any(n.startswith("9") for n in numbers), done.stdout  # optvis vs Lucent (9a/9b), or why not
+    assert {"7", "8", "9a", "9b", "12a"} <= numbers, done.stdout  # lanes, model switches, start-up, live
+    assert any(n.startswith("11") for n in numbers), done.stdout  # optvis vs Lucent (11a/11b), or why not
     text = out.read_text()
     assert "featurescope benchmark results" in text and "torch " in text and "CPU: " in text
     assert "capture cost resnet18" in text and "capture_batch cost resnet18 16x" in text and "layer switch vgg16" in text

@@ -22,7 +22,7 @@ def run_gui(args) -> int:
 
     return int(run_app(image=getattr(args, "image", None), model=getattr(args, "model", None),
                        weights=getattr(args, "weights", None), device=getattr(args, "device", None),
-                       **model_options(args)) or 0)
+                       video=getattr(args, "video", None), **model_options(args)) or 0)
 
 
 def run_screenshot(args) -> int:

@@ -13,6 +13,7 @@
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
+    featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -45,6 +46,7 @@ from featurescope.cli.index import add_parsers as add_index_parsers, run_example
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
+from featurescope.cli.video import run_video
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a model name, timm:NAME, path/to/model.onnx or path/to/file.py:factory")
     gui.add_argument("--weights", "-w", metavar="W", help="default, none or a state-dict file")
     gui.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
+    gui.add_argument("--video", metavar="CLIP", help="open a video file and play it live")
     add_preprocessing_options(gui)
 
     models = commands.add_parser("models", help="list the networks featurescope knows",
@@ -217,6 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ablation view: switch these channels of the layer off (e.g. 0-19)")
     shot.add_argument("--size", type=window_size, default=(1280, 800), metavar="WxH",
                       help="window size (default 1280x800)")
+    video = commands.add_parser(
+        "video", help="render a clip beside one layer's feature maps into a video file",
+        description="Run every frame of a video through the network and write a video of the "
+                    "frame (left) beside the chosen view of one layer (right): the feature-map "
+                    "grid, one channel, or the Grad-CAM of the top class. Headless.")
+    video.add_argument("input", metavar="INPUT", help="a video file (.mp4, .avi, .mov, .mkv, ...)")
+    add_model_options(video)
+    video.add_argument("--layer", "-l", required=True, metavar="L",
+                       help="the layer (names as `featurescope layers` prints them)")
+    video.add_argument("--view", default="grid", metavar="grid|channel:C|gradcam",
+                       help="the feature-map grid, channel C large, or the Grad-CAM (default: grid)")
+    video.add_argument("--fps", type=float, metavar="F", help="frame rate of OUT (default: INPUT's)")
+    video.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    video.add_argument("--output", "-o", required=True, metavar="OUT.mp4",
+                       help="the video to write: .mp4, .m4v, .mov (mp4v) or .avi (MJPG)")
+    video.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     return parser
 
 
@@ -234,6 +253,7 @@ _COMMANDS = {
     "overview": run_overview,
     "ablate": run_ablate,
     "visualize": run_visualize,
+    "video": run_video,
 }
 
 

@@ -58,3 +58,10 @@ class IndexFileError(FeaturescopeError):
 class OptvisError(FeaturescopeError):
     """A feature visualisation that cannot be made as asked (objective, channels, size, a
     network that gives no gradients)."""
+
+class VideoError(FeaturescopeError):
+    """A video that cannot be read (missing, not a video, truncated) or written (codec)."""
+
+
+class CameraError(VideoError):
+    """No camera, a camera that does not open, or one another program holds."""

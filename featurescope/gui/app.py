@@ -182,14 +182,15 @@ def _probe(window, app, until: str) -> None:
 
 
 def run_app(image=None, model=None, weights=None, device=None, input_size=None, mean=None,
-            std=None) -> int:
+            std=None, video=None) -> int:
     """Open the main window and run the event loop; return the exit status.
 
     ``image`` (a path), ``model`` (catalogue name or ``file.py:factory``), ``weights``
     ("default", "none" or a file), ``device``, and for an own model ``input_size``
     (224, (32, 32) or "32x32"), ``mean`` and ``std`` (three numbers or text) override
-    what the settings remember. The window is shown first, with empty panes; the model
-    and image load once it is on screen (torch is imported on the worker then).
+    what the settings remember; ``video`` (a path) is played live once the window is up.
+    The window is shown first, with empty panes; the model and image load once it is on
+    screen (torch is imported on the worker then).
     Returns 2 without creating a QApplication when there is no display.
     """
     if not has_display():
@@ -215,6 +216,8 @@ def run_app(image=None, model=None, weights=None, device=None, input_size=None, 
         if window.isVisible():  # not closed in the meantime
             window.start(image=image, model=model, weights=weights, device=device,
                          input_size=input_size, mean=mean, std=std)
+            if video:
+                window.live.open_video(str(video))
 
     when_shown(window, start)
     status = int(app.exec())

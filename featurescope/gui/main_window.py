@@ -43,6 +43,7 @@ from featurescope.gui.views.overview_strip import OverviewStrip
 from featurescope.gui.views.playground_view import PlaygroundView
 from featurescope.gui.views.visualize_view import VisualizeView
 from featurescope.gui.jobs.workers import JobRunner
+from featurescope.gui.jobs.live_jobs import LiveController
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ class MainWindow(ImageDropTarget, QMainWindow):
             menu.open_action, menu.paste_action, menu.quit_action
         self.fit_action, self.cancel_action, self.recent_menu = \
             menu.fit_action, menu.cancel_action, menu.recent_menu
+        self.live = LiveController(self, self.state, self.jobs, self._on_image_ready, self.show_status,
+                                   self.show_error, want_logits=lambda: self.predictions_panel.isVisible()
+                                   or self.tabs.currentIndex() == GRADCAM_TAB,
+                                   worker_views=lambda: self.tabs.currentIndex() == GRADCAM_TAB)
         self._connect()
         self._restore()
         self._update_title()
@@ -357,5 +362,6 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         self.save_settings()
+        self.live.stop()
         self.jobs.shutdown()
         super().closeEvent(event)

@@ -88,7 +88,8 @@ def _wanted(layers) -> Optional[list]:
 
 
 def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, store_dtype=None,
-           keep=None, budget=None, model_name: Optional[str] = None, edits=()):
+           keep=None, budget=None, model_name: Optional[str] = None, edits=(),
+           stop_early: bool = True):
     """One storing pass (repeated once per model if a functional in-place op overwrote
     a stored output: see taps.py). Returns (StoreSink, Run, network output or None)."""
     modules = list(module.modules())
@@ -100,7 +101,9 @@ def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, stor
     cache = info_cache(module)
     for _attempt in range(3):
         store = StoreSink(clone=clone_set(module), store_dtype=store_dtype, keep=keep, budget=budget)
-        sinks = [*edits, store] if wanted is None else [*edits, store, EarlyStop(wanted)]
+        sinks = [*edits, store]
+        if wanted is not None and stop_early:
+            sinks.append(EarlyStop(wanted))
         run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
                   describe=True, info_cache=cache, progress=progress, cancel=cancel, total=total)
         output = run_forward(module, x, run, grad_free, modules, model_name)
@@ -125,7 +128,7 @@ def _check_found(module, model_name, x, wanted, store) -> None:
 def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
             progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None, *,
             store_dtype: Optional[torch.dtype] = None, memory_budget: Optional[int] = None,
-            focus: Optional[str] = None, edits: Sequence = ()) -> CaptureResult:
+            focus: Optional[str] = None, edits: Sequence = (), stop_early: bool = True) -> CaptureResult:
     """Capture the conv/pool outputs of one image in one forward pass.
 
     ``model``: a LoadedModel (``.module``, ``.device``, ``.preprocess``, ``.categories``,
@@ -133,7 +136,8 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     ``model.preprocess``) or a (1, 3, H, W) tensor used as is. ``layers``: names to
     capture (default all); the forward pass stops right after the last of them, so
     ``logits`` is then None unless the pass ran to the end. ``progress(done, total,
-    name)`` is called per captured layer; ``cancel`` is checked at every captured layer
+    name)`` is called per captured layer; ``stop_early=False`` stores only ``layers`` but
+    runs the pass to the end, so ``logits`` are there (live frames with predictions); ``cancel`` is checked at every captured layer
     (raises ``progress.Cancelled``). ``store_dtype`` (e.g. torch.float16) stores outputs
     compactly. ``memory_budget`` (bytes, e.g. ``memory.DEFAULT_MEMORY_BUDGET``; None =
     unlimited) bounds the stored outputs: float32 if all fit, else float16, else float16
@@ -162,7 +166,7 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     keep = plan.keep if plan is not None else None
     store, run, output = _store(module, x, wanted, progress, cancel, store_dtype=store_dtype,
                                 keep=keep, budget=memory_budget, model_name=model_name,
-                                edits=tuple(edits))
+                                edits=tuple(edits), stop_early=stop_early)
     if wanted is not None:
         _check_found(module, model_name, x, wanted, store)
     notice = _notice(plan, len(store.outputs), len(run.infos)) if plan is not None else ""

@@ -1,0 +1,162 @@
+"""``featurescope video``: each frame of a clip beside a view of one layer, into a video.
+
+Views: ``grid`` (the layer's feature-map mosaic, as the app draws it), ``channel:C``
+(one map, large), ``gradcam`` (Grad-CAM of the top class over the frame; the layer must
+be a convolution). Every frame is used (no dropping: this is not live), the forward
+stops at the layer except for Grad-CAM, and the file appears only when complete.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from featurescope.core.errors import ModelError
+from featurescope.core.progress import CancelToken, ProgressCallback, check, report
+from featurescope.core.render.options import DisplayOptions, render_grid
+
+
+def parse_view(text: str) -> tuple[str, Optional[int]]:
+    """"grid" | "channel:C" | "gradcam" -> (kind, channel); ModelError otherwise."""
+    text = (text or "grid").strip().lower()
+    if text in ("grid", "gradcam"):
+        return text, None
+    if text.startswith("channel:") and text[8:].isdigit():
+        return "channel", int(text[8:])
+    raise ModelError(f"--view {text!r} is not one of grid, channel:C (a channel number) or gradcam.")
+
+
+def _fit_height(rgb: np.ndarray, height: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if h == height:
+        return rgb
+    width = max(1, round(w * height / h))
+    resample = Image.NEAREST if h < height else Image.BILINEAR  # feature maps stay crisp
+    return np.asarray(Image.fromarray(rgb).resize((width, height), resample))
+
+
+def view_picture(model, image: Image.Image, layer: str, kind: str, channel: Optional[int],
+                 options: DisplayOptions, cancel: Optional[CancelToken] = None,
+                 prepared=None) -> np.ndarray:
+    """The chosen view of one picture as (H, W, 3) uint8 RGB; ``prepared``: the picture
+    already preprocessed for ``model`` (a (1, C, H, W) tensor), else ``image`` is."""
+    from featurescope.core.capture.capture import capture
+
+    if kind == "gradcam":
+        from featurescope.core.analysis.gradcam import compute_grad_cam, overlay
+
+        cam = compute_grad_cam(model, image, layer)
+        base = np.asarray(image.convert("RGB").resize((cam.map.shape[1], cam.map.shape[0])))
+        return overlay(base, cam.map)
+    result = capture(model, image if prepared is None else prepared, layers=[layer], cancel=cancel)
+    maps = result[layer]
+    if kind == "channel":
+        if channel is None or not 0 <= channel < maps.shape[0]:
+            raise ModelError(f"{layer} has {maps.shape[0]} channels; channel {channel} does not exist.")
+        maps = maps[channel:channel + 1]
+    picture, _layout = render_grid(maps, options, upscale=1)
+    return picture
+
+
+class _Encoder:
+    """Side-by-side composition and encoding on a thread of their own (OpenCV's encoder
+    releases the GIL), two frames behind the capture at most; its error is raised by
+    the next ``put`` or by ``close``."""
+
+    def __init__(self, writer, height: int):
+        self.writer, self.height = writer, height
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name="encode", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain after a failure
+            try:
+                pixels, picture = item
+                left, right = _fit_height(pixels, self.height), _fit_height(picture, self.height)
+                gap = np.full((self.height, 8, 3), 255, np.uint8)
+                self.writer.write(np.concatenate([left, gap, right], axis=1))
+            except BaseException as error:  # handed to the caller's thread
+                self.error = error
+
+    def put(self, pixels: np.ndarray, picture: np.ndarray) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((pixels, picture))
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class VideoSummary:
+    path: Path
+    frames: int
+    problem: str = ""
+
+
+def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps: Optional[float] = None,
+                 max_frames: Optional[int] = None, options: Optional[DisplayOptions] = None,
+                 height: int = 360, force: bool = False,
+                 progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelToken] = None) -> VideoSummary:
+    """Write ``out``: each frame of ``source_path`` (left) beside ``view`` of ``layer``
+    (right), both ``height`` pixels high. ``fps`` defaults to the clip's. Raises
+    VideoError (unreadable clip), ExportError (cannot write) or ModelError (layer, view);
+    a clip that ends early is rendered up to there and said in ``problem``.
+    """
+    from featurescope.core.io.videos import VideoWriter
+    from featurescope.core.live.grabber import FrameGrabber
+    from featurescope.core.live.loop import preparer
+    from featurescope.core.live.sources import VideoFileSource
+
+    kind, channel = parse_view(view)
+    options = options or DisplayOptions()
+    source = VideoFileSource(source_path)
+    # decoding and preprocessing run one frame ahead on the grabber thread; "demand"
+    # pacing never drops a frame (the next is read only once the last was taken)
+    grabber = FrameGrabber(source, pace="demand", prepare=preparer(model)).start()
+    try:
+        total = source.frame_count
+        if max_frames:
+            total = min(total, max_frames) if total else max_frames
+        writer = VideoWriter(out, fps or source.fps, force=force)
+        with writer:
+            encoder = _Encoder(writer, height)
+            done = 0
+            try:
+                while max_frames is None or done < max_frames:
+                    check(cancel)
+                    frame = grabber.slot.take(timeout=0.1)
+                    if frame is None:
+                        if grabber.slot.ended and grabber.slot.empty:
+                            break
+                        continue
+                    _model, image, x = frame.prepared
+                    picture = view_picture(model, image, layer, kind, channel, options, cancel, prepared=x)
+                    encoder.put(frame.pixels, picture)
+                    done += 1
+                    report(progress, done, total, f"frame {done}")
+            finally:
+                encoder.close()
+            if grabber.error is not None:
+                from featurescope.core.errors import FeaturescopeError, VideoError
+
+                if isinstance(grabber.error, FeaturescopeError):
+                    raise grabber.error
+                raise VideoError(f"{source.name} could not be read past frame {done}: {grabber.error}.")
+            path = writer.finish()
+        return VideoSummary(path, done, source.problem)
+    finally:
+        grabber.stop()
