@@ -11,6 +11,9 @@ from featurescope.core.capture.capture import capture
 from featurescope.core.errors import ModelError
 from featurescope.core.models.sources.lite import EfficientNetLite0, SameConv2d
 
+# The even-kernel "same" case is tested on purpose; torch warns that it pads a copy.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+
 
 class Zoo(nn.Module):
     """One of each: stride 2, PyTorch 'same', TF 'same', dilation, groups, depthwise, pools."""
