@@ -311,6 +311,31 @@ def test_storage_plan_and_estimates():
     assert memory.tune_allocator() is glibc
 
 
+def test_release_freed_memory_gives_a_freed_heap_back_on_glibc():
+    """After a model switch the app trims the heap that tune_allocator keeps: RSS falls."""
+    import platform
+    import sys
+
+    from featurescope.core.capture import memory
+
+    if not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"):
+        assert memory.release_freed_memory() is False
+        return
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    memory.tune_allocator()
+    # many small blocks (under the mmap threshold): they come from the heap and stay there
+    blocks = [torch.ones(64 * 1024) for _ in range(1500)]  # ~375 MB
+    held = rss()
+    del blocks
+    kept = rss()  # freed, but kept in the process by the 1 GiB trim threshold
+    assert memory.release_freed_memory() is True
+    assert rss() < kept - 200_000_000 and kept > held - 100_000_000
+
+
 def test_two_captures_in_a_row_do_not_share_or_overwrite_outputs():
     model = torchvision.models.vgg11(weights=None).eval()  # conv -> ReLU(inplace=True)
     a, b = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)

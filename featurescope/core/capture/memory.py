@@ -137,3 +137,27 @@ def tune_allocator(mmap_threshold: int = 256 << 20, trim_threshold: int = 1 << 3
         bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
     _tuned = _tuned or ok
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Give the heap memory freed so far back to the system (glibc only; a no-op elsewhere).
+
+    :func:`tune_allocator` keeps freed activation memory for the next capture, which is
+    right while one model is in use; when the model is replaced, its weights and its
+    captures are freed in a different pattern than the new model allocates, and the kept
+    blocks only fragment the heap (RSS grew ~150 MB a round when cycling vgg16, Lite0,
+    resnet18 and a deep own net). The app calls this once after the first capture of a
+    newly loaded model. Returns True when the C library's ``malloc_trim`` ran.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+

@@ -12,11 +12,13 @@ from typing import Any, Callable, Optional
 from PySide6.QtCore import QObject
 
 from featurescope.gui.jobs import receptive_cache
+from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
 from featurescope.gui.docks.model_panel import parse_size
 from featurescope.gui.model.settings import DEFAULT_MODEL, Settings, absolute
 from featurescope.gui.model.state import AppState
+from featurescope.gui.jobs.lanes import BACKGROUND
 from featurescope.gui.jobs.workers import JobRunner
 
 
@@ -43,6 +45,7 @@ class ModelJobs(QObject):
         # until a model the user asks for loads; see MainWindow.clear_error.
         self.model_error = ""
         self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
+        self._trimmed_for = 0  # id() of the model after whose first capture memory was trimmed
         state.layer_changed.connect(self.fetch_missing_layer)
 
     def _failed(self, message: str, _error: Optional[BaseException]) -> None:
@@ -155,10 +158,16 @@ class ModelJobs(QObject):
             self.clear_error()
             if self.state.layer not in result.layers:
                 self.state.set_layer(first_layer(result))
+            first_of_model = self._trimmed_for != id(model)
             self.state.set_result(result)
             if getattr(result, "notice", ""):
                 self.show_status(result.notice)
             self.fetch_missing_layer()
+            if first_of_model:
+                # the previous model and its captures are gone now: hand their memory back
+                self._trimmed_for = id(model)
+                self.jobs.submit("trim", lambda progress, cancel: release_freed_memory(),
+                                 lane=BACKGROUND)
 
         self._fetching = None
         self.jobs.submit("capture", work, label=f"Capturing {model.name}",
