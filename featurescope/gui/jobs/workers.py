@@ -121,6 +121,23 @@ class _Drain(QRunnable):
         _run_unit(unit)
 
 
+def submit_or_run(jobs: Optional["JobRunner"], kind: str, work: Callable[..., Any], *,
+                  on_result: Callable[[Any], None], on_error: Callable[..., None],
+                  **options: Any) -> Optional["Request"]:
+    """Submit ``work`` to ``jobs``; with no runner (a view used on its own, as some tests
+    build them) run it here and now. A user error becomes ``on_error(sentence, error)``
+    either way."""
+    if jobs is not None:
+        return jobs.submit(kind, work, on_result=on_result, on_error=on_error, **options)
+    try:
+        answer = work()
+    except Exception as error:  # noqa: BLE001 - shown as a sentence, as the worker would
+        on_error(str(error), error)
+        return None
+    on_result(answer)
+    return None
+
+
 class JobRunner(QObject):
     """Runs jobs on one worker thread, interactive lane first; a new request of a kind
     cancels the old one.

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLis
                                QListWidgetItem, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                                QVBoxLayout, QWidget)
 
+from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.equal_columns import EqualColumns
 from featurescope.gui.widgets.tab_page import TabPage
 
@@ -212,14 +213,8 @@ class AblationView(TabPage):
         def failed(message: str, _error: Any = None) -> None:
             self.summary.setText(message)
 
-        if self.jobs is None:
-            try:
-                done(work())
-            except Exception as error:  # noqa: BLE001 - shown as a sentence
-                failed(str(error))
-            return
-        self.jobs.submit("ablation", work, label=f"switching channels of {layer} off",
-                         on_result=done, on_error=failed)
+        submit_or_run(self.jobs, "ablation", work, label=f"switching channels of {layer} off",
+                      on_result=done, on_error=failed)
 
     def _show_table(self) -> None:
         a = self.ablation

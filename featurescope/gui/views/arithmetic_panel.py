@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
+from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.number_grid import NumberGrid
 
 
@@ -135,14 +136,8 @@ class ArithmeticPanel(QWidget):
             if self._for == key:
                 self.header.setText(message)
 
-        if self.jobs is None:
-            try:
-                done(work())
-            except Exception as error:  # noqa: BLE001 - shown as a sentence
-                failed(str(error))
-            return
-        self.jobs.submit("arithmetic", work, label=f"arithmetic at {layer}", on_result=done,
-                         on_error=failed)
+        submit_or_run(self.jobs, "arithmetic", work, label=f"arithmetic at {layer}",
+                      on_result=done, on_error=failed)
 
     def _again(self, *_: Any) -> None:
         if self.isVisible() and self.position is not None:

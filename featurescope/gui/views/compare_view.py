@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPus
                                QSizePolicy, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.views.grid_view import separator_item, separator_path
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.mime_images import ImageDropTarget, deliver
@@ -377,14 +378,8 @@ class CompareView(ImageDropTarget, TabPage):
 
         self._model_b = model  # asked for: do not ask again for this model
         label = f"Capturing image B ({Path(source).name if source else 'B'})"
-        if self.jobs is None:
-            try:
-                done(work())
-            except Exception as error:  # noqa: BLE001 - shown as a sentence
-                failed(str(error))
-            return
-        self.jobs.submit("compare-b", work, label=label, on_result=done, on_error=failed,
-                         also_cancel=("compare",))
+        submit_or_run(self.jobs, "compare-b", work, label=label, on_result=done, on_error=failed,
+                      also_cancel=("compare",))
 
     # --- comparing ----------------------------------------------------------------------
 
@@ -420,13 +415,7 @@ class CompareView(ImageDropTarget, TabPage):
                 self._clear()
                 self.header.setText(message)
 
-        if self.jobs is None:
-            try:
-                done(work())
-            except Exception as error:  # noqa: BLE001
-                failed(str(error))
-            return
-        self.jobs.submit("compare", work, label="", on_result=done, on_error=failed)
+        submit_or_run(self.jobs, "compare", work, label="", on_result=done, on_error=failed)
 
     def _clear(self) -> None:
         self._show_thumbnails()

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
                                QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.equal_columns import EqualColumns
 
@@ -280,14 +281,8 @@ class GradCamView(TabPage):
                 self.note.setText(message)
                 self.note.show()
 
-        if self.jobs is None:  # no worker (a view used on its own): compute here
-            try:
-                done(work())
-            except Exception as error:  # noqa: BLE001 - shown as a sentence
-                failed(str(error))
-            return
-        self.jobs.submit("gradcam", work, label=f"Grad-CAM at {layer}", on_result=done,
-                         on_error=failed)
+        submit_or_run(self.jobs, "gradcam", work, label=f"Grad-CAM at {layer}", on_result=done,
+                      on_error=failed)
 
     def _input_picture(self) -> Optional[np.ndarray]:
         try:
