@@ -40,6 +40,22 @@ def test_no_camera_is_one_sentence_and_nothing_changes(window):
     assert window.live.grabber is None and not window.live.pause_action.isEnabled()
 
 
+def test_without_opencv_live_names_the_extra_to_install_not_a_missing_camera(window, monkeypatch):
+    """A base install has no OpenCV: "no camera" would send the user looking for one."""
+    from featurescope.core.errors import VideoError
+    from featurescope.core.io import videos
+
+    def missing():
+        raise VideoError("Video and camera support needs OpenCV: pip install 'featurescope[video]'.")
+
+    monkeypatch.setattr(videos, "_cv2", missing)
+    before = (window.state.image, window.state.result)
+    window.live.camera_action.trigger()
+    message = window.statusBar().currentMessage()
+    assert "featurescope[video]" in message and NO_CAMERA not in message
+    assert (window.state.image, window.state.result) == before and window.live.grabber is None
+
+
 def test_busy_camera_is_one_sentence(window):
     window.live.list_cameras = lambda: [0]
 

@@ -241,12 +241,11 @@ def list_cameras(limit: int = 8) -> list[int]:
     """Indices of the cameras present (opened and closed again, nothing read).
 
     On Linux only the indices of existing /dev/videoN nodes are tried, so a machine
-    without a camera answers at once. Returns [] when there is none (or no OpenCV).
+    without a camera answers at once. Returns [] when there is none; raises VideoError
+    (its sentence names the extra to install) when OpenCV is missing, which is the reason
+    to give then, not "no camera".
     """
-    try:
-        cv2 = _cv2()
-    except VideoError:
-        return []
+    cv2 = _cv2()
     if sys.platform.startswith("linux"):
         candidates = sorted(int(p.name[5:]) for p in Path("/dev").glob("video*") if p.name[5:].isdigit())
     else:

@@ -126,7 +126,11 @@ class LiveController(QObject):
         """Live from a camera: one from the list of those present (asked when several)."""
         from featurescope.core.io.videos import NO_CAMERA
 
-        cameras = self.list_cameras()
+        try:
+            cameras = self.list_cameras()
+        except FeaturescopeError as error:  # no OpenCV: say which extra to install
+            self.show_error(str(error))
+            return
         if not cameras:
             self.show_error(NO_CAMERA)
             return
