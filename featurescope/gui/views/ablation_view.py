@@ -18,15 +18,10 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QLabel, QLis
                                QVBoxLayout, QWidget)
 
 from featurescope.gui.jobs.workers import submit_or_run
+from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.equal_columns import EqualColumns
 from featurescope.gui.widgets.tab_page import TabPage
 
-
-def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
-    box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-    item = pg.ImageItem(axisOrder="row-major")
-    box.addItem(item)
-    return box, item
 
 
 def shared_grid(chw: np.ndarray, lo: float, hi: float, colormap: str) -> np.ndarray:
@@ -99,9 +94,9 @@ class AblationView(TabPage):
         self.later_combo.currentTextChanged.connect(lambda *_: self._show_maps())
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
-        self.before_box, self.before_item = _image_box()
-        self.after_box, self.after_item = _image_box()
-        self.diff_box, self.diff_item = _image_box()
+        self.before_box, self.before_item = image_box()
+        self.after_box, self.after_item = image_box()
+        self.diff_box, self.diff_item = image_box()
         self.before_title = self.plots.addLabel("before", row=0, col=0)
         self.after_title = self.plots.addLabel("after", row=0, col=1)
         self.diff_title = self.plots.addLabel("|after - before|", row=0, col=2)

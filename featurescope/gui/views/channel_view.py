@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (QApplication, QGraphicsRectItem, QHBoxLayout, QLa
                                QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.jobs import receptive_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
@@ -82,13 +83,6 @@ def _rect_item(box: pg.ViewBox, color: str, width: float = 2.0, dashed: bool = F
     return item
 
 
-def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
-    vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-    vb.invertY(True)
-    item = pg.ImageItem(axisOrder="row-major")
-    vb.addItem(item)
-    return vb, item
-
 
 class ChannelView(TabPage):
     """The selected channel of the selected layer, large and over the input image."""
@@ -133,8 +127,8 @@ class ChannelView(TabPage):
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
         self.plots.ci.setSpacing(12)
-        self.map_box, self.map_item = _image_box()
-        self.overlay_box, self.input_item = _image_box()
+        self.map_box, self.map_item = image_box()
+        self.overlay_box, self.input_item = image_box()
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_box.addItem(self.overlay_item)
         self.map_title = self.plots.addLabel("feature map", row=0, col=0)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
 
 from featurescope.core.render import grids
 from featurescope.gui.jobs.workers import submit_or_run
+from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.equal_columns import EqualColumns
 
@@ -48,12 +49,6 @@ def gradcam_layer(state) -> tuple[str, str]:
     return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so this shows the "
                        f"nearest convolution before it, {convs[-1]}.")
 
-
-def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
-    vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-    item = pg.ImageItem(axisOrder="row-major")
-    vb.addItem(item)
-    return vb, item
 
 
 class GradCamView(TabPage):
@@ -112,11 +107,11 @@ class GradCamView(TabPage):
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
         self.plots.ci.setSpacing(12)
-        self.overlay_box, self.input_item = _image_box()
+        self.overlay_box, self.input_item = image_box()
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_item.setOpacity(0.55)
         self.overlay_box.addItem(self.overlay_item)
-        self.layer_box, self.layer_item = _image_box()
+        self.layer_box, self.layer_item = image_box()
         self.plots.addLabel("over the input image", row=0, col=0)
         self.plots.addLabel("at the layer's own resolution", row=0, col=2)
         self.plots.addItem(self.overlay_box, row=1, col=0)

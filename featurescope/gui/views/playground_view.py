@@ -17,17 +17,12 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGridLayout, QGroupBox,
                                QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget)
 
+from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.equal_columns import EqualColumns
 from featurescope.gui.widgets.tab_page import TabPage
 
 SIMILAR = 4
 
-
-def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
-    box = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-    item = pg.ImageItem(axisOrder="row-major")
-    box.addItem(item)
-    return box, item
 
 
 def _pixmap(rgb: np.ndarray, side: int) -> QPixmap:
@@ -122,9 +117,9 @@ class PlaygroundView(TabPage):
 
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
-        self.photo_box, self.photo_item = _image_box()
-        self.conv_box, self.conv_item = _image_box()
-        self.pool_box, self.pool_item = _image_box()
+        self.photo_box, self.photo_item = image_box()
+        self.conv_box, self.conv_item = image_box()
+        self.pool_box, self.pool_item = image_box()
         # two columns (photo | kernel output, then the pooled map under them): three across
         # would leave each picture a third of a narrow tab at 1280x800
         self.photo_title = self.plots.addLabel("photo (grey)", row=0, col=0)

@@ -21,18 +21,13 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSpi
                                QVBoxLayout, QWidget, QGraphicsRectItem)
 
 from featurescope.core.render import grids
+from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 
 TILE_GAP = 2
 ATLAS_BATCH = 8
 PREVIEW_EVERY = 8
 
-
-def _image_box() -> tuple[pg.ViewBox, pg.ImageItem]:
-    vb = pg.ViewBox(lockAspect=True, invertY=True, enableMenu=False)
-    item = pg.ImageItem(axisOrder="row-major")
-    vb.addItem(item)
-    return vb, item
 
 
 class VisualizeView(TabPage):
@@ -117,8 +112,8 @@ class VisualizeView(TabPage):
 
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
-        self.vis_box, self.vis_item = _image_box()
-        self.map_box, self.map_item = _image_box()
+        self.vis_box, self.vis_item = image_box()
+        self.map_box, self.map_item = image_box()
         self.vis_label = self.plots.addLabel("what the channel looks for", row=0, col=0)
         self.map_label = self.plots.addLabel("where the photo gives it", row=0, col=1)
         self.plots.addItem(self.vis_box, row=1, col=0)
@@ -128,7 +123,7 @@ class VisualizeView(TabPage):
         self.atlas_label.setWordWrap(True)
         self.atlas_view = pg.GraphicsLayoutWidget(self)
         self.atlas_view.setBackground(None)
-        self.atlas_box, self.atlas_item = _image_box()
+        self.atlas_box, self.atlas_item = image_box()
         self.atlas_view.addItem(self.atlas_box)
         self.atlas_marker = QGraphicsRectItem()
         self.atlas_marker.setPen(pg.mkPen((255, 80, 80), width=2, cosmetic=True))
@@ -146,7 +141,7 @@ class VisualizeView(TabPage):
         self.hierarchy_label.setWordWrap(True)
         self.hierarchy_view = pg.GraphicsLayoutWidget(self)
         self.hierarchy_view.setBackground(None)
-        self.hierarchy_box, self.hierarchy_item = _image_box()
+        self.hierarchy_box, self.hierarchy_item = image_box()
         self.hierarchy_view.addItem(self.hierarchy_box)
         self.hierarchy_rows: list = []
         self._hierarchy_key: Optional[tuple] = None
