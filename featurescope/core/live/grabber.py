@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -134,6 +134,19 @@ class FrameGrabber:
     def _wake(self) -> None:
         with self.slot._cond:
             self.slot._cond.notify_all()
+
+    def frames(self, cancel=None) -> Iterator[Frame]:
+        """The newest frame each time the caller asks (older ones dropped), until the
+        source has ended and its last frame was taken; ``cancel`` is checked between."""
+        from featurescope.core.progress import check
+
+        while True:
+            check(cancel)
+            frame = self.slot.take(timeout=0.1)
+            if frame is not None:
+                yield frame
+            elif self.slot.ended and self.slot.empty:
+                return
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()

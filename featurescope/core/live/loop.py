@@ -18,7 +18,7 @@ from PIL import Image
 from featurescope.core.capture.capture import capture
 from featurescope.core.capture.result import CaptureResult
 from featurescope.core.live.grabber import Frame, FrameGrabber
-from featurescope.core.progress import CancelToken, ProgressCallback, check, report
+from featurescope.core.progress import CancelToken, ProgressCallback, report
 
 
 @dataclass
@@ -106,13 +106,7 @@ def run_live(model, source, layer, on_frame: Optional[Callable[[LiveFrame], None
     total = max_frames or int(getattr(source, "frame_count", 0) or 0)
     start = time.perf_counter()
     try:
-        while max_frames is None or stats.shown < max_frames:
-            check(cancel)
-            frame = grabber.slot.take(timeout=0.1)
-            if frame is None:
-                if grabber.slot.ended and grabber.slot.empty:
-                    break
-                continue
+        for frame in grabber.frames(cancel) if max_frames != 0 else ():
             name = layer() if callable(layer) else layer
             live = capture_frame(model, frame, name, logits=logits, cancel=cancel)
             stats.latencies.append(live.latency)
@@ -120,6 +114,8 @@ def run_live(model, source, layer, on_frame: Optional[Callable[[LiveFrame], None
             if on_frame is not None:
                 on_frame(live)
             report(progress, stats.shown, total, f"frame {frame.index}")
+            if max_frames is not None and stats.shown >= max_frames:
+                break
     finally:
         stats.seconds = time.perf_counter() - start
         grabber.stop()

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from featurescope.core.errors import ModelError
-from featurescope.core.progress import CancelToken, ProgressCallback, check, report
+from featurescope.core.progress import CancelToken, ProgressCallback, report
 from featurescope.core.render.options import DisplayOptions, render_grid
 
 
@@ -136,18 +136,14 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
             encoder = _Encoder(writer, height)
             done = 0
             try:
-                while max_frames is None or done < max_frames:
-                    check(cancel)
-                    frame = grabber.slot.take(timeout=0.1)
-                    if frame is None:
-                        if grabber.slot.ended and grabber.slot.empty:
-                            break
-                        continue
+                for frame in grabber.frames(cancel) if max_frames != 0 else ():
                     _model, image, x = frame.prepared
                     picture = view_picture(model, image, layer, kind, channel, options, cancel, prepared=x)
                     encoder.put(frame.pixels, picture)
                     done += 1
                     report(progress, done, total, f"frame {done}")
+                    if max_frames is not None and done >= max_frames:
+                        break
             finally:
                 encoder.close()
             if grabber.error is not None:
