@@ -83,7 +83,7 @@ class ModelJobs(QObject):
             # layer_info is computed lazily by a forward pass on zeros: do it here, not
             # in the layer list on the GUI thread (0.8 s for vgg16)
             model.layer_info
-            # receptive fields hook the model too: trace them here, once per model
+            # receptive fields: traced here, once per model, not on the GUI thread
             receptive_cache.prepare(model)
             return model
 

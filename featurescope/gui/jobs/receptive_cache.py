@@ -1,10 +1,10 @@
 """Receptive fields, computed once per model and shared by the views and docks.
 
-``receptive_fields(model)`` is one pass over the network (on the meta device, so cheap),
-but it registers forward hooks on the model: it must not run while the worker thread
-captures with the same model. The main window therefore fills this cache on the worker
-while it loads a model (:func:`prepare`); the GUI only reads it (:func:`fields_for`),
-and computes it itself only when nothing filled it (tests that build a state by hand).
+``receptive_fields(model)`` is one traced pass over the network (on the meta device, so
+cheap, and safe beside a capture on another thread: captures are per thread). It still
+costs ~0.1 s for a large network, so the main window fills this cache on the worker while
+it loads a model (:func:`prepare`); the GUI only reads it (:func:`fields_for`), and
+computes it itself only when nothing filled it (tests that build a state by hand).
 """
 from __future__ import annotations
 
