@@ -134,6 +134,21 @@ def test_taps_are_installed_once_and_follow_module_changes():
     assert all("forward" not in m.__dict__ for m in model.modules())
 
 
+def test_a_captured_model_is_freed_once_nobody_holds_it():
+    # the taps' caches are keyed weakly by the model: nothing in them may hold it
+    import gc
+    import weakref
+
+    model = _net(nn.LazyConv2d(6, 3, padding=1))  # a lazy module too: the taps list those
+    capture(model, torch.randn(1, 3, 8, 8))
+    capture(model.train(), torch.randn(1, 3, 8, 8))
+    assert not model.training  # a capture evaluates in eval mode
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
+
+
 def test_copies_and_pickles_of_a_tapped_model_capture_themselves():
     model = _net(nn.Identity())
     x = torch.randn(1, 3, 16, 16)

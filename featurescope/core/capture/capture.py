@@ -27,7 +27,7 @@ from featurescope.core.capture.layers import LayerInfo
 from featurescope.core.capture.result import BatchResult, CaptureResult
 from featurescope.core.capture.sinks import EarlyStop, StoreSink
 from featurescope.core.capture.taps import (
-    Run, clone_set, info_cache, install, is_trusted, learn_clones, module_device, run_forward,
+    Run, clone_set, info_cache, install, learn_clones, module_device, run_forward,
 )
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check
@@ -92,11 +92,10 @@ def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, stor
            stop_early: bool = True):
     """One storing pass (repeated once per model if a functional in-place op overwrote
     a stored output: see taps.py). Returns (StoreSink, Run, network output or None)."""
-    modules = list(module.modules())
-    taps = install(module, modules)
+    taps = install(module)
     total = len(wanted) if wanted is not None else len(taps.layers)
-    grad_free = torch.inference_mode if is_trusted(modules) else torch.no_grad
-    if any(m.training for m in modules):
+    grad_free = torch.inference_mode if taps.trusted else torch.no_grad
+    if module.training or any(m.training for m in taps.below):
         module.eval()
     cache = info_cache(module)
     for _attempt in range(3):
@@ -106,7 +105,7 @@ def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, stor
             sinks.append(EarlyStop(wanted))
         run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
                   describe=True, info_cache=cache, progress=progress, cancel=cancel, total=total)
-        output = run_forward(module, x, run, grad_free, modules, model_name)
+        output = run_forward(module, x, run, grad_free, taps.lazy, model_name)
         damaged = store.overwritten()
         if not damaged:
             return store, run, output
@@ -213,16 +212,15 @@ def capture_into(model, inputs, sinks: list, layers: Optional[Sequence[str]] = N
     check(cancel)
     x = as_batch(model, inputs).to(device)
     wanted = _wanted(layers)
-    modules = list(module.modules())
-    taps = install(module, modules)
-    if any(m.training for m in modules):
+    taps = install(module)
+    if module.training or any(m.training for m in taps.below):
         module.eval()
     sinks = list(sinks) + ([EarlyStop(wanted)] if wanted is not None else [])
     run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
               describe=True, info_cache=info_cache(module), progress=progress, cancel=cancel,
               total=len(wanted) if wanted is not None else len(taps.layers))
-    grad_free = torch.inference_mode if is_trusted(modules) else torch.no_grad
-    run_forward(module, x, run, grad_free, modules)
+    grad_free = torch.inference_mode if taps.trusted else torch.no_grad
+    run_forward(module, x, run, grad_free, taps.lazy)
     return run.infos
 
 
@@ -282,10 +280,9 @@ def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224),
     module.eval()
     try:
         x = torch.zeros(input_shape, device=module_device(module))
-        modules = list(module.modules())
-        taps = install(module, modules)
+        taps = install(module)
         run = Run(taps.targets, [], describe=True, info_cache=info_cache(module))
-        run_forward(module, x, run, torch.inference_mode, modules, name)
+        run_forward(module, x, run, torch.inference_mode, taps.lazy, name)
     finally:
         module.train(was_training)
     return run.infos

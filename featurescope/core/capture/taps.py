@@ -50,7 +50,6 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from featurescope.core.capture.layers import LayerInfo, build_layer_info, captured_kind
 from featurescope.core.capture.sinks import StopForward
 from featurescope.core.errors import ModelError
-from featurescope.core.progress import check, report
 
 # Model classes whose forward code is known not to modify a captured output in place
 # except through inplace=True modules (see the module docstring).
@@ -138,19 +137,40 @@ class Taps:
     """The taps of one model: ``layers`` [(qualified name, module, kind)] in
     registration order, ``targets`` {id(module): (qualified name, kind)}, and
     ``inplace`` the ids of modules that have an ``inplace`` flag (read at call time:
-    users may flip it)."""
+    users may flip it). ``below``: every module under the model, found when it was
+    tapped (not the model itself: the cache of Taps is keyed weakly by the model, and a
+    value holding its key would keep it alive for ever); ``trusted`` (see
+    :func:`is_trusted`) and ``lazy`` (the lazy ones of ``below``) are worked out once
+    here, not at every capture."""
 
-    def __init__(self, ids: tuple, layers: list, inplace: frozenset):
-        self.ids = ids
+    def __init__(self, modules: list, layers: list, inplace: frozenset):
+        self.below = modules[1:]
+        self.ids = tuple(map(id, modules))
         self.layers = layers
         self.targets = {id(sub): (name, kind) for name, sub, kind in layers}
         self.inplace = inplace
+        self.trusted = is_trusted(modules)
+        self.lazy = [m for m in self.below if isinstance(m, LazyModuleMixin)]
 
 
-def install(model: nn.Module, modules: Optional[list] = None) -> Taps:
+def submodules(model: nn.Module) -> list:
+    """Every module under ``model`` (itself included), each once: ``model.modules()``
+    in breadth-first order, without its generators and name strings (a third of the
+    time; this runs at every capture to notice a changed model)."""
+    found, seen, index = [model], {id(model)}, 0
+    while index < len(found):
+        for child in found[index]._modules.values():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                found.append(child)
+        index += 1
+    return found
+
+
+def install(model: nn.Module) -> Taps:
     """Tap ``model``'s captured layers and in-place modules; cached while its modules
     stay the same (compared by identity), redone when they change."""
-    modules = list(model.modules()) if modules is None else modules
+    modules = submodules(model)
     ids = tuple(map(id, modules))
     with _LOCK:
         taps = _TAPS.get(model)
@@ -165,7 +185,7 @@ def install(model: nn.Module, modules: Optional[list] = None) -> Taps:
             elif "inplace" in sub.__dict__:
                 inplace.add(id(sub))
                 tap(sub)
-        taps = _TAPS[model] = Taps(ids, layers, frozenset(inplace))
+        taps = _TAPS[model] = Taps(modules, layers, frozenset(inplace))
         return taps
 
 
@@ -218,20 +238,29 @@ class Run:
         self.found = 0
 
     def call(self, tap: Tap, args, kwargs):
+        # (the module's own forward is called here rather than through tap.forward: this
+        # runs for every tapped call, and a Python frame less is ~1% of a Lite0 capture)
         module = tap.module
         target = self.targets.get(id(module))
         if target is None:
             if args and id(module) in self.inplace and module.__dict__.get("inplace") is True:
                 for guard in self.guards:
                     guard.before_inplace(module, args[0])
-            return tap.forward(*args, **kwargs)
-        return self.record(target, module, args, tap.forward(*args, **kwargs))
+            if tap.own is not None:
+                return tap.own(*args, **kwargs)
+            return type(module).forward(module, *args, **kwargs)
+        if tap.own is not None:
+            output = tap.own(*args, **kwargs)
+        else:
+            output = type(module).forward(module, *args, **kwargs)
+        return self.record(target, module, args, output)
 
     def record(self, target, module, args, output):
         qualified, kind = target
         count = self.calls[qualified] = self.calls.get(qualified, 0) + 1
         name = qualified if count == 1 else f"{qualified}#{count}"
-        check(self.cancel)
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
         if self.wanted is not None and name not in self.wanted:
             return output
         tensor = output[0] if isinstance(output, (tuple, list)) else output  # return_indices
@@ -244,7 +273,8 @@ class Run:
                     name, qualified, module, kind, len(self.infos), inp, tensor)
             self.infos.append(info)
         self.found += 1
-        report(self.progress, self.found, max(self.total, self.found), name)
+        if self.progress is not None:
+            self.progress(self.found, max(self.total, self.found), name)
         for sink in self.sinks:
             replaced = sink.write(name, module, inp, tensor)
             if replaced is not None and output is tensor:
@@ -281,26 +311,28 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def materialize_lazy(module: nn.Module, x: torch.Tensor, modules: Optional[list] = None) -> None:
+def materialize_lazy(module: nn.Module, x: torch.Tensor, candidates: Optional[list] = None) -> None:
     """Give lazy modules (``nn.LazyConv2d``...) their weights with a ``no_grad`` pass.
 
     Initialised under ``inference_mode`` their weights would be inference tensors,
-    which no later pass with gradients (Grad-CAM) can use."""
-    modules = list(module.modules()) if modules is None else modules
+    which no later pass with gradients (Grad-CAM) can use. ``candidates``: the modules
+    under ``module`` that may be lazy (``Taps.lazy``), default all."""
+    candidates = list(module.modules()) if candidates is None else [module, *candidates]
     # (isinstance, not getattr: nn.Module.__getattr__ raises and catches for a missing name;
     # a materialised lazy module changes class, so this is False from then on)
-    if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in modules):
+    if any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in candidates):
         with torch.inference_mode(False), torch.no_grad():
             module(x.clone() if x.is_inference() else x)
 
 
 def run_forward(module: nn.Module, x: torch.Tensor, run: Run, grad_free,
-                modules: Optional[list] = None, name: Optional[str] = None):
+                lazy: Optional[list] = None, name: Optional[str] = None):
     """One forward pass of ``module`` on ``x`` routed to ``run``; returns the output, or
-    None when a sink stopped the pass early. Errors of the network become ModelError
+    None when a sink stopped the pass early. ``lazy``: the modules that may still be
+    lazy (``Taps.lazy``; default: look at all). Errors of the network become ModelError
     naming the model as ``name`` (default: its class)."""
     try:
-        materialize_lazy(module, x, modules)
+        materialize_lazy(module, x, lazy)
         with active(run), grad_free():
             return module(x)
     except StopForward:
