@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,17 @@ def _model(name: str) -> torch.nn.Module:
     return torchvision.models.get_model(name, weights=None).eval()
 
 
-def capture_figures(models, size: int, rounds: int, device: str = "cpu") -> list[Figure]:
-    """1. capture of every conv/pool layer / plain forward pass, same input tensor."""
+# Capture / plain forward targets (issue 8). Depthwise networks do little arithmetic per
+# byte, so keeping every output costs them more (see BOUNDS in RESULTS.md, figure 1).
+CAPTURE_TARGETS = {"efficientnet_lite0": 1.10}
+CAPTURE_TARGET = 1.05
+
+
+def capture_figures(models, size: int, rounds: int, device: str = "cpu",
+                    seconds: float = 1.0) -> list[Figure]:
+    """1. capture of every conv/pool layer / plain forward pass, same input tensor; at
+    least ``rounds`` rounds, more (up to 60) for a model whose ``seconds`` of forward
+    passes hold more."""
     from featurescope.core.capture.capture import capture
 
     figures = []
@@ -47,14 +57,20 @@ def capture_figures(models, size: int, rounds: int, device: str = "cpu") -> list
             return result
 
         layers = len(capture(module, x).layers)
-        times = interleaved({"forward": forward, "capture": captured}, rounds, warmup=2,
+        # Lite0's ratio moved by +-0.03 between runs of 15 rounds (cache and heap layout);
+        # with 60 rounds by about half that.
+        start = time.perf_counter()
+        forward()
+        model_rounds = max(rounds, min(60, int(seconds / (time.perf_counter() - start))))
+        times = interleaved({"forward": forward, "capture": captured}, model_rounds, warmup=2,
                             wall=device != "cpu")
         ratio = paired_ratio(times, "capture", "forward")
+        target = CAPTURE_TARGETS.get(name, CAPTURE_TARGET)
         figures.append(Figure(
             "1" if device == "cpu" else "6", f"capture cost {name} @{size} ({device})",
             f"capture {layers} layers {median_ms(times['capture']):.1f} ms",
             f"forward {median_ms(times['forward']):.1f} ms", ratio, f"{ratio:.3f}x",
-            "<= 1.05", ratio <= 1.05))
+            f"<= {target:.2f}", ratio <= target))
         del module, plain
     return figures
 

@@ -76,7 +76,8 @@ def run(quick: bool, only: set) -> list[Figure]:
     want = lambda n: not only or n in only  # noqa: E731
     if want("1"):
         models = ["resnet18", "efficientnet_lite0"] if quick else ["resnet18", "vgg16", "efficientnet_lite0"]
-        figures += bench_engine.capture_figures(models, 64 if quick else 224, 3 if quick else 15)
+        figures += bench_engine.capture_figures(models, 64 if quick else 224, 3 if quick else 15,
+                                                seconds=0.0 if quick else 1.0)
         figures += bench_engine.batch_figures(["resnet18"], 64 if quick else 224, 16,
                                               2 if quick else 7)
     shapes = [(16, 28, 28), (64, 7, 7)] if quick else GRID_SHAPES
