@@ -92,6 +92,31 @@ def test_overview_strip_has_every_layer_and_selects_on_click(window, qtbot):
     assert np.allclose(strip.tiles[0].map, window.state.result[strip.tiles[0].layer].mean(0).numpy())
 
 
+def test_overview_size_labels_never_overlap_and_each_size_gets_one(window):
+    # ResNet's strip: conv1 alone at 112, then 56, 28, 14, 7 and the 1x1 pool; the
+    # tiles as the strip lays them out, the labels measured in the strip's own font
+    from types import SimpleNamespace
+
+    from PySide6.QtGui import QFontMetrics
+
+    from featurescope.core.analysis.overview import tile_side
+    from featurescope.gui.views.overview_strip import GAP, LARGEST, SMALLEST, size_labels
+
+    sizes = [112] + [56] * 5 + [28] * 5 + [14] * 5 + [7] * 5 + [1]
+    tiles = [SimpleNamespace(shape=(64, s, s)) for s in sizes]
+    boxes, x = [], GAP
+    for s in sizes:
+        side = tile_side(s, 224, LARGEST, SMALLEST)
+        boxes.append((x, side))
+        x += side + GAP
+    metrics = QFontMetrics(window.overview_strip.canvas.font())
+    labels = size_labels(boxes, tiles, metrics.horizontalAdvance)
+    assert [text for _x, text in labels] == ["112x112", "56x56", "28x28", "14x14", "7x7", "1x1"]
+    for (x0, text0), (x1, _) in zip(labels, labels[1:]):
+        assert x0 + metrics.horizontalAdvance(text0) < x1, (text0, x0, x1)
+    assert labels[1][0] > boxes[1][0]  # "56x56" waited for room after the 112 tile
+
+
 def test_playground_applies_the_kernel_and_finds_look_alikes(window, qtbot):
     from featurescope.core.analysis.playground import apply_kernel, grey, preset, similar_filters
 

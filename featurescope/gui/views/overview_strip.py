@@ -19,6 +19,21 @@ from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 LARGEST, SMALLEST, GAP, LABEL = 64, 12, 3, 14
 
 
+def size_labels(boxes, tiles, text_width) -> list[tuple[float, str]]:
+    """(x, "HxW") under the first tile of each map size, each where it fits: a label
+    waits for the next tile of its size when the one before it still runs there (ResNet's
+    conv1 is the only tile at 112, so "56x56" starts under a later tile)."""
+    labels, previous_size, pending, free_from = [], None, "", float("-inf")
+    for (x, _side), tile in zip(boxes, tiles):
+        if tile.shape[1] != previous_size:
+            pending, previous_size = f"{tile.shape[1]}x{tile.shape[2]}", tile.shape[1]
+        if pending and x >= free_from:
+            labels.append((x, pending))
+            free_from = x + text_width(pending) + 2 * GAP
+            pending = ""
+    return labels
+
+
 class _Tiles(QWidget):
     def __init__(self, strip: "OverviewStrip") -> None:
         super().__init__(strip)
@@ -34,19 +49,17 @@ class _Tiles(QWidget):
         small.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.8))
         painter.setFont(small)
         text = self.palette().windowText().color()
-        previous_size = None
         for (x, side), tile, image in zip(self.strip.boxes, self.strip.tiles, self.strip.images):
             top = 2 + LARGEST - side
             painter.drawImage(QRectF(x, top, side, side), image)
             if tile.layer == self.strip.state.layer:
                 painter.setPen(QPen(QColor(255, 140, 0), 3))
                 painter.drawRect(QRectF(x - 1, top - 1, side + 2, side + 2))
-            size = tile.shape[1]
-            if size != previous_size:
-                painter.setPen(text)
-                painter.drawText(QRectF(x, 4 + LARGEST, 60, LABEL), Qt.AlignmentFlag.AlignLeft,
-                                 f"{tile.shape[1]}x{tile.shape[2]}")
-                previous_size = size
+        painter.setPen(text)
+        metrics = painter.fontMetrics()
+        for x, label in size_labels(self.strip.boxes, self.strip.tiles, metrics.horizontalAdvance):
+            painter.drawText(QRectF(x, 4 + LARGEST, metrics.horizontalAdvance(label) + 2, LABEL),
+                             Qt.AlignmentFlag.AlignLeft, label)
         painter.end()
 
     def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
