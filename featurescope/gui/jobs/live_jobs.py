@@ -124,6 +124,10 @@ class LiveController(QObject):
     # -- starting ---------------------------------------------------------------------------
     def start_camera(self) -> None:
         """Live from a camera: one from the list of those present (asked when several)."""
+        # Listing and opening stay on the GUI thread: on macOS OpenCV's AVFoundation
+        # backend asks for camera permission by spinning the main run loop and fails from
+        # any other thread (opencv/opencv#16427, #14396). On Linux the listing only tries
+        # existing /dev/videoN nodes, so it answers at once.
         from featurescope.core.io.videos import NO_CAMERA
 
         try:
