@@ -92,7 +92,7 @@ def test_overview_strip_has_every_layer_and_selects_on_click(window, qtbot):
     assert np.allclose(strip.tiles[0].map, window.state.result[strip.tiles[0].layer].mean(0).numpy())
 
 
-def test_overview_size_labels_never_overlap_and_each_size_gets_one(window):
+def test_overview_size_labels_never_overlap_and_each_size_gets_one(window, qtbot):
     # ResNet's strip: conv1 alone at 112, then 56, 28, 14, 7 and the 1x1 pool; the
     # tiles as the strip lays them out, the labels measured in the strip's own font
     from types import SimpleNamespace
@@ -115,6 +115,11 @@ def test_overview_size_labels_never_overlap_and_each_size_gets_one(window):
     for (x0, text0), (x1, _) in zip(labels, labels[1:]):
         assert x0 + metrics.horizontalAdvance(text0) < x1, (text0, x0, x1)
     assert labels[1][0] > boxes[1][0]  # "56x56" waited for room after the 112 tile
+    # and the strip is wide enough for its last label, "1x1" under a small pooling tile
+    strip = window.overview_strip
+    qtbot.waitUntil(lambda: len(strip.tiles) == len(window.state.result.layers), timeout=30000)
+    last_x, last_text = size_labels(strip.boxes, strip.tiles, metrics.horizontalAdvance)[-1]
+    assert strip.canvas.width() >= last_x + metrics.horizontalAdvance(last_text)
 
 
 def test_playground_applies_the_kernel_and_finds_look_alikes(window, qtbot):

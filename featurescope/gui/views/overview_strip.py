@@ -39,15 +39,15 @@ class _Tiles(QWidget):
         super().__init__(strip)
         self.strip = strip
         self.setMouseTracking(True)
+        small = QFont(self.font())  # the size labels; the strip measures its width with it
+        small.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.8))
+        self.setFont(small)
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
         return QSize(self.strip.content_width(), LARGEST + LABEL + 6)
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
         painter = QPainter(self)
-        small = QFont(self.font())
-        small.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.8))
-        painter.setFont(small)
         text = self.palette().windowText().color()
         for (x, side), tile, image in zip(self.strip.boxes, self.strip.tiles, self.strip.images):
             top = 2 + LARGEST - side
@@ -116,7 +116,15 @@ class OverviewStrip(QScrollArea):
         state.layer_changed.connect(lambda *_: self.canvas.update())
 
     def content_width(self) -> int:
-        return (self.boxes[-1][0] + self.boxes[-1][1] + GAP) if self.boxes else 10
+        if not self.boxes:
+            return 10
+        width = self.boxes[-1][0] + self.boxes[-1][1] + GAP
+        metrics = self.canvas.fontMetrics()
+        labels = size_labels(self.boxes, self.tiles, metrics.horizontalAdvance)
+        if labels:  # the last label ("1x1" under a 12 px pooling tile) may be the widest
+            x, text = labels[-1]
+            width = max(width, x + metrics.horizontalAdvance(text) + GAP)
+        return int(width)
 
     def index_at(self, x: float) -> Optional[int]:
         for index, (left, side) in enumerate(self.boxes):
