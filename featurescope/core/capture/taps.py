@@ -95,10 +95,6 @@ class Tap:
         self.ref = weakref.ref(module)
         self.own = own  # an instance-level forward someone set before us, else None
 
-    @property
-    def module(self) -> nn.Module:
-        return self.ref()
-
     def __call__(self, *args, **kwargs):
         run = _ACTIVE.get()
         if run is None:
@@ -149,9 +145,9 @@ class Taps:
     :func:`is_trusted`) and ``lazy`` (the lazy ones of ``below``) are worked out once
     here, not at every capture."""
 
-    def __init__(self, modules: list, layers: list, inplace: frozenset):
+    def __init__(self, modules: list, ids: tuple, layers: list, inplace: frozenset):
         self.below = modules[1:]
-        self.ids = tuple(map(id, modules))
+        self.ids = ids
         self.layers = layers
         self.targets = {id(sub): (name, kind) for name, sub, kind in layers}
         self.inplace = inplace
@@ -191,7 +187,7 @@ def install(model: nn.Module) -> Taps:
             elif "inplace" in sub.__dict__:
                 inplace.add(id(sub))
                 tap(sub)
-        taps = _TAPS[model] = Taps(modules, layers, frozenset(inplace))
+        taps = _TAPS[model] = Taps(modules, ids, layers, frozenset(inplace))
         return taps
 
 
@@ -248,18 +244,15 @@ class Run:
         # for every tapped call, and a Python frame less is ~1% of a Lite0 capture)
         module = tap.ref()
         target = self.targets.get(id(module))
-        if target is None:
-            if args and id(module) in self.inplace and module.__dict__.get("inplace") is True:
-                for guard in self.guards:
-                    guard.before_inplace(module, args[0])
-            if tap.own is not None:
-                return tap.own(*args, **kwargs)
-            return type(module).forward(module, *args, **kwargs)
+        if target is None and args and id(module) in self.inplace \
+                and module.__dict__.get("inplace") is True:
+            for guard in self.guards:
+                guard.before_inplace(module, args[0])
         if tap.own is not None:
             output = tap.own(*args, **kwargs)
         else:
             output = type(module).forward(module, *args, **kwargs)
-        return self.record(target, module, args, output)
+        return output if target is None else self.record(target, module, args, output)
 
     def record(self, target, module, args, output):
         qualified, kind = target
