@@ -233,7 +233,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
         spec = self.settings.model_spec()
         if model:
-            spec.update(name=model, input_size="", mean="", std="")
+            spec.update(name=model, weights="default", input_size="", mean="", std="")
         for key, value in (("weights", weights), ("device", device), ("input_size", input_size),
                            ("mean", mean), ("std", std)):
             if value:

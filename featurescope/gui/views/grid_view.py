@@ -142,6 +142,7 @@ class FeatureGridView(QWidget):
         state.image_changed.connect(self.clear_readout)
         state.error_reported.connect(self._on_error)
         state.layer_changed.connect(self.refresh)
+        state.layer_changed.connect(self.clear_readout)  # it read the previous layer
         state.display_changed.connect(self._on_display_changed)
 
     # -- cache -------------------------------------------------------------------------
@@ -217,6 +218,7 @@ class FeatureGridView(QWidget):
 
     def clear_readout(self, *_args: Any) -> None:
         self.readout.setText(" ")
+        self._hovered = -1
 
     def _on_result_changed(self, result: Any) -> None:
         self.clear_readout()
