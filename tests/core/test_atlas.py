@@ -17,31 +17,9 @@ from featurescope.core.atlas.units import AtlasSettings, VARIANTS
 from featurescope.core.index.build import build_index
 from featurescope.core.optvis.cache import OptvisCache
 
-KINDS = ("blobs", "rings", "stripes")
+KINDS = ("blobs", "rings", "stripes")  # the sub-folders of the concept_folder fixture
 LAYERS = ["conv1", "layer1.0.conv2"]
 SETTINGS = AtlasSettings(steps=2, size=32, top=3)
-
-
-def make_concepts(root: Path, per_kind: int = 3) -> Path:
-    """An ImageFolder of three concepts: stripes, rings and blobs (96 px, varied)."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:96, 0:96]
-    for kind in KINDS:
-        (root / kind).mkdir(parents=True, exist_ok=True)
-        for i in range(per_kind):
-            if kind == "stripes":
-                a = np.sin(x / (2.0 + i) + i) > 0
-            elif kind == "rings":
-                a = np.sin(np.hypot(x - 48, y - 48) / (2.0 + i)) > 0
-            else:
-                a = np.zeros((96, 96))
-                for _ in range(4 + i):
-                    cy, cx = rng.integers(10, 86, 2)
-                    a = a + np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 60.0)
-                a = a > 0.5
-            grey = (a * 255).astype(np.uint8)
-            Image.fromarray(np.stack([grey, grey // 2, 255 - grey], -1)).save(root / kind / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +28,8 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def concepts(tmp_path_factory):
-    return make_concepts(tmp_path_factory.mktemp("concepts"))
+def concepts(tmp_path_factory, concept_folder):
+    return concept_folder(tmp_path_factory.mktemp("concepts"))
 
 
 @pytest.fixture(scope="module")
