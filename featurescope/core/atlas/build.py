@@ -120,24 +120,61 @@ def _examples(out: Path, index, layer: str, channel: int, top: int, crops: dict)
     return found
 
 
-def _render(model, items, settings, cache, engine, workers, ray_address, progress, cancel, units):
-    started, done = time.monotonic(), 0
-    if engine == "ray":
-        from featurescope.core.atlas.ray_engine import run_ray
+class AtlasBuild:
+    """An atlas in steps, for callers that interleave it with other work (the app draws
+    one piece per background unit); :func:`build_atlas` is the plain loop.
 
-        results = run_ray(model, items, settings, workers or 2, ray_address, cancel)
-    else:
-        results = ((item, *render_item(model, item, settings, cancel)) for item in items)
-    for item, images, activations in results:
-        check(cancel)
-        store_item(cache, model, item, settings, images, activations)
-        done += len(item.channels)
-        elapsed = time.monotonic() - started
-        rate = done / len(VARIANTS) / elapsed if elapsed > 0 else 0.0
-        left = (units * len(VARIANTS) - done) / len(VARIANTS) / rate if rate > 0 else 0.0
-        report(progress, done, units * len(VARIANTS),
-               f"{rate:.2f} units/s, {int(left // 60)} min {int(left % 60)} s left")
-    return done, time.monotonic() - started
+    ``index``: an opened Index; the other arguments as for :func:`build_atlas`.
+    :meth:`step` draws the next piece here, :meth:`accept` takes one drawn elsewhere
+    (Ray), :meth:`write` writes the site with whatever is drawn so far.
+    """
+
+    def __init__(self, model, out, index, layers=None, channels="all",
+                 settings: AtlasSettings = AtlasSettings(), cache=None, links=None):
+        from featurescope.core.optvis.cache import OptvisCache
+
+        self.model, self.out, self.index, self.settings, self.links = model, Path(out), index, settings, links
+        self.cache = cache if cache is not None else OptvisCache()
+        self.plan = [(layer, choose_channels(channels, index.layer_entry(layer)["channels"], layer))
+                     for layer in _layers_of(model, index, layers)]
+        self.units = sum(len(c) for _l, c in self.plan)
+        self.items = missing_work(self.cache, model, self.plan, settings)
+        self.total = sum(len(item.channels) for item in self.items)  # pictures to draw
+        self.done = 0
+        self.seconds = 0.0
+        self._next = 0
+        self._started = time.monotonic()
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    def step(self, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> bool:
+        """Draw the next piece; True once every piece is drawn."""
+        if self._next < len(self.items):
+            item = self.items[self._next]
+            self._next += 1
+            self.accept(item, *render_item(self.model, item, self.settings, cancel), progress)
+        return self._next >= len(self.items)
+
+    def accept(self, item, images, activations, progress: Optional[ProgressCallback] = None) -> None:
+        """Keep one drawn piece (in the cache) and count it."""
+        store_item(self.cache, self.model, item, self.settings, images, activations)
+        self.done += len(item.channels)
+        self.seconds = time.monotonic() - self._started
+        report(progress, self.done, self.total, self.progress_text())
+
+    def progress_text(self) -> str:
+        rate = self.done / len(VARIANTS) / self.seconds if self.seconds > 0 else 0.0
+        left = (self.total - self.done) / len(VARIANTS) / rate if rate > 0 else 0.0
+        return f"{rate:.2f} units/s, {int(left // 60)} min {int(left % 60)} s left"
+
+    def write(self) -> Path:
+        """Write every page and atlas.json with what is drawn so far; index.html's path."""
+        return _write(self.out, self.model, self.index, self.plan, self.settings, self.cache, self.links)
+
+    def report(self, site: Path) -> AtlasReport:
+        return AtlasReport(site, self.units, self.done, self.seconds, getattr(self.index, "path", None))
 
 
 def build_atlas(model, out, *, index=None, images=None, layers=None, channels="all",
@@ -148,7 +185,7 @@ def build_atlas(model, out, *, index=None, images=None, layers=None, channels="a
     """Write the atlas of ``model`` (a LoadedModel) under the folder ``out``.
 
     ``index``: an index file; or ``images``: a folder, indexed first into
-    ``out/examples-index.npz`` (resumed when it exists). ``layers``: names or groups
+    ``out/examples-index.npz`` (resumed when it exists). ``layers``: layer names
     (default the index's layers); ``channels``: "all", "0-63", ...; ``settings``: steps,
     size, seed and examples per unit; ``engine``: "local" or "ray" (``workers`` actors,
     ``ray_address`` for a cluster). ``cache``: an OptvisCache (default the app's).
@@ -159,7 +196,6 @@ def build_atlas(model, out, *, index=None, images=None, layers=None, channels="a
     :class:`AtlasReport`. Raises AtlasError, IndexFileError, OptvisError, ModelError.
     """
     from featurescope.core.index.build import default_workers
-    from featurescope.core.optvis.cache import OptvisCache
 
     if engine not in ("local", "ray"):
         raise AtlasError(f"{engine!r} is not an engine; choose local or ray.")
@@ -167,23 +203,25 @@ def build_atlas(model, out, *, index=None, images=None, layers=None, channels="a
         raise AtlasError("An atlas needs dataset examples: give an index (--index) or a folder of images (--images).")
     out = Path(out).expanduser()
     make_folder(out)
-    cache = cache if cache is not None else OptvisCache()
     opened = _open_or_build_index(model, out, index, images, layers, settings.top, engine,
                                   workers if workers is not None else default_workers(), ray_address,
                                   progress, cancel)
-    chosen = _layers_of(model, opened, layers)
-    plan = [(layer, choose_channels(channels, opened.layer_entry(layer)["channels"], layer)) for layer in chosen]
-    units = sum(len(c) for _l, c in plan)
-    items = missing_work(cache, model, plan, settings)
-    report(progress, 0, units * len(VARIANTS), f"{units} units, {len(items)} pieces to draw")
-    rendered, seconds = 0, 0.0
+    build = AtlasBuild(model, out, opened, layers, channels, settings, cache, links)
+    report(progress, 0, build.total, f"{build.units} units, {build.total} pictures to draw")
     try:
-        rendered, seconds = _render(model, items, settings, cache, engine, workers, ray_address,
-                                    progress, cancel, units)
+        if engine == "ray":
+            from featurescope.core.atlas.ray_engine import run_ray
+
+            for item, images_, activations in run_ray(model, build.items, settings, workers or 2,
+                                                       ray_address, cancel):
+                build.accept(item, images_, activations, progress)
+        else:
+            while not build.step(progress, cancel):
+                check(cancel)
     finally:
         # also when stopped: the site shows what is done, and the same command continues
-        site = _write(out, model, opened, plan, settings, cache, links)
-    return AtlasReport(site, units, rendered, seconds, getattr(opened, "path", None))
+        site = build.write()
+    return build.report(site)
 
 
 def _write(out, model, index, plan, settings, cache, links) -> Path:
