@@ -2,7 +2,7 @@
 
     featurescope                      open the app (same as ``featurescope gui``)
     featurescope models               the networks it knows
-    featurescope layers               the conv and pooling layers of one
+    featurescope layers [--all]       the conv and pooling layers of one (--all: every module)
     featurescope predict IMAGE        what the network thinks the image shows
     featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
     featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "The names are the keys used by export, the NPZ file and the app.")
     add_model_options(layers, weights_default=None, device=False)
     layers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    layers.add_argument("--all", action="store_true",
+                        help="every module with a (C, H, W) output (activations, batch norms, "
+                             "blocks, stages), not only convolutions and pooling")
 
     predict = commands.add_parser("predict", help="classify an image",
                                   description="Print the network's top predictions for an image.")
@@ -102,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
                         help="image files, or folders of images (one sub-folder of DIR per image)")
     add_model_options(export)
-    export.add_argument("--layers", "-l", default="all", metavar="all|conv|pool|NAME[,NAME...]",
-                        help="which layers (default: all)")
+    export.add_argument("--layers", "-l", default="conv,pool", metavar="GROUP|NAME[,...]",
+                        help="module names and groups conv, pool, act, block, all "
+                             "(every module with a feature map); default conv,pool")
     export.add_argument("--filters", action="store_true", help="also write the kernels of conv layers")
     export.add_argument("--format", "-f", default="png", choices=("png", "npz", "both"),
                         help="png grids, npz activations, or both (default: png)")
