@@ -13,6 +13,7 @@
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
+    featurescope atlas --images DIR -o SITE/   every unit of a model on one static site
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
     featurescope why IMAGE            which channels carried the class, checked by switching them off
 
@@ -36,6 +37,7 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
     add_model_options, add_preprocessing_options, channel_list, non_negative_int, position,
     positive_int, window_size,
@@ -160,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
     add_why_parser(commands)
+    add_atlas_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="the arithmetic behind one value of a feature map",
@@ -263,6 +266,7 @@ _COMMANDS = {
     "visualize": run_visualize,
     "video": run_video,
     "why": run_why,
+    "atlas": run_atlas,
 }
 
 
