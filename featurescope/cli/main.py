@@ -14,6 +14,7 @@
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
+    featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -46,6 +47,7 @@ from featurescope.cli.index import add_parsers as add_index_parsers, run_example
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
+from featurescope.cli.graph import add_graph_parser, run_graph
 from featurescope.cli.video import run_video
 
 
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
+    add_graph_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="the arithmetic behind one value of a feature map",
@@ -259,6 +262,7 @@ _COMMANDS = {
     "ablate": run_ablate,
     "visualize": run_visualize,
     "video": run_video,
+    "graph": run_graph,
 }
 
 
