@@ -36,8 +36,8 @@ from featurescope import __version__
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
 from featurescope.cli.arguments import (
-    add_model_options, add_preprocessing_options, channel_list, non_negative_int, position,
-    positive_int, window_size,
+    add_model_options, add_preprocessing_options, channel_list, frame_rate, non_negative_int,
+    position, positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the layer (names as `featurescope layers` prints them)")
     video.add_argument("--view", default="grid", metavar="grid|channel:C|gradcam",
                        help="the feature-map grid, channel C large, or the Grad-CAM (default: grid)")
-    video.add_argument("--fps", type=float, metavar="F", help="frame rate of OUT (default: INPUT's)")
+    video.add_argument("--fps", type=frame_rate, metavar="F",
+                       help="frame rate of OUT, 0.5 to 600 (default: INPUT's)")
     video.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     video.add_argument("--output", "-o", required=True, metavar="OUT.mp4",
                        help="the video to write: .mp4, .m4v, .mov (mp4v) or .avi (MJPG)")
