@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "input (inferno), at the last convolution of the network, where "
                              "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
     export.add_argument("--gradcam-layer", metavar="NAME",
-                        help="explain this conv layer instead of the last one (implies --gradcam)")
+                        help="explain this layer instead of the last convolution; for a "
+                             "pooling layer, the nearest convolution before it (implies --gradcam)")
     export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     export.add_argument("--force", action="store_true", help="overwrite files that exist")
 

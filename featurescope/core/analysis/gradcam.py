@@ -9,15 +9,13 @@ tests compare against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featurescope.core.capture.layers import find_layer_module
-from featurescope.core.capture.sinks import KeepGradSink
-from featurescope.core.capture.taps import Run, active, materialize_lazy, tap
+from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.errors import ModelError
 
 _EPS = 1e-7  # as pytorch_grad_cam's scale_cam_image
@@ -39,6 +37,41 @@ class GradCam:
     score: float
     layer: str
     layer_map: np.ndarray
+
+
+def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
+                   model_name: str = "The model") -> tuple[str, str]:
+    """Which layer Grad-CAM reads when ``requested`` is asked for: the one rule of the
+    app's view and export, ``export --gradcam``/``--gradcam-layer`` and ``video --view
+    gradcam``. Returns (layer, a sentence when it is not ``requested`` itself, else "").
+
+    ``layer_info``: the network's LayerInfo records in network order (``model.layer_info``
+    or a capture's). Nothing requested: the last convolution, where Grad-CAM is usually
+    read. A convolution: itself. Any other layer (pooling): the nearest convolution
+    before it, since Grad-CAM reads a convolution's gradients. ModelError when the name
+    is unknown or no convolution comes before it.
+    """
+    infos = list(layer_info)
+    if not requested:
+        convs = [info.name for info in infos if info.kind == "Conv2d"]
+        if not convs:
+            raise ModelError(f"{model_name} has no convolution layer, so it has no Grad-CAM.")
+        return convs[-1], ""
+    names = [info.name for info in infos]
+    if requested not in names:
+        raise ModelError(f"{model_name} has no layer called {requested!r}; "
+                         f"`featurescope layers` lists the layer names.")
+    index = names.index(requested)
+    kind = infos[index].kind
+    if kind == "Conv2d":
+        return requested, ""
+    convs = [info.name for info in infos[:index] if info.kind == "Conv2d"]
+    what = f"{requested} is a {kind or 'non-convolution'} layer"
+    if not convs:
+        raise ModelError(f"Grad-CAM reads a convolution's gradients; {what} with no "
+                         f"convolution before it.")
+    return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so this shows the "
+                       f"nearest convolution before it, {convs[-1]}.")
 
 
 def _input_tensor(model, image) -> torch.Tensor:
@@ -70,23 +103,10 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
     require_gradients(model, "Grad-CAM")  # ONNX models run outside autograd
     module = getattr(model, "module", model)
     model_name = getattr(model, "name", None) or type(module).__name__
-    target_module, call = find_layer_module(module, layer, model_name)
-
     device = getattr(model, "device", None)
     if device is None:
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
 
-    def check_map(output):
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
-                             f"so it has no Grad-CAM.")
-
-    # The layer's output through the capture taps (KeepGradSink: the rest of the network
-    # sees a copy, so an in-place ReLU right after cannot spoil the gradient).
-    qualified = layer.partition("#")[0]
-    tap(target_module)
-    sink = KeepGradSink(layer, check_map)
-    run = Run({id(target_module): (qualified, None)}, [sink], wanted={layer})
     was_training = module.training
     try:
         module.eval()
@@ -94,14 +114,12 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
             # A clone outside inference mode, so that even an inference tensor works;
             # requires_grad so a network with frozen weights still builds a graph.
             x = _input_tensor(model, image).to(device).clone().requires_grad_(True)
-            with torch.no_grad():
-                materialize_lazy(module, x)
-            with active(run):
-                output = module(x)
-            logits = _class_scores(output, model_name)
-            if sink.activation is None:
-                raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass, "
+            run = run_with_grad(module, x, [layer], model_name=model_name)
+            activation = run.activations[layer]
+            if not isinstance(activation, torch.Tensor) or activation.dim() != 4:
+                raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
                                  f"so it has no Grad-CAM.")
+            logits = _class_scores(run.output, model_name)
             classes = logits.shape[1]
             if target is None:
                 target = int(logits[0].argmax())
@@ -111,13 +129,13 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
             target = int(target)
             score = logits[0, target]
             try:
-                gradients = sink.gradient(score)
+                (gradients,) = torch.autograd.grad(score, activation)
             except RuntimeError as error:
                 if "nference tensor" not in str(error):
                     raise
                 raise ModelError(f"{model_name}'s weights were made under torch.inference_mode, so "
                                  "Grad-CAM cannot take their gradients; load the model again.") from error
-        activations = sink.activation.detach()[0].float()
+        activations = activation.detach()[0].float()
         gradients = gradients.detach()[0].float()
     finally:
         module.train(was_training)
