@@ -64,11 +64,11 @@ def display_options(args):
 
 def run_export(args) -> int:
     """Export every image; 2 when some could not be read (the others are still written)."""
-    from featurescope.core.analysis.gradcam import compute_grad_cam
+    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer
     from featurescope.core.capture.capture import capture
     from featurescope.core.errors import ExportError, ImageError
     from featurescope.core.io.export import export_layers, export_targets
-    from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets, last_conv_layer
+    from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets
     from featurescope.core.io.images import load_image
 
     if not args.layers.strip():
@@ -91,7 +91,9 @@ def run_export(args) -> int:
     formats = ("png", "npz") if args.format == "both" else (args.format,)
     gradcam_layer = None
     if args.gradcam or args.gradcam_layer:
-        gradcam_layer = _gradcam_layer(model, args.gradcam_layer) if args.gradcam_layer else last_conv_layer(model)
+        gradcam_layer, note = grad_cam_layer(model.layer_info, args.gradcam_layer, model.name)
+        if note:
+            warn(note)
     if gradcam_layer and not model.trained:
         warn(f"{model.name} is untrained (random weights), so its Grad-CAM means little.")
 
@@ -137,14 +139,3 @@ def run_export(args) -> int:
               file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
-
-
-def _gradcam_layer(model, name: str) -> str:
-    """The conv layer --gradcam-layer names (ModelError for any other name)."""
-    from featurescope.core.errors import ModelError
-
-    convs = [i.name for i in model.layer_info if i.kind == "Conv2d"]
-    if name not in convs:
-        raise ModelError(f"{name!r} is not a convolution of {model.name}, so it has "
-                         f"no Grad-CAM; `featurescope layers --model {model.name}` lists them.")
-    return name

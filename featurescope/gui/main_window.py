@@ -1,7 +1,7 @@
 """The main window: the composition of docks, tabs and menus, and the wiring between them.
 
 Everything slow (loading a model, opening a photo, capturing, exporting) is a request to
-the single worker thread (:mod:`model_jobs`, :mod:`image_sources`, :mod:`export_actions`);
+the single worker thread (:mod:`controllers.model_loading`, :mod:`image_sources`, :mod:`export_actions`);
 the answer is put into :class:`AppState`, and every dock and view follows the state's
 signals. A failed request leaves the previous model and image in place and shows one
 sentence in the window.
@@ -23,12 +23,13 @@ from featurescope.gui.docks.layer_panel import LayerPanel
 from featurescope.gui.docks.model_panel import ModelPanel, catalogue_and_devices
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.widgets.error_banner import ErrorBanner
+from featurescope.gui.atlas_actions import AtlasActions
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import ImageSources
 from featurescope.gui.widgets.mime_images import ImageDropTarget
 from featurescope.gui.widgets.job_status import JobStatus
 from featurescope.gui.menus import build_menus
-from featurescope.gui.jobs.model_jobs import ModelJobs, first_layer
+from featurescope.gui.controllers.model_loading import ModelJobs, first_layer
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
 from featurescope.gui.views.ablation_view import AblationView
@@ -43,7 +44,7 @@ from featurescope.gui.views.overview_strip import OverviewStrip
 from featurescope.gui.views.playground_view import PlaygroundView
 from featurescope.gui.views.visualize_view import VisualizeView
 from featurescope.gui.jobs.workers import JobRunner
-from featurescope.gui.jobs.live_jobs import LiveController
+from featurescope.gui.controllers.live_controller import LiveController
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,11 @@ class MainWindow(ImageDropTarget, QMainWindow):
                  settings: Union[Settings, QSettings, str, Path, None] = None,
                  start: bool = True) -> None:
         super().__init__()
-        from featurescope.gui.app import app_icon, configure_qt
+        from featurescope.gui.app import app_icon, configure_qt, open_settings
 
         configure_qt()
         self.state = state if state is not None else AppState()
-        self.settings = settings if isinstance(settings, Settings) else Settings(settings)
+        self.settings = open_settings(settings)
         self.jobs = JobRunner(self)
         self._error_shown = ""
         self.setObjectName("featurescopeMainWindow")
@@ -95,10 +96,12 @@ class MainWindow(ImageDropTarget, QMainWindow):
                                     self.clear_error, self)
         self.images = ImageSources(self, self.state, self.jobs, self.settings, self.show_status)
         self.exports = ExportActions(self, self.state, self.jobs, self.settings, self.show_status)
+        self.atlas = AtlasActions(self, self.state, self.jobs, self.show_status, index_source=lambda: str(
+            getattr(self.examples_view.index, "path", None) or ""))
         self.exports.selected_layers = self.layer_panel.selected_layers
         self.layer_panel.add_context_actions([self.exports.export_selected_action,
                                               self.exports.export_grid_action, self.exports.copy_action])
-        menu = build_menus(self, self.images, self.exports, self.tabs, self.grid_view.fit,
+        menu = build_menus(self, self.images, self.exports, self.atlas, self.tabs, self.grid_view.fit,
                            self._docks(), self.cancel_jobs)
         self.open_action, self.paste_action, self.quit_action = \
             menu.open_action, menu.paste_action, menu.quit_action
@@ -217,7 +220,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         super().showEvent(event)
         dock_layout.schedule_tab_bar_check(self)
 
-    # -- start and requests (the work is in model_jobs and image_sources) ------------------
+    # -- start and requests (the work is in controllers/model_loading and image_sources) ------------------
     def start(self, image: Optional[str] = None, model: Optional[str] = None,
               weights: Optional[str] = None, device: Optional[str] = None,
               input_size: Optional[str] = None, mean: Optional[str] = None,

@@ -9,7 +9,7 @@ tests compare against.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -37,6 +37,41 @@ class GradCam:
     score: float
     layer: str
     layer_map: np.ndarray
+
+
+def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
+                   model_name: str = "The model") -> tuple[str, str]:
+    """Which layer Grad-CAM reads when ``requested`` is asked for: the one rule of the
+    app's view and export, ``export --gradcam``/``--gradcam-layer`` and ``video --view
+    gradcam``. Returns (layer, a sentence when it is not ``requested`` itself, else "").
+
+    ``layer_info``: the network's LayerInfo records in network order (``model.layer_info``
+    or a capture's). Nothing requested: the last convolution, where Grad-CAM is usually
+    read. A convolution: itself. Any other layer (pooling): the nearest convolution
+    before it, since Grad-CAM reads a convolution's gradients. ModelError when the name
+    is unknown or no convolution comes before it.
+    """
+    infos = list(layer_info)
+    if not requested:
+        convs = [info.name for info in infos if info.kind == "Conv2d"]
+        if not convs:
+            raise ModelError(f"{model_name} has no convolution layer, so it has no Grad-CAM.")
+        return convs[-1], ""
+    names = [info.name for info in infos]
+    if requested not in names:
+        raise ModelError(f"{model_name} has no layer called {requested!r}; "
+                         f"`featurescope layers` lists the layer names.")
+    index = names.index(requested)
+    kind = infos[index].kind
+    if kind == "Conv2d":
+        return requested, ""
+    convs = [info.name for info in infos[:index] if info.kind == "Conv2d"]
+    what = f"{requested} is a {kind or 'non-convolution'} layer"
+    if not convs:
+        raise ModelError(f"Grad-CAM reads a convolution's gradients; {what} with no "
+                         f"convolution before it.")
+    return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so this shows the "
+                       f"nearest convolution before it, {convs[-1]}.")
 
 
 def _input_tensor(model, image) -> torch.Tensor:

@@ -23,7 +23,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
-from featurescope.gui.jobs.layer_stats import stored_tensor, tensor_ref
+from featurescope.gui.caches.layer_stats import stored_tensor, tensor_ref
 from featurescope.core.render.options import DisplayOptions, grid_arguments
 from featurescope.gui.model.state import AppState
 

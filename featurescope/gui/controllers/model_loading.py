@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject
 
-from featurescope.gui.jobs import receptive_cache
+from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
@@ -88,7 +88,7 @@ class ModelJobs(QObject):
             # in the layer list on the GUI thread (0.8 s for vgg16)
             model.layer_info
             # receptive fields: traced here, once per model, not on the GUI thread
-            receptive_cache.prepare(model)
+            field_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:
@@ -126,7 +126,7 @@ class ModelJobs(QObject):
 
             model = load_model(DEFAULT_MODEL, weights="default", device="cpu")
             model.layer_info
-            receptive_cache.prepare(model)
+            field_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:
