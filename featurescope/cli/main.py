@@ -15,6 +15,7 @@
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
     featurescope atlas --images DIR -o SITE/   every unit of a model on one static site
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
+    featurescope why IMAGE            which channels carried the class, checked by switching them off
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -49,6 +50,7 @@ from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
 from featurescope.cli.video import run_video
+from featurescope.cli.why import add_why_parser, run_why
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
+    add_why_parser(commands)
     add_atlas_parser(commands)
 
     explain = commands.add_parser(
@@ -262,6 +265,7 @@ _COMMANDS = {
     "ablate": run_ablate,
     "visualize": run_visualize,
     "video": run_video,
+    "why": run_why,
     "atlas": run_atlas,
 }
 
