@@ -100,8 +100,8 @@ def add_parsers(commands, add_model_options, positive_int) -> None:
                     "new ones.")
     index.add_argument("folder", metavar="FOLDER")
     add_model_options(index)
-    index.add_argument("--layers", "-l", default="all", metavar="all|conv|pool|NAME[,NAME...]",
-                       help="which layers (default: all)")
+    index.add_argument("--layers", "-l", default="conv,pool", metavar="GROUP|NAME[,...]",
+                       help="module names and groups conv, pool, act, block, all; default conv,pool")
     index.add_argument("--top", "-k", type=positive_int, default=9, metavar="K",
                        help="images kept per channel (default 9)")
     index.add_argument("--batch", type=positive_int, default=32, metavar="N",
