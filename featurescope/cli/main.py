@@ -13,8 +13,10 @@
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
+    featurescope atlas --images DIR -o SITE/   every unit of a model on one static site
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
     featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
+    featurescope why IMAGE            which channels carried the class, checked by switching them off
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -36,9 +38,10 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
-    add_model_options, add_preprocessing_options, channel_list, non_negative_int, position,
-    positive_int, window_size,
+    add_model_options, add_preprocessing_options, channel_list, frame_rate, non_negative_int,
+    position, positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
@@ -49,6 +52,7 @@ from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
 from featurescope.cli.graph import add_graph_parser, run_graph
 from featurescope.cli.video import run_video
+from featurescope.cli.why import add_why_parser, run_why
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
     add_graph_parser(commands)
+    add_why_parser(commands)
+    add_atlas_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="the arithmetic behind one value of a feature map",
@@ -239,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the layer (names as `featurescope layers` prints them)")
     video.add_argument("--view", default="grid", metavar="grid|channel:C|gradcam",
                        help="the feature-map grid, channel C large, or the Grad-CAM (default: grid)")
-    video.add_argument("--fps", type=float, metavar="F", help="frame rate of OUT (default: INPUT's)")
+    video.add_argument("--fps", type=frame_rate, metavar="F",
+                       help="frame rate of OUT, 0.5 to 600 (default: INPUT's)")
     video.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     video.add_argument("--output", "-o", required=True, metavar="OUT.mp4",
                        help="the video to write: .mp4, .m4v, .mov (mp4v) or .avi (MJPG)")
@@ -263,6 +270,8 @@ _COMMANDS = {
     "visualize": run_visualize,
     "video": run_video,
     "graph": run_graph,
+    "why": run_why,
+    "atlas": run_atlas,
 }
 
 

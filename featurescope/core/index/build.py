@@ -19,6 +19,7 @@ import numpy as np
 
 from featurescope.core.errors import IndexFileError, ModelError
 from featurescope.core.index.geometry import preprocessing_of
+from featurescope.core.index.groups import folder_groups, group_ids, regroup
 from featurescope.core.index.reduce import LayerTopK, merge_all
 from featurescope.core.index.lock import IndexLock
 from featurescope.core.index.size import check_fits, grow_k
@@ -166,6 +167,24 @@ def _update_files(index: Index, listed) -> tuple[Index, str]:
     return index, note
 
 
+def _track_groups(index: Index) -> Optional[np.ndarray]:
+    """Per file, its sub-folder's number when the folder has the ImageFolder layout (else
+    None); keeps ``meta["groups"]`` and the layers' group sums in step with the files."""
+    names = folder_groups(index.files["path"])
+    old = list(index.meta.get("groups", []))
+    kept = all(layer.group_sums is not None for layer in index.topk.values())
+    if not (index.files["state"] != STATE_TODO).any():
+        regroup(index.topk, [], names)  # nothing read yet: every sum starts at zero
+    elif names != old or not kept:
+        if not (old and kept and regroup(index.topk, old, names)):
+            names = []  # the layout changed under indexed files: no labels until --rebuild
+    if not names:
+        for layer in index.topk.values():
+            layer.group_sums = None
+    index.meta["groups"] = names
+    return group_ids(index.files["path"], names) if names else None
+
+
 def _path_rank(paths: np.ndarray) -> np.ndarray:
     rank = np.empty(len(paths), np.int64)
     rank[np.argsort(paths, kind="stable")] = np.arange(len(paths))
@@ -202,6 +221,9 @@ class IndexBuild:
         workers = default_workers() if workers is None else int(workers)
         self.output = None if output is None else Path(output).expanduser()
         self.checkpoint_seconds = float(checkpoint_seconds)
+        if not self.checkpoint_seconds > 0:  # 0 or less would save after every batch
+            raise IndexFileError(f"--checkpoint-every must be a number of seconds above 0, "
+                                 f"not {checkpoint_seconds}.")
         self._lock = None
         if self.output is not None:
             _check_output(self.output, rebuild)
@@ -226,12 +248,12 @@ class IndexBuild:
             from featurescope.core.index.ray_engine import run_ray
 
             self._batches = run_ray(model, folder, todo, prep, chosen, k, self.rank, batch_size,
-                                    workers, cancel=cancel, address=ray_address)
+                                    workers, cancel=cancel, address=ray_address, groups=self.groups)
         else:
             from featurescope.core.index.local import run_local
 
             self._batches = run_local(model, folder, todo, prep, chosen, k, self.rank, batch_size,
-                                      workers, cancel, multiprocessing_context)
+                                      workers, cancel, multiprocessing_context, groups=self.groups)
         self._started = self._last_save = time.monotonic()
         self.finished = False
 
@@ -260,6 +282,7 @@ class IndexBuild:
         grow_k(index, k)
         self.index, self.k = index, index.k
         self.rank = _path_rank(index.files["path"])
+        self.groups = _track_groups(index)
 
     def release(self) -> None:
         """Let another run write the output (the lock; :meth:`close` calls it)."""

@@ -76,7 +76,7 @@ def _files_problem(files: dict) -> Optional[str]:
     return None
 
 
-def _layer_problem(entry: dict, data: dict, k: int, n_files: int) -> Optional[str]:
+def _layer_problem(entry: dict, data: dict, k: int, n_files: int, groups: int = 0) -> Optional[str]:
     name, channels = entry["name"], entry["channels"]
     expected = {"values": (channels, k), "ids": (channels, k), "positions": (channels, k, 2),
                 "sums": (channels,), "positive": (channels,)}
@@ -85,6 +85,8 @@ def _layer_problem(entry: dict, data: dict, k: int, n_files: int) -> Optional[st
             return f"layer {name!r} has no {column!r}"
         if tuple(data[column].shape) != shape:
             return f"layer {name!r}'s {column!r} has shape {tuple(data[column].shape)}, not {shape}"
+    if "group_sums" in data and tuple(data["group_sums"].shape) != (channels, groups):
+        return f"layer {name!r}'s sub-folder sums do not match its {groups} sub-folders"
     if data["ids"].dtype.kind not in "iu" or data["positions"].dtype.kind not in "iu":
         return f"layer {name!r} holds the wrong kind of values"
     ids = data["ids"]
@@ -105,7 +107,8 @@ def problem_of(meta, files: dict, layers: dict[str, dict]) -> Optional[str]:
     """What is wrong with an index's parts (``layers``: name -> {column: array}), or None."""
     why = _meta_problem(meta) or _files_problem(files)
     for entry in ([] if why else meta["layers"]):
-        why = _layer_problem(entry, layers.get(entry["name"], {}), meta["k"], len(files["path"]))
+        why = _layer_problem(entry, layers.get(entry["name"], {}), meta["k"], len(files["path"]),
+                             len(meta.get("groups") or []))
         if why:
             break
     return why

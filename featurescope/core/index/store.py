@@ -176,6 +176,24 @@ class Index:
             return []
         return [int(c) for c in np.flatnonzero(data.positive == 0)]
 
+    @property
+    def groups(self) -> list[str]:
+        """The sub-folders (classes, concepts) the index keeps sums for; [] when the folder
+        does not have the ImageFolder layout (see :mod:`.groups`)."""
+        return list(self.meta.get("groups", []))
+
+    def group_means(self, layer: str) -> Optional[np.ndarray]:
+        """(C, G) per channel and sub-folder, the mean over that sub-folder's indexed images
+        of the channel's spatial maximum; None without sub-folder sums."""
+        from featurescope.core.index.groups import group_ids
+
+        data = self._layer(layer)
+        if data.group_sums is None or not self.groups:
+            return None
+        member = group_ids(self.files["path"], self.groups)[self.files["state"] == STATE_OK]
+        counts = np.bincount(member[member >= 0], minlength=len(self.groups)).astype(np.float64)
+        return data.group_sums / np.maximum(counts, 1.0)[None, :]
+
     def file_records(self) -> list[FileRecord]:
         return [FileRecord(str(p), int(s), int(m)) for p, s, m in
                 zip(self.files["path"], self.files["size"], self.files["mtime_ns"])]
@@ -195,6 +213,8 @@ class Index:
         for name, data in self.topk.items():
             for column in ("values", "ids", "positions", "sums", "positive"):
                 arrays[f"layers/{name}/{column}"] = getattr(data, column)
+            if data.group_sums is not None:
+                arrays[f"layers/{name}/group_sums"] = data.group_sums
         written = write_npz(path, arrays, force=True)
         self.path = Path(path)
         return written
@@ -248,7 +268,8 @@ def open_index(path) -> Index:
         layers[entry["name"]] = LayerTopK(
             data["values"].astype(np.float32), data["ids"].astype(np.int64),
             data["positions"].astype(np.int32), data["sums"].astype(np.float64),
-            data["positive"].astype(np.int64), int(entry.get("count", 0)), tuple(entry["shape"]))
+            data["positive"].astype(np.int64), int(entry.get("count", 0)), tuple(entry["shape"]),
+            data["group_sums"].astype(np.float64) if "group_sums" in data else None)
     index = Index(meta, files, layers)
     index.path = path
     return index

@@ -196,6 +196,19 @@ def write_json(path: PathLike, data: Any, force: bool = False) -> Path:
     return _write_atomic(path, lambda handle: handle.write(encoded), force)
 
 
+def write_text(path: PathLike, text: str, force: bool = True) -> Path:
+    """Write UTF-8 text (a page, a stylesheet) atomically; replaces by default."""
+    encoded = text.encode("utf-8")
+    return _write_atomic(path, lambda handle: handle.write(encoded), force)
+
+
+def write_jpeg(path: PathLike, rgb_uint8: np.ndarray, quality: int = 88, force: bool = True) -> Path:
+    """Write an (H, W, 3) uint8 array as a JPEG (for pictures where size matters more than
+    exact pixels: an atlas has thousands); replaces by default."""
+    image = Image.fromarray(np.ascontiguousarray(np.asarray(rgb_uint8, dtype=np.uint8)))
+    return _write_atomic(path, lambda handle: image.save(handle, format="JPEG", quality=int(quality)), force)
+
+
 def upscale_array(array: np.ndarray, factor: int) -> np.ndarray:
     """Repeat every pixel ``factor`` times along both axes (nearest neighbour, exact)."""
     factor = int(factor)
