@@ -221,6 +221,9 @@ class IndexBuild:
         workers = default_workers() if workers is None else int(workers)
         self.output = None if output is None else Path(output).expanduser()
         self.checkpoint_seconds = float(checkpoint_seconds)
+        if not self.checkpoint_seconds > 0:  # 0 or less would save after every batch
+            raise IndexFileError(f"--checkpoint-every must be a number of seconds above 0, "
+                                 f"not {checkpoint_seconds}.")
         self._lock = None
         self.existed = self.output is not None and self.output.exists() and not rebuild
         if self.output is not None:
