@@ -52,7 +52,8 @@ def run_export(args) -> int:
 
     try:
         done = export_images(model, args.images, args.output, names, formats=formats, options=options,
-                             annotate=args.annotate, filters=args.filters, gradcam=args.gradcam,
+                             annotate=args.annotate, filters=args.filters,
+                             gradcam=args.gradcam or args.cam_method != "gradcam", cam_method=args.cam_method,
                              gradcam_layer=args.gradcam_layer, force=args.force, warn=warn,
                              progress=bar, report=said)
     finally:

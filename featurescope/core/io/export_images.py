@@ -78,7 +78,7 @@ def sub_folders(files: Sequence[Path], out: PathLike) -> list[Path]:
 def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Sequence[str], *,
                   formats: Sequence[str] = ("png",), options: Optional[DisplayOptions] = None,
                   annotate: bool = False, filters: bool = False, gradcam: bool = False,
-                  gradcam_layer: Optional[str] = None, force: bool = False,
+                  gradcam_layer: Optional[str] = None, cam_method: str = "gradcam", force: bool = False,
                   confirm: Optional[Confirm] = None, warn: Optional[Callable[[str], None]] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None,
@@ -88,7 +88,8 @@ def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Seq
     as it is done), or [] when ``confirm`` declined to replace existing files.
 
     ``model``: a LoadedModel; ``layers``: its layer names; ``formats``: "png", "npz";
-    ``gradcam`` (or a ``gradcam_layer``): also ``gradcam_<layer>.png`` and its JSON.
+    ``gradcam`` (or a ``gradcam_layer``): also ``gradcam_<layer>.png`` and its JSON, made
+    with ``cam_method`` (core/analysis/cam_methods.py).
     ``warn(sentence)`` hears what the user should know before the work starts (the
     Grad-CAM layer used instead of the one asked, an untrained model's Grad-CAM).
     ``progress(done, total, text)`` counts one image's files, its text starting with
@@ -141,7 +142,8 @@ def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Seq
             result = capture(model, image, layers=None if every else names, cancel=cancel)
             # Grad-CAM first: a model it cannot explain (a dict output, no gradients)
             # stops this image before any file is written, not halfway.
-            cam = compute_grad_cam(model, result.input, cam_layer) if cam_layer else None
+            cam = compute_grad_cam(model, result.input, cam_layer, method=cam_method) \
+                if cam_layer else None
             record.written = export_layers(
                 result, folder, layers=names, formats=formats, options=options,
                 annotate=annotate, filters=filters, model=model, source_path=path, force=force,

@@ -30,6 +30,9 @@ PathLike = Union[str, os.PathLike]
 
 # extension -> FourCC; both are inside OpenCV's wheels on every OS
 WRITE_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+# frame rates both codecs write and read back as asked: OpenCV's MJPG writer wants >= 1
+# below 0.5 and its .avi reader caps the rate at 600
+FPS_RANGE = (0.5, 600.0)
 
 
 def _cv2():
@@ -69,7 +72,7 @@ class VideoReader:
             self._capture.release()
             raise VideoError(f"{name} is not a video OpenCV can read (unknown format or damaged file).")
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        if not (0.5 <= self.fps <= 1000):
+        if not (FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]):
             self.fps = 25.0  # a header without a rate: play at a usual one
         self.frame_count = max(0, int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
         self.size = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
@@ -155,7 +158,10 @@ class VideoWriter:
             raise ExportError(f"Cannot create the folder {folder}: {error.strerror or error}.") from None
         if not os.access(folder, os.W_OK):
             raise ExportError(f"Cannot write {self.path.name}: the folder {folder} is read-only.")
-        self.fps = float(fps) if fps and fps > 0 else 25.0
+        if not FPS_RANGE[0] <= float(fps) <= FPS_RANGE[1]:
+            raise ExportError(f"{self.path.name}: {fps:g} frames per second is outside "
+                              f"{FPS_RANGE[0]:g} to {FPS_RANGE[1]:g}, the rates .mp4 and .avi hold.")
+        self.fps = float(fps)
         self.codec = WRITE_CODECS[suffix]
         self._partial = folder / f".{self.path.stem}.partial{suffix}"
         self._writer = None
