@@ -184,10 +184,13 @@ class ChannelView(TabPage):
         layout.addWidget(self.hover_label)
         layout.addWidget(self.field_label)
 
-        for keys, slot in ((("Right", "N"), self.next_channel), (("Left", "P"), self.previous_channel)):
+        for keys, slot, text in ((("Right", "N"), self.next_channel, "Next channel"),
+                                 (("Left", "P"), self.previous_channel, "Previous channel")):
             for key in keys:
                 shortcut = QShortcut(QKeySequence(key), self)
                 shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.setWhatsThis(text)  # the shortcut sheet's words
+                shortcut.setProperty("where", "Channel view")
                 shortcut.activated.connect(slot)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
