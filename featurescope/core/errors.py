@@ -22,6 +22,15 @@ class ModelError(FeaturescopeError):
     """An unknown model name, a model file that does not define a network, ..."""
 
 
+class LayerNotRunError(ModelError):
+    """A layer that exists but does not run in the forward pass (``conv#3`` of a module
+    called twice, a branch the input never takes); ``layer`` names it."""
+
+    def __init__(self, message: str, layer: str):
+        super().__init__(message)
+        self.layer = layer
+
+
 class WeightsError(ModelError):
     """Weights that do not exist, do not fit the architecture, or are not safe to load."""
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 NO_DISPLAY_MESSAGE = (
     "featurescope: no display found (DISPLAY and WAYLAND_DISPLAY are unset); run it on a "
@@ -102,6 +102,23 @@ def configure_qt() -> None:
     # pyqtgraph's global config is left alone (another library in the process may own
     # it): every ImageItem sets axisOrder="row-major" itself, and OpenGL and antialiasing
     # are off by pyqtgraph's own defaults.
+
+
+def open_settings(where: Any = None):
+    """The app's :class:`Settings` over a QSettings: the user's (``None``), an INI file
+    (a path: tests and scripts never touch the user's settings), or a QSettings given."""
+    from PySide6.QtCore import QSettings
+
+    from featurescope.gui.model.settings import Settings
+
+    if isinstance(where, Settings):
+        return where
+    if where is None:
+        configure_qt()
+        where = QSettings()
+    elif not isinstance(where, QSettings):
+        where = QSettings(str(where), QSettings.IniFormat)
+    return Settings(where)
 
 
 def app_icon():

@@ -1,7 +1,7 @@
 """The main window: the composition of docks, tabs and menus, and the wiring between them.
 
 Everything slow (loading a model, opening a photo, capturing, exporting) is a request to
-the single worker thread (:mod:`model_jobs`, :mod:`image_sources`, :mod:`export_actions`);
+the single worker thread (:mod:`controllers.model_loading`, :mod:`image_sources`, :mod:`export_actions`);
 the answer is put into :class:`AppState`, and every dock and view follows the state's
 signals. A failed request leaves the previous model and image in place and shows one
 sentence in the window.
@@ -29,7 +29,7 @@ from featurescope.gui.widgets.mime_images import ImageDropTarget
 from featurescope.gui.widgets.job_status import JobStatus
 from featurescope.gui.layer_keys import LayerKeys
 from featurescope.gui.menus import build_menus
-from featurescope.gui.jobs.model_jobs import ModelJobs, first_layer
+from featurescope.gui.controllers.model_loading import ModelJobs, first_layer
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
 from featurescope.gui.views.arithmetic_panel import ArithmeticPanel
@@ -38,7 +38,7 @@ from featurescope.gui.views.registry import VIEWS, view_index
 from featurescope.gui.widgets.fit_button import add_fit_buttons, fit_pictures
 from featurescope.gui.widgets.view_switcher import ViewSwitcher
 from featurescope.gui.jobs.workers import JobRunner
-from featurescope.gui.jobs.live_jobs import LiveController
+from featurescope.gui.controllers.live_controller import LiveController
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ class MainWindow(ImageDropTarget, QMainWindow):
                  settings: Union[Settings, QSettings, str, Path, None] = None,
                  start: bool = True) -> None:
         super().__init__()
-        from featurescope.gui.app import app_icon, configure_qt
+        from featurescope.gui.app import app_icon, configure_qt, open_settings
 
         configure_qt()
         self.state = state if state is not None else AppState()
-        self.settings = settings if isinstance(settings, Settings) else Settings(settings)
+        self.settings = open_settings(settings)
         self.jobs = JobRunner(self)
         self._error_shown = ""
         self.setObjectName("featurescopeMainWindow")
@@ -211,7 +211,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         super().showEvent(event)
         dock_layout.schedule_tab_bar_check(self)
 
-    # -- start and requests (the work is in model_jobs and image_sources) ------------------
+    # -- start and requests (the work is in controllers/model_loading and image_sources) ------------------
     def start(self, image: Optional[str] = None, model: Optional[str] = None,
               weights: Optional[str] = None, device: Optional[str] = None,
               input_size: Optional[str] = None, mean: Optional[str] = None,
@@ -227,7 +227,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
         spec = self.settings.model_spec()
         if model:
-            spec.update(name=model, input_size="", mean="", std="")
+            spec.update(name=model, weights="default", input_size="", mean="", std="")
         for key, value in (("weights", weights), ("device", device), ("input_size", input_size),
                            ("mean", mean), ("std", std)):
             if value:

@@ -29,7 +29,7 @@ def test_display_detection(monkeypatch, env, expected):
 
 
 def test_settings_round_trip(tmp_path, qtbot):
-    from featurescope.gui.model.settings import Settings
+    from featurescope.gui.app import open_settings as Settings
     from featurescope.core.render.options import DisplayOptions
 
     path = tmp_path / "s.ini"
@@ -59,7 +59,7 @@ def test_settings_round_trip(tmp_path, qtbot):
 
 
 def test_fresh_settings_mean_the_default_model(tmp_path, qtbot):
-    from featurescope.gui.model.settings import Settings
+    from featurescope.gui.app import open_settings as Settings
     from featurescope.core.render.options import DisplayOptions
 
     fresh = Settings(tmp_path / "none.ini")

@@ -22,6 +22,16 @@ SCRIPT = textwrap.dedent("""
     torch.manual_seed(0)
     torch.set_num_threads(1)
     from featurescope.gui.model.state import AppState
+    import importlib, pkgutil
+    import featurescope.gui.model as package
+    modules = [info.name for info in pkgutil.iter_modules(package.__path__)]
+    for name in modules:  # the whole package: every module of the app model is Qt-free
+        importlib.import_module(f"featurescope.gui.model.{name}")
+    from featurescope.gui.model.settings import Settings
+    settings = Settings()
+    settings.set_model_spec("resnet18", "default", "cpu")
+    settings.set_memory_budget(1 << 20)
+    remembered = [settings.model_spec()["name"], settings.memory_budget()]
     from featurescope.core.models.load import load_model
     from featurescope.core.capture.capture import capture
 
@@ -62,6 +72,7 @@ SCRIPT = textwrap.dedent("""
         "events": events, "steps": steps, "layers": layers[:3],
         "info_name": info.name, "channel_after_step": channel_after_step,
         "result_after_model": state.result is None,
+        "modules": modules, "remembered": remembered,
         "qt": sorted(m for m in sys.modules if m.startswith(("PySide6", "pyqtgraph", "shiboken"))),
     }))
 """)
@@ -78,6 +89,8 @@ def scripted():
 
 
 def test_the_app_model_imports_no_qt(scripted):
+    assert {"settings", "state"} <= set(scripted["modules"])
+    assert scripted["remembered"] == ["resnet18", 1 << 20]  # settings work without Qt
     assert scripted["qt"] == []
 
 

@@ -11,7 +11,7 @@ BUDGET = 2 << 20  # 2 MiB: efficientnet_lite0 at 224 px needs ~26 MiB as float32
 def test_layers_left_out_by_a_tiny_budget_come_back_when_selected(make_window, settings_path,
                                                                   qtbot, wait_idle, tmp_path):
     from featurescope.core.capture.capture import capture
-    from featurescope.gui.model.settings import Settings
+    from featurescope.gui.app import open_settings as Settings
 
     settings = Settings(settings_path)
     settings.set_memory_budget(BUDGET)
@@ -52,7 +52,7 @@ def test_layers_left_out_by_a_tiny_budget_come_back_when_selected(make_window, s
 
 def test_the_budget_field_captures_again_under_the_new_budget(make_window, settings_path,
                                                               qtbot, wait_idle):
-    from featurescope.gui.model.settings import Settings
+    from featurescope.gui.app import open_settings as Settings
 
     settings = Settings(settings_path)
     settings.set_memory_budget(BUDGET)

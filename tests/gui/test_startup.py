@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from PySide6.QtCore import QPointF
 
-from featurescope.gui.model.settings import Settings
+from featurescope.gui.app import open_settings as Settings
 
 # An own model for 32x32 pictures: two convolutions, 10 classes (a CIFAR-sized net).
 SMALL_NET = '''

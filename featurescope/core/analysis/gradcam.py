@@ -15,9 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featurescope.core.capture.layers import find_layer_module
-from featurescope.core.capture.sinks import KeepGradSink
-from featurescope.core.capture.taps import Run, active, materialize_lazy, tap
+from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.errors import ModelError
 
 _EPS = 1e-7  # as pytorch_grad_cam's scale_cam_image
@@ -70,23 +68,10 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
     require_gradients(model, "Grad-CAM")  # ONNX models run outside autograd
     module = getattr(model, "module", model)
     model_name = getattr(model, "name", None) or type(module).__name__
-    target_module, call = find_layer_module(module, layer, model_name)
-
     device = getattr(model, "device", None)
     if device is None:
         device = next((p.device for p in module.parameters()), torch.device("cpu"))
 
-    def check_map(output):
-        if not isinstance(output, torch.Tensor) or output.dim() != 4:
-            raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
-                             f"so it has no Grad-CAM.")
-
-    # The layer's output through the capture taps (KeepGradSink: the rest of the network
-    # sees a copy, so an in-place ReLU right after cannot spoil the gradient).
-    qualified = layer.partition("#")[0]
-    tap(target_module)
-    sink = KeepGradSink(layer, check_map)
-    run = Run({id(target_module): (qualified, None)}, [sink], wanted={layer})
     was_training = module.training
     try:
         module.eval()
@@ -94,14 +79,12 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
             # A clone outside inference mode, so that even an inference tensor works;
             # requires_grad so a network with frozen weights still builds a graph.
             x = _input_tensor(model, image).to(device).clone().requires_grad_(True)
-            with torch.no_grad():
-                materialize_lazy(module, x)
-            with active(run):
-                output = module(x)
-            logits = _class_scores(output, model_name)
-            if sink.activation is None:
-                raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass, "
+            run = run_with_grad(module, x, [layer], model_name=model_name)
+            activation = run.activations[layer]
+            if not isinstance(activation, torch.Tensor) or activation.dim() != 4:
+                raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
                                  f"so it has no Grad-CAM.")
+            logits = _class_scores(run.output, model_name)
             classes = logits.shape[1]
             if target is None:
                 target = int(logits[0].argmax())
@@ -111,13 +94,13 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> 
             target = int(target)
             score = logits[0, target]
             try:
-                gradients = sink.gradient(score)
+                (gradients,) = torch.autograd.grad(score, activation)
             except RuntimeError as error:
                 if "nference tensor" not in str(error):
                     raise
                 raise ModelError(f"{model_name}'s weights were made under torch.inference_mode, so "
                                  "Grad-CAM cannot take their gradients; load the model again.") from error
-        activations = sink.activation.detach()[0].float()
+        activations = activation.detach()[0].float()
         gradients = gradients.detach()[0].float()
     finally:
         module.train(was_training)

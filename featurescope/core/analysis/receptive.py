@@ -33,11 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.capture.layers import find_layer_module
-from featurescope.core.capture.sinks import EarlyStop, StopForward
-from featurescope.core.capture.taps import Run, active, tap
 from featurescope.core.capture.trace import OpTrace, tensors_in
-from featurescope.core.errors import ModelError
+from featurescope.core.errors import LayerNotRunError, ModelError
 
 IntOrPair = Union[int, tuple[int, int]]
 
@@ -339,64 +338,54 @@ def receptive_fields(model, layers: Optional[list[str]] = None,
         layers = list(getattr(model, "layers", None) or [])
         if not layers:
             raise ValueError("a plain nn.Module needs the list of layers")
-    wanted: dict[int, tuple[torch.nn.Module, dict[int, str]]] = {}
     for layer in layers:
-        target, call = find_layer_module(module, layer, model_name)
+        target, _call = find_layer_module(module, layer, model_name)
         if isinstance(target, nn.ConvTranspose2d):
             raise ModelError(f"{layer!r} in {model_name} is a transposed convolution; featurescope "
                              "does not compute receptive fields of transposed convolutions.")
-        wanted.setdefault(id(target), (target, {}))[1][call] = layer
     height, width = _input_size(model, input_size)
 
     found: dict[str, Optional[_Field]] = {}
     maps: set = set()  # layers whose output is a feature map, with or without a field
 
-    targets = {id(target): (name, None) for name, target in
-               ((n, m) for n, m in module.named_modules() if id(m) in wanted)}
-
-    class FieldSink:
-        def __init__(self, tracker: _FieldTracker):
-            self.tracker = tracker
-
-        def write(self, layer, target, inp, output):
-            is_tensor = isinstance(output, torch.Tensor)
-            found[layer] = self.tracker.field_of(output) if is_tensor else None
-            if is_tensor and output.dim() == 4:
-                maps.add(layer)
-
     def run(to_meta: bool) -> None:
         tracker = _FieldTracker()
-        sink = FieldSink(tracker)
         device, dtype = _device_and_dtype(module)
         image = torch.zeros((1, getattr(model, "channels", 3), height, width), device="meta" if to_meta else device,
                             dtype=dtype)
         tracker.set_field(image, _Field(_Axis(1, 1, 0), _Axis(1, 1, 0), (height, width)))
-        for target, _ in wanted.values():
-            tap(target)
         # nothing after the last wanted layer is needed
-        layer_run = Run(targets, [sink, EarlyStop(set(layers))], wanted=set(layers))
-        try:
-            with torch.no_grad(), active(layer_run), OpTrace(tracker, to_meta=to_meta):
-                module(image)
-        except StopForward:
-            pass
+        with OpTrace(tracker, to_meta=to_meta):
+            outputs = run_with_grad(module, image, layers, model_name=model_name, stop_after=layers,
+                                    grad=False).activations
+        for layer, output in outputs.items():
+            is_tensor = isinstance(output, torch.Tensor)
+            found[layer] = tracker.field_of(output) if is_tensor else None
+            if is_tensor and output.dim() == 4:
+                maps.add(layer)
 
     try:
-        run(to_meta=True)
-    except Exception:  # data-dependent code cannot run on "meta": do it for real once
-        found.clear()
-        maps.clear()
         try:
-            run(to_meta=False)
-        except Exception as error:
-            raise ModelError(f"{model_name} cannot run on a {height} x {width} input, so its "
-                             f"receptive fields are unknown ({error}).") from error
+            run(to_meta=True)
+        except LayerNotRunError:
+            raise
+        except Exception:  # data-dependent code cannot run on "meta": do it for real once
+            found.clear()
+            maps.clear()
+            try:
+                run(to_meta=False)
+            except LayerNotRunError:
+                raise
+            except Exception as error:
+                detail = error.__cause__ if isinstance(error, ModelError) and error.__cause__ else error
+                raise ModelError(f"{model_name} cannot run on a {height} x {width} input, so its "
+                                 f"receptive fields are unknown ({detail}).") from error
+    except LayerNotRunError as error:
+        raise ModelError(f"{error.layer!r} does not run in {model_name}'s forward pass at "
+                         f"{height} x {width}, so it has no receptive field.") from None
 
     result = {}
     for layer in layers:
-        if layer not in found:
-            raise ModelError(f"{layer!r} does not run in {model_name}'s forward pass at "
-                             f"{height} x {width}, so it has no receptive field.")
         field = found[layer]
         if field is None and layer in maps:
             raise ModelError(f"{layer!r} in {model_name} comes after an operation whose receptive "

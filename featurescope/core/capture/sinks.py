@@ -9,7 +9,8 @@ It may return a tensor that the rest of the network sees instead of ``output``
 overwrite ``tensor``.
 
 - :class:`StoreSink` keeps the outputs (the capture result), within a memory budget;
-- :class:`KeepGradSink` keeps one activation inside the autograd graph (Grad-CAM);
+- :class:`KeepGradSink` keeps activations inside the autograd graph (Grad-CAM);
+- :class:`ReplaceOutputs` hands the rest of the network a function of a layer's output;
 - :class:`EarlyStop` ends the pass after the last wanted layer (put it last);
 - :class:`InputSink` keeps one layer's input and output (the arithmetic at a position);
 - :class:`ZeroChannels` replaces a layer's output by a copy with some channels zeroed
@@ -90,31 +91,49 @@ class StoreSink:
 
 
 class KeepGradSink:
-    """Keep the output of layer ``layer`` in the autograd graph for Grad-CAM.
+    """Keep the outputs of ``layers`` in the autograd graph (core/capture/grad.py).
 
     The rest of the network gets a copy, so an in-place ReLU right after (VGG) changes
     the copy and the layer's own output keeps its values and its gradient. ``check``
-    (optional) is called with the output first and may raise. After the pass,
-    ``activation`` is the output and :meth:`gradient` its gradient for a score.
+    (optional) is called with each output first and may raise. ``leaf``: an output
+    that does not require gradients (nothing before it does) becomes a leaf that
+    does, so a score's gradient with respect to it still exists. After the pass,
+    ``activations`` {name: output}.
     """
 
-    def __init__(self, layer: str, check=None):
-        self.layer = layer
+    def __init__(self, layers: Iterable[str], check=None, leaf: bool = False):
+        self.layers = set(layers)
         self.check = check
-        self.activation: Optional[torch.Tensor] = None
+        self.leaf = leaf
+        self.activations: dict[str, torch.Tensor] = {}
 
     def write(self, name, module, inp, output):
-        if name != self.layer:
+        if name not in self.layers:
             return None
         if self.check is not None:
             self.check(output)
-        self.activation = output
+        if not torch.is_tensor(output):
+            self.activations[name] = output
+            return None
+        if self.leaf and torch.is_grad_enabled() and not output.requires_grad:
+            output = output.detach().requires_grad_(True)
+        self.activations[name] = output
         return output.clone()
 
-    def gradient(self, score: torch.Tensor) -> torch.Tensor:
-        """d score / d activation (same shape as the activation)."""
-        (grad,) = torch.autograd.grad(score, self.activation)
-        return grad
+
+class ReplaceOutputs:
+    """``replace`` {layer: fn(output) -> new output}: the rest of the network (and the
+    sinks after this one) see the new output instead (channels switched off, a batch of
+    scaled activations)."""
+
+    def __init__(self, replace: dict):
+        self.replace = dict(replace)
+
+    def write(self, name, module, inp, output):
+        fn = self.replace.get(name)
+        if fn is None or not torch.is_tensor(output):
+            return None
+        return fn(output)
 
 
 class EarlyStop:

@@ -1,10 +1,10 @@
 """Layer info dock: what the selected layer does, with its own numbers filled in.
 
 Below the explanation: the layer's receptive field (size and jump, from the per-model
-cache in ``gui.receptive_cache``), how many of its channels are dead for this image
+cache in ``gui.caches.receptive_fields``), how many of its channels are dead for this image
 (``stats.dead_channels``) and a histogram of its activations (``stats.activation_histogram``).
 With a job runner the statistics are computed on the worker thread after each capture
-(``gui.layer_stats``), so selecting a layer only displays them.
+(``gui.caches.layer_stats``), so selecting a layer only displays them.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QSplitter, QTextBrowser, QVBoxLayout, QWidget
 
 from featurescope.core.analysis.explain import LayerExplanation, explain_layer
-from featurescope.gui.jobs import receptive_cache
-from featurescope.gui.jobs.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
+from featurescope.gui.caches import receptive_fields as field_cache
+from featurescope.gui.caches.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
 
 EMPTY_TEXT = "Select a layer to see what it does."
 _STANDARD = "out = floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1"
@@ -53,7 +53,7 @@ def field_html(field: Any, model: Any) -> str:
     """The receptive-field paragraph: size and jump in input pixels, in words."""
     esc = html.escape
     if field is None:
-        reason = receptive_cache.error_for(model)
+        reason = field_cache.error_for(model)
         return ("<p><b>Receptive field</b>: unknown for this layer"
                 + (f" ({esc(reason)})" if reason else "") + ".</p>")
     size = field.size if isinstance(field.size, tuple) else (field.size, field.size)
@@ -136,7 +136,7 @@ class LayerInfoPanel(QWidget):
             self.browser.setHtml(f"<p>{EMPTY_TEXT}</p>")
             return
         self.explanation = explain_layer(info)
-        self.field = receptive_cache.field_for(self.state.model, self.state.layer)
+        self.field = field_cache.field_for(self.state.model, self.state.layer)
         channels = int(info.output_shape[0]) if info.output_shape else 0
         self.browser.setHtml(explanation_html(self.explanation) + field_html(self.field, self.state.model)
                              + dead_html(self.dead, channels))

@@ -123,8 +123,8 @@ class LayerPanel(QWidget):
 
     def populate(self) -> None:
         infos = self._layer_infos()
-        names = [info.name for info in infos]
-        if names == self.layer_names():
+        rows = [(info.name, shape_text(info.output_shape)) for info in infos]
+        if rows == self._rows():
             self._select(self.state.layer)
             return
         self._updating = True
@@ -155,6 +155,11 @@ class LayerPanel(QWidget):
     def add_context_actions(self, actions: list) -> None:
         """Actions offered on a right-click in the list (e.g. export the selection)."""
         self.tree.addActions(actions)
+
+    def _rows(self) -> list[tuple[str, str]]:
+        """(name, shape text) per row: the same names at another input size are new rows."""
+        return [(self.tree.topLevelItem(i).data(0, NAME_ROLE), self.tree.topLevelItem(i).text(2))
+                for i in range(self.tree.topLevelItemCount())]
 
     def layer_names(self) -> list[str]:
         return [self.tree.topLevelItem(i).data(0, NAME_ROLE) for i in range(self.tree.topLevelItemCount())]

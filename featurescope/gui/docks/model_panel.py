@@ -8,6 +8,7 @@ before torch is imported.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,6 +43,14 @@ def parse_size(text: str) -> Optional[Any]:
 
 
 MIB = 1 << 20
+#: a model named by its source, typed in the search: "timm:resnet18", "onnx:/path/net.onnx"
+SOURCE_NAME = re.compile(r"^[A-Za-z][\w+-]*:(?![\\/])\S+$")
+
+
+def is_model_file(name: str) -> bool:
+    """True for an own model file (``net.py:Net``, ``net.py``): the only kind the input
+    size, mean and std of the form apply to."""
+    return ".py:" in name or name.endswith(".py")
 
 
 def catalogue_and_devices() -> tuple[list, list[str]]:
@@ -140,6 +149,7 @@ class ModelPanel(QWidget):
         self.filled = False
         self._wanted_name = ""  # the model to select once the catalogue is there
         self._wanted_device = ""
+        self._setting_spec = False  # set_spec fills the form: no resets meanwhile
 
         self.memory_budget = QSpinBox()
         self.memory_budget.setObjectName("memoryBudget")
@@ -180,6 +190,9 @@ class ModelPanel(QWidget):
         self.models.addTopLevelItem(QTreeWidgetItem(["Loading the list of networks...", "", ""]))
         self._on_weights_choice()
         self.search.textChanged.connect(self._filter)
+        self.search.returnPressed.connect(self._on_search_enter)
+        self.models.currentItemChanged.connect(self._on_model_chosen)
+        self.custom.toggled.connect(self._on_custom_toggled)
         self.weights.currentIndexChanged.connect(self._on_weights_choice)
         self.weights_browse.clicked.connect(self._browse_weights)
         self.weights_file.textChanged.connect(self._show_trust)
@@ -229,13 +242,63 @@ class ModelPanel(QWidget):
             item.setHidden(not all(word in haystack for word in words))
 
     def select_model(self, name: str) -> None:
+        """Select ``name`` in the list as it was asked for (its weights choice stays)."""
         self._wanted_name = name
+        setting, self._setting_spec = self._setting_spec, True
+        try:
+            self._select_model(name)
+        finally:
+            self._setting_spec = setting
+
+    def _select_model(self, name: str) -> None:
         for i in range(self.models.topLevelItemCount()):
             item = self.models.topLevelItem(i)
             if item.data(0, Qt.UserRole) == name:
                 self.models.setCurrentItem(item)
                 self.models.scrollToItem(item)
                 return
+
+    def typed_name(self) -> str:
+        """A ``source:name`` typed in the search (``timm:resnet18``), else ""."""
+        text = self.search.text().strip()
+        return text if SOURCE_NAME.match(text) else ""
+
+    def _on_search_enter(self) -> None:
+        """Enter in the search loads what it names: a typed ``timm:NAME``, else the one
+        model left visible (or the current one when it is still visible)."""
+        if self.typed_name():
+            self._choose_catalogue()
+            self.request_load()
+            return
+        visible = [self.models.topLevelItem(i) for i in range(self.models.topLevelItemCount())
+                   if not self.models.topLevelItem(i).isHidden()
+                   and self.models.topLevelItem(i).data(0, Qt.UserRole)]
+        current = self.models.currentItem()
+        if current is not None and current in visible:
+            self.request_load()
+        elif len(visible) == 1:
+            self.models.setCurrentItem(visible[0])
+            self.request_load()
+
+    def _choose_catalogue(self) -> None:
+        """A catalogue or typed model is what loads next: the own-file box goes off."""
+        if self.custom.isChecked():
+            self.custom.setChecked(False)
+
+    def _on_model_chosen(self, current: Any, _previous: Any = None) -> None:
+        """Choosing another model starts from its own default weights (pretrained):
+        a weights file or "untrained" picked for the last model never carries over."""
+        if current is None or self._setting_spec:
+            return
+        self._choose_catalogue()
+        self._reset_weights()
+
+    def _on_custom_toggled(self, checked: bool) -> None:
+        if not self._setting_spec:
+            self._reset_weights()
+
+    def _reset_weights(self) -> None:
+        self.weights.setCurrentIndex(self.weights.findData("default"))
 
     # -- the form -------------------------------------------------------------------------
     def _on_weights_choice(self, *_: Any) -> None:
@@ -281,11 +344,20 @@ class ModelPanel(QWidget):
 
     def set_spec(self, spec: dict) -> None:
         """Show a model spec (from the settings or the command line) in the form."""
+        self._setting_spec = True
+        try:
+            self._set_spec(spec)
+        finally:
+            self._setting_spec = False
+
+    def _set_spec(self, spec: dict) -> None:
         name, weights = str(spec.get("name", "")), str(spec.get("weights", "default"))
-        is_custom = ".py:" in name or name.endswith(".py")
+        is_custom = is_model_file(name)
         self.custom.setChecked(is_custom)
         if is_custom:
             self.custom_file.setText(name)
+        elif SOURCE_NAME.match(name):
+            self.search.setText(name)
         else:
             self.select_model(name)
         if weights in ("default", "none"):
@@ -301,19 +373,22 @@ class ModelPanel(QWidget):
 
     def spec(self) -> dict:
         """What the form asks for: name, weights, device, input_size, mean, std (text)."""
-        if self.custom.isChecked():
+        custom = self.custom.isChecked()
+        if custom:
             name = self.custom_file.text().strip()
+        elif self.typed_name():
+            name = self.typed_name()
         else:
             item = self.models.currentItem()
-            name = item.data(0, Qt.UserRole) if item is not None else ""
+            name = item.data(0, Qt.UserRole) if item is not None and not item.isHidden() else ""
         choice = self.weights.currentData()
         weights = self.weights_file.text().strip() if choice == "file" else choice
         trust = bool(choice == "file" and weights and self.trust.isChecked())
         return {"name": name, "weights": weights or "default", "trust_pickle": trust,
                 "device": self.device.currentData() or "cpu",
-                "input_size": self.input_size.text().strip() if self.custom.isChecked() else "",
-                "mean": self.mean.text().strip() if self.custom.isChecked() else "",
-                "std": self.std.text().strip() if self.custom.isChecked() else ""}
+                "input_size": self.input_size.text().strip() if custom else "",
+                "mean": self.mean.text().strip() if custom else "",
+                "std": self.std.text().strip() if custom else ""}
 
     def request_load(self) -> None:
         spec = self.spec()

@@ -1,8 +1,10 @@
-"""What the app remembers between runs, through QSettings.
+"""What the app remembers between runs: typed access to a key-value store.
 
 Model, weights, device, display options, recent files, last folders, window geometry
-and dock layout. Tests pass their own INI file (``QSettings(path, QSettings.IniFormat)``)
-so they never touch the user's settings.
+and dock layout. No Qt here: the store is anything with ``value(key, default)``,
+``setValue(key, value)`` and ``sync()``; the app passes a QSettings
+(:func:`featurescope.gui.app.open_settings`), tests their own INI file through it so they
+never touch the user's settings, and a plain :class:`MemoryStore` serves Qt-free code.
 """
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ import re
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Union
-
-from PySide6.QtCore import QByteArray, QSettings
 
 from featurescope.core.render.options import DisplayOptions
 
@@ -35,22 +35,40 @@ def absolute(path: str) -> str:
     return str(Path(file).expanduser().resolve()) + (f":{factory}" if colon else "")
 
 
-class Settings:
-    """Typed access to the app's QSettings; one instance per main window."""
+class MemoryStore:
+    """A store that forgets at exit (Qt-free code and tests of this module)."""
 
-    def __init__(self, qsettings: Union[QSettings, str, Path, None] = None) -> None:
-        if qsettings is None:
-            qsettings = QSettings()
-        elif isinstance(qsettings, (str, Path)):
-            qsettings = QSettings(str(qsettings), QSettings.IniFormat)
-        self.qsettings = qsettings
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def value(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def setValue(self, key: str, value: Any) -> None:  # noqa: N802 (QSettings' name)
+        self.values[key] = value
+
+    def sync(self) -> None:
+        pass
+
+
+class Settings:
+    """Typed access to the app's settings store; one instance per main window."""
+
+    def __init__(self, store: Any = None) -> None:
+        self.qsettings = store if store is not None else MemoryStore()
 
     def sync(self) -> None:
         self.qsettings.sync()
 
     def _get(self, key: str, default: Any, type_: type) -> Any:
+        """The value of ``key`` as ``type_``: an INI file gives text ("true", "42")."""
+        raw = self.qsettings.value(key, default)
+        if raw is None:
+            return default
         try:
-            return self.qsettings.value(key, default, type=type_)
+            if type_ is bool:
+                return raw.strip().lower() in ("true", "1", "yes") if isinstance(raw, str) else bool(raw)
+            return type_(raw)
         except (TypeError, ValueError):  # a hand-edited file with a bad value
             return default
 
@@ -160,15 +178,18 @@ class Settings:
         self.qsettings.setValue("capture/memory_budget", int(budget))
 
     # -- window ------------------------------------------------------------------------
-    def window_geometry(self) -> Optional[QByteArray]:
-        value = self.qsettings.value("window/geometry")
-        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+    def window_geometry(self) -> Optional[Any]:
+        """The bytes the window saved (a QByteArray from QSettings), or None."""
+        return self._window_bytes("window/geometry")
 
-    def window_state(self) -> Optional[QByteArray]:
-        value = self.qsettings.value("window/state")
-        return value if isinstance(value, QByteArray) and not value.isEmpty() else None
+    def window_state(self) -> Optional[Any]:
+        return self._window_bytes("window/state")
 
-    def set_window(self, geometry: QByteArray, state: QByteArray) -> None:
+    def _window_bytes(self, key: str) -> Optional[Any]:
+        value = self.qsettings.value(key)
+        return None if value is None or isinstance(value, str) or not len(value) else value
+
+    def set_window(self, geometry: Any, state: Any) -> None:
         self.qsettings.setValue("window/geometry", geometry)
         self.qsettings.setValue("window/state", state)
 

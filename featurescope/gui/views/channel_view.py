@@ -10,7 +10,7 @@ Receptive fields: hovering (or clicking, which pins it) a position of the map dr
 input pixels it sees, ``receptive_field(model, layer).box(y, x)``, on the input picture;
 hovering the input picture marks the map position whose field is centred nearest (solid)
 and every position whose field contains that pixel (dashed). Fields come from
-``gui.receptive_cache`` (computed once per model, on the worker).
+``gui.caches.receptive_fields`` (computed once per model, on the worker).
 
 Clicking a position (or hovering with Shift held) pins it and emits ``position_pinned``;
 the main window shows the arithmetic behind that value in a panel added under the maps
@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (QApplication, QGraphicsRectItem, QHBoxLayout, QLa
 from featurescope.core.render import grids
 from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
-from featurescope.gui.jobs import receptive_cache
+from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
 
 
@@ -303,7 +303,7 @@ class ChannelView(TabPage):
             self.input_item.clear()
             self.overlay_item.clear()
 
-        self.field = receptive_cache.field_for(self.state.model, self.state.layer)
+        self.field = field_cache.field_for(self.state.model, self.state.layer)
         if self.field is not None and tuple(self.field.output_shape) != tuple(layer.shape[1:]):
             self.field = None  # a capture at another input size than the model's
         if self._pinned_layer != self.state.layer:
@@ -390,7 +390,7 @@ class ChannelView(TabPage):
         if pixel is not None:
             self.pixel_item.setRect(pixel[1], pixel[0], 1, 1)
             self.pixel_item.show()
-            self.seeing = receptive_cache.positions_seeing(field, *pixel)
+            self.seeing = field_cache.positions_seeing(field, *pixel)
             if self.seeing is not None:
                 sy0, sx0, sy1, sx1 = self.seeing
                 self.seeing_item.setRect(sx0, sy0, sx1 - sx0, sy1 - sy0)

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QLis
                                QListWidgetItem, QProgressBar, QPushButton, QSplitter, QToolTip,
                                QVBoxLayout, QWidget)
 
-from featurescope.gui.jobs.index_jobs import IndexBuildJob
+from featurescope.gui.controllers.index_building import IndexBuildJob
 from featurescope.gui.widgets.tab_page import TabPage
 
 TILE = 128

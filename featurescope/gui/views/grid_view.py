@@ -23,7 +23,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
-from featurescope.gui.jobs.layer_stats import stored_tensor, tensor_ref
+from featurescope.gui.caches.layer_stats import stored_tensor, tensor_ref
 from featurescope.core.render.options import DisplayOptions, grid_arguments
 from featurescope.gui.model.state import AppState
 
@@ -142,6 +142,7 @@ class FeatureGridView(QWidget):
         state.image_changed.connect(self.clear_readout)
         state.error_reported.connect(self._on_error)
         state.layer_changed.connect(self.refresh)
+        state.layer_changed.connect(self.clear_readout)  # it read the previous layer
         state.display_changed.connect(self._on_display_changed)
 
     # -- cache -------------------------------------------------------------------------
@@ -217,6 +218,7 @@ class FeatureGridView(QWidget):
 
     def clear_readout(self, *_args: Any) -> None:
         self.readout.setText(" ")
+        self._hovered = -1
 
     def _on_result_changed(self, result: Any) -> None:
         self.clear_readout()

@@ -111,6 +111,8 @@ class OverviewStrip(QScrollArea):
         self.setFixedHeight(LARGEST + LABEL + 6 + self.horizontalScrollBar().sizeHint().height() + 4)
         self.setToolTip("The whole network at a glance: each layer's most active channel, drawn "
                         "at its spatial size; click one to select it")
+        # a new model's tiles take a capture to come: the old model's go at once
+        state.model_changed.connect(lambda *_: self.show_tiles(None, [], []))
         state.result_changed.connect(self.request)
         state.display_changed.connect(self.request)
         state.layer_changed.connect(lambda *_: self.canvas.update())

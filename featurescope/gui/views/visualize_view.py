@@ -27,6 +27,8 @@ from featurescope.gui.widgets.tab_page import TabPage
 TILE_GAP = 2
 ATLAS_BATCH = 8
 PREVIEW_EVERY = 8
+HIERARCHY_TEXT = ("From edges to shapes: the strongest channels of a few layers for this photo, "
+                  "first layer to last.")
 
 
 
@@ -136,8 +138,7 @@ class VisualizeView(TabPage):
         self.hierarchy_button.setObjectName("visualizeHierarchy")
         self.hierarchy_button.setToolTip("For a few layers spread from the first to the last, the "
                                          "channels that respond most to the photo, visualised")
-        self.hierarchy_label = QLabel("From edges to shapes: the strongest channels of a few layers "
-                                      "for this photo, first layer to last.", self)
+        self.hierarchy_label = QLabel(HIERARCHY_TEXT, self)
         self.hierarchy_label.setWordWrap(True)
         self.hierarchy_view = pg.GraphicsLayoutWidget(self)
         self.hierarchy_view.setBackground(None)
@@ -235,6 +236,7 @@ class VisualizeView(TabPage):
         if self.jobs is not None:
             self.jobs.cancel("optvis_hierarchy")
         self._hierarchy_key, self.hierarchy_rows = None, []
+        self.hierarchy_label.setText(HIERARCHY_TEXT)
         self.vis_item.clear()
         self.map_item.clear()
         self.atlas_item.clear()

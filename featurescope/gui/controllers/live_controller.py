@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QToolBar
 
 from featurescope.core.errors import FeaturescopeError
-from featurescope.gui.jobs.model_jobs import first_layer
+from featurescope.gui.controllers.model_loading import first_layer
 from featurescope.gui.widgets.live_bar import LiveBar
 
 VIDEO_FILTER = "Videos (*.mp4 *.m4v *.mov *.avi *.mkv *.webm *.mpg *.mpeg *.wmv);;All files (*)"

@@ -11,11 +11,11 @@ from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject
 
-from featurescope.gui.jobs import receptive_cache
+from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
-from featurescope.gui.docks.model_panel import parse_size
+from featurescope.gui.docks.model_panel import is_model_file, parse_size
 from featurescope.gui.model.settings import DEFAULT_MODEL, Settings, absolute
 from featurescope.gui.model.state import AppState
 from featurescope.gui.jobs.lanes import BACKGROUND
@@ -59,6 +59,10 @@ class ModelJobs(QObject):
         come; the failure's sentence stays shown. ``spec["trust_pickle"]``, when present,
         is the user's choice for a weights file and is remembered for that file.
         """
+        if not is_model_file(str(spec.get("name") or "")):
+            # input size, mean and std belong to an own model file: a catalogue or timm
+            # model always comes with its own
+            spec = dict(spec, input_size="", mean="", std="")
         try:
             kwargs = {"input_size": parse_size(str(spec.get("input_size") or "")),
                       "mean": parse_statistics(str(spec.get("mean") or ""), what="Mean"),
@@ -84,7 +88,7 @@ class ModelJobs(QObject):
             # in the layer list on the GUI thread (0.8 s for vgg16)
             model.layer_info
             # receptive fields: traced here, once per model, not on the GUI thread
-            receptive_cache.prepare(model)
+            field_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:
@@ -122,7 +126,7 @@ class ModelJobs(QObject):
 
             model = load_model(DEFAULT_MODEL, weights="default", device="cpu")
             model.layer_info
-            receptive_cache.prepare(model)
+            field_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:
