@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QTabBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
+
+from featurescope.gui.widgets.minimum_scroll import MinimumScroll
 
 LAYOUT_VERSION = 2  # 1: two dock columns and a tab bar of views (until issue 16)
 COLUMN_WIDTH = 345  # the side column's width in the default layout
@@ -25,11 +27,8 @@ def add_dock(window: QMainWindow, title: str, name: str, widget: QWidget,
     scrolls inside it when the dock is smaller than the widget's minimum size."""
     dock = QDockWidget(title, window)
     dock.setObjectName(name)
-    scroll = QScrollArea(dock)
+    scroll = MinimumScroll(widget, dock)
     scroll.setObjectName(f"{name}Scroll")
-    scroll.setWidgetResizable(True)
-    scroll.setFrameShape(QFrame.Shape.NoFrame)
-    scroll.setWidget(widget)
     dock.setWidget(scroll)
     dock.setFeatures(DOCK_FEATURES)
     window.addDockWidget(area, dock)
@@ -44,7 +43,7 @@ def arrange_default(window: QMainWindow, top_tabs: list, bottom_tabs: list) -> N
         for other in tabs[1:]:
             window.tabifyDockWidget(tabs[0], other)
         tabs[0].raise_()
-    window.resizeDocks([top_tabs[0], bottom_tabs[0]], [330, 390], Qt.Vertical)
+    window.resizeDocks([top_tabs[0], bottom_tabs[0]], [300, 420], Qt.Vertical)
     window.resizeDocks([top_tabs[0]], [COLUMN_WIDTH], Qt.Horizontal)
 
 
@@ -59,6 +58,7 @@ class PanelToggle:
         self.window, self.docks, self.action = window, list(docks), action
         self._hidden: list = []
         action.setCheckable(True)
+        self.sync()
         action.toggled.connect(self.set_shown)
         for dock in self.docks:
             dock.visibilityChanged.connect(lambda *_: self.sync())

@@ -199,6 +199,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
             self.restoreGeometry(geometry)
         if dock_state is not None:
             self.restoreState(dock_state, dock_layout.LAYOUT_VERSION)
+            self.panels.sync()
         self.tabs.setCurrentIndex(max(0, min(self.tabs.count() - 1, settings.current_tab())))
         self.image_panel.set_recent_files(settings.recent_files())
         self.model_panel.set_memory_budget(settings.memory_budget())

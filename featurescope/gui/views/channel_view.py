@@ -32,9 +32,11 @@ from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
+from featurescope.gui.widgets.panel_scroll import PanelScroll
 
 
 DIVERGING = getattr(grids, "DIVERGING", ("coolwarm",))
+MAPS_MINIMUM_HEIGHT = 240  # the map and the overlay stay readable with the arithmetic open
 
 
 def map_levels(channel_map: np.ndarray, layer: Optional[np.ndarray], display) -> tuple[float, float]:
@@ -404,10 +406,12 @@ class ChannelView(TabPage):
         self.position_pinned.emit(int(y), int(x))
 
     def add_detail_panel(self, panel: QWidget) -> None:
-        """Put ``panel`` under the maps (the arithmetic at the pinned position)."""
-        self.splitter.addWidget(panel)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 0)
+        """Put ``panel`` under the maps (the arithmetic at the pinned position); it scrolls
+        rather than squeezing the maps (they kept ~115 px once)."""
+        self.splitter.addWidget(PanelScroll(panel))
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.plots.setMinimumHeight(MAPS_MINIMUM_HEIGHT)
 
     def _show_pinned(self) -> None:
         """The pinned line, read from the map shown now (another channel or capture gives

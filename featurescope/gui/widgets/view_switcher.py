@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Optional
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QScrollArea, QStackedWidget, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
+
+from featurescope.gui.widgets.minimum_scroll import MinimumScroll
 
 from featurescope.gui.widgets.view_bar import ViewBar
 
@@ -47,11 +48,8 @@ class ViewSwitcher(QWidget):
         self.column.layout().insertWidget(self.column.layout().count() - 1, widget)
 
     def addTab(self, view: QWidget, title: str, group: str = "", tip: str = "") -> int:  # noqa: N802
-        page = QScrollArea(self.stack)
+        page = MinimumScroll(view, self.stack)
         page.setObjectName(f"page_{len(self._views)}")
-        page.setWidgetResizable(True)
-        page.setFrameShape(QFrame.Shape.NoFrame)
-        page.setWidget(view)
         self.stack.addWidget(page)
         self._views.append(view)
         self._titles.append(title)
