@@ -86,34 +86,15 @@ def load_model_from_args(args, device: Optional[str] = None):
 
 
 def select_layers(model, spec: str) -> list[str]:
-    """The layer names ``spec`` means: all, conv, pool, or NAME[,NAME...] (ModelError,
-    with the closest name, for one the model does not have)."""
+    """The layer names ``spec`` means: module names ("layer3", "relu#2") and the groups
+    conv, pool, act, block and all, separated by commas (ModelError, with the closest
+    name, for one the model does not have)."""
+    from featurescope.core.capture.capture import layer_infos
     from featurescope.core.errors import ModelError
 
-    infos = list(model.layer_info)
-    spec = spec.strip()
-    if spec.lower() == "all":
-        return [i.name for i in infos]
-    if spec.lower() == "conv":
-        chosen = [i.name for i in infos if i.kind == "Conv2d"]
-    elif spec.lower() in ("pool", "pooling"):
-        chosen = [i.name for i in infos if "Pool" in i.kind]
-    else:
-        import difflib
-
-        known = [i.name for i in infos]
-        chosen = []
-        for name in (part.strip() for part in spec.split(",")):
-            if not name:
-                continue
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                raise ModelError(f"{name!r} is not a layer of {model.name}; {hint}run "
-                                 f"`featurescope layers --model {model.name}` for the names.")
-            chosen.append(name)
+    chosen = [info.name for info in layer_infos(model, spec)]
     if not chosen:
-        raise ModelError(f"{model.name} has no {spec} layers to export.")
+        raise ModelError(f"{model.name} has no {spec.strip()} layers.")
     return chosen
 
 

@@ -64,11 +64,11 @@ def display_options(args):
 
 def run_export(args) -> int:
     """Export every image; 2 when some could not be read (the others are still written)."""
-    from featurescope.core.analysis.gradcam import compute_grad_cam
+    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer
     from featurescope.core.capture.capture import capture
     from featurescope.core.errors import ExportError, ImageError
     from featurescope.core.io.export import export_layers, export_targets
-    from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets, last_conv_layer
+    from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets
     from featurescope.core.io.images import load_image
 
     if not args.layers.strip():
@@ -90,8 +90,10 @@ def run_export(args) -> int:
         if args.filters else []
     formats = ("png", "npz") if args.format == "both" else (args.format,)
     gradcam_layer = None
-    if args.gradcam or args.gradcam_layer:
-        gradcam_layer = _gradcam_layer(model, args.gradcam_layer) if args.gradcam_layer else last_conv_layer(model)
+    if args.gradcam or args.gradcam_layer or args.cam_method != "gradcam":
+        gradcam_layer, note = grad_cam_layer(model.layer_info, args.gradcam_layer, model.name)
+        if note:
+            warn(note)
     if gradcam_layer and not model.trained:
         warn(f"{model.name} is untrained (random weights), so its Grad-CAM means little.")
 
@@ -118,7 +120,8 @@ def run_export(args) -> int:
             result = capture(model, image, layers=None if every else names, progress=None)
             # Grad-CAM first: a model it cannot explain (a dict output, no gradients)
             # stops this image before any file is written, not halfway.
-            cam = compute_grad_cam(model, result.input, gradcam_layer) if gradcam_layer else None
+            cam = compute_grad_cam(model, result.input, gradcam_layer, method=args.cam_method) \
+                if gradcam_layer else None
             written = export_layers(
                 result, folder, layers=names, formats=formats, options=options,
                 annotate=args.annotate, filters=args.filters, model=model, source_path=path,
@@ -137,14 +140,3 @@ def run_export(args) -> int:
               file=sys.stderr)
         return EXIT_USER_ERROR
     return 0
-
-
-def _gradcam_layer(model, name: str) -> str:
-    """The conv layer --gradcam-layer names (ModelError for any other name)."""
-    from featurescope.core.errors import ModelError
-
-    convs = [i.name for i in model.layer_info if i.kind == "Conv2d"]
-    if name not in convs:
-        raise ModelError(f"{name!r} is not a convolution of {model.name}, so it has "
-                         f"no Grad-CAM; `featurescope layers --model {model.name}` lists them.")
-    return name

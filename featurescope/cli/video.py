@@ -22,6 +22,13 @@ def run_video(args) -> int:
     layer = select_layers(model, args.layer)
     if len(layer) != 1:
         raise ExportError(f"video takes one layer; {args.layer!r} names {len(layer)}.")
+    if parse_view(args.view)[0] == "gradcam":
+        from featurescope.core.analysis.gradcam import grad_cam_layer
+
+        chosen, note = grad_cam_layer(model.layer_info, layer[0], model.name)
+        if note:
+            warn(note)
+        layer = [chosen]
     bar = ProgressBar(prefix=f"{Path(args.input).name} ")
     try:
         summary = render_video(model, args.input, out, layer[0], args.view, fps=args.fps,

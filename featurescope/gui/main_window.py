@@ -23,6 +23,7 @@ from featurescope.gui.docks.layer_panel import LayerPanel
 from featurescope.gui.docks.model_panel import ModelPanel, catalogue_and_devices
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.widgets.error_banner import ErrorBanner
+from featurescope.gui.atlas_actions import AtlasActions
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import ImageSources
 from featurescope.gui.widgets.mime_images import ImageDropTarget
@@ -92,10 +93,12 @@ class MainWindow(ImageDropTarget, QMainWindow):
                                     self.clear_error, self)
         self.images = ImageSources(self, self.state, self.jobs, self.settings, self.show_status)
         self.exports = ExportActions(self, self.state, self.jobs, self.settings, self.show_status)
+        self.atlas = AtlasActions(self, self.state, self.jobs, self.show_status, index_source=lambda: str(
+            getattr(self.examples_view.index, "path", None) or ""))
         self.exports.selected_layers = self.layer_panel.selected_layers
         self.layer_panel.add_context_actions([self.exports.export_selected_action,
                                               self.exports.export_grid_action, self.exports.copy_action])
-        menu = build_menus(self, self.images, self.exports, self.tabs, self.fit_current_view,
+        menu = build_menus(self, self.images, self.exports, self.atlas, self.tabs, self.fit_current_view,
                            self._docks(), self.cancel_jobs)
         self.open_action, self.paste_action, self.quit_action = \
             menu.open_action, menu.paste_action, menu.quit_action

@@ -40,7 +40,7 @@ def make_action(parent: QMainWindow, text: str, slot: Callable[[], object], shor
     return action
 
 
-def build_menus(window: QMainWindow, images: ImageSources, exports: ExportActions,
+def build_menus(window: QMainWindow, images: ImageSources, exports: ExportActions, atlas,
                 tabs: ViewSwitcher, fit_pictures: Callable[[], None], docks: Iterable[QDockWidget],
                 cancel_jobs: Callable[[], None]) -> MenuActions:
     """Fill ``window``'s menu bar; Esc (cancel the running job) works anywhere in it."""
@@ -66,6 +66,9 @@ def build_menus(window: QMainWindow, images: ImageSources, exports: ExportAction
     export_menu.aboutToShow.connect(exports.update_enabled)
     export_menu.addSeparator()
     export_menu.addAction(exports.annotate_action)
+    file_menu.addSeparator()
+    file_menu.addAction(atlas.build_action)
+    file_menu.addAction(atlas.open_action)
     file_menu.addSeparator()
     quit_action = make_action(window, "&Quit", window.close, QKeySequence.Quit)
     file_menu.addAction(quit_action)

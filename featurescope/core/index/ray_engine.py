@@ -41,7 +41,7 @@ class IndexActor:
     """Holds the model; one call reads, decodes and reduces one batch of files."""
 
     def __init__(self, module, root: str, preprocessing: Preprocessing, layers, k: int,
-                 rank: np.ndarray, threads: int = 1):
+                 rank: np.ndarray, threads: int = 1, groups: Optional[np.ndarray] = None):
         import torch
 
         from featurescope.core.index.geometry import PreprocessTransform
@@ -57,7 +57,7 @@ class IndexActor:
         self.transform = PreprocessTransform(preprocessing)
         self.shape = (preprocessing.channels, *preprocessing.crop)
         self.layers = list(layers)
-        self.reducer = ExampleReducer(k, rank, layers)
+        self.reducer = ExampleReducer(k, rank, layers, groups)
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -78,7 +78,7 @@ class IndexActor:
 def run_ray(model, root, items: list[tuple[int, str]], preprocessing: Preprocessing,
             layers: list[str], k: int, rank: np.ndarray, batch_size: int, workers: int,
             cancel: Optional[CancelToken] = None, address: Optional[str] = None,
-            num_cpus: Optional[int] = None) -> Iterator[BatchDone]:
+            num_cpus: Optional[int] = None, groups: Optional[np.ndarray] = None) -> Iterator[BatchDone]:
     """Yield one :class:`BatchDone` per batch, as the Ray actors finish them."""
     ray = _import_ray()
     if not items:
@@ -102,7 +102,8 @@ def run_ray(model, root, items: list[tuple[int, str]], preprocessing: Preprocess
                                       override_num_blocks=max(1, min(len(items) // batch_size + 1, 64)))
         reduced = dataset.map_batches(
             IndexActor, batch_size=batch_size, batch_format="numpy",
-            fn_constructor_args=(module_ref, str(root), preprocessing, list(layers), int(k), rank),
+            fn_constructor_args=(module_ref, str(root), preprocessing, list(layers), int(k), rank, 1,
+                                 groups),
             compute=ray.data.ActorPoolStrategy(size=max(1, int(workers))), num_cpus=1)
         for row in reduced.iter_rows():
             check(cancel)

@@ -184,11 +184,29 @@ def write_npz(path: PathLike, arrays: Mapping[str, Any], force: bool = False) ->
     return _write_atomic(path, lambda handle: np.savez(handle, **plain), force)
 
 
+def write_bytes(path: PathLike, data: bytes, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (a picture made elsewhere: an SVG, a PNG)."""
+    return _write_atomic(path, lambda handle: handle.write(data), force)
+
+
 def write_json(path: PathLike, data: Any, force: bool = False) -> Path:
     """Write ``data`` as indented UTF-8 JSON; paths, tuples and numpy values are converted."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n"
     encoded = text.encode("utf-8")
     return _write_atomic(path, lambda handle: handle.write(encoded), force)
+
+
+def write_text(path: PathLike, text: str, force: bool = True) -> Path:
+    """Write UTF-8 text (a page, a stylesheet) atomically; replaces by default."""
+    encoded = text.encode("utf-8")
+    return _write_atomic(path, lambda handle: handle.write(encoded), force)
+
+
+def write_jpeg(path: PathLike, rgb_uint8: np.ndarray, quality: int = 88, force: bool = True) -> Path:
+    """Write an (H, W, 3) uint8 array as a JPEG (for pictures where size matters more than
+    exact pixels: an atlas has thousands); replaces by default."""
+    image = Image.fromarray(np.ascontiguousarray(np.asarray(rgb_uint8, dtype=np.uint8)))
+    return _write_atomic(path, lambda handle: image.save(handle, format="JPEG", quality=int(quality)), force)
 
 
 def upscale_array(array: np.ndarray, factor: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 """``featurescope video``: each frame of a clip beside a view of one layer, into a video.
 
 Views: ``grid`` (the layer's feature-map mosaic, as the app draws it), ``channel:C``
-(one map, large), ``gradcam`` (Grad-CAM of the top class over the frame; the layer must
-be a convolution). Every frame is used (no dropping: this is not live), the forward
+(one map, large), ``gradcam`` (Grad-CAM of the top class over the frame, read at the
+layer ``core.analysis.gradcam.grad_cam_layer`` picks: a convolution itself, the nearest
+convolution before any other layer). Every frame is used (no dropping: this is not live), the forward
 stops at the layer except for Grad-CAM, and the file appears only when complete.
 """
 from __future__ import annotations
@@ -122,6 +123,10 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
     from featurescope.core.live.sources import VideoFileSource
 
     kind, channel = parse_view(view)
+    if kind == "gradcam":
+        from featurescope.core.analysis.gradcam import grad_cam_layer
+
+        layer, _note = grad_cam_layer(model.layer_info, layer, model.name)
     options = options or DisplayOptions()
     source = VideoFileSource(source_path)
     # decoding and preprocessing run one frame ahead on the grabber thread; "demand"
@@ -131,7 +136,7 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
         total = source.frame_count
         if max_frames:
             total = min(total, max_frames) if total else max_frames
-        writer = VideoWriter(out, fps or source.fps, force=force)
+        writer = VideoWriter(out, source.fps if fps is None else fps, force=force)
         with writer:
             encoder = _Encoder(writer, height)
             done = 0

@@ -32,23 +32,20 @@ TOP = 5
 
 
 def gradcam_layer(state) -> tuple[str, str]:
-    """(conv layer to explain, a sentence when it is not ``state.layer`` itself)."""
+    """(layer to explain, a sentence when it is not ``state.layer`` itself): the rule of
+    ``core.analysis.gradcam.grad_cam_layer`` for the selected layer."""
+    from featurescope.core.analysis.gradcam import grad_cam_layer
+    from featurescope.core.errors import ModelError
+
     result, layer = state.result, state.layer
     if result is None or not layer:
         return "", ""
     info = getattr(result, "info", {}) or {}
-    kind = getattr(info.get(layer), "kind", "")
-    if kind == "Conv2d":
-        return layer, ""
-    layers = list(result.layers)
-    before = layers[: layers.index(layer)] if layer in layers else []
-    convs = [name for name in before if getattr(info.get(name), "kind", "") == "Conv2d"]
-    what = f"{layer} is a {kind or 'non-convolution'} layer"
-    if not convs:
-        return "", f"Grad-CAM reads a convolution's gradients; {what} with no convolution before it."
-    return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so this shows the "
-                       f"nearest convolution before it, {convs[-1]}.")
-
+    infos = [info[name] for name in result.layers if name in info]
+    try:
+        return grad_cam_layer(infos, layer, getattr(state.model, "display_name", "The model"))
+    except ModelError as error:
+        return "", str(error)
 
 
 class GradCamView(TabPage):
