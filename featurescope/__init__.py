@@ -47,6 +47,7 @@ _API = {
     "attribute": "featurescope.core.analysis.attribution",
     "Attribution": "featurescope.core.analysis.attribution",
     "faithfulness": "featurescope.core.analysis.faithfulness",
+    "CAM_METHODS": "featurescope.core.analysis.cam_methods",
     "Faithfulness": "featurescope.core.analysis.faithfulness",
     "overview_tiles": "featurescope.core.analysis.overview",
     "overview_poster": "featurescope.core.analysis.overview",

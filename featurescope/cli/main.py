@@ -135,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write gradcam_<layer>.png: the Grad-CAM of the top class over the "
                              "input (inferno), at the last convolution of the network, where "
                              "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
+    export.add_argument("--cam-method", default="gradcam", metavar="M",
+                        choices=("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
+                                 "eigencam", "scorecam", "ablationcam"),
+                        help="the class activation map: gradcam (default), gradcam++, xgradcam, "
+                             "layercam, hirescam, eigencam, scorecam or ablationcam (implies --gradcam)")
     export.add_argument("--gradcam-layer", metavar="NAME",
                         help="explain this layer instead of the last convolution; for a "
                              "pooling layer, the nearest convolution before it (implies --gradcam)")
