@@ -179,9 +179,9 @@ class GraphView(QWidget):
         source = "torch.fx" if getattr(dataflow_cache.graph_for(model), "source", "fx") == "fx" else "the op trace"
         self.title.setText(f"{model.name}: {len(graph.nodes)} nodes (traced with {source}); "
                            "click selects a layer, double-click opens or closes a block")
-        self._on_layer_changed(self.state.layer)
         if first:
-            self.fit()
+            self.readable()
+        self._on_layer_changed(self.state.layer)
 
     def _node_item(self, scene: QGraphicsScene, node: Any, box: Any, bold: QFont, small: QFont):
         fill, border = COLOURS[node_style(node)]
@@ -212,6 +212,17 @@ class GraphView(QWidget):
             label.setPos(box.x + (box.w - rect.width()) / 2, centre_y - rect.height() / 2)
             label.setFlag(QGraphicsItem.ItemStacksBehindParent, False)
         return item
+
+    def readable(self) -> None:
+        """Text at its own size (smaller only when the graph is wider than the view),
+        the top of the graph in view: a tall graph fitted whole is unreadable."""
+        rect = self.canvas.scene().sceneRect()
+        if rect.isEmpty():
+            return
+        self.canvas.resetTransform()
+        scale = min(1.0, max(0.3, (self.canvas.viewport().width() - 20) / rect.width()))
+        self.canvas.scale(scale, scale)
+        self.canvas.ensureVisible(QRectF(rect.x(), rect.y(), rect.width(), 10), 10, 10)
 
     def fit(self) -> None:
         rect = self.canvas.scene().sceneRect()
