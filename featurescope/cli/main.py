@@ -16,6 +16,7 @@
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
     featurescope atlas --images DIR -o SITE/   every unit of a model on one static site
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
+    featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
     featurescope why IMAGE            which channels carried the class, checked by switching them off
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
@@ -41,8 +42,8 @@ from featurescope.cli.app import run_gui, run_screenshot
 from featurescope.cli.circuit import add_circuit_parser, run_circuit
 from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
-    add_model_options, add_preprocessing_options, channel_list, non_negative_int, position,
-    positive_int, window_size,
+    add_model_options, add_preprocessing_options, channel_list, frame_rate, non_negative_int,
+    position, positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
 from featurescope.cli.compare import run_compare
@@ -51,6 +52,7 @@ from featurescope.cli.index import add_parsers as add_index_parsers, run_example
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
+from featurescope.cli.graph import add_graph_parser, run_graph
 from featurescope.cli.video import run_video
 from featurescope.cli.why import add_why_parser, run_why
 
@@ -135,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write gradcam_<layer>.png: the Grad-CAM of the top class over the "
                              "input (inferno), at the last convolution of the network, where "
                              "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
+    export.add_argument("--cam-method", default="gradcam", metavar="M",
+                        choices=("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
+                                 "eigencam", "scorecam", "ablationcam"),
+                        help="the class activation map: gradcam (default), gradcam++, xgradcam, "
+                             "layercam, hirescam, eigencam, scorecam or ablationcam (implies --gradcam)")
     export.add_argument("--gradcam-layer", metavar="NAME",
                         help="explain this layer instead of the last convolution; for a "
                              "pooling layer, the nearest convolution before it (implies --gradcam)")
@@ -164,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
     add_circuit_parser(commands)
+    add_graph_parser(commands)
     add_why_parser(commands)
     add_atlas_parser(commands)
 
@@ -245,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the layer (names as `featurescope layers` prints them)")
     video.add_argument("--view", default="grid", metavar="grid|channel:C|gradcam",
                        help="the feature-map grid, channel C large, or the Grad-CAM (default: grid)")
-    video.add_argument("--fps", type=float, metavar="F", help="frame rate of OUT (default: INPUT's)")
+    video.add_argument("--fps", type=frame_rate, metavar="F",
+                       help="frame rate of OUT, 0.5 to 600 (default: INPUT's)")
     video.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     video.add_argument("--output", "-o", required=True, metavar="OUT.mp4",
                        help="the video to write: .mp4, .m4v, .mov (mp4v) or .avi (MJPG)")
@@ -269,6 +278,7 @@ _COMMANDS = {
     "visualize": run_visualize,
     "circuit": run_circuit,
     "video": run_video,
+    "graph": run_graph,
     "why": run_why,
     "atlas": run_atlas,
 }

@@ -97,7 +97,8 @@ def _channels(args, model, cache, bar, out: Path) -> int:
         raise OptvisError(f"visualize takes one layer; {args.layer!r} names {len(layer)}.")
     layer = layer[0]
     info = next(i for i in model.layer_info if i.name == layer)
-    channels = parse_channels(args.channels) if args.channels else list(range(min(8, info.out_channels)))
+    channels = (list(range(min(8, info.out_channels))) if args.channels is None
+                else parse_channels(args.channels))
     stem = layer.replace("#", "-")
     targets = [out / f"{stem}_ch{c:04d}.png" for c in channels] + [out / f"{stem}_visualize.json"]
     if not args.force:

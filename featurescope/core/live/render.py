@@ -136,7 +136,7 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
         total = source.frame_count
         if max_frames:
             total = min(total, max_frames) if total else max_frames
-        writer = VideoWriter(out, fps or source.fps, force=force)
+        writer = VideoWriter(out, source.fps if fps is None else fps, force=force)
         with writer:
             encoder = _Encoder(writer, height)
             done = 0
