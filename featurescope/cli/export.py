@@ -90,7 +90,7 @@ def run_export(args) -> int:
         if args.filters else []
     formats = ("png", "npz") if args.format == "both" else (args.format,)
     gradcam_layer = None
-    if args.gradcam or args.gradcam_layer:
+    if args.gradcam or args.gradcam_layer or args.cam_method != "gradcam":
         gradcam_layer, note = grad_cam_layer(model.layer_info, args.gradcam_layer, model.name)
         if note:
             warn(note)
@@ -120,7 +120,8 @@ def run_export(args) -> int:
             result = capture(model, image, layers=None if every else names, progress=None)
             # Grad-CAM first: a model it cannot explain (a dict output, no gradients)
             # stops this image before any file is written, not halfway.
-            cam = compute_grad_cam(model, result.input, gradcam_layer) if gradcam_layer else None
+            cam = compute_grad_cam(model, result.input, gradcam_layer, method=args.cam_method) \
+                if gradcam_layer else None
             written = export_layers(
                 result, folder, layers=names, formats=formats, options=options,
                 annotate=args.annotate, filters=args.filters, model=model, source_path=path,

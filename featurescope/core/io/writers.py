@@ -184,6 +184,11 @@ def write_npz(path: PathLike, arrays: Mapping[str, Any], force: bool = False) ->
     return _write_atomic(path, lambda handle: np.savez(handle, **plain), force)
 
 
+def write_bytes(path: PathLike, data: bytes, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (a picture made elsewhere: an SVG, a PNG)."""
+    return _write_atomic(path, lambda handle: handle.write(data), force)
+
+
 def write_json(path: PathLike, data: Any, force: bool = False) -> Path:
     """Write ``data`` as indented UTF-8 JSON; paths, tuples and numpy values are converted."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default) + "\n"
