@@ -298,9 +298,11 @@ class MainWindow(ImageDropTarget, QMainWindow):
             self.channel_view.show_position(y, x)
 
     def fit_current_view(self) -> None:
-        """Show the current view's pictures whole (F)."""
+        """Show the current view's pictures whole (F): its own ``fit()`` where it has one."""
         view = self.tabs.currentWidget()
-        if view is not None:
+        if hasattr(view, "fit"):
+            view.fit()
+        elif view is not None:
             fit_pictures(view)
 
     def cancel_jobs(self) -> None:

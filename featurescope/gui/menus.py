@@ -109,10 +109,10 @@ def _add_samples(menu: QMenu, images: ImageSources) -> None:
 
 
 def _add_tab_switches(menu: QMenu, window: QMainWindow, tabs: ViewSwitcher) -> None:
-    """One action per view, Ctrl+1 ... Ctrl+9 in the view bar's order; the bar's tooltips
-    name the keys."""
+    """One action per view, Ctrl+1 ... Ctrl+9 and Ctrl+0 in the view bar's order; the bar's
+    tooltips name the keys."""
     for index in range(tabs.count()):
-        key = f"Ctrl+{index + 1}" if index < 9 else None
+        key = f"Ctrl+{index + 1}" if index < 9 else "Ctrl+0" if index == 9 else None
         menu.addAction(make_action(window, tabs.tabText(index),
                                    lambda i=index: tabs.setCurrentIndex(i), key))
         if key:

@@ -48,6 +48,8 @@ VIEWS: tuple[ViewEntry, ...] = (
               "The layer's weights: what each channel looks for"),
     ViewEntry("channel", "Channel", EXPLORE, "channel_view.ChannelView",
               "One channel over the photo, where it looks, its arithmetic"),
+    ViewEntry("graph", "Graph", EXPLORE, "graph_view.GraphView",
+              "The network as a graph of modules; click one to select it"),
     ViewEntry("gradcam", "Grad-CAM", EXPLAIN, "gradcam_view.GradCamView",
               "Which parts of the photo decided a class"),
     ViewEntry("compare", "Compare", EXPLAIN, "compare_view.CompareView",
