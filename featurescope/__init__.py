@@ -48,6 +48,8 @@ _API = {
     "Attribution": "featurescope.core.analysis.attribution",
     "faithfulness": "featurescope.core.analysis.faithfulness",
     "CAM_METHODS": "featurescope.core.analysis.cam_methods",
+    "guided_backprop": "featurescope.core.analysis.guided",
+    "GuidedBackprop": "featurescope.core.analysis.guided",
     "Faithfulness": "featurescope.core.analysis.faithfulness",
     "overview_tiles": "featurescope.core.analysis.overview",
     "overview_poster": "featurescope.core.analysis.overview",
