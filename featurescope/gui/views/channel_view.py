@@ -177,7 +177,7 @@ class ChannelView(TabPage):
         self.plots.scene().sigMouseClicked.connect(self._clicked)
         state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.channel_changed,
-                       state.display_changed, state.model_changed):
+                       state.display_changed, state.model_changed, state.index_changed):
             signal.connect(self.refresh)
         self.refresh()
 
@@ -254,7 +254,9 @@ class ChannelView(TabPage):
         c, n = self.current_channel, layer.shape[0]
         info = getattr(self.state.result, "info", {}).get(self.state.layer)
         kind = f" ({info.kind}, {layer.shape[1]}x{layer.shape[2]})" if info is not None else ""
-        self.header.setText(f"channel {c} of {n} in {self.state.layer}{kind}")
+        label = self.state.unit_label(self.state.layer, c)
+        self.header.setText(f"channel {c} of {n} in {self.state.layer}{kind}"
+                            + (f"; {label.text()}" if label is not None else ""))
         self.previous_button.setEnabled(c > 0)
         self.next_button.setEnabled(c < n - 1)
 
