@@ -18,11 +18,11 @@ from typing import Optional
 
 import numpy as np
 
-from featurescope.core.capture.layers import pair
+from featurescope.core.capture.layers import POOL_TYPES, pair
 from featurescope.core.errors import ModelError
 
-CONV_KINDS = ("Conv2d",)
-POOL_KINDS = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+# The layers whose arithmetic is shown: convolutions (not transposed) and every pooling.
+ARITHMETIC_TYPES = ("Conv2d",) + POOL_TYPES
 
 
 @dataclass
@@ -285,7 +285,7 @@ def explain_position(model, result, layer: str, channel: int, y: int, x: int) ->
         raise ModelError(f"{model_name} has no captured layer named {layer!r}; "
                          "`featurescope layers` lists them.")
     info = result.info[layer]
-    if info.kind not in CONV_KINDS + POOL_KINDS:
+    if info.kind not in ARITHMETIC_TYPES:
         raise ModelError(f"{layer} is a {info.kind}; the arithmetic is shown for convolutions "
                          "and pooling layers only.")
     channels, height, width = info.output_shape
@@ -313,7 +313,7 @@ def explain_position(model, result, layer: str, channel: int, y: int, x: int) ->
         if layer in result:
             notes.append(f"The map stores float16 to stay within the memory budget and shows "
                          f"{float(result[layer][channel, y, x]):.5g}; the layer computed {captured:.6g}.")
-    if info.kind in CONV_KINDS:
+    if info.kind == "Conv2d":
         explanation = _conv(layer, info, module, inp, channel, y, x, captured)
     else:
         explanation = _pool(layer, info, module, inp, channel, y, x, captured)

@@ -13,10 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from featurescope.core.capture.layers import pair
-
-POOL_KINDS = ("MaxPool2d", "AvgPool2d")
-ADAPTIVE_KINDS = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+from featurescope.core.capture.layers import ADAPTIVE_POOL_TYPES, CONV_TYPES, pair
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ def _transposed_formula(size_in, k, s, p, d, size_out):
 def _formulas(info) -> list[AxisFormula]:
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
-    if info.kind in ADAPTIVE_KINDS:
+    if info.kind in ADAPTIVE_POOL_TYPES:
         fixed = "fixed by the layer, whatever the input size: out = {}"
         if (h_in, h_out) == (w_in, w_out):
             return [AxisFormula("H and W", h_in, h_out, fixed.format(h_out))]
@@ -199,7 +196,7 @@ def _conv(info, facts, sentences):
 
 
 def _pool(info, facts, sentences, factor_sentence):
-    adaptive = info.kind in ADAPTIVE_KINDS
+    adaptive = info.kind in ADAPTIVE_POOL_TYPES
     how = "the largest value" if "Max" in info.kind else "the average"
     h_out, w_out = _hw(info.output_shape)
     if factor_sentence:
@@ -229,8 +226,8 @@ def explain_layer(info) -> LayerExplanation:
     c_in, c_out = info.in_channels, info.out_channels
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
-    is_conv = info.kind in ("Conv2d", "ConvTranspose2d")
-    adaptive = info.kind in ADAPTIVE_KINDS
+    is_conv = info.kind in CONV_TYPES
+    adaptive = info.kind in ADAPTIVE_POOL_TYPES
 
     facts: list[tuple[str, str]] = [
         ("type", info.kind),
