@@ -33,6 +33,7 @@ from featurescope.gui.controllers.model_loading import ModelJobs, first_layer
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
 from featurescope.gui.views.ablation_view import AblationView
+from featurescope.gui.views.why_view import WhyView
 from featurescope.gui.views.arithmetic_panel import ArithmeticPanel
 from featurescope.gui.views.channel_view import ChannelView
 from featurescope.gui.views.compare_view import CompareView
@@ -145,6 +146,9 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.ablation_view = AblationView(state, jobs=self.jobs)
         self.tabs.addTab(self.playground_view, "Playground")
         self.tabs.addTab(self.ablation_view, "Switch off")
+        self.why_view = WhyView(state, jobs=self.jobs)
+        self.tabs.addTab(self.why_view, "Why")
+        self.why_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
         self.banner = ErrorBanner()
         central = QWidget()
         box = QVBoxLayout(central)
