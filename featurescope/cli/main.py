@@ -10,6 +10,7 @@
     featurescope overview IMAGE -o poster.png   one picture from the photo to the last layer
     featurescope ablate IMAGE --layer L --channels 1,2   predictions with channels switched off
     featurescope visualize --layer L -o DIR   the image each channel responds to most
+    featurescope circuit IMAGE --layer L --channel C   the channels of an earlier layer that build it
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
@@ -38,6 +39,7 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.circuit import add_circuit_parser, run_circuit
 from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
     add_model_options, add_preprocessing_options, channel_list, frame_rate, non_negative_int,
@@ -168,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
+    add_circuit_parser(commands)
     add_graph_parser(commands)
     add_why_parser(commands)
     add_atlas_parser(commands)
@@ -273,6 +276,7 @@ _COMMANDS = {
     "overview": run_overview,
     "ablate": run_ablate,
     "visualize": run_visualize,
+    "circuit": run_circuit,
     "video": run_video,
     "graph": run_graph,
     "why": run_why,

@@ -80,23 +80,38 @@ def prepare(model, image, layer: str, source: Optional[str], what: str = "A circ
     require_gradients(model, what)
     module = getattr(model, "module", model)
     name = getattr(model, "name", None) or type(module).__name__
-    extra = tuple(n for n in (layer, source) if n)
-    graph = layer_graph(model, extra)
+    graph = layer_graph(model)
+    modules = dict(module.named_modules())
+    for asked in (layer, source):
+        if asked and asked != CLASS and asked not in graph.order and asked.partition("#")[0] not in modules:
+            raise _unknown(name, asked, graph)
+    extra = tuple(n for n in (layer, source) if n and n not in graph.order)
+    if extra:  # modules that are not captured layers by default (a block, an activation)
+        graph = layer_graph(model, extra)
     if layer != CLASS and layer not in graph.order:
-        raise ModelError(f"{name} has no layer called {layer!r}; `featurescope layers` lists the layer names.")
+        raise _unknown(name, layer, graph)
     if source is None:
         source = graph.default_source(layer)
         if source is None:
             raise ModelError(f"Nothing captured feeds {layer} in {name}: it is a first layer, "
                              "made from the image's pixels.")
     elif source not in graph.order:
-        raise ModelError(f"{name} has no layer called {source!r}; `featurescope layers` lists the layer names.")
+        raise _unknown(name, source, graph)
     elif source not in graph.upstream(layer):
         raise ModelError(f"{source} does not feed {layer} in {name}; choose a layer that runs "
                          f"before it on a path into it (the default is {graph.default_source(layer)}).")
     device = getattr(model, "device", None) or next((p.device for p in module.parameters()), "cpu")
     x = as_input(model, image).to(device)
     return Prepared(model, module, name, x, graph), source
+
+
+def _unknown(model_name: str, layer: str, graph) -> ModelError:
+    import difflib
+
+    close = difflib.get_close_matches(layer, [*graph.order, CLASS], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ModelError(f"{model_name} has no layer called {layer!r}; {hint}`featurescope layers` "
+                      "lists the layer names (or use class for the class scores).")
 
 
 def check_target(prepared: Prepared, target: Target, output: torch.Tensor) -> None:
