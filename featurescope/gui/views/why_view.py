@@ -101,6 +101,8 @@ class WhyView(TabPage):
         self.class_combo = QComboBox(self)
         self.class_combo.setObjectName("whyClass")
         self.class_combo.setToolTip("Explain the top class or one of the top five")
+        self.class_combo.setMinimumContentsLength(12)
+        self.class_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.method_combo = QComboBox(self)
         self.method_combo.setObjectName("whyMethod")
         for method, name in METHODS.items():
@@ -119,9 +121,9 @@ class WhyView(TabPage):
         lists = QWidget(self)
         lists_box = QVBoxLayout(lists)
         lists_box.setContentsMargins(0, 0, 0, 0)
-        lists_box.addWidget(QLabel("For the class (map over the photo | contribution):", self))
+        lists_box.addWidget(self._wrapped("For the class (map over the photo | contribution):"))
         lists_box.addWidget(self.for_list, 3)
-        lists_box.addWidget(QLabel("Against it:", self))
+        lists_box.addWidget(self._wrapped("Against it:"))
         lists_box.addWidget(self.against_list, 2)
 
         self.plot = pg.PlotWidget(self)
@@ -140,7 +142,7 @@ class WhyView(TabPage):
         right = QWidget(self)
         right_box = QVBoxLayout(right)
         right_box.setContentsMargins(0, 0, 0, 0)
-        right_box.addWidget(QLabel("Is it true? The class's probability as channels are switched off:", self))
+        right_box.addWidget(self._wrapped("Is it true? The class's probability as channels are switched off:"))
         right_box.addWidget(self.plot, 1)
         right_box.addWidget(self.verdict)
 
@@ -161,11 +163,17 @@ class WhyView(TabPage):
             signal.connect(self.refresh)
         self.refresh()
 
+    def _wrapped(self, text: str) -> QLabel:
+        label = QLabel(text, self)
+        label.setWordWrap(True)  # the window may be narrower than the sentence
+        return label
+
     def _channel_list(self, name: str) -> QListWidget:
         listing = QListWidget(self)
         listing.setObjectName(name)
         listing.setIconSize(QSize(2 * THUMB + 4, THUMB))
         listing.setToolTip("Click a channel to open it in the Channel tab")
+        listing.setMinimumWidth(2 * THUMB + 40)
         listing.itemClicked.connect(self._clicked)
         return listing
 
