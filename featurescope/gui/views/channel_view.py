@@ -32,9 +32,11 @@ from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
+from featurescope.gui.widgets.panel_scroll import PanelScroll
 
 
 DIVERGING = getattr(grids, "DIVERGING", ("coolwarm",))
+MAPS_MINIMUM_HEIGHT = 240  # the map and the overlay stay readable with the arithmetic open
 
 
 def map_levels(channel_map: np.ndarray, layer: Optional[np.ndarray], display) -> tuple[float, float]:
@@ -184,10 +186,13 @@ class ChannelView(TabPage):
         layout.addWidget(self.hover_label)
         layout.addWidget(self.field_label)
 
-        for keys, slot in ((("Right", "N"), self.next_channel), (("Left", "P"), self.previous_channel)):
+        for keys, slot, text in ((("Right", "N"), self.next_channel, "Next channel"),
+                                 (("Left", "P"), self.previous_channel, "Previous channel")):
             for key in keys:
                 shortcut = QShortcut(QKeySequence(key), self)
                 shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.setWhatsThis(text)  # the shortcut sheet's words
+                shortcut.setProperty("where", "Channel view")
                 shortcut.activated.connect(slot)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
@@ -401,10 +406,12 @@ class ChannelView(TabPage):
         self.position_pinned.emit(int(y), int(x))
 
     def add_detail_panel(self, panel: QWidget) -> None:
-        """Put ``panel`` under the maps (the arithmetic at the pinned position)."""
-        self.splitter.addWidget(panel)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 0)
+        """Put ``panel`` under the maps (the arithmetic at the pinned position); it scrolls
+        rather than squeezing the maps (they kept ~115 px once)."""
+        self.splitter.addWidget(PanelScroll(panel))
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.plots.setMinimumHeight(MAPS_MINIMUM_HEIGHT)
 
     def _show_pinned(self) -> None:
         """The pinned line, read from the map shown now (another channel or capture gives
