@@ -56,6 +56,8 @@ VIEWS: tuple[ViewEntry, ...] = (
               "Two photos side by side through the same layer"),
     ViewEntry("ablation", "Switch off", EXPLAIN, "ablation_view.AblationView",
               "Switch channels off and see what the prediction loses"),
+    ViewEntry("why", "Why", EXPLAIN, "why_view.WhyView",
+              "Which channels carried the class, checked by switching them off"),
     ViewEntry("examples", "Examples", DATASET, "examples_view.ExamplesView",
               "The photos of a folder that excite a channel most"),
     ViewEntry("playground", "Playground", LEARN, "playground_view.PlaygroundView",
