@@ -26,6 +26,9 @@ class DisplayOptions:
     columns: Optional[int] = None  # None: near-square
     upscale: int = 1
     clip_percentile: Optional[float] = None
+    # a convolution followed by (batch norm and) an activation is shown as the activation's
+    # output: what the next layer receives (core/graph/activation.py finds the pair)
+    after_activation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (for JSON sidecars)."""

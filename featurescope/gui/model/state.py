@@ -42,6 +42,7 @@ class AppState:
     display_changed = Signal(object)  # DisplayOptions
     busy_changed = Signal(bool, str)  # busy, what is running
     error_reported = Signal(str)  # one sentence for the user
+    every_module_changed = Signal(bool)  # the layer list shows every module, not conv/pool only
 
     def __init__(self) -> None:
         self.model: Optional[LoadedModel] = None
@@ -52,6 +53,9 @@ class AppState:
         self.channel: int = -1
         self.display: DisplayOptions = DisplayOptions()
         self.busy: bool = False
+        # False: captures and the layer list hold the conv and pooling layers; True: every
+        # module with a feature map (activations, batch norms, blocks, stages)
+        self.every_module: bool = False
         self.busy_label: str = ""
         self._thread = threading.get_ident()
 
@@ -103,6 +107,13 @@ class AppState:
             self.display = display
             self.display_changed.emit(display)
 
+    def set_every_module(self, every: bool) -> None:
+        """List (and capture) every module with a feature map, or only conv and pooling."""
+        self._check_thread()
+        if bool(every) != self.every_module:
+            self.every_module = bool(every)
+            self.every_module_changed.emit(self.every_module)
+
     def set_busy(self, busy: bool, label: str = "") -> None:
         """What the workers are doing (the job runner's busy_changed is wired here)."""
         self._check_thread()
@@ -116,6 +127,9 @@ class AppState:
             return None
         if self.result is not None and self.layer in getattr(self.result, "info", {}):
             return self.result.info[self.layer]
+        find = getattr(self.model, "find_layer_info", None)
+        if find is not None:
+            return find(self.layer)
         for info in getattr(self.model, "layer_info", None) or ():
             if info.name == self.layer:
                 return info
