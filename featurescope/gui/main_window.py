@@ -40,6 +40,7 @@ from featurescope.gui.views.examples_view import ExamplesView
 from featurescope.gui.views.filters_view import FiltersView
 from featurescope.gui.views.gradcam_view import GradCamView
 from featurescope.gui.views.graph_view import GraphView
+from featurescope.gui.views.circuits_view import CircuitsView
 from featurescope.gui.views.grid_view import FeatureGridView
 from featurescope.gui.views.overview_strip import OverviewStrip
 from featurescope.gui.views.playground_view import PlaygroundView
@@ -148,6 +149,8 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.tabs.addTab(self.ablation_view, "Switch off")
         self.graph_view = GraphView(state, jobs=self.jobs)
         self.tabs.addTab(self.graph_view, "Graph")
+        self.circuits_view = CircuitsView(state, jobs=self.jobs)
+        self.tabs.addTab(self.circuits_view, "Circuits")
         self.banner = ErrorBanner()
         central = QWidget()
         box = QVBoxLayout(central)
