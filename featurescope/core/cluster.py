@@ -14,20 +14,26 @@ from typing import Iterator, Optional
 from featurescope.core.errors import FeaturescopeError
 
 
+class EngineError(FeaturescopeError):
+    """Ray cannot be used as asked (missing, unreachable)."""
+
+
 def import_ray(what: str = "The ray engine"):
+    """The ray module (with Ray Data), or one sentence naming the extra to install."""
     try:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise FeaturescopeError(f"{what} needs Ray; install it with pip install 'featurescope[cluster]' "
+        raise EngineError(f"{what} needs Ray; install it with pip install 'featurescope[cluster]' "
                                 "or use --engine local.") from None
     return ray
 
 
 @contextlib.contextmanager
-def ray_session(address: Optional[str], workers: int, num_cpus: Optional[int] = None) -> Iterator:
+def ray_session(address: Optional[str], workers: int, num_cpus: Optional[int] = None,
+                what: str = "The ray engine") -> Iterator:
     """``with ray_session(address, workers) as ray:`` a connected Ray for the block."""
-    ray = import_ray()
+    ray = import_ray(what)
     address = address or os.environ.get("RAY_ADDRESS") or None
     started_here = False
     if not ray.is_initialized():

@@ -20,7 +20,7 @@ from featurescope.core.atlas.site import LayerRecord, UnitRecord, layer_folder, 
 from featurescope.core.atlas.units import AtlasSettings, VARIANTS, missing_work, render_item, store_item
 from featurescope.core.errors import FeaturescopeError, IndexFileError
 from featurescope.core.io.writers import make_folder, write_jpeg
-from featurescope.core.progress import Cancelled, CancelToken, ProgressCallback, check, report
+from featurescope.core.progress import CancelToken, ProgressCallback, check, report
 
 INDEX_NAME = "examples-index.npz"  # the index an atlas built from --images keeps in its site
 
