@@ -132,7 +132,8 @@ class CircuitsView(TabPage):
         self.source_combo = QComboBox(self)
         self.source_combo.setObjectName("circuitsSource")
         self.source_combo.setToolTip("The earlier layer whose channels are ranked")
-        self.source_combo.setMinimumContentsLength(18)
+        self.source_combo.setMinimumContentsLength(10)
+        self.source_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.class_button = QPushButton("From the class", self)
         self.class_button.setToolTip("Start the trail at the top class's score")
         self.export_button = QPushButton("Export trail...", self)
@@ -154,7 +155,9 @@ class CircuitsView(TabPage):
         tables = QHBoxLayout()
         for title, table in (("Excite it", self.excite_table), ("Inhibit it", self.inhibit_table)):
             column = QVBoxLayout()
-            column.addWidget(QLabel(f"<b>{title}</b> (click one to make it the target)", self))
+            heading = QLabel(f"<b>{title}</b> (click one: it becomes the target)", self)
+            heading.setWordWrap(True)
+            column.addWidget(heading)
             column.addWidget(table, 1)
             tables.addLayout(column, 1)
 
@@ -188,6 +191,7 @@ class CircuitsView(TabPage):
         table.horizontalHeader().setStretchLastSection(True)
         table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        table.setMinimumWidth(120)
         table.setToolTip(f"Source channels that {what} the target; the weights are the expanded "
                          "weights (red excites, blue inhibits)")
         table.cellClicked.connect(lambda row, _col, t=table: self._source_clicked(t, row))
