@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
 from featurescope.gui.caches import dataflow as dataflow_cache
@@ -360,17 +360,3 @@ class FeatureGridView(QWidget):
     def activate_channel(self, channel: int) -> None:
         self.state.set_channel(int(channel))
         self.channel_activated.emit(int(channel))
-
-    # -- keys: move through layers from the grid too ---------------------------------
-    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        steps = {Qt.Key_Up: -1, Qt.Key_Down: 1, Qt.Key_PageUp: -5, Qt.Key_PageDown: 5}
-        step = steps.get(event.key())
-        result = self.state.result
-        if step is None or result is None or not result.layers:
-            if event.matches(QKeySequence.StandardKey.Refresh):
-                self.fit()
-            return super().keyPressEvent(event)
-        layers = list(result.layers)
-        here = layers.index(self.state.layer) if self.state.layer in layers else 0
-        self.state.set_layer(layers[max(0, min(len(layers) - 1, here + step))])
-        event.accept()
