@@ -188,6 +188,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.images.image_ready.connect(self._on_image_ready)
         self.images.recent_files_changed.connect(self.image_panel.set_recent_files)
         self.grid_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
+        self.why_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
         self.tabs.currentChanged.connect(self.settings.set_current_tab)
         self.examples_view.example_opened.connect(self.open_example)
         self.grid_view.channel_hovered.connect(self.examples_view.preview_channel)

@@ -180,11 +180,12 @@ class VisualizeView(TabPage):
         layout.addLayout(controls)
         layout.addLayout(actions)
         layout.addWidget(self.note)
-        # the atlas and the hierarchy get as much room as the pictures above, more on a drag
+        # the atlas and the hierarchy below the pictures, more room for either on a drag
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.plots)
         self.splitter.addWidget(self.lower_tabs)
+        self.splitter.setSizes([3000, 2000])  # shared in this proportion when first laid out
         self.plots.setMinimumHeight(160)
         self.lower_tabs.setMinimumHeight(200)
         layout.addWidget(self.splitter, 1)
@@ -277,7 +278,7 @@ class VisualizeView(TabPage):
         if self.following:
             self._request_visualization(model, layer, channel)
         else:
-            self.vis_label.setText("press Visualise to see what the channel looks for")
+            self.vis_label.setText("press Visualise: what it looks for")
         if self.atlas_following:
             self._request_atlas(model, layer, count)
         else:
