@@ -28,6 +28,7 @@ def add_graph_parser(commands) -> None:
 def run_graph(args) -> int:
     """Trace, lay out and write the graph; print where it went."""
     from featurescope.core.errors import ExportError, ModelError
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.graph.dataflow import auto_expanded, block_of, build_dataflow, collapse, expand_path
     from featurescope.core.graph.draw import write_picture
     from featurescope.core.graph.layout import layout_graph
@@ -35,8 +36,7 @@ def run_graph(args) -> int:
     out = Path(args.output)
     if out.suffix.lower() not in (".svg", ".png"):
         raise ExportError(f"{out.name} is neither .svg nor .png; name the picture net.svg or net.png.")
-    if out.exists() and not args.force:
-        raise ExportError(f"{out} already exists and was not overwritten; use --force to replace it.")
+    refuse_existing([out], args.force)
     if args.weights is None:  # the graph does not depend on the weights: no download
         args.weights = "none"
     model = load_model_from_args(args, device="cpu")

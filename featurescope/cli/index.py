@@ -22,7 +22,7 @@ def run_index(args) -> int:
 
     address = args.ray_address or os.environ.get("RAY_ADDRESS")
     if args.engine == "ray":  # an unreachable cluster is said before the model loads
-        from featurescope.core.index.ray_engine import check_address
+        from featurescope.core.cluster import check_address
 
         check_address(address)
     model = load_model_from_args(args)

@@ -46,6 +46,7 @@ from featurescope.cli.arguments import (
     position, positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from featurescope.gui.views.registry import view_names
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index
@@ -230,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
     add_preprocessing_options(shot)
     shot.add_argument("--layer", metavar="NAME")
-    shot.add_argument("--view", default="grid",
-                      choices=("grid", "filters", "channel", "gradcam", "compare", "examples",
-                               "playground", "ablation"))
+    shot.add_argument("--view", default="grid", choices=view_names())
     shot.add_argument("--channel", type=non_negative_int, metavar="N")
     shot.add_argument("--position", type=position, metavar="Y,X",
                       help="channel view: draw the receptive field of this feature-map position")

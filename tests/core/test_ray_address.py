@@ -10,8 +10,7 @@ import time
 import pytest
 
 from featurescope.cli.main import main
-from featurescope.core.errors import IndexFileError
-from featurescope.core.index.ray_engine import check_address
+from featurescope.core.cluster import EngineError, check_address
 
 
 def _free_port() -> int:
@@ -46,7 +45,7 @@ def silent_server():
 def test_nothing_listening_is_refused_at_once(scheme):
     address = f"{scheme}127.0.0.1:{_free_port()}"
     started = time.monotonic()
-    with pytest.raises(IndexFileError, match="cannot be reached .*connection refused"):
+    with pytest.raises(EngineError, match="cannot be reached .*connection refused"):
         check_address(address)
     assert time.monotonic() - started < 3
 
@@ -54,13 +53,13 @@ def test_nothing_listening_is_refused_at_once(scheme):
 @pytest.mark.parametrize("scheme", ["ray://", ""])
 def test_something_that_is_not_ray_is_refused_within_the_timeout(silent_server, scheme):
     started = time.monotonic()
-    with pytest.raises(IndexFileError, match="answers, but not as Ray"):
+    with pytest.raises(EngineError, match="answers, but not as Ray"):
         check_address(f"{scheme}127.0.0.1:{silent_server}", timeout=1)
     assert time.monotonic() - started < 5
 
 
 def test_addresses_that_are_not_addresses_and_a_missing_client(monkeypatch):
-    with pytest.raises(IndexFileError, match="not an address"):
+    with pytest.raises(EngineError, match="not an address"):
         check_address("ray://head:port")
     real_import = builtins.__import__
 
@@ -70,7 +69,7 @@ def test_addresses_that_are_not_addresses_and_a_missing_client(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_grpc)
-    with pytest.raises(IndexFileError, match=r"Ray's client, which is not installed.*featurescope\[cluster\]"):
+    with pytest.raises(EngineError, match=r"Ray's client, which is not installed.*featurescope\[cluster\]"):
         check_address("ray://127.0.0.1:10001")
     check_address(None)  # no address: a local Ray, nothing to check
     check_address("auto")

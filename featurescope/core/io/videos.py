@@ -24,7 +24,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from featurescope.core.errors import CameraError, ExportError, FileExistsExportError, VideoError
+from featurescope.core.errors import CameraError, ExportError, VideoError
+from featurescope.core.io.writers import refuse_existing
 
 PathLike = Union[str, os.PathLike]
 
@@ -154,8 +155,7 @@ class VideoWriter:
         if suffix not in WRITE_CODECS:
             raise ExportError(f"{self.path.name}: featurescope writes videos as "
                               f"{', '.join(sorted(WRITE_CODECS))}, not {suffix or 'a file without extension'}.")
-        if self.path.exists() and not force:
-            raise FileExistsExportError(f"{self.path} exists; pass --force to overwrite it.", self.path)
+        refuse_existing([self.path], force)
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
