@@ -104,6 +104,31 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A number above 0 (seconds, a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
+    return value
+
+
+def frame_rate(text: str) -> float:
+    """Frames per second a written video can hold (both codecs play it back as written)."""
+    from featurescope.core.io.videos import FPS_RANGE
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second") from None
+    if not FPS_RANGE[0] <= value <= FPS_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} "
+                                         "frames per second, the rates .mp4 and .avi hold")
+    return value
+
+
 def add_preprocessing_options(group) -> None:
     """--input-size, --mean and --std on ``group`` (a parser or an argument group)."""
     group.add_argument("--input-size", type=input_size, metavar="N|H,W",

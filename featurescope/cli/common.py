@@ -1,6 +1,6 @@
 """What the ``featurescope`` subcommands share: defaults, exit codes, the progress bar on
 stderr, warnings, loading the model the options name, choosing layers, refusing to
-overwrite. Engine imports happen inside the functions (``--help`` stays instant).
+overwrite (core.io.writers.check_overwrite). Engine imports happen inside the functions (``--help`` stays instant).
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 DEFAULT_MODEL = "efficientnet_lite0"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -86,34 +85,15 @@ def load_model_from_args(args, device: Optional[str] = None):
 
 
 def select_layers(model, spec: str) -> list[str]:
-    """The layer names ``spec`` means: all, conv, pool, or NAME[,NAME...] (ModelError,
-    with the closest name, for one the model does not have)."""
+    """The layer names ``spec`` means: module names ("layer3", "relu#2") and the groups
+    conv, pool, act, block and all, separated by commas (ModelError, with the closest
+    name, for one the model does not have)."""
+    from featurescope.core.capture.capture import layer_infos
     from featurescope.core.errors import ModelError
 
-    infos = list(model.layer_info)
-    spec = spec.strip()
-    if spec.lower() == "all":
-        return [i.name for i in infos]
-    if spec.lower() == "conv":
-        chosen = [i.name for i in infos if i.kind == "Conv2d"]
-    elif spec.lower() in ("pool", "pooling"):
-        chosen = [i.name for i in infos if "Pool" in i.kind]
-    else:
-        import difflib
-
-        known = [i.name for i in infos]
-        chosen = []
-        for name in (part.strip() for part in spec.split(",")):
-            if not name:
-                continue
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                raise ModelError(f"{name!r} is not a layer of {model.name}; {hint}run "
-                                 f"`featurescope layers --model {model.name}` for the names.")
-            chosen.append(name)
+    chosen = [info.name for info in layer_infos(model, spec)]
     if not chosen:
-        raise ModelError(f"{model.name} has no {spec} layers to export.")
+        raise ModelError(f"{model.name} has no {spec.strip()} layers.")
     return chosen
 
 
@@ -125,15 +105,3 @@ def require_colormap(name: str) -> None:
     if name not in grids.COLORMAPS:
         raise ExportError(f"{name!r} is not a colormap featurescope has; choose one of "
                           f"{', '.join(grids.COLORMAPS)}.")
-
-
-def refuse_existing(targets: Iterable[Path]) -> None:
-    """FileExistsExportError for the first of ``targets`` that exists: checked before
-    anything is written, so a refused command leaves no half-written output."""
-    from featurescope.core.errors import FileExistsExportError
-
-    for target in targets:
-        if os.path.lexists(target):
-            raise FileExistsExportError(
-                f"{target} already exists and nothing was written; use --force to "
-                "overwrite or choose another folder.", target)

@@ -88,6 +88,8 @@ def _weights_of(index, args) -> str:
 
 def add_parsers(commands, add_model_options, positive_int) -> None:
     """The ``index`` and ``examples`` subcommands (called by cli.main.build_parser)."""
+    from featurescope.cli.arguments import positive_float
+
     index = commands.add_parser(
         "index", help="find the images of a folder that excite each channel most",
         description="Run every image under FOLDER (recursively) through the network and keep, "
@@ -98,8 +100,8 @@ def add_parsers(commands, add_model_options, positive_int) -> None:
                     "new ones.")
     index.add_argument("folder", metavar="FOLDER")
     add_model_options(index)
-    index.add_argument("--layers", "-l", default="all", metavar="all|conv|pool|NAME[,NAME...]",
-                       help="which layers (default: all)")
+    index.add_argument("--layers", "-l", default="conv,pool", metavar="GROUP|NAME[,...]",
+                       help="module names and groups conv, pool, act, block, all; default conv,pool")
     index.add_argument("--top", "-k", type=positive_int, default=9, metavar="K",
                        help="images kept per channel (default 9)")
     index.add_argument("--batch", type=positive_int, default=32, metavar="N",
@@ -112,7 +114,7 @@ def add_parsers(commands, add_model_options, positive_int) -> None:
                        help="a Ray cluster (default: RAY_ADDRESS, else a local Ray)")
     index.add_argument("--rebuild", action="store_true",
                        help="start the index again instead of continuing it")
-    index.add_argument("--checkpoint-every", type=float, default=30.0, metavar="SECONDS",
+    index.add_argument("--checkpoint-every", type=positive_float, default=30.0, metavar="SECONDS",
                        help="save the index this often while it runs (default 30)")
     index.add_argument("--output", "-o", metavar="INDEX",
                        help=f"the index file (default: {DEFAULT_INDEX})")

@@ -56,17 +56,29 @@ def run_layers(args) -> int:
     if asked is None:  # the layers do not depend on the weights: no load, no download
         args.weights = "none"
     model = load_model_from_args(args, device="cpu")
-    infos = list(model.layer_info)
+    others: dict = {}
+    if getattr(args, "all", False):
+        from featurescope.core.capture.capture import describe_modules
+
+        infos, others = describe_modules(model.module, (1, model.channels, *model.input_size),
+                                         name=model.name)
+    else:
+        infos = list(model.layer_info)
     if args.json:
-        print(json.dumps({
+        listing = {
             "model": model.name, "weights": model.weights_label if asked is not None else None,
             "input_size": list(model.input_size), "channels": model.channels,
             "layers": [_layer_dict(info) for info in infos],
-        }, indent=2))
+        }
+        if getattr(args, "all", False):
+            listing["not_feature_maps"] = [{"name": n, "output_shape": _shape(s[1:]) if s else None}
+                                           for n, s in others.items()]
+        print(json.dumps(listing, indent=2))
         return 0
     h, w = model.input_size
     title = model.display_name if asked is not None else model.name
-    print(f"{title}: {len(infos)} conv and pooling layers, input {model.channels}x{h}x{w}")
+    what = "modules with a feature map" if getattr(args, "all", False) else "conv and pooling layers"
+    print(f"{title}: {len(infos)} {what}, input {model.channels}x{h}x{w}")
     name_w = max([len(i.name) for i in infos] + [4])
     print(f"{'#':>3}  {'name':<{name_w}}  {'type':<17} {'channels':>11}  {'kernel':>6} {'stride':>6} "
           f"{'padding':>7}  {'output':>14} {'params':>10}")
@@ -75,9 +87,14 @@ def run_layers(args) -> int:
         if info.groups and info.groups > 1:
             channels += f" g{info.groups}" if info.groups != info.in_channels else " dw"
         kernel = _pair(info.kernel_size) if info.output_size is None else f"->{_pair(info.output_size)}"
+        if info.groups is None:  # not a conv or pool: no kernel, channels in -> out as shapes say
+            channels = f"{info.in_channels}->{info.out_channels}"
         output = "x".join(str(v) for v in info.output_shape)
         print(f"{info.index:>3}  {info.name:<{name_w}}  {info.kind:<17} {channels:>11}  {kernel:>6} "
               f"{_pair(info.stride):>6} {_pair(info.padding):>7}  {output:>14} {info.parameters:>10,}")
+    if others:
+        print("not feature maps (not shown): " + ", ".join(
+            f"{n} {'x'.join(map(str, s[1:])) if s else '(no tensor)'}" for n, s in others.items()))
     return 0
 
 

@@ -2,7 +2,7 @@
 
     featurescope                      open the app (same as ``featurescope gui``)
     featurescope models               the networks it knows
-    featurescope layers               the conv and pooling layers of one
+    featurescope layers [--all]       the conv and pooling layers of one (--all: every module)
     featurescope predict IMAGE        what the network thinks the image shows
     featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
     featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
@@ -10,10 +10,14 @@
     featurescope overview IMAGE -o poster.png   one picture from the photo to the last layer
     featurescope ablate IMAGE --layer L --channels 1,2   predictions with channels switched off
     featurescope visualize --layer L -o DIR   the image each channel responds to most
+    featurescope circuit IMAGE --layer L --channel C   the channels of an earlier layer that build it
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
+    featurescope atlas --images DIR -o SITE/   every unit of a model on one static site
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
+    featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
+    featurescope why IMAGE            which channels carried the class, checked by switching them off
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -35,18 +39,23 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.circuit import add_circuit_parser, run_circuit
+from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
-    add_model_options, add_preprocessing_options, channel_list, non_negative_int, position,
-    positive_int, window_size,
+    add_model_options, add_preprocessing_options, channel_list, frame_rate, non_negative_int,
+    position, positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from featurescope.gui.views.registry import view_names
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
+from featurescope.cli.graph import add_graph_parser, run_graph
 from featurescope.cli.video import run_video
+from featurescope.cli.why import add_why_parser, run_why
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "The names are the keys used by export, the NPZ file and the app.")
     add_model_options(layers, weights_default=None, device=False)
     layers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    layers.add_argument("--all", action="store_true",
+                        help="every module with a (C, H, W) output (activations, batch norms, "
+                             "blocks, stages), not only convolutions and pooling")
 
     predict = commands.add_parser("predict", help="classify an image",
                                   description="Print the network's top predictions for an image.")
@@ -100,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("images", nargs="+", metavar="IMAGE|FOLDER",
                         help="image files, or folders of images (one sub-folder of DIR per image)")
     add_model_options(export)
-    export.add_argument("--layers", "-l", default="all", metavar="all|conv|pool|NAME[,NAME...]",
-                        help="which layers (default: all)")
+    export.add_argument("--layers", "-l", default="conv,pool", metavar="GROUP|NAME[,...]",
+                        help="module names and groups conv, pool, act, block, all "
+                             "(every module with a feature map); default conv,pool")
     export.add_argument("--filters", action="store_true", help="also write the kernels of conv layers")
     export.add_argument("--format", "-f", default="png", choices=("png", "npz", "both"),
                         help="png grids, npz activations, or both (default: png)")
@@ -125,8 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write gradcam_<layer>.png: the Grad-CAM of the top class over the "
                              "input (inferno), at the last convolution of the network, where "
                              "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
+    export.add_argument("--cam-method", default="gradcam", metavar="M",
+                        choices=("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
+                                 "eigencam", "scorecam", "ablationcam"),
+                        help="the class activation map: gradcam (default), gradcam++, xgradcam, "
+                             "layercam, hirescam, eigencam, scorecam or ablationcam (implies --gradcam)")
     export.add_argument("--gradcam-layer", metavar="NAME",
-                        help="explain this conv layer instead of the last one (implies --gradcam)")
+                        help="explain this layer instead of the last convolution; for a "
+                             "pooling layer, the nearest convolution before it (implies --gradcam)")
     export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     export.add_argument("--force", action="store_true", help="overwrite files that exist")
 
@@ -152,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
+    add_circuit_parser(commands)
+    add_graph_parser(commands)
+    add_why_parser(commands)
+    add_atlas_parser(commands)
 
     explain = commands.add_parser(
         "explain", help="the arithmetic behind one value of a feature map",
@@ -208,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
     add_preprocessing_options(shot)
     shot.add_argument("--layer", metavar="NAME")
-    shot.add_argument("--view", default="grid",
-                      choices=("grid", "filters", "channel", "gradcam", "compare", "examples",
-                               "playground", "ablation"))
+    shot.add_argument("--view", default="grid", choices=view_names())
     shot.add_argument("--channel", type=non_negative_int, metavar="N")
     shot.add_argument("--position", type=position, metavar="Y,X",
                       help="channel view: draw the receptive field of this feature-map position")
@@ -231,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the layer (names as `featurescope layers` prints them)")
     video.add_argument("--view", default="grid", metavar="grid|channel:C|gradcam",
                        help="the feature-map grid, channel C large, or the Grad-CAM (default: grid)")
-    video.add_argument("--fps", type=float, metavar="F", help="frame rate of OUT (default: INPUT's)")
+    video.add_argument("--fps", type=frame_rate, metavar="F",
+                       help="frame rate of OUT, 0.5 to 600 (default: INPUT's)")
     video.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     video.add_argument("--output", "-o", required=True, metavar="OUT.mp4",
                        help="the video to write: .mp4, .m4v, .mov (mp4v) or .avi (MJPG)")
@@ -253,7 +275,11 @@ _COMMANDS = {
     "overview": run_overview,
     "ablate": run_ablate,
     "visualize": run_visualize,
+    "circuit": run_circuit,
     "video": run_video,
+    "graph": run_graph,
+    "why": run_why,
+    "atlas": run_atlas,
 }
 
 

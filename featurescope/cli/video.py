@@ -11,17 +11,24 @@ def run_video(args) -> int:
     """Render INPUT's frames and the chosen view of --layer side by side into -o OUT."""
     from featurescope.core.errors import ExportError
     from featurescope.core.io.videos import VideoReader
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.live.render import parse_view, render_video
 
     parse_view(args.view)  # a wrong --view fails before the model loads
     VideoReader(args.input).close()  # so does an unreadable clip
     out = Path(args.output)
-    if out.exists() and not args.force:
-        raise ExportError(f"{out} exists; pass --force to overwrite it.")
+    refuse_existing([out], args.force)
     model = load_model_from_args(args)
     layer = select_layers(model, args.layer)
     if len(layer) != 1:
         raise ExportError(f"video takes one layer; {args.layer!r} names {len(layer)}.")
+    if parse_view(args.view)[0] == "gradcam":
+        from featurescope.core.analysis.gradcam import grad_cam_layer
+
+        chosen, note = grad_cam_layer(model.layer_info, layer[0], model.name)
+        if note:
+            warn(note)
+        layer = [chosen]
     bar = ProgressBar(prefix=f"{Path(args.input).name} ")
     try:
         summary = render_video(model, args.input, out, layer[0], args.view, fps=args.fps,

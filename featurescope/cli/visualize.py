@@ -44,20 +44,22 @@ def add_visualize_parser(commands) -> None:
 
 
 def run_visualize(args: argparse.Namespace) -> int:
-    from featurescope.cli.common import ProgressBar, load_model_from_args, refuse_existing
+    from featurescope.cli.common import ProgressBar, load_model_from_args
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.errors import OptvisError
     from featurescope.core.optvis.cache import OptvisCache
 
     if not args.hierarchy and not args.layer:
         raise OptvisError("visualize needs --layer L (or --hierarchy for a poster of several layers).")
+    _check_limits(args)
     image = None
     if args.image:
         from featurescope.core.io.images import load_image
 
         image = load_image(args.image)  # fail before the model loads
     out = Path(args.output)
-    if args.hierarchy and not args.force:
-        refuse_existing([out])
+    if args.hierarchy:
+        refuse_existing([out], args.force)
     model = load_model_from_args(args)
     cache = None if args.no_cache else OptvisCache()
     bar = ProgressBar(prefix="visualize ")
@@ -69,10 +71,24 @@ def run_visualize(args: argparse.Namespace) -> int:
         bar.finish()
 
 
+def _check_limits(args) -> None:
+    """Sizes and counts that cannot work, refused before the model loads."""
+    from featurescope.core.errors import OptvisError
+    from featurescope.core.optvis.hierarchy import MAX_PER_LAYER
+    from featurescope.core.optvis.render import MAX_SIDE
+
+    if args.size is not None and args.size > MAX_SIDE:
+        raise OptvisError(f"--size {args.size} is too large to visualise (its activations would "
+                          f"not fit in memory); use at most {MAX_SIDE} px.")
+    if args.hierarchy and args.per_layer > MAX_PER_LAYER:
+        raise OptvisError(f"--per-layer {args.per_layer} is more than a poster can show; use at "
+                          f"most {MAX_PER_LAYER} channels per layer.")
+
+
 def _channels(args, model, cache, bar, out: Path) -> int:
-    from featurescope.cli.common import refuse_existing, select_layers
+    from featurescope.cli.common import select_layers
     from featurescope.core.io.provenance import provenance
-    from featurescope.core.io.writers import make_folder, write_json, write_png
+    from featurescope.core.io.writers import make_folder, refuse_existing, write_json, write_png
     from featurescope.core.optvis.render import parse_channels, visualize
 
     layer = select_layers(model, args.layer)
@@ -82,11 +98,11 @@ def _channels(args, model, cache, bar, out: Path) -> int:
         raise OptvisError(f"visualize takes one layer; {args.layer!r} names {len(layer)}.")
     layer = layer[0]
     info = next(i for i in model.layer_info if i.name == layer)
-    channels = parse_channels(args.channels) if args.channels else list(range(min(8, info.out_channels)))
+    channels = (list(range(min(8, info.out_channels))) if args.channels is None
+                else parse_channels(args.channels))
     stem = layer.replace("#", "-")
     targets = [out / f"{stem}_ch{c:04d}.png" for c in channels] + [out / f"{stem}_visualize.json"]
-    if not args.force:
-        refuse_existing(targets)
+    refuse_existing(targets, args.force)
     run = cache.visualize if cache is not None else visualize
     made = run(model, layer, channels, steps=args.steps, size=args.size, seed=args.seed,
                objective=args.objective, progress=bar)

@@ -164,3 +164,11 @@ def test_a_float16_capture_is_compared_with_the_float32_value(zoo):
     e = explain_position(model, compact, "dilated", 3, 5, 5)
     assert e.matches and e.captured == pytest.approx(float(result["dilated"][3, 5, 5]), rel=1e-6)
     assert any("float16" in note for note in e.notes)
+
+
+def test_a_fractional_position_or_channel_is_refused_not_cut(zoo):
+    model, result = zoo
+    for args in ((0, 1.5, 2), (0, 1, 2.0), (0.5, 1, 2), (True, 1, 2)):
+        with pytest.raises(ModelError, match="whole number"):
+            explain_position(model, result, "stride2", *args)
+    explain_position(model, result, "stride2", np.int64(0), np.int32(1), 2)  # numpy ints are whole

@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 
 from featurescope.core.errors import ModelError
-from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam, overlay
+from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam, grad_cam_layer, overlay
 from featurescope.core.io.images import load_image
 from featurescope.core.models.load import load_model
 from featurescope.core.resources import default_sample
@@ -187,3 +187,26 @@ def test_lazy_modules_initialised_by_describe_layers_still_give_grad_cam():
     capture(net, x)
     ours = compute_grad_cam(net, x, "2")
     assert_same_map(ours.map, reference(net, "2", x))
+
+
+def test_one_rule_for_the_grad_cam_layer():
+    from featurescope.core.capture.capture import describe_layers
+
+    torch.manual_seed(0)
+    module = torchvision.models.resnet18(weights=None).eval()
+    infos = describe_layers(module, (1, 3, 64, 64))
+    convs = [i.name for i in infos if i.kind == "Conv2d"]
+    assert grad_cam_layer(infos) == (convs[-1], "") == ("layer4.1.conv2", "")
+    assert grad_cam_layer(infos, "layer2.0.conv1") == ("layer2.0.conv1", "")
+    layer, note = grad_cam_layer(infos, "maxpool", "resnet18")
+    assert layer == "conv1" and note == ("Grad-CAM reads a convolution's gradients; maxpool is a "
+                                         "MaxPool2d layer, so this shows the nearest convolution "
+                                         "before it, conv1.")
+    assert grad_cam_layer(infos, "avgpool")[0] == "layer4.1.conv2"
+    with pytest.raises(ModelError, match="^resnet18 has no layer called 'conv9'"):
+        grad_cam_layer(infos, "conv9", "resnet18")
+    pool_first = [i for i in infos if i.name != "conv1"]
+    with pytest.raises(ModelError, match="maxpool is a MaxPool2d layer with no convolution before it"):
+        grad_cam_layer(pool_first, "maxpool")
+    with pytest.raises(ModelError, match="^net has no convolution layer"):
+        grad_cam_layer([i for i in infos if i.kind != "Conv2d"], None, "net")

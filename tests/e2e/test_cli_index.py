@@ -66,7 +66,7 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
         Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
     out = tmp_path / "many.fsindex"
     command = [sys.executable, "-m", "featurescope", "index", str(folder), *MODEL, "--layers", "conv1",
-               "--batch", "2", "--workers", "0", "--checkpoint-every", "0", "-o", str(out)]
+               "--batch", "2", "--workers", "0", "--checkpoint-every", "0.001", "-o", str(out)]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -91,3 +91,10 @@ def test_ctrl_c_saves_and_the_same_command_resumes(tmp_path):
     assert done.returncode == 0, done.stderr
     final = open_index(out)
     assert final.complete and final.images == 60
+
+
+@pytest.mark.parametrize("every", ["0", "-5", "nan"])
+def test_a_checkpoint_interval_of_no_time_is_refused(tmp_path, capsys, every):
+    out = tmp_path / "x.fsindex"
+    assert main(["index", str(tmp_path), *MODEL, "--checkpoint-every", every, "-o", str(out)]) == 2
+    assert "--checkpoint-every" in capsys.readouterr().err and not out.exists()

@@ -117,9 +117,15 @@ def test_export_gradcam_writes_the_overlay_of_the_top_class_at_the_last_conv(tmp
     assert again.returncode == 2 and f"gradcam_{last_conv}" in again.stderr
     assert not (out / "conv1.png").exists()
 
+    # the one Grad-CAM layer rule: a pooling layer is read at the convolution before it
     chosen = run("export", str(CAT), "--layers", "conv1", "--gradcam-layer", "maxpool", "--model",
                  "resnet18", "--weights", "none", "--input-size", "64", "-o", "x", cwd=tmp_path)
-    assert chosen.returncode == 2 and "not a convolution" in chosen.stderr
+    assert chosen.returncode == 0, chosen.stderr
+    assert "nearest convolution before it, conv1" in chosen.stderr
+    assert json.loads((tmp_path / "x" / "gradcam_conv1.json").read_text())["layer"] == "conv1"
+    unknown = run("export", str(CAT), "--layers", "conv1", "--gradcam-layer", "conv99", "--model",
+                  "resnet18", "--weights", "none", "--input-size", "64", "-o", "y", cwd=tmp_path)
+    assert unknown.returncode == 2 and "no layer called 'conv99'" in unknown.stderr
 
 
 def test_screenshots_of_the_compare_view_and_a_receptive_field(tmp_path):

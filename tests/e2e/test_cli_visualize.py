@@ -58,3 +58,13 @@ def test_hierarchy_poster(tmp_path, monkeypatch):
     picture = np.asarray(Image.open(poster))
     assert picture.ndim == 3 and picture.shape[0] > 3 * 128  # three rows of tiles
     assert main(["visualize", "--hierarchy", "--steps", "1", "--size", "16", "-o", str(poster)]) == 2
+
+
+def test_an_empty_channel_list_is_refused_not_read_as_the_first_eight(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FEATURESCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    for empty in ("", " , "):
+        assert main(["visualize", "--layer", "stem", "--channels", empty, "--steps", "1", "--size", "16",
+                     "--weights", "none", "--device", "cpu", "-o", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "channel" in err
+    assert not (tmp_path / "x").exists()

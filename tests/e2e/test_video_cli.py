@@ -88,3 +88,22 @@ def test_truncated_clip_renders_what_it_has_and_says_so(tmp_path, capsys):
 def test_gui_takes_a_video():
     args = build_parser().parse_args(["gui", "--video", "clip.mp4"])
     assert args.video == "clip.mp4"
+
+
+@pytest.mark.parametrize("fps", ["-5", "0", "0.1", "100000", "nan"])
+def test_a_frame_rate_outside_what_the_codecs_hold_is_refused_before_anything_runs(clip, tmp_path, capsys, fps):
+    out = tmp_path / "out.avi"
+    status, captured = _video([str(clip), "--layer", "layer1.0.conv1", "--fps", fps, "-o", str(out)], capsys)
+    assert status == 2
+    assert "--fps" in captured.err and "frames per second" in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_writer_refuses_a_rate_instead_of_writing_25_fps(tmp_path):
+    from featurescope.core.errors import ExportError
+    from featurescope.core.io.videos import VideoWriter
+
+    for fps in (-5, 0, 1e6):
+        with pytest.raises(ExportError, match="frames per second"):
+            VideoWriter(tmp_path / "out.mp4", fps)
+    assert list(tmp_path.iterdir()) == []

@@ -55,10 +55,16 @@ def test_atlas_fills_in_and_a_click_selects_a_channel(window, qtbot, cache_dir):
     qtbot.waitUntil(lambda: len(view.atlas_done) == count, timeout=120000)
     assert "32 of 32" in view.atlas_label.text()
     step = view.atlas_size + 2
-    tile = view.atlas_item.image[step:step + view.atlas_size, 2 * step:2 * step + view.atlas_size]
+    target = min(count - 1, view._atlas_columns + 2)
+    row, column = divmod(target, view._atlas_columns)
+    tile = view.atlas_item.image[row * step:row * step + view.atlas_size,
+                                 column * step:column * step + view.atlas_size]
     assert tile.std() > 1  # a picture, not the empty grey
-    channel = view.atlas_channel_at(2 * step + 3, step + 3)
-    assert channel == view._atlas_columns + 2
+    channel = view.atlas_channel_at(column * step + 3, row * step + 3)
+    assert channel == target
+    # readable: a tile is drawn at least at its own size (480 fitted tiles were 7 px once)
+    (left, right), _ = view.atlas_box.viewRange()
+    assert view.atlas_box.width() / (right - left) >= 0.99
     view.state.set_channel(channel)
     assert view.channel_spin.value() == channel and view.atlas_marker.isVisible()
 

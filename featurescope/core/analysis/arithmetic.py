@@ -260,6 +260,17 @@ def _pool(layer, info, module, inp: np.ndarray, channel, y, x, captured) -> Posi
                                total=total, divisor=divisor, notes=notes, **common)
 
 
+def _is_whole(value) -> bool:
+    """An int (Python, numpy or a one-element tensor), not a float that int() would cut."""
+    import operator
+
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return not isinstance(value, bool)
+
+
 def explain_position(model, result, layer: str, channel: int, y: int, x: int) -> PositionExplanation:
     """Recompute output (``channel``, ``y``, ``x``) of ``layer`` by hand from its input.
 
@@ -285,6 +296,9 @@ def explain_position(model, result, layer: str, channel: int, y: int, x: int) ->
         raise ModelError(f"{layer} is a {info.kind}; the arithmetic is shown for convolutions "
                          "and pooling layers only.")
     channels, height, width = info.output_shape
+    for what, value in (("channel", channel), ("row", y), ("column", x)):
+        if not _is_whole(value):
+            raise ModelError(f"The {what} must be a whole number; {value!r} is not one.")
     if not 0 <= int(channel) < channels:
         raise ModelError(f"{layer} has channels 0 to {channels - 1}; {channel} is not one of them.")
     if not (0 <= int(y) < height and 0 <= int(x) < width):

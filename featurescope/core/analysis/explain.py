@@ -230,6 +230,8 @@ def explain_layer(info) -> LayerExplanation:
     Returns:
         A :class:`LayerExplanation` with the formulas filled in with this layer's numbers.
     """
+    if info.groups is None:  # an activation, a norm, a block: no kernel of its own
+        return _module_explanation(info)
     c_in, c_out = info.in_channels, info.out_channels
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
@@ -293,3 +295,37 @@ def explain_layer(info) -> LayerExplanation:
         name=info.name, kind=info.kind, title=title, facts=facts, formulas=_formulas(info),
         parameters=int(info.parameters), weights=weights, biases=biases, fc_parameters=fc,
         saving=saving, downsampling=downsampling, sentences=sentences)
+
+
+def _module_explanation(info) -> LayerExplanation:
+    """Any other module (activation, batch norm, block, stage): shapes, parameters and
+    what such a module does; no kernel, so no formulas."""
+    from featurescope.core.graph.activation import ACTIVATION_KINDS
+
+    c_in, c_out = info.in_channels, info.out_channels
+    h_in, w_in = _hw(info.input_shape)
+    h_out, w_out = _hw(info.output_shape)
+    facts = [("type", info.kind), ("input", f"{c_in} x {h_in} x {w_in}"),
+             ("output", f"{c_out} x {h_out} x {w_out}"), ("parameters", fmt_int(info.parameters))]
+    if info.kind in ACTIVATION_KINDS:
+        what = "activation"
+        sentences = [f"{info.kind} is applied to every value on its own: the shape does not change "
+                     "and nothing mixes across positions or channels.",
+                     "This is what the next layer receives when it follows a convolution "
+                     "(and its batch norm)."]
+    elif "Norm" in info.kind:
+        what = "normalisation"
+        sentences = ["Each channel is shifted and scaled: with the running statistics learned in "
+                     "training, batch norm is one multiply and one add per channel at inference.",
+                     "A convolution's output before its batch norm is not what the next layer sees."]
+    else:
+        what = "module"
+        sentences = [f"A {info.kind}: the output of everything inside it, "
+                     f"{fmt_int(info.parameters)} parameters in all."]
+        spatial = _spatial_sentence(info)[1]
+        if spatial and (h_in, w_in) != (h_out, w_out):
+            sentences.append(f"{spatial}.")
+    title = f"{info.name}: {what} {info.kind} ({_size(h_in, w_in)} -> {_size(h_out, w_out)})"
+    return LayerExplanation(name=info.name, kind=info.kind, title=title, facts=facts, formulas=[],
+                            parameters=int(info.parameters), weights=0, biases=0, fc_parameters=None,
+                            saving=None, downsampling=None, sentences=sentences)

@@ -25,16 +25,17 @@ from featurescope.core.capture import memory
 from featurescope.core.capture.inputs import as_batch, as_input, logits_of
 from featurescope.core.capture.layers import LayerInfo
 from featurescope.core.capture.result import BatchResult, CaptureResult
+from featurescope.core.capture.selection import Selection, select
 from featurescope.core.capture.sinks import EarlyStop, StoreSink
 from featurescope.core.capture.taps import (
-    Run, clone_set, info_cache, install, learn_clones, module_device, run_forward,
+    Run, clone_set, info_cache, install, learn_clones, module_device, run_forward, tap,
 )
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check
 
-# bare module -> its describe_layers at 224 px (for memory estimates); LoadedModels
-# have .layer_info instead.
-_NOMINAL_INFOS: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
+# module -> {selection key: its describe_layers at the nominal size} (memory estimates
+# of a capture of groups; the default layers of a LoadedModel are its .layer_info).
+_NOMINAL_INFOS: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 def _unpack(model):
@@ -43,19 +44,23 @@ def _unpack(model):
     return model.module, model
 
 
-def _nominal_infos(module: nn.Module, loaded) -> list[LayerInfo]:
+def _nominal_infos(module: nn.Module, loaded, selection: Selection, layers) -> list[LayerInfo]:
     """Layer shapes at the model's own input size, for memory estimates."""
-    infos = getattr(loaded, "layer_info", None) if loaded is not None else None
+    infos = getattr(loaded, "layer_info", None) if loaded is not None and selection.default \
+        and not selection.named else None
     if infos:
         return list(infos)
-    if module not in _NOMINAL_INFOS:
-        _NOMINAL_INFOS[module] = describe_layers(module, (1, 3, 224, 224))
-    return _NOMINAL_INFOS[module]
+    cached = _NOMINAL_INFOS.setdefault(module, {})
+    if selection.key not in cached:
+        channels = getattr(loaded, "channels", 3)
+        size = tuple(getattr(loaded, "input_size", None) or (224, 224))
+        cached[selection.key] = describe_layers(module, (1, channels, *size), layers=layers)
+    return cached[selection.key]
 
 
 def _plan(module: nn.Module, loaded, x: torch.Tensor, memory_budget, store_dtype,
-          focus: Optional[str]) -> memory.StoragePlan:
-    infos = _nominal_infos(module, loaded)
+          focus: Optional[str], selection: Selection, layers) -> memory.StoragePlan:
+    infos = _nominal_infos(module, loaded, selection, layers)
     if not infos:
         return memory.StoragePlan("float32", None, 0, memory_budget)
     nominal = infos[0].input_shape[1:]  # the network input (C, H, W) of the first layer...
@@ -78,33 +83,45 @@ def _notice(plan: memory.StoragePlan, kept: int, total: int) -> str:
             "the others are captured again when shown.")
 
 
-def _wanted(layers) -> Optional[list]:
-    if layers is None:
-        return None
-    wanted = list(dict.fromkeys(layers))  # keep order, drop repeats
-    if not wanted:
-        raise ModelError("No layers were asked for; pass None to capture every layer.")
-    return wanted
+def _selection(module: nn.Module, layers, model_name: str):
+    """(Taps, Selection) for ``layers`` (names and groups, see selection.py), with every
+    selected module tapped."""
+    taps = install(module)
+    selection = select(module, taps.targets, layers, model_name)
+    for sub in selection.modules:
+        tap(sub)
+    return taps, selection
 
 
-def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, store_dtype=None,
-           keep=None, budget=None, model_name: Optional[str] = None, edits=(),
+def _run(taps, selection: Selection, sinks, **kwargs) -> Run:
+    total = len(selection.named) if selection.early_stop else len(selection.targets)
+    return Run(selection.targets, sinks, wanted=selection.wanted, every=selection.every,
+               spatial_only=not selection.default, inplace=taps.inplace, total=total, **kwargs)
+
+
+def _grad_free(taps, selection: Selection):
+    # Outside the conv/pool set a trusted torchvision block can still change a stored
+    # output in place (BasicBlock's `out += identity` on bn2's output): run where version
+    # counters work, so the store notices and clones it (see taps.py).
+    return torch.inference_mode if taps.trusted and selection.default else torch.no_grad
+
+
+def _store(module: nn.Module, x: torch.Tensor, taps, selection: Selection, progress, cancel, *,
+           store_dtype=None, keep=None, budget=None, model_name: Optional[str] = None, edits=(),
            stop_early: bool = True):
     """One storing pass (repeated once per model if a functional in-place op overwrote
     a stored output: see taps.py). Returns (StoreSink, Run, network output or None)."""
-    taps = install(module)
-    total = len(wanted) if wanted is not None else len(taps.layers)
-    grad_free = torch.inference_mode if taps.trusted else torch.no_grad
+    grad_free = _grad_free(taps, selection)
     if module.training or any(m.training for m in taps.below):
         module.eval()
     cache = info_cache(module)
     for _attempt in range(3):
         store = StoreSink(clone=clone_set(module), store_dtype=store_dtype, keep=keep, budget=budget)
         sinks = [*edits, store]
-        if wanted is not None and stop_early:
-            sinks.append(EarlyStop(wanted))
-        run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
-                  describe=True, info_cache=cache, progress=progress, cancel=cancel, total=total)
+        if selection.early_stop and stop_early:
+            sinks.append(EarlyStop(selection.named))
+        run = _run(taps, selection, sinks, describe=True, info_cache=cache, progress=progress,
+                   cancel=cancel)
         output = run_forward(module, x, run, grad_free, taps.lazy, model_name)
         damaged = store.overwritten()
         if not damaged:
@@ -114,14 +131,34 @@ def _store(module: nn.Module, x: torch.Tensor, wanted, progress, cancel, *, stor
     raise ModelError("Capture could not protect the layer outputs from in-place changes.")  # pragma: no cover
 
 
-def _check_found(module, model_name, x, wanted, store) -> None:
-    missing = [layer for layer in wanted if layer not in store.outputs]
-    if missing:
-        known = describe_layers(module, (1,) + tuple(x.shape[1:]))
-        hint = ", ".join(info.name for info in known[:6])
-        raise ModelError(f"{model_name} has no captured layer "
-                         f"named {', '.join(repr(m) for m in missing)}; its layers start with {hint} "
-                         "(`featurescope layers` lists them all).")
+def _check_found(model_name, layers, run: Run) -> None:
+    """ModelError for a layer asked for by name that the pass did not give."""
+    if layers is None:
+        return
+    found = {info.name for info in run.infos}
+    missing = [layer for layer in select_named(layers) if layer not in found]
+    if not missing:
+        return
+    first = missing[0]
+    if first in run.skipped:
+        shape = run.skipped[first]
+        what = f"a {'x'.join(map(str, shape))} tensor" if shape else "no tensor"
+        raise ModelError(f"{first!r} of {model_name} gives {what}, not a (C, H, W) feature map, "
+                         "so featurescope cannot show it.")
+    qualified, _, call = first.partition("#")
+    calls = run.calls.get(qualified, 0)
+    if calls and call:
+        raise ModelError(f"{qualified!r} of {model_name} runs {calls} time{'s' * (calls > 1)} in "
+                         f"one forward pass, so there is no {first!r}.")
+    raise ModelError(f"{first!r} does not run in {model_name}'s forward pass "
+                     "(`featurescope layers --all` lists the modules that do).")
+
+
+def select_named(layers) -> list:
+    """The names in ``layers`` that are not groups."""
+    from featurescope.core.capture.selection import group_name, split_layers
+
+    return [item for item in split_layers(layers) if group_name(item) is None]
 
 
 def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
@@ -155,19 +192,18 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     x = as_input(model, image_or_input)
     input_cpu = x.to("cpu", copy=True)  # a snapshot: the caller may reuse its tensor
     x = x.to(device)
-    wanted = _wanted(layers)
+    taps, selection = _selection(module, layers, model_name)
 
     plan = None
-    if memory_budget is not None and wanted is None:
-        plan = _plan(module, loaded, x, int(memory_budget), store_dtype, focus)
+    if memory_budget is not None and not selection.named:
+        plan = _plan(module, loaded, x, int(memory_budget), store_dtype, focus, selection, layers)
         if plan.dtype_name == "float16" and store_dtype is None:
             store_dtype = torch.float16
     keep = plan.keep if plan is not None else None
-    store, run, output = _store(module, x, wanted, progress, cancel, store_dtype=store_dtype,
-                                keep=keep, budget=memory_budget, model_name=model_name,
-                                edits=tuple(edits), stop_early=stop_early)
-    if wanted is not None:
-        _check_found(module, model_name, x, wanted, store)
+    store, run, output = _store(module, x, taps, selection, progress, cancel,
+                                store_dtype=store_dtype, keep=keep, budget=memory_budget,
+                                model_name=model_name, edits=tuple(edits), stop_early=stop_early)
+    _check_found(model_name, layers, run)
     notice = _notice(plan, len(store.outputs), len(run.infos)) if plan is not None else ""
     logits = logits_of(output)
     return CaptureResult(store.outputs, run.infos, None if logits is None else logits[0], input_cpu,
@@ -193,10 +229,9 @@ def capture_batch(model, inputs, layers: Optional[Sequence[str]] = None,
     x = as_batch(model, inputs)
     input_cpu = x.to("cpu", copy=True)
     x = x.to(device)
-    wanted = _wanted(layers)
-    store, run, output = _store(module, x, wanted, progress, cancel, model_name=model_name)
-    if wanted is not None:
-        _check_found(module, model_name, x, wanted, store)
+    taps, selection = _selection(module, layers, model_name)
+    store, run, output = _store(module, x, taps, selection, progress, cancel, model_name=model_name)
+    _check_found(model_name, layers, run)
     return BatchResult(store.outputs, run.infos, logits_of(output, x.shape[0]), input_cpu,
                        model_name=model_name, device=torch.device(device))
 
@@ -211,16 +246,15 @@ def capture_into(model, inputs, sinks: list, layers: Optional[Sequence[str]] = N
     device = getattr(_loaded, "device", None) or module_device(module)
     check(cancel)
     x = as_batch(model, inputs).to(device)
-    wanted = _wanted(layers)
-    taps = install(module)
+    model_name = getattr(_loaded, "name", None) or type(module).__name__
+    taps, selection = _selection(module, layers, model_name)
     if module.training or any(m.training for m in taps.below):
         module.eval()
-    sinks = list(sinks) + ([EarlyStop(wanted)] if wanted is not None else [])
-    run = Run(taps.targets, sinks, wanted=set(wanted) if wanted else None, inplace=taps.inplace,
-              describe=True, info_cache=info_cache(module), progress=progress, cancel=cancel,
-              total=len(wanted) if wanted is not None else len(taps.layers))
-    grad_free = torch.inference_mode if taps.trusted else torch.no_grad
-    run_forward(module, x, run, grad_free, taps.lazy)
+    sinks = list(sinks) + ([EarlyStop(selection.named)] if selection.early_stop else [])
+    run = _run(taps, selection, sinks, describe=True, info_cache=info_cache(module),
+               progress=progress, cancel=cancel)
+    run_forward(module, x, run, _grad_free(taps, selection), taps.lazy, model_name)
+    _check_found(model_name, layers, run)
     return run.infos
 
 
@@ -267,10 +301,12 @@ def capture_missing(model, result: CaptureResult, layers: Sequence[str],
 
 
 def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224),
-                    name: Optional[str] = None) -> list[LayerInfo]:
+                    name: Optional[str] = None, layers=None) -> list[LayerInfo]:
     """Every captured layer of ``module`` in execution order, with its metadata, from one
-    forward pass on zeros of ``input_shape`` (1, C, H, W) (nothing is stored). A failing
-    network raises a ModelError that calls it ``name`` (default: its class)."""
+    forward pass on zeros of ``input_shape`` (1, C, H, W) (nothing is stored). ``layers``:
+    names and groups as for :func:`capture` (default: the conv and pooling layers;
+    ``"all"``: every module with a (C, H, W) output). A failing network raises a
+    ModelError that calls it ``name`` (default: its class)."""
     if isinstance(input_shape, int):
         input_shape = (1, 3, input_shape, input_shape)
     input_shape = tuple(int(s) for s in input_shape)
@@ -280,9 +316,61 @@ def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224),
     module.eval()
     try:
         x = torch.zeros(input_shape, device=module_device(module))
-        taps = install(module)
-        run = Run(taps.targets, [], describe=True, info_cache=info_cache(module))
+        taps, selection = _selection(module, layers, name or type(module).__name__)
+        run = _run(taps, selection, [], describe=True, info_cache=info_cache(module))
         run_forward(module, x, run, torch.inference_mode, taps.lazy, name)
+        _check_found(name or type(module).__name__, layers, run)
     finally:
         module.train(was_training)
     return run.infos
+
+
+def layer_infos(model, layers=None) -> list[LayerInfo]:
+    """The LayerInfo of ``layers`` (names and groups as for :func:`capture`; None: the
+    conv and pooling layers) in network order, at the model's own input size. A
+    LoadedModel answers from its ``layer_info`` / ``every_layer_info`` (no forward
+    pass); a bare module is described on a 224 px input. Raises ModelError for a name
+    the model does not have or a module whose output is no feature map."""
+    from featurescope.core.capture.selection import group_members, group_name, split_layers
+
+    module, loaded = _unpack(model)
+    if loaded is None or not hasattr(loaded, "every_layer_info"):
+        return describe_layers(module, (1, 3, 224, 224), layers=layers)
+    if layers is None:
+        return list(loaded.layer_info)
+    items = list(dict.fromkeys(split_layers(layers)))
+    if not items:
+        raise ModelError("No layers were asked for; pass None to capture every layer.")
+    every = loaded.every_layer_info
+    known = {info.name for info in every}
+    chosen: set = set()
+    for item in items:
+        group = group_name(item)
+        if group is not None:
+            members = {name for name, _m in group_members(module, group)}
+            chosen.update(info.name for info in every if info.module_name in members)
+        elif item in known:
+            chosen.add(item)
+        else:  # an unknown name, or one that gives no feature map: the capture's sentence
+            describe_layers(module, (1, loaded.channels, *loaded.input_size), name=loaded.name,
+                            layers=[item])
+            chosen.add(item)
+    return [info for info in every if info.name in chosen]
+
+
+def describe_modules(module: nn.Module, input_shape=(1, 3, 224, 224),
+                     name: Optional[str] = None) -> tuple[list[LayerInfo], dict]:
+    """Every module of ``module`` run on zeros of ``input_shape``: (the LayerInfo of those
+    with a (C, H, W) output, {layer name: output shape or None} of the others, such as
+    a classifier's ``fc``), both in network order. Raises as :func:`describe_layers`."""
+    input_shape = tuple(int(s) for s in input_shape)
+    was_training = module.training
+    module.eval()
+    try:
+        x = torch.zeros(input_shape, device=module_device(module))
+        taps, selection = _selection(module, "all", name or type(module).__name__)
+        run = _run(taps, selection, [], describe=True, info_cache=info_cache(module))
+        run_forward(module, x, run, torch.inference_mode, taps.lazy, name)
+    finally:
+        module.train(was_training)
+    return run.infos, dict(run.skipped)

@@ -46,6 +46,10 @@ def as_batch(model, inputs) -> torch.Tensor:
         if x.dim() != 4 or x.shape[0] < 1:
             raise ImageError(f"The input tensor has shape {tuple(x.shape)}; capture_batch needs (N, C, H, W).")
     else:
+        if inputs is None or isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
+            given = "one image (pass [image])" if is_image(inputs) else type(inputs).__name__
+            raise ImageError(f"capture_batch needs a list of PIL images or an (N, C, H, W) tensor, "
+                             f"not {given}.")
         inputs = list(inputs)
         if not inputs:
             raise ImageError("capture_batch needs at least one image.")

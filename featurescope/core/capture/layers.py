@@ -1,6 +1,7 @@
 """What a captured layer is: the module types featurescope captures and their metadata.
 
-:class:`LayerInfo` describes one conv or pooling layer (kernel, stride, padding,
+:class:`LayerInfo` describes one captured layer (by default the conv and pooling
+layers; any module asked for by name, see selection.py) (kernel, stride, padding,
 channels, shapes, parameters); the name is the key everywhere (NPZ, CLI, GUI). The
 fields that do not depend on the input come from the module itself; the shapes come
 from the tensors a capture session sees (core/capture/taps.py builds them with
@@ -36,11 +37,15 @@ class LayerInfo:
     ``output_size`` set. ``padding`` is a (ph, pw) tuple, or the string "same" for
     TensorFlow-style dynamic padding (EfficientNet-Lite0). Transposed convolutions
     have kind "ConvTranspose2d" (their output_padding is what the shapes leave over).
+    Any other module asked for by name or group (core/capture/selection.py) has its
+    class name as kind ("ReLU", "BatchNorm2d", "BasicBlock"), None for kernel, stride,
+    padding, dilation and groups, channels from its input and output shapes, and the
+    parameters of everything inside it.
     """
 
     name: str
     module_name: str
-    kind: str  # "Conv2d", "MaxPool2d", ...
+    kind: str  # "Conv2d", "MaxPool2d", ...; any other module: its class name ("ReLU")
     index: int  # position in network (execution) order, 0-based
     in_channels: int
     out_channels: int
@@ -48,7 +53,7 @@ class LayerInfo:
     stride: Optional[tuple[int, int]]
     padding: Union[tuple[int, int], str, None]
     dilation: Optional[tuple[int, int]]
-    groups: int
+    groups: Optional[int]  # None for modules other than convolutions and pools
     input_shape: tuple[int, int, int]
     output_shape: tuple[int, int, int]
     parameters: int  # weights + bias of this module (0 for pooling)
@@ -106,7 +111,13 @@ def _static_info(module: nn.Module, kind: str) -> dict:
                     stride=_pair(module.stride if module.stride is not None else module.kernel_size),
                     padding=_pair(module.padding), dilation=_pair(getattr(module, "dilation", 1)),
                     groups=1, parameters=0)
-    return dict(kernel_size=None, stride=None, padding=None, dilation=None, groups=1, parameters=0)
+    if kind in CAPTURED_TYPES:  # adaptive pools
+        return dict(kernel_size=None, stride=None, padding=None, dilation=None, groups=1,
+                    parameters=0)
+    # Any other module (an activation, a batch norm, a block): no kernel of its own; its
+    # parameters are those of everything inside it.
+    return dict(kernel_size=None, stride=None, padding=None, dilation=None, groups=None,
+                parameters=sum(p.numel() for p in module.parameters()))
 
 
 def build_layer_info(name, module_name, module, kind, index, inp, out) -> LayerInfo:
@@ -119,7 +130,7 @@ def build_layer_info(name, module_name, module, kind, index, inp, out) -> LayerI
     else:
         in_channels, out_channels = input_shape[0], output_shape[0]
     output_size = None
-    if kind.startswith("Adaptive"):
+    if kind in CAPTURED_TYPES and kind.startswith("Adaptive"):
         output_size = (output_shape[1], output_shape[2])
     return LayerInfo(name=name, module_name=module_name, kind=kind, index=index,
                      in_channels=in_channels, out_channels=out_channels,

@@ -79,6 +79,8 @@ class StoreSink:
                 continue
             copy = None
             for name in self.by_id.pop(id(candidate), ()):
+                if name in self.versions and self.versions[name] != candidate._version:
+                    continue  # a functional in-place op got there first: overwritten() says so
                 if self.outputs.get(name) is candidate:
                     copy = candidate.clone() if copy is None else copy
                     self.outputs[name] = copy

@@ -214,7 +214,10 @@ class Run:
 
     ``targets``: {id(module): (qualified name, kind or None)}; a module called again
     gives the layers ``name#2``, ``name#3``... ``wanted``: the layer names handed to the
-    sinks (None: all). ``sinks`` get ``write(name, module, input, output)`` in order; a
+    sinks (None: all); ``every``: qualified names whose every call is handed on besides
+    ``wanted`` (a group, see selection.py). With ``spatial_only`` a call whose output is
+    not an (N, C, H, W) tensor is left out (its name and output shape go to ``skipped``):
+    modules outside the conv/pool set may be classifiers or flatten layers. ``sinks`` get ``write(name, module, input, output)`` in order; a
     sink may return a tensor that the rest of the network sees instead, and raise
     :class:`StopForward` to end the pass. ``inplace``: ids of in-place modules whose
     input the sinks with ``before_inplace`` get to protect. With ``describe`` a
@@ -224,8 +227,12 @@ class Run:
 
     def __init__(self, targets: dict, sinks: list, *, wanted: Optional[set] = None,
                  inplace: frozenset = frozenset(), describe: bool = False,
-                 info_cache: Optional[dict] = None, progress=None, cancel=None, total: int = 0):
+                 info_cache: Optional[dict] = None, progress=None, cancel=None, total: int = 0,
+                 every: frozenset = frozenset(), spatial_only: bool = False):
         self.targets = targets
+        self.every = every
+        self.spatial_only = spatial_only
+        self.skipped: dict[str, tuple] = {}
         self.sinks = sinks
         self.guards = [s for s in sinks if hasattr(s, "before_inplace")]
         self.inplace = inplace if self.guards else frozenset()
@@ -244,8 +251,9 @@ class Run:
         # for every tapped call, and a Python frame less is ~1% of a Lite0 capture)
         module = tap.ref()
         target = self.targets.get(id(module))
-        if target is None and args and id(module) in self.inplace \
-                and module.__dict__.get("inplace") is True:
+        # (a target may be in place too: an activation asked for by name overwrites the
+        # stored output of the layer before it)
+        if args and id(module) in self.inplace and module.__dict__.get("inplace") is True:
             for guard in self.guards:
                 guard.before_inplace(module, args[0])
         if tap.own is not None:
@@ -260,9 +268,12 @@ class Run:
         name = qualified if count == 1 else f"{qualified}#{count}"
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
-        if self.wanted is not None and name not in self.wanted:
+        if self.wanted is not None and name not in self.wanted and qualified not in self.every:
             return output
         tensor = output[0] if isinstance(output, (tuple, list)) else output  # return_indices
+        if self.spatial_only and (not torch.is_tensor(tensor) or tensor.dim() != 4):
+            self.skipped[name] = tuple(tensor.shape) if torch.is_tensor(tensor) else None
+            return output
         inp = args[0] if args else tensor
         if self.describe and kind is not None and torch.is_tensor(tensor):
             key = (name, len(self.infos), inp.shape, tensor.shape, id(module))

@@ -19,12 +19,46 @@ import numpy as np
 
 from featurescope.core.errors import IndexFileError, ModelError
 from featurescope.core.index.geometry import preprocessing_of
+from featurescope.core.index.groups import folder_groups, group_ids, regroup
 from featurescope.core.index.reduce import LayerTopK, merge_all
+from featurescope.core.index.lock import IndexLock
+from featurescope.core.index.size import check_fits, grow_k
 from featurescope.core.index.store import (
-    FORMAT, STATE_OK, STATE_SKIPPED, STATE_TODO, Index, check_compatible, empty_files, open_index,
+    FORMAT, STATE_OK, STATE_SKIPPED, STATE_TODO, Index, check_compatible, empty_files,
+    is_index_file, open_index,
 )
 from featurescope.core.index.walk import list_images
-from featurescope.core.progress import CancelToken, ProgressCallback, check, report
+from featurescope.core.progress import CancelToken, Cancelled, ProgressCallback, check, report
+
+
+def _check_limits(top, batch_size, workers, engine) -> None:
+    """Refuse impossible settings before anything is read or written."""
+    if int(top) < 1:
+        raise IndexFileError(f"--top must be at least 1, not {top}.")
+    if int(batch_size) < 1:
+        raise IndexFileError(f"The batch size must be at least 1 image, not {batch_size}.")
+    if workers is not None and int(workers) < 0:
+        raise IndexFileError(f"--workers must be 0 (decode in this process) or more, not {workers}.")
+    if engine not in ("local", "ray"):
+        raise IndexFileError(f"{engine!r} is not an engine; choose local or ray.")
+
+
+def _check_output(output: Path, rebuild: bool) -> None:
+    """Only an index file may be continued or replaced; say so before the run starts."""
+    if output.is_dir():
+        raise IndexFileError(f"{output} is a folder; give the index a file name "
+                             f"(-o {output / 'photos.fsindex'}).")
+    if output.exists() and rebuild and not is_index_file(output):
+        raise IndexFileError(f"{output} is not a readable featurescope index, so --rebuild will "
+                             "not replace it; choose another output file (or delete it first "
+                             "if it was an index).")
+    if output.exists() and not output.is_file():
+        raise IndexFileError(f"{output} is not a regular file; choose another output file.")
+
+
+def _capped(asked: int, files: int) -> int:
+    """K: no more than there are files to rank (at least 1)."""
+    return max(1, min(int(asked), int(files)))
 
 
 def default_workers() -> int:
@@ -133,6 +167,24 @@ def _update_files(index: Index, listed) -> tuple[Index, str]:
     return index, note
 
 
+def _track_groups(index: Index) -> Optional[np.ndarray]:
+    """Per file, its sub-folder's number when the folder has the ImageFolder layout (else
+    None); keeps ``meta["groups"]`` and the layers' group sums in step with the files."""
+    names = folder_groups(index.files["path"])
+    old = list(index.meta.get("groups", []))
+    kept = all(layer.group_sums is not None for layer in index.topk.values())
+    if not (index.files["state"] != STATE_TODO).any():
+        regroup(index.topk, [], names)  # nothing read yet: every sum starts at zero
+    elif names != old or not kept:
+        if not (old and kept and regroup(index.topk, old, names)):
+            names = []  # the layout changed under indexed files: no labels until --rebuild
+    if not names:
+        for layer in index.topk.values():
+            layer.group_sums = None
+    index.meta["groups"] = names
+    return group_ids(index.files["path"], names) if names else None
+
+
 def _path_rank(paths: np.ndarray) -> np.ndarray:
     rank = np.empty(len(paths), np.int64)
     rank[np.argsort(paths, kind="stable")] = np.arange(len(paths))
@@ -160,48 +212,83 @@ class IndexBuild:
                  rebuild: bool = False, checkpoint_seconds: float = 30.0,
                  ray_address: Optional[str] = None, cancel: Optional[CancelToken] = None,
                  multiprocessing_context: Optional[str] = None):
-        if int(top) < 1:
-            raise IndexFileError(f"--top must be at least 1, not {top}.")
-        if engine not in ("local", "ray"):
-            raise IndexFileError(f"{engine!r} is not an engine; choose local or ray.")
+        _check_limits(top, batch_size, workers, engine)
         folder = Path(folder).expanduser().resolve()
         listed = list_images(folder)
         prep = preprocessing_of(model)
         chosen = _choose_layers(model, layers)
-        self.k = k = int(top)
+        self.asked = int(top)
         workers = default_workers() if workers is None else int(workers)
-        self.output = None if output is None else Path(output)
+        self.output = None if output is None else Path(output).expanduser()
         self.checkpoint_seconds = float(checkpoint_seconds)
+        if not self.checkpoint_seconds > 0:  # 0 or less would save after every batch
+            raise IndexFileError(f"--checkpoint-every must be a number of seconds above 0, "
+                                 f"not {checkpoint_seconds}.")
+        self._lock = None
+        self.existed = self.output is not None and self.output.exists() and not rebuild
+        if self.output is not None:
+            _check_output(self.output, rebuild)
+            self._lock = IndexLock(self.output).acquire()
+        try:
+            self._open(model, folder, listed, prep, chosen, rebuild)
+            self._start(model, folder, prep, chosen, batch_size, workers, engine, ray_address,
+                        cancel, multiprocessing_context)
+        except BaseException:
+            self.release()
+            raise
+
+    def _start(self, model, folder, prep, chosen, batch_size, workers, engine, ray_address,
+               cancel, multiprocessing_context) -> None:
+        index = self.index
+        todo = [(int(i), str(index.files["path"][i]))
+                for i in np.flatnonzero(index.files["state"] == STATE_TODO)]
+        self.total, self.done = len(todo), 0
+        index.meta["complete"] = not todo and index.meta.get("complete", False)
+        k = self.k
+        if engine == "ray":
+            from featurescope.core.index.ray_engine import run_ray
+
+            self._batches = run_ray(model, folder, todo, prep, chosen, k, self.rank, batch_size,
+                                    workers, cancel=cancel, address=ray_address, groups=self.groups)
+        else:
+            from featurescope.core.index.local import run_local
+
+            self._batches = run_local(model, folder, todo, prep, chosen, k, self.rank, batch_size,
+                                      workers, cancel, multiprocessing_context, groups=self.groups)
+        self._started = self._last_save = time.monotonic()
+        self.finished = False
+
+    def _open(self, model, folder: Path, listed, prep, chosen: list[str], rebuild: bool) -> None:
+        """Continue the index at ``output`` (or start one), add the listed files, and set K:
+        the asked top, but never more than there are files (it grows as files are added)."""
         index = None
+        infos = {info.name: info for info in model.layer_info}
+        channels = sum(int(infos[name].out_channels) for name in chosen)
+        # before anything is allocated: the files listed now (more may be in the index)
+        check_fits(channels, len(chosen), _capped(self.asked, len(listed)), self.output)
         if self.output is not None and self.output.exists() and not rebuild:
             index = open_index(self.output)
-            why = check_compatible(index, _model_record(model), prep, chosen, k)
+            why = check_compatible(index, _model_record(model), prep, chosen, self.asked)
             if why is None and Path(index.meta["folder"]) != folder:
                 why = f"it indexes {index.meta['folder']}"
             if why:
                 raise IndexFileError(f"{self.output.name} cannot be continued: {why}; choose "
                                      "another output file or rebuild it (--rebuild).")
         if index is None:
-            index = _fresh_index(model, folder, prep, chosen, k)
+            index = _fresh_index(model, folder, prep, chosen, _capped(self.asked, len(listed)))
+            index.meta["k_asked"] = self.asked
         index, self.note = _update_files(index, listed)
-        self.index = index
+        k = _capped(self.asked, len(index.files["path"]))
+        check_fits(channels, len(chosen), k, self.output)
+        grow_k(index, k)
+        self.index, self.k = index, index.k
         self.rank = _path_rank(index.files["path"])
-        todo = [(int(i), str(index.files["path"][i]))
-                for i in np.flatnonzero(index.files["state"] == STATE_TODO)]
-        self.total, self.done = len(todo), 0
-        index.meta["complete"] = not todo and index.meta.get("complete", False)
-        if engine == "ray":
-            from featurescope.core.index.ray_engine import run_ray
+        self.groups = _track_groups(index)
 
-            self._batches = run_ray(model, folder, todo, prep, chosen, k, self.rank, batch_size,
-                                    workers, cancel=cancel, address=ray_address)
-        else:
-            from featurescope.core.index.local import run_local
-
-            self._batches = run_local(model, folder, todo, prep, chosen, k, self.rank, batch_size,
-                                      workers, cancel, multiprocessing_context)
-        self._started = self._last_save = time.monotonic()
-        self.finished = False
+    def release(self) -> None:
+        """Let another run write the output (the lock; :meth:`close` calls it)."""
+        if self._lock is not None:
+            self._lock.release()
 
     def _apply(self, batch) -> None:
         index, files = self.index, self.index.files
@@ -237,13 +324,19 @@ class IndexBuild:
                 self._last_save = time.monotonic()
         return self.finished
 
-    def close(self) -> Index:
-        """Stop the engine (its worker processes or Ray) and save; the index so far."""
+    def close(self, failed: bool = False) -> Index:
+        """Stop the engine (its worker processes or Ray) and save; the index so far.
+        ``failed``: the run stopped on an error; a new index that read nothing yet is then
+        not written (an empty file would later pass for an index of nothing)."""
         close = getattr(self._batches, "close", None)
-        if close is not None:
-            close()
-        if self.output is not None:
-            self.index.save(self.output)
+        try:
+            if close is not None:
+                close()
+            empty_and_new = failed and self.done == 0 and not self.existed
+            if self.output is not None and not empty_and_new:
+                self.index.save(self.output)
+        finally:
+            self.release()
         return self.index
 
 
@@ -273,6 +366,11 @@ def build_index(model, folder, layers=None, top: int = 9, batch_size: int = 32,
     try:
         while not build.step(1, progress, cancel):
             pass
-    finally:
+    except (Cancelled, KeyboardInterrupt):
         build.close()
+        raise
+    except BaseException:
+        build.close(failed=True)
+        raise
+    build.close()
     return build.index

@@ -41,9 +41,11 @@ def run_batch(model, reducer: ExampleReducer, images: torch.Tensor, ids, ok, lay
 def run_local(model, root, items: list[tuple[int, str]], preprocessing: Preprocessing,
               layers: list[str], k: int, rank: np.ndarray, batch_size: int, workers: int,
               cancel: Optional[CancelToken] = None,
-              multiprocessing_context: Optional[str] = None) -> Iterator[BatchDone]:
-    """Yield one :class:`BatchDone` per batch of ``items`` ([(id, relative path)])."""
-    reducer = ExampleReducer(k, rank, layers)
+              multiprocessing_context: Optional[str] = None,
+              groups: Optional[np.ndarray] = None) -> Iterator[BatchDone]:
+    """Yield one :class:`BatchDone` per batch of ``items`` ([(id, relative path)]);
+    ``groups`` (id -> sub-folder number) adds per-sub-folder sums."""
+    reducer = ExampleReducer(k, rank, layers, groups)
     loader = folder_loader(root, items, preprocessing, batch_size, workers, multiprocessing_context)
     iterator = iter(loader)
     try:

@@ -24,7 +24,9 @@ class LayerTopK:
     """One layer: ``values`` (C, K) float32 (-inf where empty), ``ids`` (C, K) int64 (-1
     where empty), ``positions`` (C, K, 2) int32 (y, x), ``sums`` (C,) float64 of the
     maxima, ``positive`` (C,) int64 images whose map was > 0 somewhere, ``count`` images
-    seen and ``shape`` the (H, W) of the map."""
+    seen and ``shape`` the (H, W) of the map. ``group_sums`` (C, G) float64: the sum of
+    the maxima per sub-folder (the folder's class or concept, see :mod:`.groups`), or
+    None when the folder has no such layout."""
 
     values: np.ndarray
     ids: np.ndarray
@@ -33,12 +35,22 @@ class LayerTopK:
     positive: np.ndarray
     count: int
     shape: tuple[int, int]
+    group_sums: Optional[np.ndarray] = None
 
     @classmethod
-    def empty(cls, channels: int, k: int, shape) -> "LayerTopK":
+    def empty(cls, channels: int, k: int, shape, groups: int = 0) -> "LayerTopK":
         return cls(np.full((channels, k), -np.inf, np.float32), np.full((channels, k), -1, np.int64),
                    np.zeros((channels, k, 2), np.int32), np.zeros(channels, np.float64),
-                   np.zeros(channels, np.int64), 0, (int(shape[0]), int(shape[1])))
+                   np.zeros(channels, np.int64), 0, (int(shape[0]), int(shape[1])),
+                   np.zeros((channels, groups), np.float64) if groups else None)
+
+
+def group_sums_of(maxima: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
+    """(C, count) sums of the (C, N) ``maxima`` over the images of each group (-1: none)."""
+    onehot = np.zeros((maxima.shape[1], count), np.float64)
+    member = groups >= 0
+    onehot[np.flatnonzero(member), groups[member]] = 1.0
+    return maxima.astype(np.float64) @ onehot
 
 
 def _select(values, ids, positions, rank, k):
@@ -61,8 +73,12 @@ def merge_layer(a: LayerTopK, b: LayerTopK, rank: np.ndarray, k: int) -> LayerTo
         values = np.concatenate([values, np.full((len(values), pad), -np.inf, np.float32)], 1)
         ids = np.concatenate([ids, np.full((len(ids), pad), -1, np.int64)], 1)
         positions = np.concatenate([positions, np.zeros((len(ids), pad, 2), np.int32)], 1)
+    if a.group_sums is None or b.group_sums is None:
+        group_sums = a.group_sums if b.group_sums is None else b.group_sums
+    else:
+        group_sums = a.group_sums + b.group_sums
     return LayerTopK(values.astype(np.float32), ids, positions.astype(np.int32), a.sums + b.sums,
-                     a.positive + b.positive, a.count + b.count, a.shape)
+                     a.positive + b.positive, a.count + b.count, a.shape, group_sums)
 
 
 def merge_all(parts: dict, other: dict, rank: np.ndarray, k: int) -> dict:
@@ -77,12 +93,15 @@ class ExampleReducer(TopKReducer):
 
     Call :meth:`set_batch` with the global ids of the batch's images before each forward
     pass. ``rank`` (int64 array, id -> rank of its path) breaks ties; it may grow between
-    batches (:attr:`rank` is read at each batch).
+    batches (:attr:`rank` is read at each batch). ``groups`` (int array, id -> sub-folder
+    number, -1 for none; see :mod:`.groups`) adds per-group sums of the maxima.
     """
 
-    def __init__(self, k: int, rank: np.ndarray, layers: Optional[Iterable[str]] = None):
+    def __init__(self, k: int, rank: np.ndarray, layers: Optional[Iterable[str]] = None,
+                 groups: Optional[np.ndarray] = None):
         super().__init__(k, layers)
         self.rank = rank
+        self.groups = groups
         self.batch_ids = np.zeros(0, np.int64)
         self.layers_topk: dict[str, LayerTopK] = {}
 
@@ -97,10 +116,13 @@ class ExampleReducer(TopKReducer):
         maxima = flat.amax(dim=2).float().cpu().numpy().T  # (C, N)
         ids = np.ascontiguousarray(np.broadcast_to(self.batch_ids[None, :], maxima.shape))
         unknown = np.full(maxima.shape + (2,), -1, np.int32)
+        group_count = 0 if self.groups is None else int(self.groups.max(initial=-1)) + 1
         batch = LayerTopK(maxima, ids, unknown, maxima.astype(np.float64).sum(1),
-                          (maxima > 0).sum(1).astype(np.int64), n, (height, width))
+                          (maxima > 0).sum(1).astype(np.int64), n, (height, width),
+                          group_sums_of(maxima, self.groups[self.batch_ids], group_count)
+                          if group_count else None)
         if name not in self.layers_topk:
-            self.layers_topk[name] = LayerTopK.empty(channels, self.k, (height, width))
+            self.layers_topk[name] = LayerTopK.empty(channels, self.k, (height, width), group_count)
         merged = merge_layer(self.layers_topk[name], batch, self.rank, self.k)
         rows, cols = np.nonzero((merged.positions[:, :, 0] < 0) & (merged.ids >= 0))
         if len(rows):

@@ -26,6 +26,7 @@ import numpy as np
 
 from featurescope.core.errors import IndexFileError
 from featurescope.core.index.geometry import Preprocessing
+from featurescope.core.index.integrity import problem_of
 from featurescope.core.index.reduce import LayerTopK
 from featurescope.core.index.walk import FileRecord
 
@@ -175,6 +176,28 @@ class Index:
             return []
         return [int(c) for c in np.flatnonzero(data.positive == 0)]
 
+    @property
+    def groups(self) -> list[str]:
+        """The sub-folders (classes, concepts) the index keeps sums for; [] when the folder
+        does not have the ImageFolder layout (see :mod:`.groups`)."""
+        return list(self.meta.get("groups", []))
+
+    def group_means(self, layer: str) -> Optional[np.ndarray]:
+        """(C, G) per channel and sub-folder, the mean over that sub-folder's indexed images
+        of the channel's spatial maximum; None without sub-folder sums."""
+        from featurescope.core.index.groups import group_ids
+
+        data = self._layer(layer)
+        if data.group_sums is None or not self.groups:
+            return None
+        ok = self.files["state"] == STATE_OK
+        key = (len(ok), int(ok.sum()), tuple(self.groups))
+        if getattr(self, "_group_counts", (None,))[0] != key:  # once per index, not per call
+            member = group_ids(self.files["path"], self.groups)[ok]
+            self._group_counts = (key, np.bincount(member[member >= 0], minlength=len(self.groups)))
+        counts = self._group_counts[1].astype(np.float64)
+        return data.group_sums / np.maximum(counts, 1.0)[None, :]
+
     def file_records(self) -> list[FileRecord]:
         return [FileRecord(str(p), int(s), int(m)) for p, s, m in
                 zip(self.files["path"], self.files["size"], self.files["mtime_ns"])]
@@ -194,6 +217,8 @@ class Index:
         for name, data in self.topk.items():
             for column in ("values", "ids", "positions", "sums", "positive"):
                 arrays[f"layers/{name}/{column}"] = getattr(data, column)
+            if data.group_sums is not None:
+                arrays[f"layers/{name}/group_sums"] = data.group_sums
         written = write_npz(path, arrays, force=True)
         self.path = Path(path)
         return written
@@ -214,27 +239,69 @@ def open_index(path) -> Index:
     if not path.is_file():
         raise IndexFileError(f"{path} does not exist; build it with `featurescope index FOLDER -o {path.name}`.")
     try:
+        with open(path, "rb") as handle:
+            start = handle.read(4)
+    except OSError as error:
+        raise IndexFileError(f"{path} cannot be read ({(error.strerror or str(error)).lower()}).") from None
+    if start != b"PK\x03\x04":
+        what = "it is empty" if not start else "it is not an NPZ file"
+        raise IndexFileError(f"{path.name} is not a featurescope index ({what}).")
+    try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files") or "meta" not in data.files:
+                raise ValueError("it has no description")
             meta = json.loads(str(data["meta"]))
-            if meta.get("format") != FORMAT:
-                raise ValueError("wrong format")
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise ValueError("it is not in the featurescope-index format")
             files = {key.split("/", 1)[1]: data[key] for key in data.files if key.startswith("files/")}
-            layers = {}
-            for entry in meta["layers"]:
-                name = entry["name"]
-                prefix = f"layers/{name}/"
-                if prefix + "values" not in data.files:
-                    continue
-                layers[name] = LayerTopK(
-                    data[prefix + "values"], data[prefix + "ids"], data[prefix + "positions"],
-                    data[prefix + "sums"], data[prefix + "positive"], int(entry.get("count", 0)),
-                    tuple(entry["shape"]))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
-        raise IndexFileError(f"{path.name} is not a featurescope index ({type(error).__name__}: "
-                          f"{str(error).rstrip('.') or 'unreadable'}).") from None
+            arrays = {}
+            for key in data.files:
+                if key.startswith("layers/") and "/" in key[7:]:
+                    name, column = key[7:].rsplit("/", 1)
+                    arrays.setdefault(name, {})[column] = data[key]
+    except Exception as error:  # zipfile.BadZipFile, EOFError, OSError, ValueError, ...
+        raise IndexFileError(f"{path.name} cannot be read as a featurescope index "
+                             f"({_damage(error)}); if it was one, delete it and build it again.") from None
+    why = problem_of(meta, files, arrays)
+    if why:
+        raise IndexFileError(f"{path.name} is a damaged featurescope index ({why}); build it "
+                             "again with `featurescope index FOLDER --rebuild`.")
+    layers = {}
+    for entry in meta["layers"]:
+        data = arrays[entry["name"]]
+        layers[entry["name"]] = LayerTopK(
+            data["values"].astype(np.float32), data["ids"].astype(np.int64),
+            data["positions"].astype(np.int32), data["sums"].astype(np.float64),
+            data["positive"].astype(np.int64), int(entry.get("count", 0)), tuple(entry["shape"]),
+            data["group_sums"].astype(np.float64) if "group_sums" in data else None)
     index = Index(meta, files, layers)
     index.path = path
     return index
+
+
+def is_index_file(path) -> bool:
+    """Whether ``path`` is a featurescope index, damaged or not (its description names the
+    format): what ``--rebuild`` may replace. A photo, a truncated file or a foreign
+    ``.npz`` is not."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as data:
+            return json.loads(str(data["meta"])).get("format") == FORMAT
+    except Exception:  # anything unreadable is not (recognisably) an index
+        return False
+
+
+def _damage(error: Exception) -> str:
+    """A few words for what reading an index file ran into."""
+    text = str(error).rstrip(".")
+    if isinstance(error, EOFError) or "not a zip file" in text.lower():
+        return "it is truncated"
+    if "crc" in text.lower():
+        return "its contents are corrupted"
+    if isinstance(error, json.JSONDecodeError):
+        return "its description is not valid JSON"
+    if isinstance(error, ValueError) and text.startswith("it "):
+        return text
+    return f"{type(error).__name__}: {text or 'unreadable'}"
 
 
 def check_compatible(index: Index, model_record: dict, preprocessing: Preprocessing,
@@ -248,7 +315,8 @@ def check_compatible(index: Index, model_record: dict, preprocessing: Preprocess
         return "it was built with other preprocessing"
     if index.layers != list(layers):
         return "it holds other layers"
-    if index.k != int(k):
-        return f"it keeps the top {index.k}, not {k}"
+    kept = int(index.meta.get("k_asked", index.k))
+    if kept != int(k):
+        return f"it keeps the top {kept}, not {k}"
     return None
 

@@ -9,21 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from featurescope.core.errors import ModelError
 from featurescope.core.io.provenance import provenance
 from featurescope.core.io.writers import (PathLike, refuse_existing, safe_filename, write_all, write_json,
                                           write_png)
 
 GRADCAM_COLORMAP = "inferno"
 GRADCAM_ALPHA = 0.5
-
-
-def last_conv_layer(model) -> str:
-    """The network's last convolution, where Grad-CAM is usually read (ModelError if none)."""
-    convs = [info.name for info in model.layer_info if info.kind == "Conv2d"]
-    if not convs:
-        raise ModelError(f"{model.name} has no convolution layer, so it has no Grad-CAM.")
-    return convs[-1]
 
 
 def gradcam_targets(folder: PathLike, layer: str) -> list[Path]:
@@ -40,23 +31,26 @@ def export_grad_cam(model, result, path: PathLike, layer: Optional[str] = None,
     ``.json`` (class, score, layer, sizes, after the provenance block).
 
     ``cam``: a :class:`~featurescope.core.analysis.gradcam.GradCam` already computed (the
-    app's view); without it, it is computed for ``layer`` (default: the last
-    convolution) and class ``target`` (default: the top class). The picture is
+    app's view); without it, it is computed for the layer
+    :func:`~featurescope.core.analysis.gradcam.grad_cam_layer` picks for ``layer``
+    (default: the last convolution) and class ``target`` (default: the top class). The picture is
     ``overlay(model.deprocess(result.input), cam.map, colormap, alpha)``. Neither file is
     written when either exists and ``force`` is False. Returns both paths.
     """
-    from featurescope.core.analysis.gradcam import compute_grad_cam, overlay
+    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer, overlay
 
     path = Path(path)
     sidecar_path = path.with_suffix(".json")
     refuse_existing((path, sidecar_path), force)
     if cam is None:
-        cam = compute_grad_cam(model, result.input, layer or last_conv_layer(model), target)
+        layer, _note = grad_cam_layer(model.layer_info, layer, model.name)
+        cam = compute_grad_cam(model, result.input, layer, target)
     picture = overlay(model.deprocess(result.input), cam.map, colormap=colormap, alpha=alpha)
     sidecar = provenance(model, source_path, {"colormap": colormap, "alpha": float(alpha)})
     sidecar.update({
         "png": path.name,
         "layer": cam.layer,
+        "method": cam.method,
         "class_index": int(cam.target),
         "class_label": cam.label,
         "score": float(cam.score),

@@ -176,6 +176,25 @@ class LoadedModel:
     def layers(self) -> list[str]:
         return [info.name for info in self.layer_info]
 
+    @cached_property
+    def every_layer_info(self):
+        """LayerInfo of every module with a (C, H, W) output (the ``all`` group), in
+        network order: what the layer list shows with "every module" on."""
+        from featurescope.core.capture.capture import describe_layers
+
+        return describe_layers(self.module, (1, self.channels, *self.input_size), name=self.name,
+                               layers="all")
+
+    def find_layer_info(self, name: str):
+        """The LayerInfo of layer ``name`` (any module, "name#2" for a second call), or None."""
+        for info in self.layer_info:
+            if info.name == name:
+                return info
+        for info in self.every_layer_info:
+            if info.name == name:
+                return info
+        return None
+
 
 def check_showable(module, label: str) -> None:
     """ModelError when ``module`` has no 2-D convolution or pooling layer for featurescope

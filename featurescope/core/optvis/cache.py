@@ -81,6 +81,15 @@ class OptvisCache:
         folder = self.folder / key[:2]
         return folder / f"{key}.png", folder / f"{key}.json"
 
+    def has(self, model, layer: str, channel: int, settings: dict) -> bool:
+        """Whether one channel's picture is cached (without reading it)."""
+        png, meta = self._paths(self.key(model, layer, channel, settings))
+        return png.is_file() and meta.is_file()
+
+    def image_path(self, model, layer: str, channel: int, settings: dict) -> Path:
+        """Where one channel's PNG is (or would be) kept."""
+        return self._paths(self.key(model, layer, channel, settings))[0]
+
     def get(self, model, layer: str, channel: int, settings: dict):
         """(image (H, W, 3) uint8, activation) or None when not cached (or unreadable)."""
         from PIL import Image

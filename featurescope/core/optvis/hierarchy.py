@@ -18,6 +18,11 @@ from featurescope.core.optvis.render import Visualization, visualize
 from featurescope.core.progress import check, report
 
 
+# A row of 32 tiles of 128 px is a 4,500 px wide poster; more is no longer one picture
+# (and 5 layers x 512 channels would run for hours and fill the cache).
+MAX_PER_LAYER = 32
+
+
 @dataclass
 class HierarchyRow:
     layer: str
@@ -67,6 +72,11 @@ def hierarchy(model, layers: Optional[list] = None, per_layer: int = 6, image=No
     visualisations of its ``per_layer`` strongest channels for ``image`` (a PIL image),
     or of channels 0, 1, ... without one. ``cache``: an OptvisCache (or None). The
     first convolution is shown by its centre neuron (:func:`natural_objective`)."""
+    if not 1 <= int(per_layer) <= MAX_PER_LAYER:
+        raise OptvisError(f"A poster shows 1 to {MAX_PER_LAYER} channels per layer, not {per_layer}.")
+    from featurescope.core.optvis.render import image_size
+
+    image_size(model, size)  # too small or too large: said before the first layer runs
     layers = list(layers) if layers else hierarchy_layers(model)
     order = {name: i for i, name in enumerate(model.layers)}
     rows = []

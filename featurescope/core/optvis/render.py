@@ -28,6 +28,10 @@ from featurescope.core.progress import CancelToken, ProgressCallback, check, rep
 
 LEARNING_RATE = 0.05
 DEFAULT_BATCH = 8
+# Larger images: the forward and backward activations of a batch of 8 at 2048 px need
+# tens of GB; the batch shrinks with the image (batch_for) down to one image at this side.
+MAX_SIDE = 2048
+BATCH_PIXELS = 8 * 512 * 512
 # preview(channels, images (n, H, W, 3) uint8, step): the images as they are now
 PreviewCallback = Callable[[list, np.ndarray, int], None]
 
@@ -99,7 +103,17 @@ def image_size(model, size) -> tuple[int, int]:
     height, width = (int(s) for s in size)
     if height < 8 or width < 8:
         raise OptvisError(f"An image of {height}x{width} px is too small to visualise; use at least 8 px.")
+    if max(height, width) > MAX_SIDE:
+        raise OptvisError(f"An image of {height}x{width} px is too large to visualise (its "
+                          f"activations would not fit in memory); use at most {MAX_SIDE} px a side.")
     return height, width
+
+
+def batch_for(size: tuple, batch_size: int) -> int:
+    """Channels optimised at once: ``batch_size``, fewer for large images, so that a batch
+    holds no more pixels than 8 images of 512 x 512 (memory grows with the pixels)."""
+    pixels = max(1, int(size[0]) * int(size[1]))
+    return max(1, min(int(batch_size), BATCH_PIXELS // pixels))
 
 
 def parse_channels(channels) -> list[int]:
@@ -119,6 +133,9 @@ def parse_channels(channels) -> list[int]:
     chosen = [int(c) for c in channels]
     if not chosen:
         raise OptvisError("No channels were asked for; name at least one.")
+    negative = next((c for c in chosen if c < 0), None)
+    if negative is not None:
+        raise OptvisError(f"Channel {negative} does not exist; channels are numbered from 0.")
     return chosen
 
 
@@ -199,7 +216,7 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
     device = getattr(loaded, "device", None) or module_device(module)
     in_channels = input_channels(model)
     mean, std = (t.to(device) for t in normalisation(model, in_channels))
-    batch_size = max(1, int(batch_size))
+    batch_size = batch_for((height, width), max(1, int(batch_size)))
 
     def check_output(output):
         if not torch.is_tensor(output) or output.dim() != 4:

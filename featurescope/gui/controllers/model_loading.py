@@ -22,6 +22,17 @@ from featurescope.gui.jobs.lanes import BACKGROUND
 from featurescope.gui.jobs.workers import JobRunner
 
 
+def capture_layers(state: AppState):
+    """What the app captures: every module when the layer list shows them all, the
+    activations too while "show after activation" is on, else the conv and pooling
+    layers (None)."""
+    if state.every_module:
+        return "all"
+    if state.display.after_activation:
+        return "conv,pool,act"
+    return None
+
+
 def first_layer(result: Any) -> str:
     """The first convolution (what a newcomer should see first), else the first layer."""
     for name in result.layers:
@@ -47,6 +58,16 @@ class ModelJobs(QObject):
         self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
         self._trimmed_for = 0  # id() of the model after whose first capture memory was trimmed
         state.layer_changed.connect(self.fetch_missing_layer)
+        self._captured_layers = capture_layers(state)
+        state.every_module_changed.connect(self._on_layer_scope)
+        state.display_changed.connect(self._on_layer_scope)
+
+    def _on_layer_scope(self, *_: Any) -> None:
+        """Capture again when what is captured changes (every module, after activation)."""
+        wanted = capture_layers(self.state)
+        if wanted != self._captured_layers:
+            self._captured_layers = wanted
+            self.request_capture()
 
     def _failed(self, message: str, _error: Optional[BaseException]) -> None:
         self.state.report_error(message)
@@ -147,9 +168,10 @@ class ModelJobs(QObject):
         if model is None or image is None:
             return
         budget, focus = self.settings.memory_budget(), self.state.layer or None
+        layers = self._captured_layers = capture_layers(self.state)
 
         def work(progress, cancel):
-            return capture(model, image, progress=progress, cancel=cancel,
+            return capture(model, image, layers=layers, progress=progress, cancel=cancel,
                            memory_budget=budget, focus=focus)
 
         def captured(result: Any) -> None:

@@ -120,6 +120,8 @@ class Settings:
                     values[f.name] = int(raw) or None
                 elif f.name == "clip_percentile":
                     values[f.name] = float(raw) or None
+                elif isinstance(default, bool):
+                    values[f.name] = str(raw).lower() in ("true", "1")
                 elif isinstance(default, int):
                     values[f.name] = max(1, int(raw))
                 else:

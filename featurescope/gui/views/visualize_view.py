@@ -17,10 +17,11 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QTabWidget,
-                               QVBoxLayout, QWidget, QGraphicsRectItem)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton,
+                               QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.gui.widgets.box_scroll_bar import BoxScrollBar
 from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 
@@ -164,7 +165,13 @@ class VisualizeView(TabPage):
         atlas_top.addWidget(self.atlas_button)
         atlas_top.addWidget(self.atlas_cancel_button)
         atlas_layout.addLayout(atlas_top)
-        atlas_layout.addWidget(self.atlas_view, 1)
+        # a wide layer's atlas is shown at tile size and scrolls (480 tiles fitted were 7 px)
+        self.atlas_scroll = BoxScrollBar(self.atlas_box, self.atlas_item, atlas_page)
+        atlas_row = QHBoxLayout()
+        atlas_row.setSpacing(0)
+        atlas_row.addWidget(self.atlas_view, 1)
+        atlas_row.addWidget(self.atlas_scroll)
+        atlas_layout.addLayout(atlas_row, 1)
         hierarchy_layout = QVBoxLayout(hierarchy_page)
         hierarchy_layout.setContentsMargins(0, 0, 0, 0)
         top = QHBoxLayout()
@@ -176,6 +183,10 @@ class VisualizeView(TabPage):
         self.lower_tabs.setObjectName("visualizeLowerTabs")
         self.lower_tabs.addTab(atlas_page, "Atlas")
         self.lower_tabs.addTab(hierarchy_page, "Hierarchy")
+        # the hierarchy poster stands alone: it takes the pictures' room too, so its labels
+        # are drawn near their own size (it was 210x120 px below them)
+        self.lower_tabs.currentChanged.connect(
+            lambda index: self.plots.setVisible(self.lower_tabs.widget(index) is not hierarchy_page))
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -183,8 +194,14 @@ class VisualizeView(TabPage):
         layout.addLayout(controls)
         layout.addLayout(actions)
         layout.addWidget(self.note)
-        layout.addWidget(self.plots, 3)
-        layout.addWidget(self.lower_tabs, 2)
+        # the atlas and the hierarchy get as much room as the pictures above, more on a drag
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(self.plots)
+        self.splitter.addWidget(self.lower_tabs)
+        self.plots.setMinimumHeight(160)
+        self.lower_tabs.setMinimumHeight(200)
+        layout.addWidget(self.splitter, 1)
 
         self.channel_spin.valueChanged.connect(self._channel_chosen)
         self.again_button.clicked.connect(self.start)
@@ -429,11 +446,12 @@ class VisualizeView(TabPage):
         if key == self.atlas_key or self.jobs is None or count < 1:
             return
         self.atlas_key, self.atlas_channels, self.atlas_done = key, count, set()
-        columns = self._atlas_columns = max(1, math.ceil(math.sqrt(count * 1.6)))
+        columns = self._atlas_columns = self._readable_columns(count)
         rows = math.ceil(count / columns)
         step = self.atlas_size + TILE_GAP
         self._atlas_array = np.full((rows * step, columns * step, 3), 40, np.uint8)
         self.atlas_item.setImage(self._atlas_array, autoLevels=False, levels=(0, 255))
+        self._show_atlas_top()
         self._atlas_text()
         cache, steps, size = self.cache, self.atlas_steps, self.atlas_size
         from featurescope.core.optvis.hierarchy import natural_objective  # torch: lazily
@@ -498,6 +516,7 @@ class VisualizeView(TabPage):
                               column * step: column * step + self.atlas_size] = image
             self.atlas_done.add(channel)
         self.atlas_item.setImage(self._atlas_array, autoLevels=False, levels=(0, 255))
+        self._show_atlas_top()
         self._atlas_text()
 
     def _atlas_failed(self, message: str, _error: Any = None) -> None:
@@ -516,6 +535,22 @@ class VisualizeView(TabPage):
             return
         self.atlas_label.setText(f"Atlas of {layer}{first}: {done} of {total} channels{state}; "
                                  f"click one to look at it")
+
+    def _readable_columns(self, count: int) -> int:
+        """As many tiles a row as fit the atlas view at their own size (one tile a screen
+        pixel a picture pixel); the rows beyond the view's height scroll."""
+        step = self.atlas_size + TILE_GAP
+        width = self.atlas_view.width() if self.atlas_view.isVisible() else 0
+        if width < step:  # not laid out yet: a mosaic a little wider than tall
+            return max(1, math.ceil(math.sqrt(count * 1.6)))
+        return max(1, min(count, int((width - 8) // step)))
+
+    def _show_atlas_top(self) -> None:
+        """The first rows of the atlas across the whole width of the view."""
+        height, width = self._atlas_array.shape[:2]
+        view = self.atlas_box.boundingRect()
+        shown = width * view.height() / max(1.0, view.width())
+        self.atlas_box.setRange(xRange=(0, width), yRange=(0, min(height, shown)), padding=0)
 
     def atlas_channel_at(self, x: float, y: float) -> int:
         """The channel of the atlas tile at item coordinates (x, y), or -1."""
@@ -542,6 +577,10 @@ class VisualizeView(TabPage):
         row, column = divmod(channel, self._atlas_columns)
         self.atlas_marker.setRect(column * step - 1, row * step - 1, self.atlas_size + 2, self.atlas_size + 2)
         self.atlas_marker.setVisible(True)
+        top, bottom = self.atlas_box.viewRange()[1]
+        if not (top <= row * step and (row + 1) * step <= bottom):  # scroll the tile into view
+            start = max(0, row * step - (bottom - top) / 3)
+            self.atlas_box.setYRange(start, start + (bottom - top), padding=0)
 
     # --- hierarchy --------------------------------------------------------------------
     def start_hierarchy(self, layers: Optional[list] = None, per_layer: int = 6) -> None:
