@@ -194,11 +194,12 @@ class VisualizeView(TabPage):
         layout.addLayout(controls)
         layout.addLayout(actions)
         layout.addWidget(self.note)
-        # the atlas and the hierarchy get as much room as the pictures above, more on a drag
+        # the atlas and the hierarchy below the pictures, more room for either on a drag
         self.splitter = QSplitter(Qt.Orientation.Vertical, self)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.addWidget(self.plots)
         self.splitter.addWidget(self.lower_tabs)
+        self.splitter.setSizes([3000, 2000])  # shared in this proportion when first laid out
         self.plots.setMinimumHeight(160)
         self.lower_tabs.setMinimumHeight(200)
         layout.addWidget(self.splitter, 1)
@@ -327,7 +328,7 @@ class VisualizeView(TabPage):
         self.vis_item.clear()
         stopped = self._stopped_step(key)
         self.vis_label.setText(f"stopped at step {stopped}: press Visualise to go on" if stopped
-                               else "press Visualise to see what the channel looks for")
+                               else "press Visualise: what it looks for")
 
     def _stopped_step(self, key: Optional[tuple]) -> Optional[int]:
         """The step a Cancel stopped ``key``'s optimisation at (Visualise goes on from it)."""
