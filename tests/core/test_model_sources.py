@@ -205,3 +205,16 @@ def test_a_trusted_whole_model_pickle_loads_as_a_model(nets, tmp_path):
     torch.save(net.state_dict(), state)
     with pytest.raises(ModelError, match="not a whole network; give its architecture as --model"):
         load_model(str(state))
+
+
+def test_one_default_model_everywhere():
+    """The CLI's --model, the app's first start and the registry name one model, whose
+    weights ship with the package (nothing to download)."""
+    from featurescope.cli.main import build_parser
+    from featurescope.core.models.registry import DEFAULT_MODEL, catalogue_entries
+    from featurescope.gui.model.settings import Settings
+
+    assert build_parser().parse_args(["predict", "cat.png"]).model == DEFAULT_MODEL
+    assert Settings().model_spec()["name"] == DEFAULT_MODEL
+    entry = next(e for e in catalogue_entries() if e.name == DEFAULT_MODEL)
+    assert entry.weights_status == "embedded"

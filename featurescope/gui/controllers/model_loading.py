@@ -16,7 +16,8 @@ from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
 from featurescope.gui.docks.model_panel import parse_size
-from featurescope.gui.model.settings import DEFAULT_MODEL, Settings, absolute
+from featurescope.core.models.registry import DEFAULT_MODEL
+from featurescope.gui.model.settings import Settings, absolute
 from featurescope.gui.model.state import AppState
 from featurescope.gui.jobs.lanes import BACKGROUND
 from featurescope.gui.jobs.workers import JobRunner
