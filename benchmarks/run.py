@@ -127,6 +127,10 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_live.live_figures(["resnet18"], 64, 12, 5, rounds=1)
         else:
             figures += bench_live.live_figures(["efficientnet_lite0", "resnet18"], 224, 40, 60, rounds=5)
+    if want("19"):
+        import bench_why
+
+        figures += bench_why.why_figures(quick)
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None
