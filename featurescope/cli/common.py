@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
-DEFAULT_MODEL = "efficientnet_lite0"
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 

@@ -1,8 +1,9 @@
 """A "Fit" button over every picture, and fitting every picture of a view at once.
 
 Every picture is a pyqtgraph ViewBox: the wheel zooms, a drag pans, and the button (or F,
-View > Fit pictures) brings the whole picture back. The button sits in the top-right
-corner of the graphics view, so the way back is visible, not only known.
+View > Fit pictures) brings the whole picture back. The button sits in the bottom-right
+corner of the graphics view (the titles are at the top), so the way back is visible,
+not only known.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def fit_pictures(widget: QWidget) -> None:
 
 
 class FitButton(QToolButton):
-    """``FitButton(view)``: a small button in ``view``'s top-right corner that fits it."""
+    """``FitButton(view)``: a small button in ``view``'s bottom-right corner that fits it."""
 
     def __init__(self, view: pg.GraphicsView) -> None:
         super().__init__(view)
@@ -58,7 +59,8 @@ class FitButton(QToolButton):
     def place(self) -> None:
         size = self.sizeHint()
         self.resize(size)
-        self.move(max(0, self.view.width() - size.width() - MARGIN), MARGIN)
+        self.move(max(0, self.view.width() - size.width() - MARGIN),
+                  max(0, self.view.height() - size.height() - MARGIN))
 
 
 class _CornerFollower(QObject):
