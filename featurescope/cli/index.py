@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from featurescope.cli.common import ProgressBar, load_model_from_args, warn
+from featurescope.cli.common import ProgressBar, load_model_from_args, plural, warn
 
 DEFAULT_INDEX = "featurescope.fsindex"
 
@@ -38,8 +38,8 @@ def run_index(args) -> int:
     finally:
         bar.finish()
     skipped = index.skipped
-    print(f"{output}: {index.images} images, {len(index.layers)} layers, top {index.k} per channel"
-          + (f", {len(skipped)} files skipped" if skipped else ""))
+    print(f"{output}: {plural(index.images, 'image')}, {plural(len(index.layers), 'layer')}, "
+          f"top {index.k} per channel" + (f", {plural(len(skipped), 'file')} skipped" if skipped else ""))
     for entry in skipped[:20]:
         warn(f"skipped {entry['path']}: {entry['reason']}")
     if len(skipped) > 20:
@@ -71,7 +71,7 @@ def run_examples(args) -> int:
         warn(f"{len(problems)} of {len(examples)} example{'s' if len(examples) != 1 else ''} "
              f"changed since indexing: {listed}{more}{hint}.")
     incomplete = "" if index.complete else (
-        f"index incomplete: {index.images} of {index.images + index.unread} images read; "
+        f"index incomplete: {index.images:,} of {plural(index.images + index.unread, 'image')} read; "
         "run the same `featurescope index` command to finish it")
     if incomplete and not args.json:
         warn(incomplete + ".")

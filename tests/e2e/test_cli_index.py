@@ -192,3 +192,9 @@ def test_a_title_wider_than_a_narrow_sheet_wraps_instead_of_being_cut():
     one_line = contact_sheet([], tile=160, columns=1, title="short")
     wrapped = contact_sheet([], tile=160, columns=1, title=title)
     assert wrapped.shape[1] == one_line.shape[1] and wrapped.shape[0] >= one_line.shape[0] + 2 * 18
+
+
+def test_a_folder_given_as_the_index_is_called_a_folder(tmp_path, capsys):
+    assert main(["examples", str(tmp_path), "--layer", "conv1", "--channel", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, not an index file" in err and "does not exist" not in err

@@ -258,6 +258,9 @@ def open_index(path) -> Index:
     Raises IndexFileError (a FeaturescopeError) for a missing file or one that is not an index.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise IndexFileError(f"{path} is a folder, not an index file; index it with "
+                             f"`featurescope index {path} -o {path.name}.fsindex`.")
     if not path.is_file():
         raise IndexFileError(f"{path} does not exist; build it with `featurescope index FOLDER -o {path.name}`.")
     try:
