@@ -1,6 +1,6 @@
 """What the ``featurescope`` subcommands share: defaults, exit codes, the progress bar on
 stderr, warnings, loading the model the options name, choosing layers, refusing to
-overwrite. Engine imports happen inside the functions (``--help`` stays instant).
+overwrite (core.io.writers.check_overwrite). Engine imports happen inside the functions (``--help`` stays instant).
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Optional
 
-DEFAULT_MODEL = "efficientnet_lite0"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -111,15 +109,3 @@ def require_colormap(name: str) -> None:
     if name not in grids.COLORMAPS:
         raise ExportError(f"{name!r} is not a colormap featurescope has; choose one of "
                           f"{', '.join(grids.COLORMAPS)}.")
-
-
-def refuse_existing(targets: Iterable[Path]) -> None:
-    """FileExistsExportError for the first of ``targets`` that exists: checked before
-    anything is written, so a refused command leaves no half-written output."""
-    from featurescope.core.errors import FileExistsExportError
-
-    for target in targets:
-        if os.path.lexists(target):
-            raise FileExistsExportError(
-                f"{target} already exists and nothing was written; use --force to "
-                "overwrite or choose another folder.", target)

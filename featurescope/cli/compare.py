@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from featurescope.cli.common import (
-    load_model_from_args, plural, refuse_existing, require_colormap, select_layers,
-)
+from featurescope.cli.common import load_model_from_args, plural, require_colormap, select_layers
 
 
 def run_compare(args) -> int:
@@ -17,6 +15,7 @@ def run_compare(args) -> int:
     from featurescope.core.errors import ExportError
     from featurescope.core.io.compare_export import comparison_targets, export_comparison
     from featurescope.core.io.images import load_image
+    from featurescope.core.io.writers import refuse_existing
 
     require_colormap(args.colormap)
     image_a, image_b = load_image(args.image_a), load_image(args.image_b)  # fail before the model
@@ -26,8 +25,7 @@ def run_compare(args) -> int:
         raise ExportError(f"compare takes one layer; {args.layer!r} names {len(layer)}.")
     layer = layer[0]
     out = Path(args.output)
-    if not args.force:
-        refuse_existing(comparison_targets(out, layer))
+    refuse_existing(comparison_targets(out, layer), args.force)
     comparison = compare_layer(capture(model, image_a), capture(model, image_b), layer)
     written = export_comparison(comparison, out, model=model, source_a=args.image_a,
                                 source_b=args.image_b, colormap=args.colormap,

@@ -10,11 +10,13 @@
     featurescope overview IMAGE -o poster.png   one picture from the photo to the last layer
     featurescope ablate IMAGE --layer L --channels 1,2   predictions with channels switched off
     featurescope visualize --layer L -o DIR   the image each channel responds to most
+    featurescope circuit IMAGE --layer L --channel C   the channels of an earlier layer that build it
     featurescope screenshot OUT.png   a picture of the app, made offscreen
     featurescope index FOLDER -o I    the images of a folder that excite each channel most
     featurescope examples I --layer L --channel C   one channel's top images (JSON, sheet)
     featurescope atlas --images DIR -o SITE/   every unit of a model on one static site
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
+    featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
     featurescope why IMAGE            which channels carried the class, checked by switching them off
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
@@ -37,18 +39,21 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.circuit import add_circuit_parser, run_circuit
 from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
     add_model_options, add_preprocessing_options, channel_list, frame_rate, non_negative_int,
     position, positive_int, window_size,
 )
 from featurescope.cli.common import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from featurescope.gui.views.registry import view_names
 from featurescope.cli.compare import run_compare
 from featurescope.cli.export import run_export
 from featurescope.cli.index import add_parsers as add_index_parsers, run_examples, run_index
 from featurescope.cli.info import run_layers, run_models, run_predict
 from featurescope.cli.teach import run_ablate, run_explain, run_overview
 from featurescope.cli.visualize import add_visualize_parser, run_visualize
+from featurescope.cli.graph import add_graph_parser, run_graph
 from featurescope.cli.video import run_video
 from featurescope.cli.why import add_why_parser, run_why
 
@@ -133,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write gradcam_<layer>.png: the Grad-CAM of the top class over the "
                              "input (inferno), at the last convolution of the network, where "
                              "Grad-CAM is usually read, and gradcam_<layer>.json (class, score)")
+    export.add_argument("--cam-method", default="gradcam", metavar="M",
+                        choices=("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam",
+                                 "eigencam", "scorecam", "ablationcam"),
+                        help="the class activation map: gradcam (default), gradcam++, xgradcam, "
+                             "layercam, hirescam, eigencam, scorecam or ablationcam (implies --gradcam)")
     export.add_argument("--gradcam-layer", metavar="NAME",
                         help="explain this layer instead of the last convolution; for a "
                              "pooling layer, the nearest convolution before it (implies --gradcam)")
@@ -161,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_parsers(commands, add_model_options, positive_int)
     add_visualize_parser(commands)
+    add_circuit_parser(commands)
+    add_graph_parser(commands)
     add_why_parser(commands)
     add_atlas_parser(commands)
 
@@ -219,9 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     shot.add_argument("--device", "-d", metavar="D", help="auto, cpu, cuda, cuda:N or mps")
     add_preprocessing_options(shot)
     shot.add_argument("--layer", metavar="NAME")
-    shot.add_argument("--view", default="grid",
-                      choices=("grid", "filters", "channel", "gradcam", "compare", "examples",
-                               "playground", "ablation"))
+    shot.add_argument("--view", default="grid", choices=view_names())
     shot.add_argument("--channel", type=non_negative_int, metavar="N")
     shot.add_argument("--position", type=position, metavar="Y,X",
                       help="channel view: draw the receptive field of this feature-map position")
@@ -265,7 +275,9 @@ _COMMANDS = {
     "overview": run_overview,
     "ablate": run_ablate,
     "visualize": run_visualize,
+    "circuit": run_circuit,
     "video": run_video,
+    "graph": run_graph,
     "why": run_why,
     "atlas": run_atlas,
 }

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from featurescope.cli.common import load_model_from_args, plural, refuse_existing, require_colormap, select_layers
+from featurescope.cli.common import load_model_from_args, plural, require_colormap, select_layers
+
 
 
 def _number(value: float, room: int) -> str:
@@ -93,7 +94,7 @@ def run_overview(args) -> int:
     from featurescope.core.analysis.overview import overview_poster
     from featurescope.core.capture.capture import capture
     from featurescope.core.io.images import load_image
-    from featurescope.core.io.writers import write_png
+    from featurescope.core.io.writers import refuse_existing, write_png
     from featurescope.core.render.annotate import model_label
 
     require_colormap(args.colormap)
@@ -102,8 +103,7 @@ def run_overview(args) -> int:
         from featurescope.core.errors import ExportError
 
         raise ExportError(f"{out} should end in .png: the overview is a PNG picture.")
-    if not args.force:
-        refuse_existing([out])
+    refuse_existing([out], args.force)
     image = load_image(args.image)
     model = load_model_from_args(args)
     result = capture(model, image)

@@ -11,13 +11,13 @@ def run_video(args) -> int:
     """Render INPUT's frames and the chosen view of --layer side by side into -o OUT."""
     from featurescope.core.errors import ExportError
     from featurescope.core.io.videos import VideoReader
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.live.render import parse_view, render_video
 
     parse_view(args.view)  # a wrong --view fails before the model loads
     VideoReader(args.input).close()  # so does an unreadable clip
     out = Path(args.output)
-    if out.exists() and not args.force:
-        raise ExportError(f"{out} exists; pass --force to overwrite it.")
+    refuse_existing([out], args.force)
     model = load_model_from_args(args)
     layer = select_layers(model, args.layer)
     if len(layer) != 1:

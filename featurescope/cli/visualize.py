@@ -44,7 +44,8 @@ def add_visualize_parser(commands) -> None:
 
 
 def run_visualize(args: argparse.Namespace) -> int:
-    from featurescope.cli.common import ProgressBar, load_model_from_args, refuse_existing
+    from featurescope.cli.common import ProgressBar, load_model_from_args
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.errors import OptvisError
     from featurescope.core.optvis.cache import OptvisCache
 
@@ -59,8 +60,8 @@ def run_visualize(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if args.hierarchy and out.suffix.lower() != ".png":
         raise OptvisError(f"{out} should end in .png: the hierarchy poster is a PNG picture.")
-    if args.hierarchy and not args.force:
-        refuse_existing([out])
+    if args.hierarchy:
+        refuse_existing([out], args.force)
     model = load_model_from_args(args)
     cache = None if args.no_cache else OptvisCache()
     bar = ProgressBar(prefix="visualize ")
@@ -87,9 +88,9 @@ def _check_limits(args) -> None:
 
 
 def _channels(args, model, cache, bar, out: Path) -> int:
-    from featurescope.cli.common import plural, refuse_existing, select_layers
+    from featurescope.cli.common import plural, select_layers
     from featurescope.core.io.provenance import provenance
-    from featurescope.core.io.writers import make_folder, write_json, write_png
+    from featurescope.core.io.writers import make_folder, refuse_existing, write_json, write_png
     from featurescope.core.optvis.render import parse_channels, visualize
 
     layer = select_layers(model, args.layer)
@@ -103,8 +104,7 @@ def _channels(args, model, cache, bar, out: Path) -> int:
                 else parse_channels(args.channels))
     stem = layer.replace("#", "-")
     targets = [out / f"{stem}_ch{c:04d}.png" for c in channels] + [out / f"{stem}_visualize.json"]
-    if not args.force:
-        refuse_existing(targets)
+    refuse_existing(targets, args.force)
     run = cache.visualize if cache is not None else visualize
     made = run(model, layer, channels, steps=args.steps, size=args.size, seed=args.seed,
                objective=args.objective, progress=bar)

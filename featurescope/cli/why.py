@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from featurescope.cli.arguments import add_model_options, positive_int
-from featurescope.cli.common import ProgressBar, load_model_from_args, refuse_existing, warn
+from featurescope.cli.common import ProgressBar, load_model_from_args, warn
 
 METHODS = ("grad_x_act", "integrated_gradients")
 
@@ -70,14 +70,14 @@ def run_why(args) -> int:
     from featurescope.core.analysis.gradcam import grad_cam_layer
     from featurescope.core.errors import ExportError
     from featurescope.core.io.images import load_image
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.models.spec import require_gradients
 
     out = Path(args.output) if args.output else None
     if out is not None:
         if out.suffix.lower() != ".png":
             raise ExportError(f"{out} should end in .png: the report is a PNG picture.")
-        if not args.force:
-            refuse_existing([out])
+        refuse_existing([out], args.force)
     image = load_image(args.image)
     model = load_model_from_args(args)
     require_gradients(model, "featurescope why")

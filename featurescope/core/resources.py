@@ -21,9 +21,10 @@ def resource_path(*parts: str) -> Path:
 
 def sample_images() -> list[Path]:
     """The bundled sample photos, sorted by name."""
+    from featurescope.core.io.images import is_image_file
+
     folder = resource_path("samples")
-    suffixes = {".png", ".jpg", ".jpeg", ".webp"}
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in suffixes)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def default_sample() -> Path:

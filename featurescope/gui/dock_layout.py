@@ -1,4 +1,11 @@
-"""Docks of the main window: creating them, their default arrangement, a Qt tab-bar fix."""
+"""Docks of the main window: creating them, their default arrangement, collapsing them all,
+a Qt tab-bar fix.
+
+The side panels share one column left of the canvas (the canvas keeps at least 60 % of a
+1280 px window); each panel sits in a scroll area, so a short dock scrolls instead of
+squeezing its contents. ``LAYOUT_VERSION`` goes with saveState: a layout saved by an
+older arrangement is not restored over a new one.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,16 +13,23 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
 
+from featurescope.gui.widgets.minimum_scroll import MinimumScroll
+
+LAYOUT_VERSION = 2  # 1: two dock columns and a tab bar of views (until issue 16)
+COLUMN_WIDTH = 345  # the side column's width in the default layout
 DOCK_FEATURES = (QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                  | QDockWidget.DockWidgetClosable)
 
 
 def add_dock(window: QMainWindow, title: str, name: str, widget: QWidget,
              area: Qt.DockWidgetArea) -> QDockWidget:
-    """A movable, floatable, closable dock with an objectName (for saveState)."""
+    """A movable, floatable, closable dock with an objectName (for saveState); ``widget``
+    scrolls inside it when the dock is smaller than the widget's minimum size."""
     dock = QDockWidget(title, window)
     dock.setObjectName(name)
-    dock.setWidget(widget)
+    scroll = MinimumScroll(widget, dock)
+    scroll.setObjectName(f"{name}Scroll")
+    dock.setWidget(scroll)
     dock.setFeatures(DOCK_FEATURES)
     window.addDockWidget(area, dock)
     dock.dockLocationChanged.connect(lambda *_: schedule_tab_bar_check(window))
@@ -23,16 +37,54 @@ def add_dock(window: QMainWindow, title: str, name: str, widget: QWidget,
     return dock
 
 
-def arrange_default(window: QMainWindow, left_top: QDockWidget, left_tabs: list,
-                    right_top: QDockWidget, right_tabs: list) -> None:
-    """One dock on top of each side column, the others as tabs below it (first one raised)."""
-    for tabs in (left_tabs, right_tabs):
+def arrange_default(window: QMainWindow, top_tabs: list, bottom_tabs: list) -> None:
+    """Two groups of tabbed docks, one above the other, the first of each raised."""
+    for tabs in (top_tabs, bottom_tabs):
         for other in tabs[1:]:
             window.tabifyDockWidget(tabs[0], other)
         tabs[0].raise_()
-    window.resizeDocks([left_top, left_tabs[0]], [440, 340], Qt.Vertical)
-    window.resizeDocks([right_top, right_tabs[0]], [440, 340], Qt.Vertical)
-    window.resizeDocks([left_top, right_top], [390, 330], Qt.Horizontal)
+    window.resizeDocks([top_tabs[0], bottom_tabs[0]], [300, 420], Qt.Vertical)
+    window.resizeDocks([top_tabs[0]], [COLUMN_WIDTH], Qt.Horizontal)
+
+
+class PanelToggle:
+    """Collapse every side panel at once and bring back the ones that were open.
+
+    ``action`` is checkable (checked = panels shown); the docks' own visibility is what
+    saveState remembers between runs.
+    """
+
+    def __init__(self, window: QMainWindow, docks: list, action: Any) -> None:
+        self.window, self.docks, self.action = window, list(docks), action
+        self._hidden: list = []
+        action.setCheckable(True)
+        self.sync()
+        action.toggled.connect(self.set_shown)
+        for dock in self.docks:
+            dock.visibilityChanged.connect(lambda *_: self.sync())
+
+    def any_shown(self) -> bool:
+        return any(not dock.isHidden() for dock in self.docks)
+
+    def set_shown(self, shown: bool) -> None:
+        if shown == self.any_shown():
+            return
+        if shown:
+            for dock in self._hidden or self.docks:
+                dock.show()
+        else:
+            self._hidden = [dock for dock in self.docks if not dock.isHidden()]
+            for dock in self._hidden:
+                dock.hide()
+        schedule_tab_bar_check(self.window)
+
+    def sync(self) -> None:
+        """Follow a dock closed or opened on its own (its close button, the View menu)."""
+        shown = self.any_shown()
+        if self.action.isChecked() != shown:
+            self.action.blockSignals(True)
+            self.action.setChecked(shown)
+            self.action.blockSignals(False)
 
 
 def schedule_tab_bar_check(window: QMainWindow, *_: Any) -> None:

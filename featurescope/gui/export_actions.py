@@ -131,6 +131,13 @@ class ExportActions(QObject):
             QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
 
+    def _may_write(self, targets, force: bool) -> Optional[bool]:
+        """The engine's one "exists, confirm, force" check, asking with the box above:
+        the force to write with, or None when the user keeps the files."""
+        from featurescope.core.io.writers import check_overwrite
+
+        return check_overwrite(targets, force, confirm=self._confirm_overwrite)
+
     def _save_path(self, title: str, name: str, filters: str) -> Optional[Path]:
         start = str(Path(self.settings.last_folder("export")) / name)
         # we ask about overwriting ourselves (once for the PNG and its sidecar)
@@ -142,10 +149,10 @@ class ExportActions(QObject):
         self.settings.set_last_folder("export", path.parent)
         return path
 
-    def _source(self) -> Optional[str]:
-        """The current image's file, for the sidecars' SHA-256 (a pasted image has none)."""
-        source = self.state.image_source
-        return source if source else None
+    def _source(self) -> Any:
+        """The current image's file (or a video file's frame: FrameOf), for the sidecars'
+        SHA-256 and frame index; None for a pasted image or a camera frame."""
+        return self.state.image_origin or None
 
     def grid_picture(self, annotate: Optional[bool] = None) -> tuple[np.ndarray, Any]:
         """The selected layer's grid exactly as the grid view draws it (upscaled), maybe
@@ -174,14 +181,14 @@ class ExportActions(QObject):
         if path.suffix.lower() != ".png":
             path = path.with_name(path.name + ".png")
         sidecar = path.with_suffix(".json")
-        existing = [p for p in (path, sidecar) if p.exists()]
-        if existing and not self._confirm_overwrite(existing):
+        force = self._may_write((path, sidecar), False)
+        if force is None:
             return []
         state = self.state
         try:
             written = export_grid(state.result, state.layer, path, state.display, model=state.model,
                                   source_path=self._source(), annotate=self.annotate_action.isChecked(),
-                                  force=bool(existing))
+                                  force=force)
         except FeaturescopeError as error:
             state.report_error(str(error))
             return []
@@ -201,11 +208,9 @@ class ExportActions(QObject):
                 return
         if path.suffix.lower() != ".npz":
             path = path.with_name(path.name + ".npz")
-        existing = [p for p in (path, path.with_suffix(".json")) if p.exists()]
-        if existing and not force:
-            if not self._confirm_overwrite(existing):
-                return
-            force = True
+        force = self._may_write((path, path.with_suffix(".json")), force)
+        if force is None:
+            return
         from featurescope.core.io.export import export_activations
 
         result, model, source = self.state.result, self.state.model, self._source()
@@ -234,11 +239,9 @@ class ExportActions(QObject):
                 return
         if path.suffix.lower() != ".png":
             path = path.with_name(path.name + ".png")
-        existing = [p for p in (path, path.with_suffix(".json")) if p.exists()]
-        if existing and not force:
-            if not self._confirm_overwrite(existing):
-                return
-            force = True
+        force = self._may_write((path, path.with_suffix(".json")), force)
+        if force is None:
+            return
         view = getattr(self.window, "gradcam_view", None)
         target = getattr(view, "target", None)
         slider = getattr(view, "opacity_slider", None)
@@ -270,11 +273,9 @@ class ExportActions(QObject):
             self.settings.set_last_folder("export", folder)
         from featurescope.core.io.compare_export import comparison_targets, export_comparison
 
-        existing = [p for p in comparison_targets(folder, comparison.layer) if p.exists()]
-        if existing and not force:
-            if not self._confirm_overwrite(existing):
-                return
-            force = True
+        force = self._may_write(comparison_targets(folder, comparison.layer), force)
+        if force is None:
+            return
         view = self.window.compare_view
         options, model, annotate = self.state.display, self.state.model, self.annotate_action.isChecked()
         source_a, source_b = self._source(), getattr(view, "source_b", None) or None
@@ -319,12 +320,9 @@ class ExportActions(QObject):
         result, model = state.result, state.model
         source = self._source()
         annotate = self.annotate_action.isChecked()
-        if not force:
-            existing = [p for p in export_targets(names, folder, ("png", "npz"), annotate) if p.exists()]
-            if existing:
-                if not self._confirm_overwrite(existing):
-                    return
-                force = True
+        force = self._may_write(export_targets(names, folder, ("png", "npz"), annotate), force)
+        if force is None:
+            return
 
         # One unit per layer (then the NPZ and the sidecar), so an image opened or a
         # layer fetched meanwhile waits for one layer's files, not the whole export.

@@ -17,8 +17,7 @@ from featurescope.gui.widgets.mime_images import deliver
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
 from featurescope.gui.jobs.workers import JobRunner
-
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
+from featurescope.core.io.images import IMAGE_FILE_FILTER
 
 
 class ImageSources(QObject):
@@ -79,7 +78,7 @@ class ImageSources(QObject):
 
     def open_image_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open image",
-                                              self.settings.last_folder("open"), IMAGE_FILTER)
+                                              self.settings.last_folder("open"), IMAGE_FILE_FILTER)
         if path:
             self.request_image(path)
 

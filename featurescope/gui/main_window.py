@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QMainWindow, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QVBoxLayout, QWidget
 
 from featurescope.gui import dock_layout
 from featurescope.gui.docks.display_panel import DisplayOptionsPanel
@@ -28,21 +28,16 @@ from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import ImageSources
 from featurescope.gui.widgets.mime_images import ImageDropTarget
 from featurescope.gui.widgets.job_status import JobStatus
+from featurescope.gui.layer_keys import LayerKeys
 from featurescope.gui.menus import build_menus
 from featurescope.gui.controllers.model_loading import ModelJobs, first_layer
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
-from featurescope.gui.views.ablation_view import AblationView
 from featurescope.gui.views.arithmetic_panel import ArithmeticPanel
-from featurescope.gui.views.channel_view import ChannelView
-from featurescope.gui.views.compare_view import CompareView
-from featurescope.gui.views.examples_view import ExamplesView
-from featurescope.gui.views.filters_view import FiltersView
-from featurescope.gui.views.gradcam_view import GradCamView
-from featurescope.gui.views.grid_view import FeatureGridView
 from featurescope.gui.views.overview_strip import OverviewStrip
-from featurescope.gui.views.playground_view import PlaygroundView
-from featurescope.gui.views.visualize_view import VisualizeView
+from featurescope.gui.views.registry import VIEWS, view_index
+from featurescope.gui.widgets.fit_button import add_fit_buttons, fit_pictures
+from featurescope.gui.widgets.view_switcher import ViewSwitcher
 from featurescope.gui.jobs.workers import JobRunner
 from featurescope.gui.controllers.live_controller import LiveController
 
@@ -57,8 +52,10 @@ def _field_text(value: Any) -> str:
         return joiner.join(str(v) for v in value)
     return str(value)
 
-GRID_TAB, FILTERS_TAB, CHANNEL_TAB, GRADCAM_TAB, COMPARE_TAB, EXAMPLES_TAB, VISUALIZE_TAB = 0, 1, 2, 3, 4, 5, 6
-PLAYGROUND_TAB, ABLATION_TAB = 7, 8
+# where each view sits in the view bar (the order of gui/views/registry.py)
+GRID_TAB, FILTERS_TAB, CHANNEL_TAB = view_index("grid"), view_index("filters"), view_index("channel")
+GRADCAM_TAB, COMPARE_TAB, ABLATION_TAB = view_index("gradcam"), view_index("compare"), view_index("ablation")
+EXAMPLES_TAB, PLAYGROUND_TAB, VISUALIZE_TAB = view_index("examples"), view_index("playground"), view_index("visualize")
 
 
 class MainWindow(ImageDropTarget, QMainWindow):
@@ -101,12 +98,20 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.exports.selected_layers = self.layer_panel.selected_layers
         self.layer_panel.add_context_actions([self.exports.export_selected_action,
                                               self.exports.export_grid_action, self.exports.copy_action])
-        menu = build_menus(self, self.images, self.exports, self.atlas, self.tabs, self.grid_view.fit,
+        menu = build_menus(self, self.images, self.exports, self.atlas, self.tabs, self.fit_current_view,
                            self._docks(), self.cancel_jobs)
         self.open_action, self.paste_action, self.quit_action = \
             menu.open_action, menu.paste_action, menu.quit_action
         self.fit_action, self.cancel_action, self.recent_menu = \
             menu.fit_action, menu.cancel_action, menu.recent_menu
+        self.panels = dock_layout.PanelToggle(self, self._docks(), menu.panels_action)
+        self.shortcuts_action = menu.shortcuts_action
+        self.tabs.bar.add_action(menu.panels_action, "Side panels")
+        self.tabs.bar.add_action(menu.shortcuts_action, "Keys  ?")
+        self.layer_keys = LayerKeys(self, self.layer_panel.layer_names, lambda: self.state.layer,
+                                    self.state.set_layer)
+        for view in (*self.tabs.views(), self.arithmetic_panel):
+            add_fit_buttons(view)
         self.live = LiveController(self, self.state, self.jobs, self._on_image_ready, self.show_status,
                                    self.show_error, want_logits=lambda: self.predictions_panel.isVisible()
                                    or self.tabs.currentIndex() == GRADCAM_TAB,
@@ -119,39 +124,27 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
     # -- construction ---------------------------------------------------------------------
     def _build_views(self) -> None:
+        """One view per line of gui/views/registry.py, kept as ``self.<name>_view``."""
         state = self.state
-        self.grid_view = FeatureGridView(state, jobs=self.jobs)
-        self.filters_view = FiltersView(state)
-        self.channel_view = ChannelView(state)
-        self.gradcam_view = GradCamView(state, jobs=self.jobs)
-        self.compare_view = CompareView(state, jobs=self.jobs)
-        self.examples_view = ExamplesView(state, self.jobs)
+        self.tabs = ViewSwitcher()  # the view bar and the current view (a QTabWidget's API)
+        for entry in VIEWS:
+            view = entry.build(state, self.jobs)
+            setattr(self, f"{entry.name}_view", view)
+            self.tabs.addTab(view, entry.title, entry.group, entry.tip)
         self._pending_pin: Optional[tuple] = None  # an example opened from the Examples tab
-        self.visualize_view = VisualizeView(state, jobs=self.jobs)
-        self.tabs = QTabWidget()
-        self.tabs.setObjectName("viewTabs")
-        for view, title in ((self.grid_view, "Feature maps"), (self.filters_view, "Filters"),
-                            (self.channel_view, "Channel"), (self.gradcam_view, "Grad-CAM"),
-                            (self.compare_view, "Compare"), (self.examples_view, "Examples"),
-                            (self.visualize_view, "Visualise")):
-            self.tabs.addTab(view, title)
         # teaching (issue 13): the arithmetic under the channel view, the network at a glance
-        # above the tabs, the kernel playground and switching channels off as tabs
+        # above the views
         self.arithmetic_panel = ArithmeticPanel(state, jobs=self.jobs)
         self.channel_view.add_detail_panel(self.arithmetic_panel)
         self.channel_view.position_pinned.connect(self.arithmetic_panel.explain)
         self.overview_strip = OverviewStrip(state, jobs=self.jobs)
-        self.playground_view = PlaygroundView(state)
-        self.ablation_view = AblationView(state, jobs=self.jobs)
-        self.tabs.addTab(self.playground_view, "Playground")
-        self.tabs.addTab(self.ablation_view, "Switch off")
+        self.tabs.add_above(self.overview_strip)
         self.banner = ErrorBanner()
         central = QWidget()
         box = QVBoxLayout(central)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(0)
         box.addWidget(self.banner)
-        box.addWidget(self.overview_strip)
         box.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
 
@@ -163,17 +156,18 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.layer_info_panel = LayerInfoPanel(state, jobs=self.jobs)
         self.predictions_panel = PredictionsPanel(state)
         self.display_panel = DisplayOptionsPanel(state)
-        left, right, add = Qt.LeftDockWidgetArea, Qt.RightDockWidgetArea, dock_layout.add_dock
+        left, add = Qt.LeftDockWidgetArea, dock_layout.add_dock
         self.layers_dock = add(self, "Layers", "layersDock", self.layer_panel, left)
         self.model_dock = add(self, "Model", "modelDock", self.model_panel, left)
         self.image_dock = add(self, "Image", "imageDock", self.image_panel, left)
-        self.info_dock = add(self, "Layer info", "layerInfoDock", self.layer_info_panel, right)
-        self.predictions_dock = add(self, "Predictions", "predictionsDock", self.predictions_panel, right)
-        self.display_dock = add(self, "Display", "displayDock", self.display_panel, right)
-        # Layers on top of the left column, image and model as tabs below it; on the
-        # right the layer info above, predictions and display options as tabs below.
-        dock_layout.arrange_default(self, self.layers_dock, [self.image_dock, self.model_dock],
-                                    self.info_dock, [self.predictions_dock, self.display_dock])
+        self.predictions_dock = add(self, "Predictions", "predictionsDock", self.predictions_panel, left)
+        self.info_dock = add(self, "Layer info", "layerInfoDock", self.layer_info_panel, left)
+        self.display_dock = add(self, "Display", "displayDock", self.display_panel, left)
+        # one column left of the canvas: the layers (the model as a tab behind them) on top,
+        # the image, predictions, layer info and display options as tabs below
+        dock_layout.arrange_default(self, [self.layers_dock, self.model_dock],
+                                    [self.image_dock, self.predictions_dock, self.info_dock,
+                                     self.display_dock])
 
     def _docks(self) -> tuple:
         return (self.layers_dock, self.model_dock, self.image_dock, self.info_dock,
@@ -184,6 +178,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         state.error_reported.connect(self.show_error)
         state.model_changed.connect(self._on_model_changed)
         state.image_changed.connect(lambda *_: self._update_title())
+        state.result_changed.connect(lambda *_: self._update_title())  # a live frame: one event
         state.display_changed.connect(self.settings.set_display_options)
         self.jobs.busy_changed.connect(state.set_busy)
         self.cancel_button.clicked.connect(self.cancel_jobs)
@@ -194,6 +189,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.images.image_ready.connect(self._on_image_ready)
         self.images.recent_files_changed.connect(self.image_panel.set_recent_files)
         self.grid_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
+        self.why_view.channel_activated.connect(lambda _c: self.tabs.setCurrentIndex(CHANNEL_TAB))
         self.tabs.currentChanged.connect(self.settings.set_current_tab)
         self.examples_view.example_opened.connect(self.open_example)
         self.grid_view.channel_hovered.connect(self.examples_view.preview_channel)
@@ -207,7 +203,8 @@ class MainWindow(ImageDropTarget, QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         if dock_state is not None:
-            self.restoreState(dock_state)
+            self.restoreState(dock_state, dock_layout.LAYOUT_VERSION)
+            self.panels.sync()
         self.tabs.setCurrentIndex(max(0, min(self.tabs.count() - 1, settings.current_tab())))
         self.image_panel.set_recent_files(settings.recent_files())
         self.model_panel.set_memory_budget(settings.memory_budget())
@@ -302,14 +299,22 @@ class MainWindow(ImageDropTarget, QMainWindow):
             self.state.set_channel(channel)
             self.channel_view.show_position(y, x)
 
+    def fit_current_view(self) -> None:
+        """Show the current view's pictures whole (F): its own ``fit()`` where it has one."""
+        view = self.tabs.currentWidget()
+        if hasattr(view, "fit"):
+            view.fit()
+        elif view is not None:
+            fit_pictures(view)
+
     def cancel_jobs(self) -> None:
         if not self.jobs.is_idle():
             self.jobs.cancel()
             self.show_status("Cancelling...")
 
-    def _on_image_ready(self, image: Any, source: str) -> None:
+    def _on_image_ready(self, image: Any, source: str, origin: Any = None) -> None:
         self.clear_error()
-        self.state.set_image(image, source)
+        self.state.set_image(image, source, origin)
         self.request_capture()
 
     # -- drops (ImageDropTarget does the Qt events) ------------------------------------
@@ -359,7 +364,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
 
     # -- closing -----------------------------------------------------------------------------
     def save_settings(self) -> None:
-        self.settings.set_window(self.saveGeometry(), self.saveState())
+        self.settings.set_window(self.saveGeometry(), self.saveState(dock_layout.LAYOUT_VERSION))
         self.settings.set_display_options(self.state.display)
         self.settings.sync()
 

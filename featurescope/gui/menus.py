@@ -1,11 +1,14 @@
-"""The menu bar and the window's keyboard shortcuts: File, Edit, View."""
+"""The menu bar and the window's keyboard shortcuts: File, Edit, View, Help."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QTabWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
+
+from featurescope.gui.widgets.shortcut_sheet import ShortcutSheet
+from featurescope.gui.widgets.view_switcher import ViewSwitcher
 
 from featurescope.gui.export_actions import ExportActions
 from featurescope.gui.image_sources import ImageSources
@@ -21,6 +24,8 @@ class MenuActions:
     fit_action: QAction
     cancel_action: QAction
     recent_menu: QMenu
+    panels_action: QAction
+    shortcuts_action: QAction
 
 
 def make_action(parent: QMainWindow, text: str, slot: Callable[[], object], shortcut=None,
@@ -36,7 +41,7 @@ def make_action(parent: QMainWindow, text: str, slot: Callable[[], object], shor
 
 
 def build_menus(window: QMainWindow, images: ImageSources, exports: ExportActions, atlas,
-                tabs: QTabWidget, fit_grid: Callable[[], None], docks: Iterable[QDockWidget],
+                tabs: ViewSwitcher, fit_pictures: Callable[[], None], docks: Iterable[QDockWidget],
                 cancel_jobs: Callable[[], None]) -> MenuActions:
     """Fill ``window``'s menu bar; Esc (cancel the running job) works anywhere in it."""
     menus = window.menuBar()
@@ -73,16 +78,27 @@ def build_menus(window: QMainWindow, images: ImageSources, exports: ExportAction
     edit_menu.addAction(paste_action)
 
     view_menu = menus.addMenu("&View")
-    fit_action = make_action(window, "&Fit grid to view", fit_grid, "F", "Show the whole mosaic")
+    fit_action = make_action(window, "&Fit pictures", fit_pictures, "F",
+                             "Show the pictures of the current view whole")
     view_menu.addAction(fit_action)
     _add_tab_switches(view_menu, window, tabs)
     view_menu.addSeparator()
+    panels_action = make_action(window, "Side &panels", lambda: None, "Ctrl+B",
+                                "Collapse or bring back every side panel")
+    view_menu.addAction(panels_action)
     for dock in docks:
         view_menu.addAction(dock.toggleViewAction())
     cancel_action = make_action(window, "Cancel running job", cancel_jobs, "Esc")
     window.addAction(cancel_action)
+
+    help_menu = menus.addMenu("&Help")
+    shortcuts_action = make_action(window, "&Keyboard shortcuts", lambda: ShortcutSheet(window).exec(),
+                                   None, "Every key of the window")
+    shortcuts_action.setShortcuts([QKeySequence("?"), QKeySequence("F1")])
+    help_menu.addAction(shortcuts_action)
     images.attach_recent_menu(recent_menu)
-    return MenuActions(open_action, paste_action, quit_action, fit_action, cancel_action, recent_menu)
+    return MenuActions(open_action, paste_action, quit_action, fit_action, cancel_action, recent_menu,
+                       panels_action, shortcuts_action)
 
 
 def _add_samples(menu: QMenu, images: ImageSources) -> None:
@@ -92,10 +108,12 @@ def _add_samples(menu: QMenu, images: ImageSources) -> None:
         menu.addAction(path.stem.replace("_", " "), lambda p=str(path): images.request_image(p))
 
 
-def _add_tab_switches(menu: QMenu, window: QMainWindow, tabs: QTabWidget) -> None:
-    """One action per tab, Ctrl+1 ... Ctrl+9 in tab order: with every view open, the tab
-    bar scrolls on a small screen, and the menu and the keys still reach each view."""
+def _add_tab_switches(menu: QMenu, window: QMainWindow, tabs: ViewSwitcher) -> None:
+    """One action per view, Ctrl+1 ... Ctrl+9 and Ctrl+0 in the view bar's order; the bar's
+    tooltips name the keys."""
     for index in range(tabs.count()):
-        key = f"Ctrl+{index + 1}" if index < 9 else None
+        key = f"Ctrl+{index + 1}" if index < 9 else "Ctrl+0" if index == 9 else None
         menu.addAction(make_action(window, tabs.tabText(index),
                                    lambda i=index: tabs.setCurrentIndex(i), key))
+        if key:
+            tabs.bar.set_shortcut_text(index, key)

@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from featurescope.core.errors import FeaturescopeError
+from featurescope.gui.views.registry import view_index, view_names
 
-# view name -> tab title (by title, so a tab added before another cannot shift them)
-VIEWS = {"grid": "Feature maps", "filters": "Filters", "channel": "Channel", "gradcam": "Grad-CAM",
-         "compare": "Compare", "examples": "Examples", "playground": "Playground",
-         "ablation": "Switch off"}
 TIMEOUT_S = 600.0
 
 
@@ -47,8 +44,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     """Save a PNG of the whole main window after everything it shows is computed.
 
     ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
-    the first convolution; ``view`` is "grid", "filters", "channel", "gradcam" or
-    "compare"; ``channel`` the channel shown in the channel view; ``position`` (y, x) a
+    the first convolution; ``view`` is a view's short name (gui/views/registry.py:
+    "grid", "channel", "gradcam", ...); ``channel`` the channel shown in the channel view; ``position`` (y, x) a
     feature-map position whose receptive field the channel view draws on the input;
     ``compare_with`` image B of the compare view (default: another bundled sample);
     ``device`` (default "auto"); ``input_size`` (224, (32, 32) or "32x32"), ``mean`` and
@@ -57,8 +54,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
-    if view not in VIEWS:
-        raise FeaturescopeError(f"'{view}' is not a view; use one of {', '.join(VIEWS)}.")
+    if view not in view_names():
+        raise FeaturescopeError(f"'{view}' is not a view; use one of {', '.join(view_names())}.")
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise FeaturescopeError(f"{out} should end in .png: screenshots are PNG files.")
@@ -66,6 +63,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
         raise FeaturescopeError(f"{out.parent} does not exist; create the folder first.")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from featurescope.core.io.images import load_image
+    from featurescope.core.models.registry import DEFAULT_MODEL
     from featurescope.core.resources import default_sample
 
     image_path = str(image) if image is not None else str(default_sample())
@@ -98,7 +96,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
         try:
             window.resize(*size)
             window.show()
-            window.start(image=image_path, model=model or "efficientnet_lite0",
+            window.start(image=image_path, model=model or DEFAULT_MODEL,
                          weights=weights or "default", device=device or "auto",
                          input_size=input_size, mean=mean, std=std)
             wait_until_idle(window, app)
@@ -113,8 +111,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     raise FeaturescopeError(f"{window.state.model.name} has no layer '{layer}'; "
                                             f"its layers are {shown}")
                 window.state.set_layer(layer)
-            titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
-            window.tabs.setCurrentIndex(titles.index(VIEWS[view]))
+            window.tabs.setCurrentIndex(view_index(view))
             if channel is not None:
                 channels = result[window.state.layer].shape[0]
                 if not 0 <= int(channel) < channels:

@@ -18,7 +18,7 @@ from featurescope.core.index.build import build_index
 from featurescope.core.optvis.cache import OptvisCache
 
 KINDS = ("blobs", "rings", "stripes")  # the sub-folders of the concept_folder fixture
-LAYERS = ["conv1", "layer1.0.conv2"]
+LAYERS = ["conv1", "layer1.0.conv1", "layer1.0.conv2"]
 SETTINGS = AtlasSettings(steps=2, size=32, top=3)
 
 
@@ -83,7 +83,7 @@ def test_the_site_has_every_page_picture_and_its_json(model, index, tmp_path):
     cache = OptvisCache(tmp_path / "cache")
     site = tmp_path / "site"
     report = build_atlas(model, site, index=index.path, channels="0-2", settings=SETTINGS, cache=cache)
-    assert report.units == 6 and report.rendered == 6 * len(VARIANTS)
+    assert report.units == 9 and report.rendered == 9 * len(VARIANTS)
     files = _site_files(site)
     for layer in LAYERS:
         assert f"{layer}/index.html" in files
@@ -94,24 +94,62 @@ def test_the_site_has_every_page_picture_and_its_json(model, index, tmp_path):
     data = json.loads((site / "atlas.json").read_text())
     assert data["model"]["name"] == "resnet18" and data["model"]["trained"] is False
     assert [layer["name"] for layer in data["layers"]] == LAYERS
-    unit = data["layers"][1]["units"][2]
+    unit = data["layers"][2]["units"][2]
     assert {"channel", "label", "selectivity", "fired", "page", "visualization", "examples"} <= set(unit)
     assert unit["page"] == "layer1.0.conv2/2.html" and (site / unit["visualization"]).is_file()
     expected = [e.activation for e in index.top("layer1.0.conv2", 2, 3)]
     assert [e["activation"] for e in unit["examples"]] == pytest.approx(expected)
     assert all(e["path"].split("/")[0] in KINDS and (site / e["crop"]).is_file() for e in unit["examples"])
     assert unit["label"] == unit_labels(index, "layer1.0.conv2")[2].label
+    # the units that feed it (the links have their own test) are on its page, linked
+    assert [e["layer"] for e in unit["inputs"]] == ["layer1.0.conv1"] * 5
+    page = (site / "layer1.0.conv2" / "2.html").read_text()
+    assert "Fed most by" in page
+    for entry in unit["inputs"]:  # a link where the feeding unit has a page on this site
+        linked = f'href="../layer1.0.conv1/{entry["channel"]}.html"' in page
+        assert linked == (entry["channel"] < 3) and entry["page"] == (
+            f'layer1.0.conv1/{entry["channel"]}.html' if entry["channel"] < 3 else None)
+
+
+def test_units_link_to_the_units_that_feed_them_and_the_classes_they_vote_for(tmp_path):
+    from featurescope.core.atlas.links import unit_links
+    from featurescope.core.circuits.expanded import expanded_weights
+
+    net = fs.load_model("resnet18", weights="none", device="cpu", input_size=64)
+    module = net.module
+    for bn in module.modules():  # random batch-norm statistics, so the scales matter
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+    links = unit_links(net, [("layer1.0.conv2", [3]), ("layer4.1.conv2", [7])])
+    # inputs: the summed expanded kernel from the layer that feeds it, strongest first
+    net_weights = expanded_weights(net, "layer1.0.conv2", "layer1.0.conv1").sum(dim=(2, 3))[3].numpy()
+    inputs = links[("layer1.0.conv2", 3)]["inputs"]
+    assert [e["layer"] for e in inputs] == ["layer1.0.conv1"] * 5
+    assert [e["channel"] for e in inputs] == list(np.argsort(-np.abs(net_weights), kind="stable")[:5])
+    assert [e["weight"] for e in inputs] == pytest.approx(net_weights[[e["channel"] for e in inputs]], rel=1e-5)
+    # outputs: the next mixing layer (layer1.0's second conv feeds layer1.1.conv1)
+    assert {e["layer"] for e in links[("layer1.0.conv2", 3)]["outputs"]} == {"layer1.1.conv1"}
+    # votes of the last conv: through bn2, the residual sum, ReLU (taken out), the average
+    # pool and fc, one unit of channel 7 moves class k by fc.weight[k, 7] * bn2's scale
+    bn2 = module.layer4[1].bn2
+    scale = (bn2.weight / torch.sqrt(bn2.running_var + bn2.eps))[7].item()
+    expected = module.fc.weight[:, 7].detach().numpy() * scale
+    votes = links[("layer4.1.conv2", 7)]["votes"]
+    best = np.argsort(-expected, kind="stable")[:5]
+    assert [v["label"] for v in votes] == [net.categories[k] for k in best]
+    assert [v["weight"] for v in votes] == pytest.approx(expected[best], rel=1e-4, abs=1e-6)
 
 
 def test_an_atlas_continues_from_the_cache_and_draws_only_new_units(model, index, tmp_path):
     cache = OptvisCache(tmp_path / "cache")
     site = tmp_path / "site"
     first = build_atlas(model, site, index=index.path, layers=["conv1"], channels="0-1",
-                        settings=SETTINGS, cache=cache)
+                        settings=SETTINGS, cache=cache, links=None)
     again = build_atlas(model, site, index=index.path, layers=["conv1"], channels="0-1",
-                        settings=SETTINGS, cache=cache)
+                        settings=SETTINGS, cache=cache, links=None)
     more = build_atlas(model, site, index=index.path, layers=["conv1"], channels="0-3",
-                       settings=SETTINGS, cache=cache)
+                       settings=SETTINGS, cache=cache, links=None)
     assert (first.rendered, again.rendered, more.rendered) == (2 * len(VARIANTS), 0, 2 * len(VARIANTS))
     assert {"conv1/3.html", "conv1/img/3-channel.jpg"} <= _site_files(site)
 
@@ -126,13 +164,13 @@ def test_a_stopped_atlas_writes_what_is_done(model, index, tmp_path):
     site, cache = tmp_path / "site", OptvisCache(tmp_path / "cache")
     with pytest.raises(fs.Cancelled):
         build_atlas(model, site, index=index.path, layers=["conv1"], channels="0-5",
-                    settings=SETTINGS, cache=cache, progress=stop_after_first, cancel=cancel)
+                    settings=SETTINGS, cache=cache, progress=stop_after_first, cancel=cancel, links=None)
     # the first piece (every unit's main picture) was done: tiles and pages are there
     page = (site / "conv1" / "5.html").read_text()
     assert "img/5-channel.jpg" in page and "img/5-negative.jpg" not in page
     assert (site / "index.html").is_file()
     again = build_atlas(model, site, index=index.path, layers=["conv1"], channels="0-5",
-                        settings=SETTINGS, cache=cache)
+                        settings=SETTINGS, cache=cache, links=None)
     assert again.rendered == 6 * (len(VARIANTS) - 1)
     assert "img/5-negative.jpg" in (site / "conv1" / "5.html").read_text()
 
@@ -152,7 +190,7 @@ def test_wrong_requests_get_one_sentence(model, index, tmp_path):
 def test_a_unit_stays_under_200_kb_at_the_default_picture_size(model, index, tmp_path):
     site = tmp_path / "site"
     build_atlas(model, site, index=index.path, layers=["layer1.0.conv2"], channels="0-3",
-                settings=AtlasSettings(steps=2, top=9), cache=OptvisCache(tmp_path / "cache"))
+                settings=AtlasSettings(steps=2, top=9), cache=OptvisCache(tmp_path / "cache"), links=None)
     per_unit = sum(p.stat().st_size for p in site.rglob("*") if p.is_file() and p.name != "examples-index.npz") / 4
     assert per_unit <= 200_000
 
@@ -162,9 +200,9 @@ def test_the_ray_engine_draws_the_same_pictures(model, index, tmp_path):
     pytest.importorskip("ray")
     local, remote = OptvisCache(tmp_path / "local"), OptvisCache(tmp_path / "ray")
     build_atlas(model, tmp_path / "a", index=index.path, layers=["conv1"], channels="0-3",
-                settings=SETTINGS, cache=local)
+                settings=SETTINGS, cache=local, links=None)
     build_atlas(model, tmp_path / "b", index=index.path, layers=["conv1"], channels="0-3",
-                settings=SETTINGS, cache=remote, engine="ray", workers=2)
+                settings=SETTINGS, cache=remote, engine="ray", workers=2, links=None)
     from featurescope.core.atlas.units import cache_settings
 
     for name, _o, _s in VARIANTS:

@@ -228,3 +228,36 @@ def test_a_layer_of_1x1_maps_is_drawn_on_the_layers_scale(colormap):
     np.testing.assert_array_equal(clipped, grid_indices(pooled, normalize="layer", clip_percentile=5)[0])
     # maps with more than one pixel keep per-channel scaling and have no note
     assert grid_indices(rng.normal(size=(4, 2, 2)), normalize="channel")[1].note == ""
+
+
+@pytest.mark.parametrize("colormap", ["viridis", "coolwarm"])
+@pytest.mark.parametrize("normalize", ["channel", "layer"])
+@pytest.mark.parametrize("clip", [None, 2.0])
+@pytest.mark.parametrize("shape", [(6, 64, 70), (5, 1, 1)])  # 4480 values: a subsample
+def test_the_channel_views_levels_are_the_grids(colormap, normalize, clip, shape):
+    """The Channel view's colour bar (colour_levels) maps every value of a channel to the
+    colour the grid gives it, for every display option (a 1x1 layer, NaN, a constant
+    channel, clipping, diverging maps, per layer)."""
+    from featurescope.core.render import grids
+    from featurescope.core.render.options import DisplayOptions, colour_levels, grid_arguments
+
+    rng = np.random.default_rng(3)
+    chw = (rng.standard_normal(shape) * np.arange(1, shape[0] + 1)[:, None, None]).astype(np.float32)
+    chw[1] = 0.25  # constant
+    if shape[1] > 1:
+        chw[2, 0, :5] = np.nan
+    options = DisplayOptions(colormap=colormap, normalize=normalize, clip_percentile=clip)
+    indices, layout = grids.grid_indices(chw, **grid_arguments(options))
+    c_total, h, w = chw.shape
+    for channel in range(c_total):
+        lo, hi = colour_levels(chw, channel, options)
+        assert hi > lo
+        y, x = layout.tile_origin(channel)
+        tile = indices[y:y + h, x:x + w].astype(int)
+        values = np.nan_to_num(chw[channel].astype(np.float64), nan=np.inf)
+        # pyqtgraph's lookup: (value - lo) / (hi - lo) over the 255 colours after the separator
+        expected = np.clip(np.floor((values - lo) / (hi - lo) * 254 + 0.5), 0, 254).astype(int) + 1
+        finite = np.isfinite(chw[channel])  # (NaN is painted apart)
+        diff = np.abs(tile[finite] - expected[finite])
+        assert diff.max() <= 1, (channel, lo, hi)
+        assert (diff == 0).mean() > 0.97

@@ -52,7 +52,7 @@ def test_class_by_name_and_integrated_gradients_in_text(capsys):
 @pytest.mark.parametrize("extra, sentence", [
     (["--class", "zebra crossing"], "has no class called 'zebra crossing'"),
     (["--class", "5000"], "has 1000 classes, so class 5000 does not exist"),
-    (["--layer", "classifier"], "not channels of a feature map"),
+    (["--layer", "classifier"], "does not output a feature map"),
     (["--layer", "nowhere"], "no layer"),
 ])
 def test_user_errors_are_one_sentence(extra, sentence, capsys):
@@ -73,3 +73,17 @@ def test_an_onnx_model_gets_one_sentence(tmp_path, capsys):
     assert main(["why", str(default_sample()), "--model", str(tmp_path / "net.onnx")]) == 2
     err = capsys.readouterr().err
     assert "needs gradients, which the ONNX model" in err and err.count("\n") == 1
+
+
+def test_export_gradcam_with_another_cam_method(tmp_path):
+    import featurescope as fs
+
+    assert main(["export", str(default_sample()), "--layers", "head", "--cam-method", "eigencam",
+                 "-o", str(tmp_path)]) == 0
+    sidecar = json.loads((tmp_path / "gradcam_head.json").read_text())
+    assert sidecar["method"] == "eigencam" and sidecar["layer"] == "head"
+    model = fs.load_model("efficientnet_lite0", device="cpu")
+    cam = fs.grad_cam(model, fs.load_image(default_sample()), "head", method="eigencam")
+    expected = fs.grad_cam(model, fs.load_image(default_sample()), "head")
+    assert np.abs(cam - expected).max() > 0.05  # another map than plain Grad-CAM's
+    assert Image.open(tmp_path / "gradcam_head.png").size == cam.shape[::-1]

@@ -45,3 +45,26 @@ def test_cancel_stops_the_atlas_and_writes_what_is_done(window, qtbot, tmp_path,
     units = data["layers"][0]["units"]
     assert len(units) == window.state.model.layer_info[0].out_channels
     assert 0 < sum(1 for u in units if u["visualization"]) < len(units)
+
+
+def test_labels_from_sub_folders_show_in_the_examples_tab_and_the_channel_header(
+        window, qtbot, tmp_path, concept_folder):
+    from featurescope.core.atlas.labels import unit_labels
+
+    folder = concept_folder(tmp_path / "images", per_kind=2)
+    view = window.examples_view
+    view.workers = 0
+    layer = window.state.model.layers[3]
+    window.state.set_layer(layer)
+    view.build(str(folder), str(tmp_path / "concepts.fsindex"), top=2, batch_size=4)
+    qtbot.waitUntil(lambda: not view.building and view.index is not None, timeout=120000)
+    assert window.state.index is view.index
+    labels = unit_labels(view.index, layer)
+    labelled = [c for c, unit in enumerate(labels) if unit.label]
+    assert labelled, "the concepts should give some unit a label"
+    c = labelled[0]
+    view.redraw()  # the tab draws itself when shown; the list is what is checked here
+    assert view.channel_list.item(c).text().endswith(f"{labels[c].label} ({labels[c].selectivity:.2f})")
+    window.state.set_channel(c)
+    window.channel_view.redraw()  # drawn when shown (TabPage); the header is what is checked
+    assert f"; {labels[c].label} (selectivity {labels[c].selectivity:.2f})" in window.channel_view.header.text()

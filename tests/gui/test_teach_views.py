@@ -64,12 +64,19 @@ def test_depthwise_one_by_one_and_pooling_panels(window, qtbot):
     assert panel.explanation.input_channels == [5] and not panel.patch_grid.isVisible()
     assert not panel.channel_spin.isVisible() and panel.explanation.matches
 
-    window.state.set_layer("blocks.1.project")  # 1x1: one weight per input channel, as a grid
+    window.state.set_layer("blocks.1.project")  # 1x1: one product per input channel, as rows
     view.show_position(2, 3)
     qtbot.waitUntil(lambda: panel.explanation.layer == "blocks.1.project", timeout=30000)
-    n = len(panel.explanation.input_channels)
-    assert n == 96 and np.nansum(np.isfinite(panel.kernel_grid.values)) == n
-    assert np.nansum(panel.products_grid.values) == pytest.approx(panel.explanation.total, rel=1e-6)
+    e, table = panel.explanation, panel.products_table
+    n = len(e.input_channels)
+    assert n == 96 and table.isVisible() and table.rowCount() == n
+    assert not panel.window_grid.isVisible() and not panel.products_grid.isVisible()
+    products = [float(table.item(row, 3).text()) for row in range(n)]
+    assert all(abs(a) >= abs(b) for a, b in zip(products, products[1:]))  # the strongest first
+    first = list(e.input_channels).index(table.shown_order()[0])
+    assert products[0] == pytest.approx(float(e.window.reshape(n)[first] * e.kernel.reshape(n)[first]),
+                                        rel=1e-3, abs=1e-6)
+    assert float(table.item(n - 1, 4).text()) == pytest.approx(e.total, rel=1e-3, abs=1e-4)
 
     window.state.set_layer("pool")
     view.show_position(0, 0)

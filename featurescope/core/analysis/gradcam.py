@@ -28,7 +28,8 @@ class GradCam:
     ``map``: (H, W) float32 in [0, 1] at the model's input size (all zeros when nothing
     in the layer speaks for the class). ``target``: the class index explained. ``label``:
     its name, or None without categories. ``score``: the class's logit. ``layer_map``:
-    the map at the layer's own resolution before upsampling, scaled to [0, 1].
+    the map at the layer's own resolution before upsampling, scaled to [0, 1] (of the
+    photo itself with ``aug_smooth``). ``method``: the CAM method that made it.
     """
 
     map: np.ndarray
@@ -37,6 +38,7 @@ class GradCam:
     score: float
     layer: str
     layer_map: np.ndarray
+    method: str = "gradcam"
 
 
 def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
@@ -74,99 +76,120 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
                        f"nearest convolution before it, {convs[-1]}.")
 
 
-def _input_tensor(model, image) -> torch.Tensor:
-    if isinstance(image, torch.Tensor):
-        tensor = image if image.dim() == 4 else image.unsqueeze(0)
-    else:
-        preprocess = getattr(model, "preprocess", None)
-        if preprocess is None:
-            raise TypeError("a plain nn.Module needs a (1, 3, H, W) tensor, not an image")
-        tensor = preprocess(image)
-    if tensor.dim() != 4 or tensor.shape[0] != 1:
-        raise ValueError(f"expected one (1, 3, H, W) input, got shape {tuple(tensor.shape)}")
-    return tensor
-
-
-def compute_grad_cam(model, image, layer: str, target: Optional[int] = None) -> GradCam:
-    """Grad-CAM of ``layer`` for class ``target`` (default: the top class).
+def compute_grad_cam(model, image, layer: str, target: Optional[int] = None, method: str = "gradcam",
+                     aug_smooth: bool = False, eigen_smooth: bool = False, batch: int = 32,
+                     progress=None, cancel=None) -> GradCam:
+    """The class activation map of ``layer`` for class ``target`` (default: the top class).
 
     ``model``: a LoadedModel (or a plain classification ``nn.Module``); ``image``: a PIL
     image (run through ``model.preprocess``) or a (1, 3, H, W) tensor; ``layer``: a layer
     name as ``featurescope layers`` prints it ("name#2" for a module's second call), any
-    layer with a (C, H, W) output. The network runs once forward and once backward with
-    gradients on, in eval mode, even inside ``torch.inference_mode()``; the model's
-    parameters, mode and gradients are left as they were. Raises ModelError for an
-    unknown layer, a layer without a spatial output, or a class that does not exist.
+    layer with a (C, H, W) output. ``method``: one of :data:`CAM_METHODS` (see
+    core/analysis/cam_methods.py); ``aug_smooth``: the mean of the maps of the photo
+    flipped and not, times 0.9, 1 and 1.1; ``eigen_smooth``: the first principal
+    component of the weighted activations instead of their sum (both as the grad-cam
+    package does). Score-CAM and Ablation-CAM run ``batch`` copies at a time and report
+    ``progress(done, total, text)``; ``cancel`` stops them. The network runs in eval mode
+    with gradients on even inside ``torch.inference_mode()``; the model's parameters,
+    mode and gradients are left as they were. Raises ModelError for an ONNX model, an
+    unknown layer or method, a layer without a spatial output, or a class that does not
+    exist.
     """
-    from featurescope.core.models.spec import require_gradients
+    from featurescope.core.analysis.cam_methods import CAM_METHODS
+    from featurescope.core.analysis.tail import check_target, class_scores, eval_mode, prepare
 
-    require_gradients(model, "Grad-CAM")  # ONNX models run outside autograd
-    module = getattr(model, "module", model)
-    model_name = getattr(model, "name", None) or type(module).__name__
-    device = getattr(model, "device", None)
-    if device is None:
-        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    if method not in CAM_METHODS:
+        raise ModelError(f"{method!r} is not a CAM method featurescope has; choose one of "
+                         f"{', '.join(CAM_METHODS)}.")
+    prep = prepare(model, image, "Grad-CAM")  # ONNX models run outside autograd
+    height, width = prep.x.shape[-2:]
+    with eval_mode(prep.module):
+        if target is None and aug_smooth:  # every flipped and scaled copy explains the photo's class
+            with torch.inference_mode(False), torch.no_grad():
+                from featurescope.core.capture.grad import run_with_grad
 
-    was_training = module.training
-    try:
-        module.eval()
-        with torch.inference_mode(False), torch.enable_grad():
-            # A clone outside inference mode, so that even an inference tensor works;
-            # requires_grad so a network with frozen weights still builds a graph.
-            x = _input_tensor(model, image).to(device).clone().requires_grad_(True)
-            run = run_with_grad(module, x, [layer], model_name=model_name)
-            activation = run.activations[layer]
-            if not isinstance(activation, torch.Tensor) or activation.dim() != 4:
-                raise ModelError(f"{layer!r} in {model_name} does not output a feature map, "
-                                 f"so it has no Grad-CAM.")
-            logits = _class_scores(run.output, model_name)
-            classes = logits.shape[1]
-            if target is None:
-                target = int(logits[0].argmax())
-            elif not 0 <= int(target) < classes:
-                raise ModelError(f"{model_name} has {classes} classes, so class {target} "
-                                 f"does not exist; choose 0 to {classes - 1}.")
-            target = int(target)
-            score = logits[0, target]
+                run = run_with_grad(prep.module, prep.x, [layer], model_name=prep.name, grad=False)
+            scores = class_scores(run.output, prep.name, "Grad-CAM")
+            target = check_target(target, scores, prep.name)
+        if not aug_smooth:
+            layer_map, target, score = _layer_cam(prep, prep.x, layer, target, method, eigen_smooth,
+                                                  batch, progress, cancel)
+            result = _to_input_size(layer_map, height, width)
+        else:
+            maps = []
+            for flip in (False, True):
+                for factor in (0.9, 1.0, 1.1):
+                    x = (prep.x.flip(-1) if flip else prep.x) * factor
+                    layer_map, _t, _s = _layer_cam(prep, x, layer, target, method, eigen_smooth,
+                                                   batch, progress, cancel)
+                    full = _to_input_size(layer_map, height, width)
+                    maps.append(full.flip(-1) if flip else full)
+                    if flip is False and factor == 1.0:
+                        score, plain_map = _s, layer_map
+            result, layer_map = torch.stack(maps).mean(dim=0), plain_map
+    return GradCam(map=result.cpu().numpy().astype(np.float32), target=target,
+                   label=prep.label(target), score=score, layer=layer,
+                   layer_map=layer_map.clamp(0.0, 1.0).cpu().numpy().astype(np.float32), method=method)
+
+
+def _layer_cam(prep, x, layer: str, target: Optional[int], method: str, eigen_smooth: bool,
+               batch: int, progress, cancel):
+    """(the map at the layer's resolution scaled to [0, 1], target, score) for input ``x``."""
+    from featurescope.core.analysis import cam_methods
+    from featurescope.core.analysis.tail import check_feature_map, check_target, class_scores
+    from featurescope.core.capture.grad import run_with_grad
+
+    gradients = None
+    needs_grad = method in cam_methods.GRADIENT_METHODS
+    with torch.inference_mode(False), torch.set_grad_enabled(needs_grad):
+        run = run_with_grad(prep.module, x, [layer], model_name=prep.name, grad=needs_grad)
+        activation = run.activations[layer]
+        check_feature_map(activation, layer, prep.name, "Grad-CAM")
+        logits = class_scores(run.output, prep.name, "Grad-CAM")
+        target = check_target(target, logits.detach(), prep.name)
+        score = logits[0, target]
+        if needs_grad:
             try:
                 (gradients,) = torch.autograd.grad(score, activation)
             except RuntimeError as error:
                 if "nference tensor" not in str(error):
                     raise
-                raise ModelError(f"{model_name}'s weights were made under torch.inference_mode, so "
+                raise ModelError(f"{prep.name}'s weights were made under torch.inference_mode, so "
                                  "Grad-CAM cannot take their gradients; load the model again.") from error
-        activations = activation.detach()[0].float()
-        gradients = gradients.detach()[0].float()
-    finally:
-        module.train(was_training)
+            gradients = gradients.detach()[0].float()
+    activations = activation.detach()[0].float()
+    score = float(score.detach())
+    if needs_grad:
+        weighted = cam_methods.weighted_activations(method, activations, gradients)
+    elif method == "eigencam":
+        weighted = activations
+    elif method == "scorecam":
+        weights = cam_methods.score_cam_weights(prep.module, x, activations, target, batch,
+                                                progress, cancel)
+        weighted = weights.to(activations.device)[:, None, None] * activations
+    else:
+        weights = cam_methods.ablation_cam_weights(_with_input(prep, x), layer, activations, target,
+                                                   score, batch, progress, cancel)
+        weighted = weights.to(activations.device)[:, None, None] * activations
+    if eigen_smooth or method == "eigencam":
+        cam = cam_methods.first_component(weighted).to(activations.device)
+    else:
+        cam = weighted.sum(dim=0)
+    return _scale(torch.relu(cam)), target, score
 
-    weights = gradients.mean(dim=(1, 2))  # one weight per channel
-    cam = torch.relu((weights[:, None, None] * activations).sum(dim=0))
-    layer_map = _scale(cam)
-    height, width = x.shape[-2:]
+
+def _with_input(prep, x):
+    """``prep`` with input ``x`` (an augmented photo)."""
+    from dataclasses import replace
+
+    return replace(prep, x=x)
+
+
+def _to_input_size(layer_map: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bilinear with half-pixel centres (OpenCV's resize, as grad-cam), ReLU, scaled to [0, 1]."""
     upsampled = F.interpolate(layer_map[None, None], size=(height, width), mode="bilinear",
                               align_corners=False)[0, 0]
-    result = _scale(torch.relu(upsampled)).clamp_(0.0, 1.0)
-    categories = getattr(model, "categories", None)
-    label = categories[target] if categories and target < len(categories) else None
-    return GradCam(map=result.cpu().numpy().astype(np.float32), target=target, label=label,
-                   score=float(score.detach()), layer=layer,
-                   layer_map=layer_map.clamp(0.0, 1.0).cpu().numpy().astype(np.float32))
-
-
-def _class_scores(output, model_name: str) -> torch.Tensor:
-    """The (1, classes) scores of a network output, or a ModelError saying why not."""
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        output = output[0]  # e.g. auxiliary heads
-    if not isinstance(output, torch.Tensor):
-        what = "a dict" if isinstance(output, dict) else f"a {type(output).__name__}"
-        raise ModelError(f"Grad-CAM needs a model that outputs class scores; {model_name} "
-                         f"returns {what}.")
-    scores = output.flatten(1) if output.dim() == 4 and output.shape[2:] == (1, 1) else output
-    if scores.dim() != 2 or scores.shape[0] != 1:
-        raise ModelError(f"Grad-CAM needs a model that outputs class scores; {model_name} "
-                         f"returns a tensor of shape {tuple(output.shape)}.")
-    return scores
+    return _scale(torch.relu(upsampled)).clamp_(0.0, 1.0)
 
 
 def _scale(cam: torch.Tensor) -> torch.Tensor:
@@ -174,13 +197,16 @@ def _scale(cam: torch.Tensor) -> torch.Tensor:
     return cam / (_EPS + cam.max())
 
 
-def grad_cam(model, image, layer: str, target: Optional[int] = None) -> np.ndarray:
-    """The Grad-CAM map of ``layer`` for class ``target`` (default: the top class).
-
-    Returns an (H, W) float32 array in [0, 1] at the model's input size. See
-    :func:`compute_grad_cam` for the arguments and for the class that was explained.
+def grad_cam(model, image, layer: str, target: Optional[int] = None, method: str = "gradcam",
+             aug_smooth: bool = False, eigen_smooth: bool = False, progress=None,
+             cancel=None) -> np.ndarray:
+    """The class activation map of ``layer`` for class ``target`` (default: the top class)
+    by ``method`` (gradcam, gradcam++, xgradcam, layercam, hirescam, eigencam, scorecam,
+    ablationcam). Returns an (H, W) float32 array in [0, 1] at the model's input size.
+    See :func:`compute_grad_cam` for the arguments and for the class that was explained.
     """
-    return compute_grad_cam(model, image, layer, target).map
+    return compute_grad_cam(model, image, layer, target, method=method, aug_smooth=aug_smooth,
+                            eigen_smooth=eigen_smooth, progress=progress, cancel=cancel).map
 
 
 def overlay(rgb: np.ndarray, cam: np.ndarray, colormap: str = "inferno", alpha: float = 0.5) -> np.ndarray:

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from featurescope.core.capture.grad import run_with_grad
-from featurescope.core.capture.layers import find_layer_module
+from featurescope.core.capture.layers import find_layer_module, pair
 from featurescope.core.capture.trace import OpTrace, tensors_in
 from featurescope.core.errors import LayerNotRunError, ModelError
 
@@ -89,12 +89,6 @@ def _union(axes: list[_Axis]) -> _Axis:
     low = min(a.low for a in axes)
     high = max(a.high for a in axes)
     return _Axis(size=high - low + 1, jump=max(a.jump for a in axes), start=(low + high) / 2)
-
-
-def _pair(value: Any) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        return (int(value[0]), int(value[-1])) if len(value) else (1, 1)
-    return (int(value), int(value))
 
 
 @dataclass(frozen=True)
@@ -264,22 +258,22 @@ class _FieldTracker:
     def _conv(self, source: _Field, args, kwargs) -> _Field:
         weight = self._arg(args, kwargs, 1, "weight", None)
         kernel = tuple(weight.shape[-2:])
-        stride = _pair(self._arg(args, kwargs, 3, "stride", 1))
+        stride = pair(self._arg(args, kwargs, 3, "stride", 1), 1)
         padding = self._arg(args, kwargs, 4, "padding", 0)
-        dilation = _pair(self._arg(args, kwargs, 5, "dilation", 1))
+        dilation = pair(self._arg(args, kwargs, 5, "dilation", 1), 1)
         if isinstance(padding, str):  # PyTorch's own "same" puts the odd pixel after
             padding = tuple(d * (k - 1) // 2 if padding == "same" else 0
                             for k, d in zip(kernel, dilation))
-        padding = _pair(padding)
+        padding = pair(padding, 0)
         return _Field(*(_window(axis, kernel[i], stride[i], padding[i], dilation[i])
                         for i, axis in enumerate((source.h, source.w))), source.shape)
 
     def _pool(self, is_avg: bool, source: _Field, args, kwargs) -> _Field:
-        kernel = _pair(self._arg(args, kwargs, 1, "kernel_size", 1))
+        kernel = pair(self._arg(args, kwargs, 1, "kernel_size", 1), 1)
         stride = self._arg(args, kwargs, 2, "stride", None)
-        stride = kernel if stride is None or stride == [] or stride == () else _pair(stride)
-        padding = _pair(self._arg(args, kwargs, 3, "padding", 0))
-        dilation = (1, 1) if is_avg else _pair(self._arg(args, kwargs, 4, "dilation", 1))
+        stride = kernel if stride is None or stride == [] or stride == () else pair(stride, 1)
+        padding = pair(self._arg(args, kwargs, 3, "padding", 0), 0)
+        dilation = (1, 1) if is_avg else pair(self._arg(args, kwargs, 4, "dilation", 1), 1)
         return _Field(*(_window(axis, kernel[i], stride[i], padding[i], dilation[i])
                         for i, axis in enumerate((source.h, source.w))), source.shape)
 
@@ -308,7 +302,7 @@ class _FieldTracker:
 def _input_size(model, input_size) -> tuple[int, int]:
     if input_size is None:
         input_size = getattr(model, "input_size", None) or 224
-    return _pair(input_size)
+    return pair(input_size, 1)
 
 
 def receptive_field(model, layer: str, input_size: Optional[IntOrPair] = None) -> ReceptiveField:

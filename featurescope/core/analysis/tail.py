@@ -109,8 +109,9 @@ def check_feature_map(output, layer: str, model_name: str, what: str) -> None:
     """ModelError unless ``output`` is an (N, C, H, W) feature map: a layer without channels."""
     if not isinstance(output, torch.Tensor) or output.dim() != 4:
         shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else type(output).__name__
-        raise ModelError(f"{layer!r} in {model_name} outputs {shape}, not channels of a feature map, "
-                         f"so {what} has nothing to rank there; choose a convolution or pooling layer.")
+        raise ModelError(f"{layer!r} in {model_name} does not output a feature map (its output is "
+                         f"{shape}, without channels), so {what} cannot use it; choose a convolution "
+                         f"or pooling layer.")
 
 
 def run_layer(prep: Prepared, layer: str, what: str, grad: bool = True):
@@ -149,7 +150,7 @@ def run_tail(prep: Prepared, layer: str, edit: Callable[[torch.Tensor], torch.Te
     except ModelError as error:
         if "n" not in size:  # failed before the layer: not a broadcasting problem
             raise
-        if "not channels of a feature map" in str(error):
+        if "does not output a feature map" in str(error):
             raise
     # A skip connection from before the layer did not broadcast: the whole batch.
     n = size["n"]

@@ -15,11 +15,12 @@ from typing import Optional
 import numpy as np
 
 from featurescope.core.atlas.labels import unit_labels
+from featurescope.core.atlas.links import unit_links
 from featurescope.core.atlas.site import LayerRecord, UnitRecord, layer_folder, write_site
 from featurescope.core.atlas.units import AtlasSettings, VARIANTS, missing_work, render_item, store_item
 from featurescope.core.errors import FeaturescopeError, IndexFileError
 from featurescope.core.io.writers import make_folder, write_jpeg
-from featurescope.core.progress import Cancelled, CancelToken, ProgressCallback, check, report
+from featurescope.core.progress import CancelToken, ProgressCallback, check, report
 
 INDEX_NAME = "examples-index.npz"  # the index an atlas built from --images keeps in its site
 
@@ -130,7 +131,7 @@ class AtlasBuild:
     """
 
     def __init__(self, model, out, index, layers=None, channels="all",
-                 settings: AtlasSettings = AtlasSettings(), cache=None, links=None):
+                 settings: AtlasSettings = AtlasSettings(), cache=None, links=unit_links):
         from featurescope.core.optvis.cache import OptvisCache
 
         self.model, self.out, self.index, self.settings, self.links = model, Path(out), index, settings, links
@@ -144,18 +145,25 @@ class AtlasBuild:
         self.seconds = 0.0
         self._next = 0
         self._started = time.monotonic()
+        self.extra: dict = {}  # (layer, channel) -> {"inputs", "outputs", "votes"}
+        self._to_link = list(self.plan) if links is not None else []
 
     @property
     def finished(self) -> bool:
         return self.done >= self.total
 
     def step(self, progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None) -> bool:
-        """Draw the next piece; True once every piece is drawn."""
+        """Draw the next piece, or once all are drawn link the next layer's units to the
+        network (:func:`~featurescope.core.atlas.links.unit_links`); True when all is done."""
         if self._next < len(self.items):
             item = self.items[self._next]
             self._next += 1
             self.accept(item, *render_item(self.model, item, self.settings, cancel), progress)
-        return self._next >= len(self.items)
+        elif self._to_link:
+            layer, channels = self._to_link.pop(0)
+            report(progress, self.done, self.total, f"linking {layer} to the layers around it")
+            self.extra.update(self.links(self.model, [(layer, channels)]))
+        return self._next >= len(self.items) and not self._to_link
 
     def accept(self, item, images, activations, progress: Optional[ProgressCallback] = None) -> None:
         """Keep one drawn piece (in the cache) and count it."""
@@ -171,7 +179,7 @@ class AtlasBuild:
 
     def write(self) -> Path:
         """Write every page and atlas.json with what is drawn so far; index.html's path."""
-        return _write(self.out, self.model, self.index, self.plan, self.settings, self.cache, self.links)
+        return _write(self.out, self.model, self.index, self.plan, self.settings, self.cache, self.extra)
 
     def report(self, site: Path) -> AtlasReport:
         return AtlasReport(site, self.units, self.done, self.seconds, getattr(self.index, "path", None))
@@ -180,7 +188,7 @@ class AtlasBuild:
 def build_atlas(model, out, *, index=None, images=None, layers=None, channels="all",
                 settings: AtlasSettings = AtlasSettings(), engine: str = "local",
                 workers: Optional[int] = None, ray_address: Optional[str] = None, cache=None,
-                links=None, progress: Optional[ProgressCallback] = None,
+                links=unit_links, progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelToken] = None) -> AtlasReport:
     """Write the atlas of ``model`` (a LoadedModel) under the folder ``out``.
 
@@ -190,7 +198,8 @@ def build_atlas(model, out, *, index=None, images=None, layers=None, channels="a
     size, seed and examples per unit; ``engine``: "local" or "ray" (``workers`` actors,
     ``ray_address`` for a cluster). ``cache``: an OptvisCache (default the app's).
     ``links(model, plan) -> {(layer, channel): {"inputs", "outputs", "votes"}}`` adds
-    the units that feed each unit and the classes it votes for. ``progress`` counts
+    the units that feed each unit, those it feeds and the classes it votes for (default
+    :func:`~featurescope.core.atlas.links.unit_links`; None leaves them out). ``progress`` counts
     pictures (four a unit) with units/s and time left; ``cancel`` stops between pieces
     (the site is written with what is done, then Cancelled is raised). Returns an
     :class:`AtlasReport`. Raises AtlasError, IndexFileError, OptvisError, ModelError.
@@ -215,17 +224,16 @@ def build_atlas(model, out, *, index=None, images=None, layers=None, channels="a
             for item, images_, activations in run_ray(model, build.items, settings, workers or 2,
                                                        ray_address, cancel):
                 build.accept(item, images_, activations, progress)
-        else:
-            while not build.step(progress, cancel):
-                check(cancel)
+            build.items = build.items[:0]  # all drawn there: the steps below only link
+        while not build.step(progress, cancel):
+            check(cancel)
     finally:
         # also when stopped: the site shows what is done, and the same command continues
         site = build.write()
     return build.report(site)
 
 
-def _write(out, model, index, plan, settings, cache, links) -> Path:
-    extra = links(model, plan) if links is not None else {}
+def _write(out, model, index, plan, settings, cache, extra: dict) -> Path:
     entries = {layer.name: layer for layer in getattr(model, "layer_info", [])}
     records, folder = [], str(index.folder) + "/"
     crops = {}  # absolute example path -> the path as the index holds it
@@ -247,6 +255,11 @@ def _write(out, model, index, plan, settings, cache, links) -> Path:
         entry = index.layer_entry(layer)
         shape = tuple(info.output_shape) if info else (entry["channels"], *entry["shape"])
         records.append(LayerRecord(layer, info.kind if info else "", shape, units))
+    on_site = {(u.layer, u.channel): u.page for record in records for u in record.units}
+    for record in records:  # link only to units that have a page here
+        for unit in record.units:
+            for entry in (*unit.inputs, *unit.outputs):
+                entry["page"] = on_site.get((entry["layer"], entry["channel"]))
     return write_site(out, _model_record(model, index), records)
 
 

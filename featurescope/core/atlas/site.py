@@ -123,11 +123,16 @@ def layer_page(model: dict, layer: LayerRecord) -> str:
                  header)
 
 
+def _unit_name(entry: dict) -> str:
+    """A linked unit: a link when its page is on the site (``entry["page"]``), else text."""
+    text = f'{escape(entry["layer"])} channel {entry["channel"]}'
+    return f'<a href="../{href(entry["page"])}">{text}</a>' if entry.get("page") else text
+
+
 def _unit_links(entries: list, title: str) -> str:
     if not entries:
         return ""
-    items = "".join(f'<li><a href="../{href(layer_folder(e["layer"]))}/{e["channel"]}.html">{escape(e["layer"])} '
-                    f'channel {e["channel"]}</a> (weight {e["weight"]:+.3g})</li>' for e in entries)
+    items = "".join(f'<li>{_unit_name(e)} (weight {e["weight"]:+.3g})</li>' for e in entries)
     return f'<h2>{escape(title)}</h2><ul class="links">{items}</ul>'
 
 

@@ -57,6 +57,86 @@ class OpTrace(TorchFunctionMode):
         return result
 
 
+def trace_dataflow(module, x: torch.Tensor, name=None):
+    """The dataflow graph of one real forward pass of ``module`` on ``x`` (for networks
+    torch.fx cannot trace): a node per call of a module without children (through the
+    taps, named as a capture names layers) and per torch function called between them
+    (``out + x``, ``torch.cat``), linked by which tensor each one produced. Returns a
+    core.graph.dataflow.Dataflow with source "trace"."""
+    from featurescope.core.capture.taps import Run, active, forward_error, tap
+    from featurescope.core.graph.dataflow import JOIN_KINDS, Dataflow, GraphNode, _blocks
+
+    targets, leaves = {}, set()
+    for qualified, sub in module.named_modules():
+        if qualified:
+            targets[id(sub)] = (qualified, None)
+            tap(sub)
+            if next(iter(sub.children()), None) is None:
+                leaves.add(id(sub))
+    nodes: list = []
+    producer: dict = {id(x): "x"}
+    alive = [x]  # every tensor seen stays alive, so no id is reused during the pass
+    nodes.append(GraphNode("x", "input", "input", None, (), tuple(x.shape[1:])))
+
+    def shape_of(value):
+        return tuple(int(s) for s in value.shape[1:]) if isinstance(value, torch.Tensor) else None
+
+    def add_node(node_id, label, kind, layer, scope, inputs, output, join=None):
+        sources = list(dict.fromkeys(producer[id(t)] for t in inputs if id(t) in producer))
+        nodes.append(GraphNode(node_id, label, kind, layer, tuple(scope), shape_of(output), sources, join))
+        for tensor in tensors_in(output):
+            producer[id(tensor)] = node_id
+            alive.append(tensor)
+
+    class TraceRun(Run):
+        stack: list = []
+        inside_leaf = 0
+
+        def call(self, tap_, args, kwargs):
+            sub = tap_.ref()
+            qualified = self.targets[id(sub)][0]
+            leaf = id(sub) in leaves
+            scope = list(self.stack)
+            self.stack.append(qualified)
+            self.inside_leaf += leaf
+            try:
+                output = super().call(tap_, args, kwargs)
+            finally:
+                self.stack.pop()
+                self.inside_leaf -= leaf
+            if leaf:
+                count = self.calls.get(qualified, 1)
+                layer = qualified if count == 1 else f"{qualified}#{count}"
+                add_node(layer, layer, type(sub).__name__, layer, scope,
+                         tensors_in(list(args) + list(kwargs.values())), output)
+            return output
+
+    run = TraceRun(targets, [])
+    run.stack = []
+    counter = {}
+
+    def observe(func, args, kwargs, result):
+        if run.inside_leaf or not isinstance(result, torch.Tensor):
+            return
+        inputs = tensors_in(list(args) + list(kwargs.values()))
+        if not inputs:
+            return
+        kind = getattr(func, "__name__", str(func)).strip("_")
+        count = counter[kind] = counter.get(kind, 0) + 1
+        known = [t for t in inputs if id(t) in producer]
+        join = JOIN_KINDS.get(kind) if len({producer[id(t)] for t in known}) >= 2 else None
+        add_node(f"{kind}_{count}", kind, kind, None, run.stack, inputs, result, join)
+
+    try:
+        with torch.no_grad(), active(run), OpTrace(observe):
+            output = module(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise forward_error(module, x, error, name) from error
+    nodes.append(GraphNode("output", "output", "output", None, (), None,
+                           list(dict.fromkeys(producer[id(t)] for t in tensors_in(output)
+                                              if id(t) in producer))))
+    return Dataflow(nodes, "trace", _blocks(module, nodes))
+
 # Elementwise nonlinearities (functional and Tensor-method names, in-place forms too):
 # under :class:`Linearised` each returns its input unchanged.
 NONLINEAR_NAMES = frozenset(

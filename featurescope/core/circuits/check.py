@@ -122,9 +122,9 @@ def switch_off_checks(prepared: Prepared, source: str, target: Target, channels:
 
 
 def describe_check(check: Optional[Check]) -> str:
-    """One line for people: how far the target fell in each case."""
+    """One line for people: how far the target fell in each case (negative: it rose)."""
     if check is None:
         return ""
-    return (f"switching off {check.count} sources: top by contribution -{check.top_contribution.fall:.4g}, "
-            f"most active -{check.most_active.fall:.4g}, random -{check.random.fall:.4g} "
-            f"(mean of {check.draws}); target {check.target:.4g}")
+    return (f"switching off {check.count} sources lowers the target ({check.target:.4g}) by "
+            f"{check.top_contribution.fall:.4g} (top by contribution), {check.most_active.fall:.4g} "
+            f"(most active), {check.random.fall:.4g} (random, mean of {check.draws})")

@@ -45,8 +45,8 @@ class Circuit:
     ``inhibitory`` split them by sign. ``value``: the target (the channel's mean
     activation, its value at ``position``, or the class score); ``total``: the sum of
     all contributions. ``contributions`` / ``activations``: (C_S,) arrays over every
-    source channel; ``maps``: (C_S, H, W) the source layer's output; ``weights``:
-    (C_S, kh, kw) expanded weights or None; ``check``: the switch-off check or None.
+    source channel; ``maps``: (C_S, H, W) the source layer's output; ``check``: the
+    switch-off check or None; ``notes``: why something could not be computed.
     """
 
     layer: str
@@ -58,7 +58,6 @@ class Circuit:
     contributions: np.ndarray
     activations: np.ndarray
     maps: np.ndarray
-    weights: Optional[np.ndarray] = None
     check: Optional[Check] = None
     label: Optional[str] = None  # the class name, for a class target
     notes: list[str] = field(default_factory=list)
@@ -74,11 +73,6 @@ class Circuit:
     @property
     def inhibitory(self) -> list[Source]:
         return sorted((s for s in self.sources if s.contribution < 0), key=lambda s: s.contribution)
-
-    def source_record(self, channel: int) -> Source:
-        """The :class:`Source` of any source channel (listed or not)."""
-        weight = None if self.weights is None else self.weights[channel]
-        return Source(int(channel), float(self.contributions[channel]), float(self.activations[channel]), weight)
 
     def as_dict(self) -> dict:
         """The JSON the CLI prints: layer, channel, source, sources, check (and more)."""
@@ -115,15 +109,16 @@ def circuit(model, image, layer: str, channel: int, source: Optional[str] = None
     if top is not None:
         order = order[:max(0, int(top))]
     kernels, notes = None, []
-    if weights and layer != CLASS:
+    if weights and layer != CLASS and len(order):
         from featurescope.core.circuits.expanded import expanded_weights
 
-        try:
-            kernels = expanded_weights(model, layer, source, channels=[target.channel])[0].numpy()
+        try:  # impulses for the listed sources only
+            kernels = expanded_weights(model, layer, source, channels=[target.channel],
+                                       sources=[int(i) for i in order])[0].numpy()
         except ModelError as error:
             notes.append(str(error))
     listed = [Source(int(i), float(found.contributions[i]), float(found.activations[i]),
-                     None if kernels is None else kernels[i]) for i in order]
+                     None if kernels is None else kernels[k]) for k, i in enumerate(order)]
     checked = switch_off_check(prepared, source, target, found.contributions, found.activations,
                                found.maps.size) if check else None
     label = None
@@ -131,4 +126,4 @@ def circuit(model, image, layer: str, channel: int, source: Optional[str] = None
         categories = getattr(model, "categories", None)
         label = categories[target.channel] if categories and target.channel < len(categories) else None
     return Circuit(layer, target.channel, source, target.position, found.value, listed, found.contributions,
-                   found.activations, found.maps, kernels, checked, label, notes)
+                   found.activations, found.maps, checked, label, notes)

@@ -80,23 +80,38 @@ def prepare(model, image, layer: str, source: Optional[str], what: str = "A circ
     require_gradients(model, what)
     module = getattr(model, "module", model)
     name = getattr(model, "name", None) or type(module).__name__
-    extra = tuple(n for n in (layer, source) if n)
-    graph = layer_graph(model, extra)
+    graph = layer_graph(model)
+    modules = dict(module.named_modules())
+    for asked in (layer, source):
+        if asked and asked != CLASS and asked not in graph.order and asked.partition("#")[0] not in modules:
+            raise _unknown(name, asked, graph)
+    extra = tuple(n for n in (layer, source) if n and n not in graph.order)
+    if extra:  # modules that are not captured layers by default (a block, an activation)
+        graph = layer_graph(model, extra)
     if layer != CLASS and layer not in graph.order:
-        raise ModelError(f"{name} has no layer called {layer!r}; `featurescope layers` lists the layer names.")
+        raise _unknown(name, layer, graph)
     if source is None:
         source = graph.default_source(layer)
         if source is None:
             raise ModelError(f"Nothing captured feeds {layer} in {name}: it is a first layer, "
                              "made from the image's pixels.")
     elif source not in graph.order:
-        raise ModelError(f"{name} has no layer called {source!r}; `featurescope layers` lists the layer names.")
+        raise _unknown(name, source, graph)
     elif source not in graph.upstream(layer):
         raise ModelError(f"{source} does not feed {layer} in {name}; choose a layer that runs "
                          f"before it on a path into it (the default is {graph.default_source(layer)}).")
     device = getattr(model, "device", None) or next((p.device for p in module.parameters()), "cpu")
     x = as_input(model, image).to(device)
     return Prepared(model, module, name, x, graph), source
+
+
+def _unknown(model_name: str, layer: str, graph) -> ModelError:
+    import difflib
+
+    close = difflib.get_close_matches(layer, [*graph.order, CLASS], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return ModelError(f"{model_name} has no layer called {layer!r}; {hint}`featurescope layers` "
+                      "lists the layer names (or use class for the class scores).")
 
 
 def check_target(prepared: Prepared, target: Target, output: torch.Tensor) -> None:
@@ -197,33 +212,41 @@ def contribution_matrix(model, image, layer: str, source: Optional[str] = None,
     memory bounded), with one backward pass per chunk. ``progress(done, total, text)``
     after each chunk; ``cancel.raise_if_cancelled()`` before each."""
     prepared, source = prepare(model, image, layer, source, "Ranking circuits")
-    probe = contributions(prepared, source, Target(layer, 0, position))  # checks the position too
-    count = probe.count
+    count = prepared.graph.channels.get(layer) if layer != CLASS else None
+    if count is None:  # classes: counted on the first pass
+        count = _output_of(prepared.run([], layer, grad=False), Target(layer, 0)).shape[1]
     chosen = list(range(count)) if channels is None else [int(c) for c in channels]
     bad = [c for c in chosen if not 0 <= c < count]
     if bad:
         what = f"{prepared.name} has classes" if layer == CLASS else f"{layer} has channels"
         raise ModelError(f"{what} 0 to {count - 1}; {', '.join(map(str, bad[:5]))} "
                          f"{'is' if len(bad) == 1 else 'are'} not among them.")
-    maps = torch.from_numpy(probe.maps).to(prepared.x.device)
-    chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
-    result = np.zeros((len(chosen), maps.shape[0]), dtype=np.float32)
     target = Target(layer, 0, position)
     layers = [source] if layer == CLASS else [source, layer]
-    for start in range(0, len(chosen), chunk):
+    result, chunk, start = None, 8, 0  # the first pass sizes the later chunks
+    while start < len(chosen):
         if cancel is not None:
             cancel.raise_if_cancelled()
         part = chosen[start:start + chunk]
+        seen = {}
 
         def rows(output, size=len(part)):
-            return maps.unsqueeze(0).expand(size, *maps.shape).clone().requires_grad_(True)
+            seen["maps"] = maps = output[:1].detach()
+            return maps.expand(size, *maps.shape[1:]).clone().requires_grad_(True)
 
         run = batched_pass(prepared, source, layer, rows, layers, grad=True)
-        activation = run.activations[source]
-        values = target.values(_output_of(run, target), torch.tensor(part, device=activation.device))
+        activation, maps = run.activations[source], seen["maps"]
+        output = _output_of(run, target)
+        check_target(prepared, Target(layer, part[0], position), output)
+        values = target.values(output, torch.tensor(part, device=activation.device))
         (gradient,) = torch.autograd.grad(values.sum(), activation)
         with torch.no_grad():
-            result[start:start + len(part)] = (gradient * maps).flatten(2).sum(dim=2).float().cpu().numpy()
+            done = (gradient * maps).flatten(2).sum(dim=2).float().cpu().numpy()
+        if result is None:
+            result = np.zeros((len(chosen), maps.shape[1]), dtype=np.float32)
+        result[start:start + len(part)] = done
+        start += len(part)
+        chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
         if progress is not None:
-            progress(min(start + chunk, len(chosen)), len(chosen), f"{layer} <- {source}")
+            progress(start, len(chosen), f"{layer} <- {source}")
     return result

@@ -111,11 +111,26 @@ def geometry(model, layer: str, source: str) -> tuple[_Axis, _Axis]:
     raise ModelError(f"featurescope could not place an impulse for {source} -> {layer} in {name}.")
 
 
+class _Entry:
+    """What one S -> L pair has computed so far: its geometry, the input it runs on,
+    the response to no impulse, and the columns (source channels) done."""
+
+    def __init__(self, axes, x, baseline, source_shape):
+        self.axes = axes
+        self.x = x
+        self.baseline = baseline
+        self.source_channels = int(source_shape[0])
+        self.source_size = int(math.prod(source_shape))
+        self.columns: dict[int, torch.Tensor] = {}  # source channel -> (C_out, kh, kw)
+
+
 def expanded_weights(model, layer: str, source: Optional[str] = None,
-                     channels: Optional[Sequence[int]] = None) -> torch.Tensor:
+                     channels: Optional[Sequence[int]] = None,
+                     sources: Optional[Sequence[int]] = None) -> torch.Tensor:
     """The expanded weights from ``source`` (default: the layer that feeds ``layer``
-    most directly) to ``layer``, as a (C_out, C_in, kh, kw) float32 CPU tensor
-    (``channels``: only those output channels, in that order).
+    most directly) to ``layer``, as a (C_out, C_in, kh, kw) float32 CPU tensor;
+    ``channels`` keeps only those output channels and ``sources`` only those source
+    channels, in the order given (the impulses are fed for those sources only).
 
     ``model``: a LoadedModel or an nn.Module in eval mode. ``W[o, i]`` is the signed
     spatial kernel by which source channel i feeds channel o through the linearised
@@ -131,14 +146,20 @@ def expanded_weights(model, layer: str, source: Optional[str] = None,
     prepared, source = prepare(model, torch.zeros(_input_shape_of(model)), layer, source, "Expanded weights")
     key = (layer, source, _weights_version(module))
     with _LOCK:
-        cached = _CACHE.get(module, {}).get(key)
-    if cached is None:
-        cached = _compute(model, prepared, layer, source)
+        entry = _CACHE.get(module, {}).get(key)
+    if entry is None:
+        entry = _start(model, prepared, layer, source)
         with _LOCK:
-            _CACHE.setdefault(module, {})[key] = cached
-    if channels is None:
-        return cached.clone()
-    return cached[[int(c) for c in channels]].clone()
+            _CACHE.setdefault(module, {})[key] = entry
+    wanted = list(range(entry.source_channels)) if sources is None else [int(i) for i in sources]
+    bad = [i for i in wanted if not 0 <= i < entry.source_channels]
+    if bad:
+        raise ModelError(f"{source} has channels 0 to {entry.source_channels - 1}; {bad[0]} is not among them.")
+    missing = [i for i in dict.fromkeys(wanted) if i not in entry.columns]
+    if missing:
+        _compute(entry, prepared, layer, source, missing)
+    weights = torch.stack([entry.columns[i] for i in wanted], dim=1)
+    return weights if channels is None else weights[[int(c) for c in channels]]
 
 
 def _weights_version(module: torch.nn.Module) -> tuple:
@@ -153,21 +174,27 @@ def _input_shape_of(model) -> tuple:
     return (1, int(getattr(model, "channels", 3) or 3), int(size[0]), int(size[1]))
 
 
-def _compute(model, prepared: Prepared, layer: str, source: str) -> torch.Tensor:
+def _start(model, prepared: Prepared, layer: str, source: str) -> _Entry:
+    """The geometry and the response to no impulse (the linearised network's biases)."""
     ay, ax = geometry(model, layer, source)
     channels = int(getattr(model, "channels", 3) or 3)
     x = torch.zeros((1, channels, ay.input_size, ax.input_size), device=prepared.x.device)
     prepared = Prepared(prepared.model, prepared.module, prepared.name, x, prepared.graph)
-    phases = [(ty, tx) for ty in range(ay.stride) for tx in range(ax.stride)]
-    with torch.no_grad(), Linearised():  # S's and L's shapes at this input; the response to nothing
+    with torch.no_grad(), Linearised():
         probe = batched_pass(prepared, source, layer, lambda out: torch.zeros_like(out[:1]),
                              [source, layer], grad=False)
-        s_shape = probe.activations[source].shape
-        s_channels = s_shape[1]
-        baseline = probe.activations[layer][0]
-    weights = torch.zeros((baseline.shape[0], s_channels, ay.k, ax.k))
-    impulses = [(i, ty, tx) for i in range(s_channels) for ty, tx in phases]
-    chunk = max(1, _IMPULSE_ELEMENTS // max(1, math.prod(s_shape[1:]) + baseline.numel()))
+    return _Entry((ay, ax), x, probe.activations[layer][0], probe.activations[source].shape[1:])
+
+
+def _compute(entry: _Entry, prepared: Prepared, layer: str, source: str, columns: list) -> None:
+    """Feed impulses at ``columns`` of S (every stride phase) and store their kernels."""
+    ay, ax = entry.axes
+    prepared = Prepared(prepared.model, prepared.module, prepared.name, entry.x, prepared.graph)
+    phases = [(ty, tx) for ty in range(ay.stride) for tx in range(ax.stride)]
+    baseline = entry.baseline
+    impulses = [(i, ty, tx) for i in columns for ty, tx in phases]
+    chunk = max(1, _IMPULSE_ELEMENTS // max(1, entry.source_size + baseline.numel()))
+    done = {i: torch.zeros((baseline.shape[0], ay.k, ax.k)) for i in columns}
     for start in range(0, len(impulses), chunk):
         part = impulses[start:start + chunk]
 
@@ -182,11 +209,10 @@ def _compute(model, prepared: Prepared, layer: str, source: str) -> torch.Tensor
             run = batched_pass(prepared, source, layer, rows, [layer], grad=False)
         response = (run.activations[layer] - baseline).float().cpu()
         for row, (i, ty, tx) in enumerate(part):
-            ys, xs = ay.pairs[ty], ax.pairs[tx]
-            p_y = [p for p, _ in ys]
-            a_y = [a for _, a in ys]
-            p_x = [p for p, _ in xs]
-            a_x = [a for _, a in xs]
-            weights[:, i, torch.tensor(a_y)[:, None], torch.tensor(a_x)[None, :]] = \
-                response[row][:, torch.tensor(p_y)[:, None], torch.tensor(p_x)[None, :]]
-    return weights
+            (p_y, a_y), (p_x, a_x) = _pairs(ay.pairs[ty]), _pairs(ax.pairs[tx])
+            done[i][:, a_y[:, None], a_x[None, :]] = response[row][:, p_y[:, None], p_x[None, :]]
+    entry.columns.update(done)
+
+
+def _pairs(pairs) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.tensor([p for p, _ in pairs]), torch.tensor([a for _, a in pairs])

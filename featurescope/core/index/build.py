@@ -28,7 +28,7 @@ from featurescope.core.index.store import (
     is_index_file, open_index,
 )
 from featurescope.core.index.walk import list_images
-from featurescope.core.progress import CancelToken, ProgressCallback, check, report
+from featurescope.core.progress import CancelToken, Cancelled, ProgressCallback, check, report
 
 
 def _check_limits(top, batch_size, workers, engine) -> None:
@@ -225,6 +225,7 @@ class IndexBuild:
             raise IndexFileError(f"--checkpoint-every must be a number of seconds above 0, "
                                  f"not {checkpoint_seconds}.")
         self._lock = None
+        self.existed = self.output is not None and self.output.exists() and not rebuild
         if self.output is not None:
             _check_output(self.output, rebuild)
             self._lock = IndexLock(self.output).acquire()
@@ -245,7 +246,11 @@ class IndexBuild:
         index.meta["complete"] = not todo and index.meta.get("complete", False)
         k = self.k
         if engine == "ray":
+            from featurescope.core.cluster import check_address, import_ray
             from featurescope.core.index.ray_engine import run_ray
+
+            import_ray()  # both said now, before the first batch is asked for
+            check_address(ray_address or os.environ.get("RAY_ADDRESS"))
 
             self._batches = run_ray(model, folder, todo, prep, chosen, k, self.rank, batch_size,
                                     workers, cancel=cancel, address=ray_address, groups=self.groups)
@@ -323,13 +328,16 @@ class IndexBuild:
                 self._last_save = time.monotonic()
         return self.finished
 
-    def close(self) -> Index:
-        """Stop the engine (its worker processes or Ray) and save; the index so far."""
+    def close(self, failed: bool = False) -> Index:
+        """Stop the engine (its worker processes or Ray) and save; the index so far.
+        ``failed``: the run stopped on an error; a new index that read nothing yet is then
+        not written (an empty file would later pass for an index of nothing)."""
         close = getattr(self._batches, "close", None)
         try:
             if close is not None:
                 close()
-            if self.output is not None:
+            empty_and_new = failed and self.done == 0 and not self.existed
+            if self.output is not None and not empty_and_new:
                 self.index.save(self.output)
         finally:
             self.release()
@@ -362,6 +370,11 @@ def build_index(model, folder, layers=None, top: int = 9, batch_size: int = 32,
     try:
         while not build.step(1, progress, cancel):
             pass
-    finally:
+    except (Cancelled, KeyboardInterrupt):
         build.close()
+        raise
+    except BaseException:
+        build.close(failed=True)
+        raise
+    build.close()
     return build.index

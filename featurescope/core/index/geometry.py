@@ -47,6 +47,15 @@ class Preprocessing:
         ch, cw = self.crop
         return int(round((rh - ch) / 2.0)), int(round((rw - cw) / 2.0))
 
+    def crop_in_original(self, height: int, width: int) -> tuple[float, float, float, float]:
+        """(top, left, bottom, right) of the centre crop (what the network sees) in the
+        original ``height`` x ``width`` image's pixels, unrounded and unclipped (it reaches
+        past the edges when the crop pads)."""
+        rh, rw = self.resized_size(height, width)
+        oy, ox = self.crop_offset(height, width)
+        sy, sx = height / rh, width / rw
+        return (oy * sy, ox * sx, (oy + self.crop[0]) * sy, (ox + self.crop[1]) * sx)
+
     def to_original(self, box, height: int, width: int) -> tuple[int, int, int, int]:
         """``box`` (top, left, bottom, right; ends exclusive) in network-input pixels as
         pixels of the original ``height`` x ``width`` image, rounded outwards and clipped."""

@@ -14,27 +14,16 @@ started for the run and shut down after it (its start-up takes a few seconds).
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
-from featurescope.core.errors import IndexFileError
+from featurescope.core.cluster import import_ray, ray_session
 from featurescope.core.index.geometry import Preprocessing
 from featurescope.core.index.local import BatchDone
 from featurescope.core.progress import CancelToken, check
-
-
-def _import_ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise IndexFileError("The ray engine needs Ray; install it with "
-                             "pip install 'featurescope[cluster]' or use --engine local.") from None
-    return ray
 
 
 class IndexActor:
@@ -80,19 +69,10 @@ def run_ray(model, root, items: list[tuple[int, str]], preprocessing: Preprocess
             cancel: Optional[CancelToken] = None, address: Optional[str] = None,
             num_cpus: Optional[int] = None, groups: Optional[np.ndarray] = None) -> Iterator[BatchDone]:
     """Yield one :class:`BatchDone` per batch, as the Ray actors finish them."""
-    ray = _import_ray()
+    import_ray()  # a missing Ray is said at once, even for a folder with nothing new
     if not items:
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        else:
-            ray.init(num_cpus=num_cpus or max(2, workers), include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR)
-        started_here = True
-    try:
+    with ray_session(address, workers, num_cpus) as ray:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)
@@ -109,6 +89,4 @@ def run_ray(model, root, items: list[tuple[int, str]], preprocessing: Preprocess
             check(cancel)
             ids, ok, reasons, heights, widths, partial = pickle.loads(row["record"])
             yield BatchDone(ids, ok, reasons, heights, widths, partial)
-    finally:
-        if started_here:
-            ray.shutdown()
+

@@ -216,8 +216,12 @@ class Index:
         data = self._layer(layer)
         if data.group_sums is None or not self.groups:
             return None
-        member = group_ids(self.files["path"], self.groups)[self.files["state"] == STATE_OK]
-        counts = np.bincount(member[member >= 0], minlength=len(self.groups)).astype(np.float64)
+        ok = self.files["state"] == STATE_OK
+        key = (len(ok), int(ok.sum()), tuple(self.groups))
+        if getattr(self, "_group_counts", (None,))[0] != key:  # once per index, not per call
+            member = group_ids(self.files["path"], self.groups)[ok]
+            self._group_counts = (key, np.bincount(member[member >= 0], minlength=len(self.groups)))
+        counts = self._group_counts[1].astype(np.float64)
         return data.group_sums / np.maximum(counts, 1.0)[None, :]
 
     def file_records(self) -> list[FileRecord]:

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurescope.core.errors import ImageError
+from featurescope.core.io.images import is_image_file
 
-# What load_image opens (Pillow's common formats); the CLI's list plus a few aliases.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff",
-                  ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico")
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ def list_images(folder) -> list[FileRecord]:
     for directory, subfolders, names in os.walk(root, followlinks=False):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in names:
-            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
+            if not is_image_file(name):
                 continue
             full = Path(directory) / name
             try:

@@ -50,6 +50,7 @@ def export_grad_cam(model, result, path: PathLike, layer: Optional[str] = None,
     sidecar.update({
         "png": path.name,
         "layer": cam.layer,
+        "method": cam.method,
         "class_index": int(cam.target),
         "class_label": cam.label,
         "score": float(cam.score),

@@ -34,7 +34,21 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from featurescope.core.errors import ImageError
 
-__all__ = ["load_image", "image_from_bytes"]
+__all__ = ["load_image", "image_from_bytes", "IMAGE_SUFFIXES", "is_image_file", "IMAGE_FILE_FILTER"]
+
+# The one list of files featurescope takes for images (Pillow's common formats), for
+# every folder it reads (export, index, the bundled samples) and every open dialog.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff",
+                  ".gif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico")
+# The same list as a file-dialog filter (Qt's syntax, a plain string).
+IMAGE_FILE_FILTER = f"Images ({' '.join('*' + s for s in IMAGE_SUFFIXES)});;All files (*)"
+
+
+def is_image_file(path: Union[str, os.PathLike]) -> bool:
+    """True for a name with one of :data:`IMAGE_SUFFIXES` (any case) that is not hidden."""
+    name = Path(path).name
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
 
 # Leading bytes of the formats people drop on the app: a file that starts like one of
 # these but does not open is damaged or cut short, not "not an image".

@@ -17,13 +17,15 @@ Every failure is a :class:`~featurescope.core.errors.VideoError` with one senten
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from featurescope.core.errors import CameraError, ExportError, FileExistsExportError, VideoError
+from featurescope.core.errors import CameraError, ExportError, VideoError
+from featurescope.core.io.writers import refuse_existing
 
 PathLike = Union[str, os.PathLike]
 
@@ -32,6 +34,10 @@ WRITE_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 # frame rates both codecs write and read back as asked: OpenCV's MJPG writer wants >= 1
 # below 0.5 and its .avi reader caps the rate at 600
 FPS_RANGE = (0.5, 600.0)
+# Below this much free space a video being written is taken to have hit a full disk
+# (checked every DISK_CHECK_EVERY frames, so a long render stops soon after it fills).
+MIN_FREE_BYTES = 1 << 20
+DISK_CHECK_EVERY = 16
 
 
 def _cv2():
@@ -149,8 +155,7 @@ class VideoWriter:
         if suffix not in WRITE_CODECS:
             raise ExportError(f"{self.path.name}: featurescope writes videos as "
                               f"{', '.join(sorted(WRITE_CODECS))}, not {suffix or 'a file without extension'}.")
-        if self.path.exists() and not force:
-            raise FileExistsExportError(f"{self.path} exists; pass --force to overwrite it.", self.path)
+        refuse_existing([self.path], force)
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -175,6 +180,7 @@ class VideoWriter:
         if not writer.isOpened():
             writer.release()
             self._remove_partial()
+            self._refuse_if_disk_full()
             raise ExportError(f"OpenCV cannot encode {self.path.name} with the {self.codec} codec on "
                               "this system; try the other of .mp4 and .avi.")
         self._writer, self._size = writer, (width, height)
@@ -194,6 +200,28 @@ class VideoWriter:
         cv2 = _cv2()
         self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
+        if self.frames % DISK_CHECK_EVERY == 0:  # OpenCV's writer drops frames silently
+            self._refuse_if_disk_full()
+
+    def _refuse_if_disk_full(self) -> None:
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return
+        if free < MIN_FREE_BYTES:
+            raise ExportError(f"{self.path.name} could not be written because the disk holding "
+                              f"{self.path.parent} is full; free some space or choose another folder.")
+
+    def _frames_on_disk(self) -> int:
+        """How many frames the finished partial file holds, read back (-1: unreadable).
+        OpenCV reports no write error, so this is how a full disk or a file-size limit
+        is noticed: the container's index (mp4's moov, avi's idx1) is written last."""
+        cv2 = _cv2()
+        capture = cv2.VideoCapture(str(self._partial))
+        try:
+            return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else -1
+        finally:
+            capture.release()
 
     def finish(self) -> Path:
         """Close the file and move it into place; returns the path."""
@@ -201,8 +229,14 @@ class VideoWriter:
             raise ExportError(f"No frame was written to {self.path.name}.")
         self._writer.release()
         self._writer = None
-        if not self._partial.exists() or self._partial.stat().st_size == 0:
+        written = self._partial.exists() and self._partial.stat().st_size > 0
+        if not written or self._frames_on_disk() < self.frames:
             self._remove_partial()
+            self._refuse_if_disk_full()
+            if written:
+                raise ExportError(f"{self.path.name} could not be written: the file was cut off "
+                                  "before its end (a full disk or a file-size limit), so nothing "
+                                  "was saved; free some space or choose another folder.")
             raise ExportError(f"OpenCV wrote nothing to {self.path.name} (the {self.codec} codec "
                               "failed); try the other of .mp4 and .avi.")
         try:

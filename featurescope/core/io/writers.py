@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -27,6 +27,8 @@ from PIL import Image
 from featurescope.core.errors import ExportError, FileExistsExportError
 
 PathLike = Union[str, os.PathLike]
+# Asked with the files that exist; True means replace them (the app's "Replace?" box).
+Confirm = Callable[[list[Path]], bool]
 
 
 def _write_atomic(path: PathLike, write: Callable[[io.BufferedWriter], None], force: bool) -> Path:
@@ -118,19 +120,40 @@ def _reason(error: OSError) -> str:
     return (error.strerror or str(error) or type(error).__name__).rstrip(".").lower()
 
 
-def refuse_existing(targets, force: bool = False) -> None:
-    """Raise FileExistsExportError naming the first of ``targets`` that exists (and how
-    many more), unless ``force``: every export checks all its files before the first write."""
+def existing_targets(targets: Iterable[PathLike]) -> list[Path]:
+    """The ``targets`` something is at (a file, a folder, a link even when broken)."""
+    return [Path(path) for path in targets if os.path.lexists(path)]
+
+
+def check_overwrite(targets: Iterable[PathLike], force: bool = False,
+                    confirm: Optional[Confirm] = None) -> Optional[bool]:
+    """The one "exists, confirm, force" check every export makes before its first write.
+
+    Returns the ``force`` to write with: True when ``force`` is set or ``confirm``
+    (the app asking the user, with the existing paths) says yes; False when nothing in
+    ``targets`` exists; None when ``confirm`` says no (write nothing). Without
+    ``confirm`` (the CLI), an existing target raises :class:`FileExistsExportError`
+    naming the first (and how many more): nothing is written.
+    """
     if force:
-        return
-    existing = [Path(path) for path in targets if os.path.lexists(path)]
-    if existing:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise FileExistsExportError(
-            f"{existing[0]} already exists{more} and nothing was written; "
-            "use --force to overwrite or choose another folder.",
-            existing[0],
-        )
+        return True
+    existing = existing_targets(targets)
+    if not existing:
+        return False
+    if confirm is not None:
+        return True if confirm(existing) else None
+    more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+    raise FileExistsExportError(
+        f"{existing[0]} already exists{more} and nothing was written; "
+        "use --force to overwrite or choose another folder.",
+        existing[0],
+    )
+
+
+def refuse_existing(targets: Iterable[PathLike], force: bool = False) -> None:
+    """:func:`check_overwrite` without a question: FileExistsExportError for an existing
+    target unless ``force``."""
+    check_overwrite(targets, force)
 
 
 def write_all(writes: Sequence[Callable[[], Path]]) -> list[Path]:
@@ -182,6 +205,11 @@ def write_npz(path: PathLike, arrays: Mapping[str, Any], force: bool = False) ->
     """
     plain = {str(key): to_numpy(value) for key, value in arrays.items()}
     return _write_atomic(path, lambda handle: np.savez(handle, **plain), force)
+
+
+def write_bytes(path: PathLike, data: bytes, force: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically (a picture made elsewhere: an SVG, a PNG)."""
+    return _write_atomic(path, lambda handle: handle.write(data), force)
 
 
 def write_json(path: PathLike, data: Any, force: bool = False) -> Path:

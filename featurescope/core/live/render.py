@@ -1,7 +1,8 @@
 """``featurescope video``: each frame of a clip beside a view of one layer, into a video.
 
 Views: ``grid`` (the layer's feature-map mosaic, as the app draws it), ``channel:C``
-(one map, large), ``gradcam`` (Grad-CAM of the top class over the frame, read at the
+(one map, large), ``gradcam`` (Grad-CAM of the top class over the part of the frame the network saw, its
+centre crop, with the rest dimmed; read at the
 layer ``core.analysis.gradcam.grad_cam_layer`` picks: a convolution itself, the nearest
 convolution before any other layer). Every frame is used (no dropping: this is not live), the forward
 stops at the layer except for Grad-CAM, and the file appears only when complete.
@@ -49,11 +50,11 @@ def view_picture(model, image: Image.Image, layer: str, kind: str, channel: Opti
     from featurescope.core.capture.capture import capture
 
     if kind == "gradcam":
-        from featurescope.core.analysis.gradcam import compute_grad_cam, overlay
+        from featurescope.core.analysis.gradcam import compute_grad_cam
 
-        cam = compute_grad_cam(model, image, layer)
-        base = np.asarray(image.convert("RGB").resize((cam.map.shape[1], cam.map.shape[0])))
-        return overlay(base, cam.map)
+        cam = compute_grad_cam(model, image if prepared is None else prepared, layer)
+        frame = np.asarray(image.convert("RGB"))
+        return cam_over_frame(frame, cam.map, crop_box(model, *frame.shape[:2]))
     result = capture(model, image if prepared is None else prepared, layers=[layer], cancel=cancel)
     maps = result[layer]
     if kind == "channel":
@@ -61,6 +62,35 @@ def view_picture(model, image: Image.Image, layer: str, kind: str, channel: Opti
             raise ModelError(f"{layer} has {maps.shape[0]} channels; channel {channel} does not exist.")
         maps = maps[channel:channel + 1]
     picture, _layout = render_grid(maps, options, upscale=1)
+    return picture
+
+
+def crop_box(model, height: int, width: int) -> tuple[float, float, float, float]:
+    """Where the network's input lies in a ``height`` x ``width`` frame: (top, left,
+    bottom, right) of the centre crop its preprocessing takes (a bare network: the frame)."""
+    from featurescope.core.index.geometry import preprocessing_of
+
+    try:
+        return preprocessing_of(model).crop_in_original(height, width)
+    except ModelError:  # no resize-and-crop: the frame's pixels go in as they are
+        return (0.0, 0.0, float(height), float(width))
+
+
+def cam_over_frame(frame: np.ndarray, cam: np.ndarray, box, dim: float = 0.4) -> np.ndarray:
+    """The map ``cam`` (of the network's input) blended over the part of ``frame`` the
+    network saw (``box`` from :func:`crop_box`); the rest of the frame, which the network
+    never saw, is dimmed and has no map over it. (H, W, 3) uint8, the frame's size."""
+    from featurescope.core.analysis.gradcam import overlay
+
+    height, width = frame.shape[:2]
+    top, left, bottom, right = (int(round(v)) for v in box)
+    size = (max(1, right - left), max(1, bottom - top))
+    stretched = np.asarray(Image.fromarray(np.asarray(cam, np.float32)).resize(size, Image.BILINEAR))
+    picture = (frame.astype(np.float32) * dim + 0.5).astype(np.uint8)
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
+    if y1 > y0 and x1 > x0:
+        seen = stretched[y0 - top:y1 - top, x0 - left:x1 - left]
+        picture[y0:y1, x0:x1] = overlay(frame[y0:y1, x0:x1], np.clip(seen, 0, 1))
     return picture
 
 

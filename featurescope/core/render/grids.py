@@ -20,6 +20,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from featurescope.core.render.levels import (as_chw, effective_normalize, finite_min_max,
+                                             layer_limits)
 from featurescope.core.resources import resource_path
 
 # Tables sampled from matplotlib once; see resources/colormaps/README.md for licences.
@@ -30,16 +32,7 @@ DIVERGING = ("coolwarm", "rdbu")
 SEPARATOR_RGB = (48, 48, 48)
 
 NORMALIZE_MODES = ("channel", "layer")
-# A 1x1 map holds one value: scaled to its own min..max it is always the low colour, so
-# every tile of a (C, 1, 1) layer looked the same. Such layers use the layer's scale.
-ONE_BY_ONE_NOTE = "1x1 maps: one colour scale for the layer"
 ORDER_MODES = ("index", "mean", "max", "sparsity")
-
-# Percentiles are estimated on at most this many values per channel (strided
-# subsample): exact enough for display clipping, and O(C * 1024) instead of a sort
-# of the whole layer.
-_PERCENTILE_SAMPLES = 1024
-
 
 @functools.lru_cache(maxsize=1)
 def _tables() -> dict:
@@ -76,7 +69,7 @@ class GridLayout:
     Tiles are ``tile_height`` x ``tile_width`` pixels with ``gap`` separator pixels
     between them (none around the outside). Coordinates are in un-upscaled pixels:
     divide by the upscale factor first. ``note`` is a sentence for the user about how
-    the grid was drawn ("" when there is nothing to say), e.g. :data:`ONE_BY_ONE_NOTE`.
+    the grid was drawn ("" when there is nothing to say), e.g. :data:`~featurescope.core.render.levels.ONE_BY_ONE_NOTE`.
     """
 
     channels: int
@@ -163,51 +156,11 @@ def grid_layout(channels: int, tile_height: int, tile_width: int, columns: Optio
 
 # --------------------------------------------------------------------------- internals
 
-def _as_chw(chw) -> np.ndarray:
-    """A (C, H, W) float32 (or float64) numpy view/copy of a tensor or array."""
-    if hasattr(chw, "detach") and hasattr(chw, "cpu"):  # a torch tensor; no torch import needed
-        chw = chw.detach()
-        if not chw.dtype.is_floating_point or chw.dtype.itemsize < 4:
-            chw = chw.float()
-        chw = chw.cpu().numpy()
-    x = np.asarray(chw)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 3:
-        raise ValueError(f"Expected a (C, H, W) activation, got shape {tuple(x.shape)}.")
-    if x.dtype not in (np.float32, np.float64):
-        with np.errstate(over="ignore"):  # float64 beyond float32 range becomes inf, handled later
-            x = x.astype(np.float32)
-    return x
-
-
-def _finite_min_max(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row min and max over finite values (float64), and the rows that hold NaN/Inf.
-
-    Plain min/max propagate NaN and reach +-inf, so a row is clean exactly when both are
-    finite; only the (usually zero) dirty rows pay for the masked pass.
-    """
-    lo = flat.min(axis=1).astype(np.float64)
-    hi = flat.max(axis=1).astype(np.float64)
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if bad.any():
-        sub = flat[bad]
-        finite = np.isfinite(sub)
-        lo[bad] = np.min(sub, axis=1, where=finite, initial=np.inf)
-        hi[bad] = np.max(sub, axis=1, where=finite, initial=-np.inf)
-        empty = ~np.isfinite(lo)  # no finite value at all
-        lo[empty] = 0.0
-        hi[empty] = 0.0
-    return lo, hi, bad
-
-
 def _channel_scores(flat: np.ndarray, order: str, hi: Optional[np.ndarray] = None,
                     bad: Optional[np.ndarray] = None) -> np.ndarray:
     if order == "max":
         if hi is None:
-            _, hi, _ = _finite_min_max(flat)
+            _, hi, _ = finite_min_max(flat)
         return hi
     score = flat.mean(axis=1, dtype=np.float64)
     if bad is None:
@@ -243,57 +196,8 @@ def channel_order(chw, order: str = "index") -> np.ndarray:
     """Channel indices in display order: "index" (0, 1, 2, ...), or "mean" / "max" with
     the strongest channel first (ties keep index order; all-NaN channels come last), or
     "sparsity": the channels positive at the most positions first (stats.rank_channels)."""
-    x = _as_chw(chw)
+    x = as_chw(chw)
     return _order_from(x.reshape(x.shape[0], -1), order)
-
-
-def _sample(flat: np.ndarray, width: int) -> np.ndarray:
-    """A strided subsample of each row (at most ~_PERCENTILE_SAMPLES values). The stride is
-    made coprime with the map width so the sample does not fall on a few columns."""
-    step = max(1, flat.shape[1] // _PERCENTILE_SAMPLES)
-    while step > 1 and math.gcd(step, width) != 1:
-        step += 1
-    return flat[:, ::step]
-
-
-def _percentile_limits(flat, width, p, per_channel, signed):
-    sample = _sample(flat, width)
-    if not per_channel:
-        sample = sample.reshape(1, -1)
-    if signed:
-        sample = np.abs(sample)
-        qs = [100.0 - p]
-    else:
-        qs = [p, 100.0 - p]
-    finite = np.isfinite(sample)
-    if finite.all():  # the usual case: plain percentile (partition), no per-row Python loop
-        limits = np.percentile(sample, qs, axis=1)
-    else:
-        limits = np.empty((len(qs), sample.shape[0]))
-        clean = finite.all(axis=1)
-        limits[:, clean] = np.percentile(sample[clean], qs, axis=1)
-        dirty = np.where(finite[~clean], sample[~clean], np.nan)
-        with np.errstate(all="ignore"), _quiet_nan_warnings():
-            limits[:, ~clean] = np.nanpercentile(dirty, qs, axis=1)
-    limits = np.where(np.isfinite(limits), limits, 0.0)
-    if signed:
-        return -limits[0], limits[0]
-    return limits[0], limits[1]
-
-
-class _quiet_nan_warnings:
-    """nanpercentile warns 'All-NaN slice' for a channel with no finite value; we map such
-    channels to a constant colour on purpose."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
 
 
 def _tile_views(mosaic: np.ndarray, layout: GridLayout):
@@ -341,31 +245,21 @@ def grid_indices(chw, normalize: str = "channel", order="index", columns: Option
 
     A layer of 1x1 maps is always scaled as one ("layer"): per-channel scaling of a
     single value would paint every tile the same colour. The layout's ``note`` then
-    says so (:data:`ONE_BY_ONE_NOTE`).
+    says so (:func:`~featurescope.core.render.levels.effective_normalize`).
     """
     if normalize not in NORMALIZE_MODES:
         raise ValueError(f"Unknown normalisation {normalize!r}; choose one of {', '.join(NORMALIZE_MODES)}.")
-    x = _as_chw(chw)
+    x = as_chw(chw)
     channels, height, width = x.shape
     flat = x.reshape(channels, -1)
 
-    note = ""
-    if height * width == 1 and normalize == "channel":
-        normalize, note = "layer", ONE_BY_ONE_NOTE
-
-    lo, hi, bad = _finite_min_max(flat)
-    perm = _order_from(flat, order, hi, bad)
+    normalize, note = effective_normalize(normalize, height, width)
+    min_max = finite_min_max(flat)
+    perm = _order_from(flat, order, min_max[1], min_max[2])
     layout = grid_layout(channels, height, width, columns=columns, gap=gap, order=perm, note=note)
-
+    lo, hi = layer_limits(flat, width, normalize, clip_percentile, signed, min_max)
+    bad = min_max[2]
     clip = bool(clip_percentile)
-    if clip:
-        p = float(clip_percentile)
-        if not 0.0 <= p < 50.0:
-            raise ValueError(f"clip_percentile must be between 0 and 50, got {clip_percentile}.")
-        lo, hi = _percentile_limits(flat, width, p, normalize == "channel", signed)
-    if normalize == "layer":
-        lo = np.full(channels, lo.min())
-        hi = np.full(channels, hi.max())
 
     # Scale to the index range, before the +offset: unsigned -> [0, 254] then +1.5,
     # signed -> [-127, 127] then +128.5; truncating the cast then rounds to 1..255.

@@ -3,8 +3,9 @@
 The app's display panel edits it, the grid view draws with it, and every export path
 (the app's grid, all/selected layers, the command line) takes the same record, so an
 exported PNG is the picture on screen: :func:`grid_arguments` is the only place where
-the record becomes ``grid_indices`` arguments, and :func:`render_grid` the only place
-where it becomes pixels.
+the record becomes ``grid_indices`` arguments, :func:`render_grid` the only place
+where it becomes pixels, and :func:`colour_levels` the colour-bar limits of one of
+those channels (the Channel view).
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class DisplayOptions:
     columns: Optional[int] = None  # None: near-square
     upscale: int = 1
     clip_percentile: Optional[float] = None
+    # a convolution followed by (batch norm and) an activation is shown as the activation's
+    # output: what the next layer receives (core/graph/activation.py finds the pair)
+    after_activation: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (for JSON sidecars)."""
@@ -57,3 +61,14 @@ def render_grid(chw, options: DisplayOptions, upscale: Optional[int] = None):
     indices, layout = grid_indices(chw, **grid_arguments(options))
     factor = options.upscale if upscale is None else upscale
     return apply_lut(indices, colormap_lut(options.colormap), factor), layout
+
+
+def colour_levels(chw, channel: int, options: DisplayOptions) -> tuple[float, float]:
+    """The values at the low and high ends of the colormap for channel ``channel`` of
+    the (C, H, W) layer ``chw``, exactly as :func:`render_grid` colours that channel
+    with ``options`` (core.render.levels.channel_levels)."""
+    from featurescope.core.render.levels import channel_levels
+
+    arguments = grid_arguments(options)
+    return channel_levels(chw, channel, arguments["normalize"], arguments["clip_percentile"],
+                          arguments["signed"])

@@ -15,11 +15,23 @@ from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
-from featurescope.gui.docks.model_panel import is_model_file, parse_size
-from featurescope.gui.model.settings import DEFAULT_MODEL, Settings, absolute
+from featurescope.gui.docks.model_panel import parse_size
+from featurescope.core.models.registry import DEFAULT_MODEL
+from featurescope.gui.model.settings import Settings, absolute
 from featurescope.gui.model.state import AppState
 from featurescope.gui.jobs.lanes import BACKGROUND
 from featurescope.gui.jobs.workers import JobRunner
+
+
+def capture_layers(state: AppState):
+    """What the app captures: every module when the layer list shows them all, the
+    activations too while "show after activation" is on, else the conv and pooling
+    layers (None)."""
+    if state.every_module:
+        return "all"
+    if state.display.after_activation:
+        return "conv,pool,act"
+    return None
 
 
 def first_layer(result: Any) -> str:
@@ -47,6 +59,16 @@ class ModelJobs(QObject):
         self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
         self._trimmed_for = 0  # id() of the model after whose first capture memory was trimmed
         state.layer_changed.connect(self.fetch_missing_layer)
+        self._captured_layers = capture_layers(state)
+        state.every_module_changed.connect(self._on_layer_scope)
+        state.display_changed.connect(self._on_layer_scope)
+
+    def _on_layer_scope(self, *_: Any) -> None:
+        """Capture again when what is captured changes (every module, after activation)."""
+        wanted = capture_layers(self.state)
+        if wanted != self._captured_layers:
+            self._captured_layers = wanted
+            self.request_capture()
 
     def _failed(self, message: str, _error: Optional[BaseException]) -> None:
         self.state.report_error(message)
@@ -59,10 +81,6 @@ class ModelJobs(QObject):
         come; the failure's sentence stays shown. ``spec["trust_pickle"]``, when present,
         is the user's choice for a weights file and is remembered for that file.
         """
-        if not is_model_file(str(spec.get("name") or "")):
-            # input size, mean and std belong to an own model file: a catalogue or timm
-            # model always comes with its own
-            spec = dict(spec, input_size="", mean="", std="")
         try:
             kwargs = {"input_size": parse_size(str(spec.get("input_size") or "")),
                       "mean": parse_statistics(str(spec.get("mean") or ""), what="Mean"),
@@ -151,9 +169,10 @@ class ModelJobs(QObject):
         if model is None or image is None:
             return
         budget, focus = self.settings.memory_budget(), self.state.layer or None
+        layers = self._captured_layers = capture_layers(self.state)
 
         def work(progress, cancel):
-            return capture(model, image, progress=progress, cancel=cancel,
+            return capture(model, image, layers=layers, progress=progress, cancel=cancel,
                            memory_budget=budget, focus=focus)
 
         def captured(result: Any) -> None:

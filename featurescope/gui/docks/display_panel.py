@@ -109,6 +109,12 @@ class DisplayOptionsPanel(QWidget):
         clip_row.addWidget(self.clip)
         clip_row.addWidget(self.clip_value, 1)
 
+        self.after_activation = QCheckBox("show after activation", self)
+        self.after_activation.setObjectName("afterActivation")
+        self.after_activation.setToolTip(
+            "A convolution followed by batch norm and an activation shows the activation's "
+            "output: what the next layer receives (found in the traced graph)")
+
         form = QFormLayout(self)
         form.setContentsMargins(6, 6, 6, 6)
         form.addRow("Colormap", self.colormap)
@@ -117,6 +123,7 @@ class DisplayOptionsPanel(QWidget):
         form.addRow("Columns", self.columns)
         form.addRow("Upscale", self.upscale)
         form.addRow("Clipping", clip_row)
+        form.addRow("", self.after_activation)
 
         self.colormap.currentTextChanged.connect(lambda v: self._change("colormap", v))
         self.normalize.currentIndexChanged.connect(
@@ -125,6 +132,7 @@ class DisplayOptionsPanel(QWidget):
         self.columns.valueChanged.connect(lambda v: self._change("columns", v or None))
         self.upscale.valueChanged.connect(lambda v: self._change("upscale", v))
         self.clip.toggled.connect(self._clip_changed)
+        self.after_activation.toggled.connect(lambda on: self._change("after_activation", bool(on)))
         self.clip_value.valueChanged.connect(self._clip_changed)
         # A spin box's line edit would take Ctrl+Z for its own text undo; here Ctrl+Z
         # means "undo the last display change", wherever the focus is in the panel.
@@ -155,7 +163,7 @@ class DisplayOptionsPanel(QWidget):
     def show_options(self, display) -> None:
         """Make the widgets show ``display`` without recording an undo step."""
         widgets = (self.colormap, self.normalize, self.order, self.columns, self.upscale,
-                   self.clip, self.clip_value)
+                   self.clip, self.clip_value, self.after_activation)
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -168,6 +176,7 @@ class DisplayOptionsPanel(QWidget):
             if display.clip_percentile is not None:
                 self.clip_value.setValue(display.clip_percentile)
             self.clip_value.setEnabled(display.clip_percentile is not None)
+            self.after_activation.setChecked(bool(display.after_activation))
         finally:
             for w in widgets:
                 w.blockSignals(False)

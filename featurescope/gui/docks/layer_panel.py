@@ -1,5 +1,9 @@
 """Every captured layer in network order, with its kind, output shape and depth; a slider.
 
+By default the list holds the convolution and pooling layers; "Every module" switches
+it (and the app's capture) to every module with a feature map: activations, batch
+norms, blocks, stages (``state.every_module``).
+
 Up/Down and PgUp/PgDn move through the list (Qt's own list keys) and the current item goes
 straight to ``state.set_layer``, so the grid follows at once. Ctrl/Shift-click selects
 several layers for "Export selected layers..."; the current item stays the one shown. The slider sweeps from the
@@ -12,10 +16,11 @@ from typing import Any, Optional
 from PySide6.QtCore import QRect, Qt, Signal
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyledItemDelegate,
+    QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QSlider, QStyledItemDelegate,
     QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
+from featurescope.core.capture.layers import CAPTURED_TYPES
 from featurescope.gui.model.state import AppState
 
 DEPTH_ROLE = Qt.UserRole + 1
@@ -66,6 +71,11 @@ class LayerPanel(QWidget):
         self.state = state
         self._updating = False
 
+        self.every_module = QCheckBox("Every module")
+        self.every_module.setObjectName("everyModule")
+        self.every_module.setToolTip("List every module with a feature map (activations, batch "
+                                     "norms, blocks, stages), not only convolutions and pooling")
+        self.every_module.setChecked(state.every_module)
         self.tree = QTreeWidget()
         self.tree.setObjectName("layerList")
         self.tree.setColumnCount(4)
@@ -102,6 +112,7 @@ class LayerPanel(QWidget):
         sweep.addWidget(QLabel("shapes"))
         box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
+        box.addWidget(self.every_module)
         box.addWidget(self.tree, 1)
         box.addLayout(sweep)
         box.addWidget(self.position)
@@ -111,15 +122,23 @@ class LayerPanel(QWidget):
         state.model_changed.connect(self._on_model_changed)
         state.result_changed.connect(self._on_result_changed)
         state.layer_changed.connect(self._on_layer_changed)
+        state.every_module_changed.connect(self._on_every_module_changed)
+        self.every_module.toggled.connect(state.set_every_module)
 
     # -- filling -----------------------------------------------------------------------
     def _layer_infos(self) -> list:
         result, model = self.state.result, self.state.model
         if result is not None:
-            return [result.info[name] for name in result.layers]
-        if model is not None:
-            return list(getattr(model, "layer_info", []) or [])
-        return []
+            infos = [result.info[name] for name in result.layers]
+        elif model is not None:
+            # every_layer_info is a forward pass: read it only when a worker made it
+            made = self.state.every_module and "every_layer_info" in getattr(model, "__dict__", {})
+            infos = list(getattr(model, "every_layer_info" if made else "layer_info", []) or [])
+        else:
+            infos = []
+        if not self.state.every_module:  # a capture may hold activations for "after activation"
+            infos = [info for info in infos if info.kind in CAPTURED_TYPES]
+        return infos
 
     def populate(self) -> None:
         infos = self._layer_infos()
@@ -190,6 +209,11 @@ class LayerPanel(QWidget):
 
     def _on_layer_changed(self, name: str) -> None:
         self._select(name)
+
+    def _on_every_module_changed(self, every: bool) -> None:
+        if self.every_module.isChecked() != every:
+            self.every_module.setChecked(every)
+        self.populate()
 
     # -- widgets -> state -------------------------------------------------------------------
     def _on_current_item_changed(self, current: Optional[QTreeWidgetItem], _previous: Any) -> None:

@@ -42,17 +42,28 @@ class AppState:
     display_changed = Signal(object)  # DisplayOptions
     busy_changed = Signal(bool, str)  # busy, what is running
     error_reported = Signal(str)  # one sentence for the user
+    every_module_changed = Signal(bool)  # the layer list shows every module, not conv/pool only
+    index_changed = Signal(object)  # the dataset index open (Examples), or None
 
     def __init__(self) -> None:
         self.model: Optional[LoadedModel] = None
         self.image: Optional[Image] = None
         self.image_source: str = ""
+        #: what exports record as the image's origin: its file path, a FrameOf (a video
+        #: file's frame), or "" (pasted, a camera frame)
+        self.image_origin: Any = ""
         self.result: Optional[CaptureResult] = None
         self.layer: str = ""
         self.channel: int = -1
         self.display: DisplayOptions = DisplayOptions()
         self.busy: bool = False
+        # False: captures and the layer list hold the conv and pooling layers; True: every
+        # module with a feature map (activations, batch norms, blocks, stages)
+        self.every_module: bool = False
         self.busy_label: str = ""
+        # the dataset index the Examples view has open: its examples and, for a folder of
+        # sub-folders, each unit's label (shown in the channel headers too)
+        self.index = None
         self._thread = threading.get_ident()
 
     def _check_thread(self) -> None:
@@ -68,11 +79,22 @@ class AppState:
             self.result = None
             self.model_changed.emit(model)
 
-    def set_image(self, image: Optional[Image], source: str) -> None:
+    def set_image(self, image: Optional[Image], source: str, origin: Any = None) -> None:
+        """Show ``image``; ``source`` names it, ``origin`` (default: ``source``) is the
+        file (or FrameOf) exports hash."""
         self._check_thread()
         self.image, self.image_source = image, source
+        self.image_origin = source if origin is None else origin
         self.result = None
         self.image_changed.emit(image, source)
+
+    def set_frame(self, image: Image, source: str, result: CaptureResult) -> None:
+        """Show a live frame and its capture as ONE event (``result_changed``): each
+        listener draws once per frame, and none sees the frame without its capture
+        (predictions would blink empty). Listeners read ``image``/``image_source``."""
+        self._check_thread()
+        self.image, self.image_source, self.image_origin = image, source, ""
+        self.set_result(result)
 
     def set_result(self, result: Optional[CaptureResult]) -> None:
         """Show a capture; selects its first layer when the selected one is not in it."""
@@ -103,6 +125,31 @@ class AppState:
             self.display = display
             self.display_changed.emit(display)
 
+    def set_every_module(self, every: bool) -> None:
+        """List (and capture) every module with a feature map, or only conv and pooling."""
+        self._check_thread()
+        if bool(every) != self.every_module:
+            self.every_module = bool(every)
+            self.every_module_changed.emit(self.every_module)
+
+    def set_index(self, index) -> None:
+        """The dataset index (core.index.Index) whose examples and labels are shown, or None."""
+        self._check_thread()
+        if index is not self.index:
+            self.index = index
+            self.index_changed.emit(index)
+
+    def unit_label(self, layer: str, channel: int):
+        """The open index's :class:`~featurescope.core.atlas.labels.UnitLabel` of one unit,
+        or None (no index, no sub-folders, a layer it does not hold)."""
+        index = self.index
+        if index is None or not index.groups or layer not in index.layers:
+            return None
+        from featurescope.core.atlas.labels import unit_labels
+
+        labels = unit_labels(index, layer)
+        return labels[channel] if 0 <= channel < len(labels) else None
+
     def set_busy(self, busy: bool, label: str = "") -> None:
         """What the workers are doing (the job runner's busy_changed is wired here)."""
         self._check_thread()
@@ -116,6 +163,9 @@ class AppState:
             return None
         if self.result is not None and self.layer in getattr(self.result, "info", {}):
             return self.result.info[self.layer]
+        find = getattr(self.model, "find_layer_info", None)
+        if find is not None:
+            return find(self.layer)
         for info in getattr(self.model, "layer_info", None) or ():
             if info.name == self.layer:
                 return info

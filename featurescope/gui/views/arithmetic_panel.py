@@ -9,7 +9,6 @@ It asks :func:`featurescope.core.analysis.arithmetic.explain_position` on the wo
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import numpy as np
@@ -17,21 +16,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
+from featurescope.core.analysis.arithmetic import ARITHMETIC_TYPES
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.number_grid import NumberGrid
-
-
-def _near_square(count: int) -> tuple[int, int]:
-    cols = max(1, int(math.ceil(math.sqrt(count))))
-    return int(math.ceil(count / cols)), cols
-
-
-def _as_grid(vector: np.ndarray) -> np.ndarray:
-    """A vector of per-channel numbers laid out as a near-square grid (NaN fills the end)."""
-    rows, cols = _near_square(vector.size)
-    out = np.full(rows * cols, np.nan)
-    out[: vector.size] = vector
-    return out.reshape(rows, cols)
+from featurescope.gui.widgets.products_table import ProductsTable
 
 
 class ArithmeticPanel(QWidget):
@@ -74,6 +62,8 @@ class ArithmeticPanel(QWidget):
         for widget in (self.patch_grid, self.window_grid, self.times, self.kernel_grid, self.equals,
                        self.products_grid):
             grids.addWidget(widget, 0 if widget in (self.times, self.equals) else 1)
+        self.products_table = ProductsTable(self)  # a 1x1 convolution: one row per input channel
+        self.products_table.hide()
 
         self.channel_spin = QSpinBox(self)
         self.channel_spin.setToolTip("Which input channel of the window to show")
@@ -92,12 +82,12 @@ class ArithmeticPanel(QWidget):
         self.steps.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        self.setMinimumHeight(290)  # three rows of numbers readable at 1280x800
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addLayout(top)
         layout.addLayout(grids, 1)
+        layout.addWidget(self.products_table, 1)
         layout.addLayout(chooser)
         layout.addWidget(self.steps)
 
@@ -114,7 +104,7 @@ class ArithmeticPanel(QWidget):
         if result is None or model is None or not layer or layer not in result.info:
             return
         info = result.info[layer]
-        if info.kind not in ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+        if info.kind not in ARITHMETIC_TYPES:
             return
         channel = max(0, channel)
         self.position = (int(y), int(x))
@@ -154,7 +144,9 @@ class ArithmeticPanel(QWidget):
         is_conv = e.operation == "convolution"
         one_by_one = is_conv and e.kernel_size == (1, 1) and len(e.input_channels) > 1
         for widget in (self.times, self.kernel_grid, self.equals, self.products_grid):
-            widget.setVisible(is_conv)
+            widget.setVisible(is_conv and not one_by_one)
+        self.window_grid.setVisible(not one_by_one)
+        self.products_table.setVisible(one_by_one)
         multi = len(e.input_channels) > 1 and not one_by_one
         for widget in (self.channel_spin, self.channel_label):
             widget.setVisible(multi)
@@ -237,10 +229,9 @@ class ArithmeticPanel(QWidget):
                 f"{' + ...' if len(sums) > 6 else ''}")
 
     def _show_one_by_one(self, e) -> None:
-        """A 1x1 convolution: one number per input channel, laid out as a grid."""
+        """A 1x1 convolution: one product per input channel, as rows, the strongest first."""
         n = len(e.input_channels)
-        self.window_grid.set_data(_as_grid(e.window.reshape(n)), title=f"input: {n} channels at (y{e.rows[0]}, x{e.cols[0]})")
-        self.kernel_grid.set_data(_as_grid(e.kernel.reshape(n)), title=f"kernel [{e.channel}]: one weight per channel")
-        self.products_grid.set_data(_as_grid(e.products.reshape(n)), title="products")
-        self.channel_note.setText(f"1x1 kernel: the result mixes the {n} input channels at this "
-                                  "position (read the grids row by row, channel 0 first)")
+        self.products_table.set_products(e.input_channels, e.window.reshape(n), e.kernel.reshape(n))
+        self.channel_note.setText(f"1x1 kernel at (y{e.rows[0]}, x{e.cols[0]}): the result mixes the {n} "
+                                  "input channels; the table lists their products, the largest first "
+                                  "(scroll it for the rest)")

@@ -28,37 +28,15 @@ from PySide6.QtWidgets import (QApplication, QGraphicsRectItem, QHBoxLayout, QLa
                                QSlider, QSplitter, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.core.render.options import colour_levels
 from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
+from featurescope.gui.widgets.panel_scroll import PanelScroll
 
 
-DIVERGING = getattr(grids, "DIVERGING", ("coolwarm",))
-
-
-def map_levels(channel_map: np.ndarray, layer: Optional[np.ndarray], display) -> tuple[float, float]:
-    """Colour-bar limits for one map, following the display options.
-
-    Per layer: the whole layer's range (so maps compare); per channel: this map's range.
-    ``clip_percentile`` p: the p..(100-p)th percentile. Diverging colormaps: symmetric
-    around 0. Never returns an empty range.
-    """
-    values = layer if display.normalize == "layer" and layer is not None else channel_map
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return 0.0, 1.0
-    p = display.clip_percentile
-    if display.colormap in DIVERGING:
-        a = float(np.percentile(np.abs(finite), 100 - p)) if p else float(np.abs(finite).max())
-        lo, hi = -a, a
-    elif p:
-        lo, hi = (float(v) for v in np.percentile(finite, [p, 100 - p]))
-    else:
-        lo, hi = float(finite.min()), float(finite.max())
-    if not hi > lo:
-        hi = lo + 1.0
-    return lo, hi
+MAPS_MINIMUM_HEIGHT = 240  # the map and the overlay stay readable with the arithmetic open
 
 
 def channel_stats(channel_map: np.ndarray) -> dict[str, float]:
@@ -184,10 +162,13 @@ class ChannelView(TabPage):
         layout.addWidget(self.hover_label)
         layout.addWidget(self.field_label)
 
-        for keys, slot in ((("Right", "N"), self.next_channel), (("Left", "P"), self.previous_channel)):
+        for keys, slot, text in ((("Right", "N"), self.next_channel, "Next channel"),
+                                 (("Left", "P"), self.previous_channel, "Previous channel")):
             for key in keys:
                 shortcut = QShortcut(QKeySequence(key), self)
                 shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.setWhatsThis(text)  # the shortcut sheet's words
+                shortcut.setProperty("where", "Channel view")
                 shortcut.activated.connect(slot)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
@@ -196,7 +177,7 @@ class ChannelView(TabPage):
         self.plots.scene().sigMouseClicked.connect(self._clicked)
         state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.channel_changed,
-                       state.display_changed, state.model_changed):
+                       state.display_changed, state.model_changed, state.index_changed):
             signal.connect(self.refresh)
         self.refresh()
 
@@ -219,15 +200,16 @@ class ChannelView(TabPage):
             self._layer_key = key
         return self._layer_array
 
-    def _levels(self, layer: np.ndarray, display) -> tuple[float, float]:
-        """``map_levels`` of the shown map. Per layer they depend on the layer only, and
-        are an O(layer size) percentile: kept, so a channel step does not redo them."""
+    def _levels(self, layer: np.ndarray, channel: int, display) -> tuple[float, float]:
+        """``colour_levels`` of the shown channel: the grid's limits for it. Per layer they
+        depend on the layer only, and are an O(layer size) percentile: kept, so a channel
+        step does not redo them."""
         if display.normalize != "layer":
-            return map_levels(self.channel_map, layer, display)
-        options = (display.colormap in DIVERGING, display.clip_percentile)
+            return colour_levels(layer, channel, display)
+        options = (display.colormap, display.clip_percentile)
         array, kept_options, levels = self._layer_levels
         if array is not layer or kept_options != options:
-            levels = map_levels(self.channel_map, layer, display)
+            levels = colour_levels(layer, channel, display)
             self._layer_levels = (layer, options, levels)
         return levels
 
@@ -272,13 +254,15 @@ class ChannelView(TabPage):
         c, n = self.current_channel, layer.shape[0]
         info = getattr(self.state.result, "info", {}).get(self.state.layer)
         kind = f" ({info.kind}, {layer.shape[1]}x{layer.shape[2]})" if info is not None else ""
-        self.header.setText(f"channel {c} of {n} in {self.state.layer}{kind}")
+        label = self.state.unit_label(self.state.layer, c)
+        self.header.setText(f"channel {c} of {n} in {self.state.layer}{kind}"
+                            + (f"; {label.text()}" if label is not None else ""))
         self.previous_button.setEnabled(c > 0)
         self.next_button.setEnabled(c < n - 1)
 
         display = self.state.display
         self.channel_map = layer[c]
-        lo, hi = self._levels(layer, display)
+        lo, hi = self._levels(layer, c, display)
         lut = grids.colormap_lut(display.colormap)[1:]
         self.color_bar.setColorMap(pg.ColorMap(np.linspace(0.0, 1.0, len(lut)), lut))
         self.map_item.setImage(self.channel_map, autoLevels=False, levels=(lo, hi))
@@ -401,10 +385,12 @@ class ChannelView(TabPage):
         self.position_pinned.emit(int(y), int(x))
 
     def add_detail_panel(self, panel: QWidget) -> None:
-        """Put ``panel`` under the maps (the arithmetic at the pinned position)."""
-        self.splitter.addWidget(panel)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 0)
+        """Put ``panel`` under the maps (the arithmetic at the pinned position); it scrolls
+        rather than squeezing the maps (they kept ~115 px once)."""
+        self.splitter.addWidget(PanelScroll(panel))
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.plots.setMinimumHeight(MAPS_MINIMUM_HEIGHT)
 
     def _show_pinned(self) -> None:
         """The pinned line, read from the map shown now (another channel or capture gives

@@ -30,9 +30,9 @@ from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.views.grid_view import separator_item, separator_path
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.mime_images import ImageDropTarget, deliver
+from featurescope.core.io.images import IMAGE_FILE_FILTER
 
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.tif *.tiff *.webp);;All files (*)"
 PICTURES = (("a", "A: current image"), ("b", "B"), ("difference", "|A - B|"))
 WORST_LISTED = 8
 THUMBNAIL_HEIGHT = 56
@@ -300,7 +300,7 @@ class CompareView(ImageDropTarget, TabPage):
     # --- choosing B -------------------------------------------------------------------
 
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image B", "", IMAGE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open image B", "", IMAGE_FILE_FILTER)
         if path:
             self.set_image_b(path)
 

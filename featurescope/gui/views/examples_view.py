@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QLis
                                QListWidgetItem, QProgressBar, QPushButton, QSplitter, QToolTip,
                                QVBoxLayout, QWidget)
 
+from featurescope.core.atlas.labels import unit_labels
 from featurescope.gui.controllers.index_building import IndexBuildJob
 from featurescope.gui.widgets.tab_page import TabPage
 
@@ -168,6 +169,7 @@ class ExamplesView(TabPage):
                 f"{index.folder}, top {index.k} per channel"
                 + (f", {skipped} files skipped" if skipped else "") + state)
         self._check_model()
+        self.state.set_index(index)
         self.index_changed.emit(index)
         self._stale = True
         self.refresh()
@@ -236,8 +238,11 @@ class ExamplesView(TabPage):
             return
         dead = set(index.dead_channels(layer))
         means, fired = index.channel_means(layer), index.fired_fraction(layer)
+        labels = unit_labels(index, layer) if index.groups else None
         for channel in range(len(means)):
             text = f"{channel}  mean {means[channel]:.3g}, fired {fired[channel]:.0%}"
+            if labels is not None and labels[channel].label:
+                text += f"  {labels[channel].label} ({labels[channel].selectivity:.2f})"
             item = QListWidgetItem(text + ("  never fired" if channel in dead else ""))
             item.setData(Qt.ItemDataRole.UserRole, channel)
             if channel in dead:

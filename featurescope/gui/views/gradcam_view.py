@@ -2,10 +2,11 @@
 
 Follows ``state.layer``: a convolution is explained itself; for a pooling layer the view
 says so and uses the nearest convolution before it. The class is the top prediction, one
-of the top five, or any class found by name in the search box. The forward and backward
-pass (``core.gradcam.compute_grad_cam``) runs on the worker thread as a "gradcam" request
-(a new one replaces the old), only while this tab is visible; answers are cached per
-capture, layer and class, so switching back is instant.
+of the top five, or any class found by name in the search box; the method is any of the
+CAM family (core/analysis/cam_methods.py). The work (``core.gradcam.compute_grad_cam``)
+runs on the worker thread as a "gradcam" request (a new one replaces the old; Score-CAM
+and Ablation-CAM report progress and stop on Cancel), only while this tab is visible;
+answers are cached per capture, layer, class and method, so switching back is instant.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from featurescope.gui.widgets.equal_columns import EqualColumns
 COLORMAP = "inferno"
 CACHE_SIZE = 32
 TOP = 5
+METHOD_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
+                "layercam": "Layer-CAM", "hirescam": "HiResCAM", "eigencam": "Eigen-CAM",
+                "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM"}
 
 
 def gradcam_layer(state) -> tuple[str, str]:
@@ -56,6 +60,7 @@ class GradCamView(TabPage):
         self.state = state
         self.jobs = jobs
         self.target: Optional[int] = None  # None: the top class
+        self.method = "gradcam"
         self.cam: Any = None  # the GradCam shown (core.gradcam.GradCam)
         self.layer = ""  # the conv layer explained
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
@@ -89,6 +94,12 @@ class GradCamView(TabPage):
         self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.completer.setFilterMode(Qt.MatchFlag.MatchContains)
         self.class_search.setCompleter(self.completer)
+        self.method_combo = QComboBox(self)
+        self.method_combo.setObjectName("gradcamMethod")
+        for method, name in METHOD_NAMES.items():
+            self.method_combo.addItem(name, method)
+        self.method_combo.setToolTip("The CAM method (Score-CAM and Ablation-CAM run the network "
+                                     "once per channel, in batches, with progress)")
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(55)
@@ -98,6 +109,7 @@ class GradCamView(TabPage):
         controls.addWidget(QLabel("Class", self))
         controls.addWidget(self.class_combo, 2)
         controls.addWidget(self.class_search, 2)
+        controls.addWidget(self.method_combo)
         controls.addWidget(QLabel("opacity", self))
         controls.addWidget(self.opacity_slider)
 
@@ -133,6 +145,7 @@ class GradCamView(TabPage):
 
         self.class_combo.activated.connect(self._combo_chosen)
         self.class_search.returnPressed.connect(self._search_chosen)
+        self.method_combo.activated.connect(lambda index: self.set_method(self.method_combo.itemData(index)))
         self.completer.activated.connect(lambda text: self.choose_text(text))
         self.opacity_slider.valueChanged.connect(lambda v: self.overlay_item.setOpacity(v / 100.0))
         state.result_changed.connect(self._forget_result)
@@ -178,6 +191,12 @@ class GradCamView(TabPage):
         """Explain class ``target`` (None: the top class)."""
         self.target = None if target is None else int(target)
         self._fill_classes()
+        self.refresh()
+
+    def set_method(self, method: str) -> None:
+        """Show the map of CAM method ``method`` (one of METHOD_NAMES)."""
+        self.method = method if method in METHOD_NAMES else "gradcam"
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(self.method)))
         self.refresh()
 
     def choose_text(self, text: str) -> bool:
@@ -240,22 +259,23 @@ class GradCamView(TabPage):
         if result is not self._cache_result:  # ids are reused: keep one capture's maps only
             self._cache.clear()
             self._cache_result = result
-        key = (id(result), layer, self.target)
+        key = (id(result), layer, self.target, self.method)
         if key in self._cache:
             self._cache.move_to_end(key)
             self._show(self._cache[key])
             return
         self._wanted = key
-        self.header.setText(f"Computing Grad-CAM at {layer}...")
-        self._submit(key, model, result, layer, self.target)
+        self.header.setText(f"Computing {METHOD_NAMES[self.method]} at {layer}...")
+        self._submit(key, model, result, layer, self.target, self.method)
 
-    def _submit(self, key, model, result, layer: str, target: Optional[int]) -> None:
+    def _submit(self, key, model, result, layer: str, target: Optional[int], method: str) -> None:
         from featurescope.core.analysis.gradcam import compute_grad_cam
 
         image = result.input
 
         def work(progress=None, cancel=None):
-            return compute_grad_cam(model, image, layer, target)
+            return compute_grad_cam(model, image, layer, target, method=method, progress=progress,
+                                    cancel=cancel)
 
         def done(cam: Any) -> None:
             if self._cache_result is not result:
@@ -273,7 +293,7 @@ class GradCamView(TabPage):
                 self.note.setText(message)
                 self.note.show()
 
-        submit_or_run(self.jobs, "gradcam", work, label=f"Grad-CAM at {layer}", on_result=done,
+        submit_or_run(self.jobs, "gradcam", work, label=f"{METHOD_NAMES[method]} at {layer}", on_result=done,
                       on_error=failed)
 
     def _input_picture(self) -> Optional[np.ndarray]:
@@ -305,7 +325,7 @@ class GradCamView(TabPage):
             import torch
 
             probability = f", p = {float(torch.softmax(logits.double(), 0)[cam.target]) * 100:.1f} %"
-        self.header.setText(f"Grad-CAM of '{label}' ({which}, class {cam.target}{probability}) "
+        self.header.setText(f"{METHOD_NAMES.get(cam.method, 'Grad-CAM')} of '{label}' ({which}, class {cam.target}{probability}) "
                             f"at {cam.layer}, {cam.layer_map.shape[0]}x{cam.layer_map.shape[1]}")
         if not np.any(cam.layer_map > 0):
             # A legitimate result (the gradient-weighted sum of the maps is negative

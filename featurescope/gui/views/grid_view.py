@@ -20,9 +20,10 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QKeySequence, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QVBoxLayout, QWidget
 
+from featurescope.gui.caches import dataflow as dataflow_cache
 from featurescope.gui.caches.layer_stats import stored_tensor, tensor_ref
 from featurescope.core.render.options import DisplayOptions, grid_arguments
 from featurescope.gui.model.state import AppState
@@ -96,6 +97,7 @@ class FeatureGridView(QWidget):
         self.jobs = jobs
         self.layout_: Any = None  # GridLayout of what is shown
         self.shown_key: Optional[tuple] = None
+        self.shown_layer = ""  # whose output is on screen (the activation after a conv, see refresh)
         self._cache: OrderedDict[tuple, tuple] = OrderedDict()
         self._sources: dict[str, Any] = {}  # layer -> weak ref to the tensor its grids come from
         self._cache_bytes = 0
@@ -242,8 +244,13 @@ class FeatureGridView(QWidget):
             if result is not None and layer in getattr(result, "missing", ()):
                 self.title.setText(f"{layer}   capturing it again: the memory budget left it out...")
             return
-        key = self._key(layer)
-        indices, layout = self.grid_for(layer)
+        shown, note = dataflow_cache.shown_layer(state.model, result, layer,
+                                                 state.display.after_activation)
+        if note.endswith("activation...)"):
+            self._trace_network()
+        self.shown_layer = shown
+        key = self._key(shown)
+        indices, layout = self.grid_for(shown)
         previous_shape = self.image_item.image.shape if self.image_item.image is not None else None
         self.image_item.setImage(indices, autoLevels=False, levels=(0, 255), lut=self.lut())
         self._show_separators(layout)
@@ -252,10 +259,20 @@ class FeatureGridView(QWidget):
         info = result.info.get(layer) if hasattr(result, "info") else None
         kind = f"{info.kind}  " if info is not None else ""
         c, h, w = layout.channels, layout.tile_height, layout.tile_width
-        note = f"   ({layout.note})" if layout.note else ""
+        note += f"   ({layout.note})" if layout.note else ""
         self.title.setText(f"{layer}   {kind}{c} channels of {h}x{w}{note}")
         if previous_shape != indices.shape:
             self.fit()
+
+    def _trace_network(self) -> None:
+        """Build the model's dataflow graph on the worker, then show the layer again."""
+        model = self.state.model
+        if self.jobs is None or model is None or getattr(self, "_tracing", None) is model:
+            return
+        self._tracing = model  # one request per model: refreshes meanwhile must not restart it
+        self.jobs.submit("dataflow", lambda progress, cancel: dataflow_cache.prepare(model, progress, cancel),
+                         label=f"Tracing {model.name}", on_result=lambda _graph: self.refresh(),
+                         on_error=lambda _message, _error: self.refresh())
 
     def _show_separators(self, layout: Any) -> None:
         """Rebuild the separator lines when the tile geometry changes (not on every switch)."""
@@ -316,7 +333,7 @@ class FeatureGridView(QWidget):
         if hit is None:
             return " "
         channel, y, x = hit
-        result, layer = self.state.result, self.state.layer
+        result, layer = self.state.result, self.shown_layer or self.state.layer
         # one value from the stored tensor: result[layer] would convert a float16 layer whole
         raw = getattr(result, "raw", None)
         value = float(raw(layer)[0, channel, y, x] if raw is not None else result[layer][channel, y, x])
@@ -343,17 +360,3 @@ class FeatureGridView(QWidget):
     def activate_channel(self, channel: int) -> None:
         self.state.set_channel(int(channel))
         self.channel_activated.emit(int(channel))
-
-    # -- keys: move through layers from the grid too ---------------------------------
-    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
-        steps = {Qt.Key_Up: -1, Qt.Key_Down: 1, Qt.Key_PageUp: -5, Qt.Key_PageDown: 5}
-        step = steps.get(event.key())
-        result = self.state.result
-        if step is None or result is None or not result.layers:
-            if event.matches(QKeySequence.StandardKey.Refresh):
-                self.fit()
-            return super().keyPressEvent(event)
-        layers = list(result.layers)
-        here = layers.index(self.state.layer) if self.state.layer in layers else 0
-        self.state.set_layer(layers[max(0, min(len(layers) - 1, here + step))])
-        event.accept()

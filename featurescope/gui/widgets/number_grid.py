@@ -12,6 +12,10 @@ from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
+MIN_CELL_WIDTH = 42  # "-12.34" at the smallest font drawn (6 pt) fits with room to spare
+MIN_CELL_HEIGHT = 16
+
+
 def _diverging(value: float, scale: float) -> QColor:
     """Blue for negative, red for positive, white at zero (coolwarm-like)."""
     # at most 70 % of the full colour, so dark text stays readable on every cell
@@ -38,7 +42,6 @@ class NumberGrid(QWidget):
         self.show_numbers = True
         self.digits = 3  # decimals; 2 when 3 do not fit the cells
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
-        self.setMinimumSize(80, 90)
 
     def set_data(self, values, *, mask=None, colours=None, highlight=None, row_labels=(),
                  col_labels=(), title: Optional[str] = None, show_numbers: bool = True) -> None:
@@ -70,6 +73,18 @@ class NumberGrid(QWidget):
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
         rows, cols = (3, 3) if self.values is None else self.values.shape
         return QSize(40 + cols * 56, 38 + rows * 28)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        """Room for the whole title and for every number at a readable size: a layout
+        short of space scrolls the grid instead of overlapping its numbers."""
+        rows, cols = (3, 3) if self.values is None else self.values.shape
+        bold = QFont(self.font())
+        bold.setBold(True)
+        title = int(QFontMetricsF(bold).horizontalAdvance(self.title)) + 6
+        left = 40 if self.row_labels else 4
+        cell = MIN_CELL_WIDTH if self.show_numbers else MIN_CELL_HEIGHT
+        top = 20 + (14 if self.col_labels else 0)
+        return QSize(max(title, left + cols * cell + 4), top + rows * MIN_CELL_HEIGHT + 4)
 
     def maximumSizeHint(self) -> QSize:  # noqa: N802
         return self.sizeHint()

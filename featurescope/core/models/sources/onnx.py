@@ -8,6 +8,9 @@ input); onnx2torch raises NotImplementedError for both. ONNX Runtime runs every 
 can load, and its results are the reference anyway. The price: no gradients
 (``supports_gradients`` is False; Grad-CAM says so in one sentence).
 
+How an edit reaches the later layers (``ablate``): see onnx_session.py, which also runs
+graphs exported with a fixed batch one batch at a time.
+
 How capture sees the layers: the graph is run once with the input and output of every
 2-D ``Conv``, ``MaxPool``, ``AveragePool``, ``GlobalAveragePool`` and
 ``GlobalMaxPool`` node (and ``ReduceMean``/``ReduceMax`` over H and W with kept
@@ -205,41 +208,48 @@ def _network_class():
             self._input_name = input_name
             self._output_name = output_name
             self._plan = plan  # [(attribute name, input value name, output value name)]
-            self._session = None
+            self._runner = None
             self._feed: dict = {}
             for name, module in stand_ins.items():
                 module._feed = self._feed
                 self.add_module(name, module)
 
-        def _run(self, x):
+        def _run(self, x, cuts=None) -> dict:
             import numpy as np
-            import onnxruntime
-
-            if self._session is None:
-                options = onnxruntime.SessionOptions()
-                options.log_severity_level = 3
-                self._session = onnxruntime.InferenceSession(
-                    self._model_bytes, options, providers=["CPUExecutionProvider"])
-            names = [o.name for o in self._session.get_outputs()]
-            array = np.ascontiguousarray(x.detach().float().cpu().numpy())
-            return dict(zip(names, self._session.run(names, {self._input_name: array})))
-
-        def forward(self, x):
             import torch
 
+            from featurescope.core.models.sources.onnx_session import OnnxRunner
+
+            if self._runner is None:
+                self._runner = OnnxRunner(self._model_bytes, self._input_name, self.path.name)
+            array = np.ascontiguousarray(x.detach().float().cpu().numpy())
+            cut_arrays = {name: np.ascontiguousarray(value.detach().float().cpu().numpy())
+                          for name, value in (cuts or {}).items()}
+            results = self._runner.run(array, cut_arrays)
+            return {name: torch.from_numpy(value).to(x.device) for name, value in results.items()}
+
+        def forward(self, x):
             if x.device.type == "meta":
                 raise RuntimeError("an ONNX model cannot run on the meta device")
-            results = self._run(x)
-            values = {name: torch.from_numpy(value).to(x.device) for name, value in results.items()}
+            values = self._run(x)
             values[self._input_name] = x
             self._feed.clear()
             self._feed.update(values)
+            cuts = {}
             try:
                 for attr, input_name, output_name in self._plan:
                     module = getattr(self, attr)
+                    computed = values[output_name]
                     out = module(values[input_name])
                     values[output_name] = out  # what capture's wrapper handed on
                     self._feed[output_name] = out
+                    if out is not computed:
+                        # a sink edited this layer (switched channels off): compute the
+                        # rest of the graph again from the edited values
+                        cuts[output_name] = out
+                        for name, value in self._run(x, cuts).items():
+                            if name not in cuts:
+                                values[name] = self._feed[name] = value
                 return values[self._output_name]
             finally:
                 self._feed.clear()

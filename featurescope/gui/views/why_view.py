@@ -1,0 +1,295 @@
+"""The Why view: which channels of the selected layer carried the class, and whether
+switching them off really lowers it.
+
+For the capture's photo, a class (the top one or one of the top five) and a method
+(activation x gradient, or integrated gradients), the channels of ``state.layer`` ranked
+by their contribution, for the class and against it, each with two thumbnails: its map
+over the photo and its contribution map (red for, blue against). Beside them the deletion
+curves (class probability with the top k channels switched off, beside the k strongest
+and k random channels) and their areas. A click on a channel opens it in the Channel tab.
+
+The work (core/analysis/attribution.py, faithfulness.py and the thumbnails of
+core/render/why_report.py) runs on the worker as a "why" request with progress and
+Cancel; only numpy arrays and dataclasses come back. Answers are cached per capture,
+layer, class and method.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
+                               QSplitter, QVBoxLayout, QWidget)
+
+from featurescope.gui.jobs.workers import submit_or_run
+from featurescope.gui.widgets.tab_page import TabPage
+
+LISTED = 12  # channels listed for and against the class
+THUMB = 72
+CACHE_SIZE = 8
+METHODS = {"grad_x_act": "activation x gradient", "integrated_gradients": "integrated gradients"}
+CURVES = (("top", "top by contribution", (214, 39, 40)), ("strongest", "strongest activation", (31, 119, 180)),
+          ("random", "random channels (mean)", (127, 127, 127)))
+
+
+@dataclass
+class WhyAnswer:
+    """What the worker hands back: the attribution, its deletion curves, and per listed
+    channel an (THUMB, 2 * THUMB + 4, 3) uint8 thumbnail pair."""
+
+    attribution: Any
+    faithfulness: Any
+    thumbnails: dict = field(default_factory=dict)
+
+
+def explain(model, image, layer: str, target: Optional[int], method: str, progress=None,
+            cancel=None) -> WhyAnswer:
+    """The Why view's work (runs on the worker thread)."""
+    from featurescope.core.analysis.attribution import attribute
+    from featurescope.core.analysis.faithfulness import faithfulness
+    from featurescope.core.render.why_report import channel_over_photo, contribution_picture
+
+    found = attribute(model, image, layer, target=target, method=method, progress=progress, cancel=cancel)
+    faith = faithfulness(model, image, layer, found, progress=progress, cancel=cancel)
+    picture = np.asarray(model.deprocess(image))
+    listed = found.top(LISTED) + found.against(LISTED)
+    scale = float(max((np.abs(found.maps[c]).max() for c in listed), default=0.0))
+    thumbnails = {}
+    for channel in listed:
+        from PIL import Image
+
+        over = np.asarray(Image.fromarray(channel_over_photo(picture, found.activations[channel]))
+                          .resize((THUMB, THUMB), Image.BILINEAR))
+        contribution = contribution_picture(found.maps[channel], (THUMB, THUMB), scale)
+        gap = np.full((THUMB, 4, 3), 255, np.uint8)
+        thumbnails[channel] = np.ascontiguousarray(np.concatenate([over, gap, contribution], axis=1))
+    return WhyAnswer(found, faith, thumbnails)
+
+
+def _icon(rgb: np.ndarray) -> QIcon:
+    height, width, _ = rgb.shape
+    image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    return QIcon(QPixmap.fromImage(image))
+
+
+class WhyView(TabPage):
+    """Ranked channels for and against a class, and the deletion check beside them."""
+
+    channel_activated = Signal(int)  # a channel was clicked: open it in the Channel tab
+
+    def __init__(self, state, jobs: Any = None, parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.jobs = jobs
+        self.target: Optional[int] = None  # None: the top class
+        self.method = "grad_x_act"
+        self.answer: Optional[WhyAnswer] = None
+        self._cache: OrderedDict[tuple, WhyAnswer] = OrderedDict()
+        self._cache_result: Any = None
+        self._wanted: Optional[tuple] = None
+
+        self.header = QLabel(self)
+        self.header.setWordWrap(True)
+        font = self.header.font()
+        font.setBold(True)
+        self.header.setFont(font)
+        self.class_combo = QComboBox(self)
+        self.class_combo.setObjectName("whyClass")
+        self.class_combo.setToolTip("Explain the top class or one of the top five")
+        self.class_combo.setMinimumContentsLength(12)
+        self.class_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_combo = QComboBox(self)
+        self.method_combo.setObjectName("whyMethod")
+        for method, name in METHODS.items():
+            self.method_combo.addItem(name, method)
+        self.method_combo.setToolTip("Activation x gradient: one pass forward and back. Integrated "
+                                     "gradients: 32 steps; the contributions add up to the logit "
+                                     "minus the logit with the layer switched off")
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Class", self))
+        controls.addWidget(self.class_combo, 2)
+        controls.addWidget(QLabel("method", self))
+        controls.addWidget(self.method_combo, 1)
+
+        self.for_list = self._channel_list("whyFor")
+        self.against_list = self._channel_list("whyAgainst")
+        lists = QWidget(self)
+        lists_box = QVBoxLayout(lists)
+        lists_box.setContentsMargins(0, 0, 0, 0)
+        lists_box.addWidget(self._wrapped("For the class (map over the photo | contribution):"))
+        lists_box.addWidget(self.for_list, 3)
+        lists_box.addWidget(self._wrapped("Against it:"))
+        lists_box.addWidget(self.against_list, 2)
+
+        self.plot = pg.PlotWidget(self)
+        self.plot.setObjectName("whyCurves")
+        self.plot.setBackground(None)
+        self.plot.setLabel("bottom", "channels switched off (k)")
+        self.plot.setLabel("left", "class probability")
+        self.plot.setYRange(0, 1, padding=0.02)
+        self.plot.showGrid(x=False, y=True, alpha=0.2)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.curves = {name: self.plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o",
+                                            symbolSize=5, symbolBrush=colour, name=words)
+                       for name, words, colour in CURVES}
+        self.verdict = QLabel(self)
+        self.verdict.setWordWrap(True)
+        right = QWidget(self)
+        right_box = QVBoxLayout(right)
+        right_box.setContentsMargins(0, 0, 0, 0)
+        right_box.addWidget(self._wrapped("Is it true? The class's probability as channels are switched off:"))
+        right_box.addWidget(self.plot, 1)
+        right_box.addWidget(self.verdict)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(lists)
+        splitter.addWidget(right)
+        splitter.setSizes([420, 560])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.header)
+        layout.addLayout(controls)
+        layout.addWidget(splitter, 1)
+
+        self.class_combo.activated.connect(lambda i: self.set_target(self.class_combo.itemData(i)))
+        self.method_combo.activated.connect(lambda i: self.set_method(self.method_combo.itemData(i)))
+        state.result_changed.connect(self._forget_result)
+        for signal in (state.result_changed, state.layer_changed, state.model_changed):
+            signal.connect(self.refresh)
+        self.refresh()
+
+    def _wrapped(self, text: str) -> QLabel:
+        label = QLabel(text, self)
+        label.setWordWrap(True)  # the window may be narrower than the sentence
+        return label
+
+    def _channel_list(self, name: str) -> QListWidget:
+        listing = QListWidget(self)
+        listing.setObjectName(name)
+        listing.setIconSize(QSize(2 * THUMB + 4, THUMB))
+        listing.setToolTip("Click a channel to open it in the Channel tab")
+        listing.setMinimumWidth(2 * THUMB + 40)
+        listing.itemClicked.connect(self._clicked)
+        return listing
+
+    def _forget_result(self, result: Any) -> None:
+        if result is not self._cache_result:  # the previous capture's answers go with it
+            self._cache.clear()
+            self._cache_result = None
+
+    def set_target(self, target: Optional[int]) -> None:
+        """Explain class ``target`` (None: the top class)."""
+        self.target = None if target is None else int(target)
+        self.refresh()
+
+    def set_method(self, method: str) -> None:
+        """Rank by ``method`` ("grad_x_act" or "integrated_gradients")."""
+        self.method = method if method in METHODS else "grad_x_act"
+        self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(self.method)))
+        self.refresh()
+
+    def _fill_classes(self) -> None:
+        result = self.state.result
+        self.class_combo.blockSignals(True)
+        self.class_combo.clear()
+        self.class_combo.addItem("top class", None)
+        for p in (result.predictions(5) if result is not None and result.logits is not None else []):
+            self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
+        if self.class_combo.findData(self.target) < 0:
+            self.target = None
+        self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.target)))
+        self.class_combo.blockSignals(False)
+
+    def redraw(self) -> None:
+        """Show the answer for the state's capture, layer, class and method, asking the
+        worker for it when it is not cached."""
+        self._fill_classes()
+        model, result, layer = self.state.model, self.state.result, self.state.layer
+        if result is None or model is None or not layer:
+            self._show(None, "Nothing to explain yet: load a model and an image.")
+            return
+        if result.logits is None:
+            self._show(None, f"{model.name} gives no class scores, so there is no class to explain.")
+            return
+        if not getattr(model, "supports_gradients", True):
+            self._show(None, f"The Why view needs gradients, which {model.display_name} does not give.")
+            return
+        if result is not self._cache_result:
+            self._cache.clear()
+            self._cache_result = result
+        key = (id(result), layer, self.target, self.method)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            self._show(self._cache[key])
+            return
+        self._wanted = key
+        self._show(None, f"Ranking the channels of {layer} and switching them off...")
+        self._submit(key, model, result, layer, self.target, self.method)
+
+    def _submit(self, key, model, result, layer, target, method) -> None:
+        image = result.input
+
+        def work(progress=None, cancel=None):
+            return explain(model, image, layer, target, method, progress, cancel)
+
+        def done(answer: WhyAnswer) -> None:
+            if self._cache_result is not result:
+                return  # a newer capture arrived meanwhile
+            self._cache[key] = answer
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+            if key == self._wanted and self.state.result is result:
+                self._show(answer)
+
+        def failed(message: str, _error: Any = None) -> None:
+            if key == self._wanted:
+                self._show(None, message)
+
+        submit_or_run(self.jobs, "why", work, label=f"Why at {layer}", on_result=done, on_error=failed)
+
+    def _show(self, answer: Optional[WhyAnswer], message: str = "") -> None:
+        self.answer = answer
+        for listing in (self.for_list, self.against_list):
+            listing.clear()
+        if answer is None:
+            self.header.setText(message)
+            for curve in self.curves.values():
+                curve.setData([], [])
+            self.verdict.setText("")
+            return
+        found, faith = answer.attribution, answer.faithfulness
+        name = found.label or f"class {found.target}"
+        self.header.setText(f"Why '{name}' ({found.probability * 100:.1f} %): the channels of "
+                            f"{found.layer} by their contribution ({METHODS[found.method]})")
+        for listing, channels in ((self.for_list, found.top(LISTED)), (self.against_list, found.against(LISTED))):
+            for channel in channels:
+                item = QListWidgetItem(f"channel {channel}\n{found.channels[channel]:+.3g}")
+                item.setData(Qt.ItemDataRole.UserRole, int(channel))
+                if channel in answer.thumbnails:
+                    item.setIcon(_icon(answer.thumbnails[channel]))
+                listing.addItem(item)
+        positions = np.arange(len(faith.k), dtype=float)  # k = 0, 1, 2, 5... evenly spaced
+        axis = self.plot.getAxis("bottom")
+        axis.setTicks([[(float(i), str(k)) for i, k in enumerate(faith.k)]])
+        for ranking, words, _colour in CURVES:
+            self.curves[ranking].setData(positions, np.asarray(getattr(faith, ranking)))
+            self.legend.getLabel(self.curves[ranking]).setText(f"{words}: AUC {faith.auc[ranking]:.3f}")
+        k = faith.k[-1]
+        self.verdict.setText(
+            f"Switching off the top {k} channels by contribution takes '{name}' from "
+            f"{faith.top[0] * 100:.1f} % to {faith.top[-1] * 100:.1f} %; {k} random channels leave "
+            f"{faith.random[-1] * 100:.1f} %. Areas under the curves (lower falls faster): "
+            f"top {faith.auc['top']:.3f}, strongest {faith.auc['strongest']:.3f}, "
+            f"random {faith.auc['random']:.3f}.")
+
+    def _clicked(self, item: QListWidgetItem) -> None:
+        channel = item.data(Qt.ItemDataRole.UserRole)
+        if channel is None:
+            return
+        self.state.set_channel(int(channel))
+        self.channel_activated.emit(int(channel))

@@ -1,0 +1,31 @@
+"""A scroll area for a panel that shows and hides itself (the arithmetic under the maps).
+
+In a splitter the panel takes the room it needs up to what the splitter gives it, and
+scrolls beyond that, so the pictures above keep their share; the area is shown exactly
+while the panel is.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent
+from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
+
+
+class PanelScroll(QScrollArea):
+    """``PanelScroll(panel)``: holds ``panel`` and follows its show() and hide()."""
+
+    def __init__(self, panel: QWidget) -> None:
+        super().__init__()
+        self.panel = panel
+        self.setObjectName(f"{panel.objectName() or 'panel'}Scroll")
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidget(panel)
+        panel.installEventFilter(self)
+        self.setVisible(not panel.isHidden())
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 (Qt)
+        if watched is getattr(self, "panel", None) and event.type() in (QEvent.Type.ShowToParent, QEvent.Type.HideToParent):
+            self.setVisible(event.type() == QEvent.Type.ShowToParent)
+        return False
