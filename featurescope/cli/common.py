@@ -8,8 +8,7 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
