@@ -59,6 +59,11 @@ def warn(text: str) -> None:
     print(f"featurescope: warning: {text}", file=sys.stderr)
 
 
+def plural(count: int, word: str) -> str:
+    """``plural(1, "image")`` -> "1 image", ``plural(1280, "channel")`` -> "1,280 channels"."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
 def load_model_from_args(args, device: Optional[str] = None):
     """The LoadedModel that the model options of ``args`` name, with a progress bar."""
     from featurescope.core.models.load import load_model
