@@ -46,12 +46,14 @@ def child(model_name: str, size: int, mode: str) -> dict:
         with torch.inference_mode():
             model.module(x)
     else:
-        budget = DEFAULT_MEMORY_BUDGET if mode == "budget" else None
-        result = capture(model, x, memory_budget=budget)
+        budget = DEFAULT_MEMORY_BUDGET if mode.startswith("budget") else None
+        # "budget-all": every module with a feature map (issue 18), not only conv/pool
+        result = capture(model, x, layers="all" if mode.endswith("-all") else None, memory_budget=budget)
         notice = result.notice
         kept = f"{len(result.layers) - len(result.missing)}/{len(result.layers)} {str(result.storage_dtype)[6:]}"
     peak = peak_rss_kib()
-    return {"before_kib": before, "peak_kib": peak, "notice": notice, "kept": kept}
+    stored = result.stored_bytes if mode != "plain" else 0
+    return {"before_kib": before, "peak_kib": peak, "notice": notice, "kept": kept, "stored": stored}
 
 
 def measure(model_name: str, size: int, mode: str) -> dict:

@@ -127,6 +127,23 @@ def run(quick: bool, only: set) -> list[Figure]:
             figures += bench_live.live_figures(["resnet18"], 64, 12, 5, rounds=1)
         else:
             figures += bench_live.live_figures(["efficientnet_lite0", "resnet18"], 224, 40, 60, rounds=5)
+    if want("13"):
+        import bench_layers
+
+        figures += bench_layers.capture_all_figures(["resnet18", "efficientnet_lite0"],
+                                                    64 if quick else 224, 3 if quick else 15)
+        if quick:
+            figures += bench_layers.memory_all_figures("squeezenet1_1", 64)
+        else:
+            figures += bench_layers.memory_all_figures("resnet18", 2048)
+    if want("14"):
+        import bench_layers
+
+        figures += bench_layers.graph_stall_figures("resnet18" if quick else "resnet50")
+    if want("19"):
+        import bench_why
+
+        figures += bench_why.why_figures(quick)
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

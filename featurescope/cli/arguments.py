@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from featurescope.cli.common import DEFAULT_MODEL
+from featurescope.core.models.registry import DEFAULT_MODEL
 
 
 def statistics(text: str) -> tuple[float, ...]:

@@ -40,7 +40,7 @@ def _layer_dict(info) -> dict:
     }
 
 
-def _pair(value) -> str:
+def _size_text(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -86,12 +86,12 @@ def run_layers(args) -> int:
         channels = f"{info.in_channels}->{info.out_channels}"
         if info.groups and info.groups > 1:
             channels += f" g{info.groups}" if info.groups != info.in_channels else " dw"
-        kernel = _pair(info.kernel_size) if info.output_size is None else f"->{_pair(info.output_size)}"
+        kernel = _size_text(info.kernel_size) if info.output_size is None else f"->{_size_text(info.output_size)}"
         if info.groups is None:  # not a conv or pool: no kernel, channels in -> out as shapes say
             channels = f"{info.in_channels}->{info.out_channels}"
         output = "x".join(str(v) for v in info.output_shape)
         print(f"{info.index:>3}  {info.name:<{name_w}}  {info.kind:<17} {channels:>11}  {kernel:>6} "
-              f"{_pair(info.stride):>6} {_pair(info.padding):>7}  {output:>14} {info.parameters:>10,}")
+              f"{_size_text(info.stride):>6} {_size_text(info.padding):>7}  {output:>14} {info.parameters:>10,}")
     if others:
         print("not feature maps (not shown): " + ", ".join(
             f"{n} {'x'.join(map(str, s[1:])) if s else '(no tensor)'}" for n, s in others.items()))

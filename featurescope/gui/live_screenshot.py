@@ -20,6 +20,7 @@ def save_live_screenshot(out, layer: str = "blocks.1.expand", frames: int = 8,
     from featurescope.core.live.sources import write_shapes_video
     from featurescope.gui.app import application
     from featurescope.gui.main_window import MainWindow
+    from featurescope.core.models.registry import DEFAULT_MODEL
     from featurescope.gui.screenshot import wait_until_idle
 
     app = application()
@@ -28,7 +29,7 @@ def save_live_screenshot(out, layer: str = "blocks.1.expand", frames: int = 8,
         window = MainWindow(settings=str(Path(folder, "settings.ini")), start=False)
         window.resize(*size)
         window.show()
-        window.start(model="efficientnet_lite0")
+        window.start(model=DEFAULT_MODEL)
         wait_until_idle(window, app)
         window.state.set_layer(layer)
         shown = []

@@ -63,6 +63,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
         raise FeaturescopeError(f"{out.parent} does not exist; create the folder first.")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from featurescope.core.io.images import load_image
+    from featurescope.core.models.registry import DEFAULT_MODEL
     from featurescope.core.resources import default_sample
 
     image_path = str(image) if image is not None else str(default_sample())
@@ -95,7 +96,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
         try:
             window.resize(*size)
             window.show()
-            window.start(image=image_path, model=model or "efficientnet_lite0",
+            window.start(image=image_path, model=model or DEFAULT_MODEL,
                          weights=weights or "default", device=device or "auto",
                          input_size=input_size, mean=mean, std=std)
             wait_until_idle(window, app)

@@ -172,3 +172,19 @@ def test_a_fractional_position_or_channel_is_refused_not_cut(zoo):
         with pytest.raises(ModelError, match="whole number"):
             explain_position(model, result, "stride2", *args)
     explain_position(model, result, "stride2", np.int64(0), np.int32(1), 2)  # numpy ints are whole
+
+
+def test_every_pooling_kind_is_captured_explained_and_recomputed():
+    from featurescope.core.analysis.explain import explain_layer
+    from featurescope.core.capture.layers import POOL_TYPES
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.AvgPool2d(2, padding=1),
+                        nn.AdaptiveMaxPool2d((4, 3)), nn.AdaptiveAvgPool2d(2)).eval()
+    result = capture(net, torch.randn(1, 3, 30, 26))
+    pools = {info.kind: name for name, info in result.info.items() if info.kind != "Conv2d"}
+    assert sorted(pools) == sorted(POOL_TYPES)  # one set of pooling kinds, all captured
+    for kind, layer in pools.items():
+        assert "pooling" in explain_layer(result.info[layer]).title, kind
+        for c, y, x in _positions(result[layer].shape):
+            e = explain_position(net, result, layer, c, y, x)
+            assert e.matches, (kind, c, y, x)

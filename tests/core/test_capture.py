@@ -412,3 +412,18 @@ def test_out_of_memory_in_the_forward_pass_is_a_sentence_not_a_crash():
 
     with pytest.raises(ModelError, match=r"^Out of memory on cpu running Greedy on a 3x32x32 input"):
         capture(Greedy().eval(), torch.zeros(1, 3, 32, 32))
+
+
+def test_one_pair_reading_for_sizes():
+    from featurescope.core.capture.layers import pair
+
+    assert pair(3) == (3, 3) and pair((2, 5)) == (2, 5) and pair([4]) == (4, 4)
+    assert pair(None) is None and pair(None, 1) == (1, 1) and pair((), 0) == (0, 0)
+    # every reader agrees with the module's own numbers (LayerInfo, arithmetic, receptive)
+    import torch.nn as nn
+
+    from featurescope.core.capture.layers import build_layer_info
+
+    conv = nn.Conv2d(3, 4, (3, 5), stride=(1, 2), padding=(1, 2), dilation=2)
+    info = build_layer_info("c", "c", conv, "Conv2d", 0, torch.zeros(1, 3, 9, 9), conv(torch.zeros(1, 3, 9, 9)))
+    assert (info.kernel_size, info.stride, info.padding, info.dilation) == ((3, 5), (1, 2), (1, 2), (2, 2))

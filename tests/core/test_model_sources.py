@@ -205,3 +205,29 @@ def test_a_trusted_whole_model_pickle_loads_as_a_model(nets, tmp_path):
     torch.save(net.state_dict(), state)
     with pytest.raises(ModelError, match="not a whole network; give its architecture as --model"):
         load_model(str(state))
+
+
+def test_one_default_model_everywhere():
+    """The CLI's --model, the app's first start and the registry name one model, whose
+    weights ship with the package (nothing to download)."""
+    from featurescope.cli.main import build_parser
+    from featurescope.core.models.registry import DEFAULT_MODEL, catalogue_entries
+    from featurescope.gui.model.settings import Settings
+
+    assert build_parser().parse_args(["predict", "cat.png"]).model == DEFAULT_MODEL
+    assert Settings().model_spec()["name"] == DEFAULT_MODEL
+    entry = next(e for e in catalogue_entries() if e.name == DEFAULT_MODEL)
+    assert entry.weights_status == "embedded"
+
+
+def test_the_downloader_knows_no_model_source():
+    """core/models/download.py and core/models/sources/ imported each other (a circle that
+    only lazy imports kept working); the downloader now imports no model code."""
+    import ast
+    from pathlib import Path
+
+    import featurescope.core.models.download as download
+
+    tree = ast.parse(Path(download.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.startswith("featurescope.core.models")}

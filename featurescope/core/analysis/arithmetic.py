@@ -18,10 +18,11 @@ from typing import Optional
 
 import numpy as np
 
+from featurescope.core.capture.layers import POOL_TYPES, pair
 from featurescope.core.errors import ModelError
 
-CONV_KINDS = ("Conv2d",)
-POOL_KINDS = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+# The layers whose arithmetic is shown: convolutions (not transposed) and every pooling.
+ARITHMETIC_TYPES = ("Conv2d",) + POOL_TYPES
 
 
 @dataclass
@@ -97,14 +98,6 @@ def _nan_to_none(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _pair(value, default: int) -> tuple[int, int]:
-    if value is None:
-        return (default, default)
-    if isinstance(value, (tuple, list)):
-        return (int(value[0]), int(value[-1]))
-    return (int(value), int(value))
-
-
 def _tf_same(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     total = max((math.ceil(size / stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
     return total // 2, total - total // 2
@@ -113,9 +106,9 @@ def _tf_same(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, i
 def conv_padding(module, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """(top, left, bottom, right) padding that ``module`` really applies to an input
     of ``input_hw``."""
-    kh, kw = _pair(module.kernel_size, 1)
-    sh, sw = _pair(module.stride, 1)
-    dh, dw = _pair(module.dilation, 1)
+    kh, kw = pair(module.kernel_size, 1)
+    sh, sw = pair(module.stride, 1)
+    dh, dw = pair(module.dilation, 1)
     if getattr(module, "same_padding", False) is True or type(module).__name__ == "Conv2dSame":
         top, bottom = _tf_same(input_hw[0], kh, sh, dh)
         left, right = _tf_same(input_hw[1], kw, sw, dw)
@@ -125,7 +118,7 @@ def conv_padding(module, input_hw: tuple[int, int]) -> tuple[int, int, int, int]
         return th // 2, tw // 2, th - th // 2, tw - tw // 2
     if module.padding == "valid":
         return 0, 0, 0, 0
-    ph, pw = _pair(module.padding, 0)
+    ph, pw = pair(module.padding, 0)
     return ph, pw, ph, pw
 
 
@@ -187,7 +180,7 @@ def _conv(layer, info, module, inp: np.ndarray, channel, y, x, captured) -> Posi
     per_group_in = weight.shape[1]
     channels = list(range(group * per_group_in, (group + 1) * per_group_in))
     kernel_size = (weight.shape[2], weight.shape[3])
-    stride, dilation = _pair(module.stride, 1), _pair(module.dilation, 1)
+    stride, dilation = pair(module.stride, 1), pair(module.dilation, 1)
     pad = conv_padding(module, inp.shape[1:])
     rows, cols = _window_coords(y, x, stride, dilation, kernel_size, pad)
     plane = inp[channels]
@@ -216,10 +209,10 @@ def _pool_geometry(module, kind, inp_hw, out_hw, y, x):
         c0, c1 = (x * width) // ow, -(-((x + 1) * width) // ow)
         rows, cols = list(range(r0, r1)), list(range(c0, c1))
         return rows, cols, (len(rows), len(cols)), (1, 1), (1, 1), (0, 0, 0, 0), None
-    kernel = _pair(module.kernel_size, 1)
-    stride = _pair(module.stride if module.stride is not None else module.kernel_size, 1)
-    dilation = _pair(getattr(module, "dilation", 1), 1)
-    ph, pw = _pair(module.padding, 0)
+    kernel = pair(module.kernel_size, 1)
+    stride = pair(module.stride if module.stride is not None else module.kernel_size, 1)
+    dilation = pair(getattr(module, "dilation", 1), 1)
+    ph, pw = pair(module.padding, 0)
     rows, cols = _window_coords(y, x, stride, dilation, kernel, (ph, pw))
     clip = (inp_hw[0] + ph, inp_hw[1] + pw)
     return rows, cols, kernel, stride, dilation, (ph, pw, ph, pw), clip
@@ -292,7 +285,7 @@ def explain_position(model, result, layer: str, channel: int, y: int, x: int) ->
         raise ModelError(f"{model_name} has no captured layer named {layer!r}; "
                          "`featurescope layers` lists them.")
     info = result.info[layer]
-    if info.kind not in CONV_KINDS + POOL_KINDS:
+    if info.kind not in ARITHMETIC_TYPES:
         raise ModelError(f"{layer} is a {info.kind}; the arithmetic is shown for convolutions "
                          "and pooling layers only.")
     channels, height, width = info.output_shape
@@ -320,7 +313,7 @@ def explain_position(model, result, layer: str, channel: int, y: int, x: int) ->
         if layer in result:
             notes.append(f"The map stores float16 to stay within the memory budget and shows "
                          f"{float(result[layer][channel, y, x]):.5g}; the layer computed {captured:.6g}.")
-    if info.kind in CONV_KINDS:
+    if info.kind == "Conv2d":
         explanation = _conv(layer, info, module, inp, channel, y, x, captured)
     else:
         explanation = _pool(layer, info, module, inp, channel, y, x, captured)

@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-POOL_KINDS = ("MaxPool2d", "AvgPool2d")
-ADAPTIVE_KINDS = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+from featurescope.core.capture.layers import ADAPTIVE_POOL_TYPES, CONV_TYPES, pair
 
 
 @dataclass(frozen=True)
@@ -73,14 +72,6 @@ def fmt_ratio(x: float) -> str:
     return f"1 : {int(rounded):,}"
 
 
-def _pair(value) -> tuple[int, int]:
-    if value is None:
-        return (1, 1)
-    if isinstance(value, int):
-        return (value, value)
-    return (int(value[0]), int(value[1]))
-
-
 def _hw(shape) -> tuple[int, int]:
     return int(shape[1]), int(shape[2])
 
@@ -113,23 +104,23 @@ def _transposed_formula(size_in, k, s, p, d, size_out):
 def _formulas(info) -> list[AxisFormula]:
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
-    if info.kind in ADAPTIVE_KINDS:
+    if info.kind in ADAPTIVE_POOL_TYPES:
         fixed = "fixed by the layer, whatever the input size: out = {}"
         if (h_in, h_out) == (w_in, w_out):
             return [AxisFormula("H and W", h_in, h_out, fixed.format(h_out))]
         return [AxisFormula("H", h_in, h_out, fixed.format(h_out)),
                 AxisFormula("W", w_in, w_out, fixed.format(w_out))]
-    k, s, d = _pair(info.kernel_size), _pair(info.stride), _pair(info.dilation)
+    k, s, d = pair(info.kernel_size, 1), pair(info.stride, 1), pair(info.dilation, 1)
     per_axis = []
     for i, axis, size_in, size_out in ((0, "H", h_in, h_out), (1, "W", w_in, w_out)):
         if info.padding == "same":
             value = -(-size_in // s[i])
             text = f"out = ceil(in / stride) = ceil({size_in} / {s[i]}) = {value}"
         elif info.kind == "ConvTranspose2d":
-            p = _pair(info.padding)
+            p = pair(info.padding, 1)
             text, value = _transposed_formula(size_in, k[i], s[i], p[i], d[i], size_out)
         else:
-            p = _pair(info.padding)
+            p = pair(info.padding, 1)
             text, value = _conv_formula(size_in, k[i], s[i], p[i], d[i], size_out)
         per_axis.append((axis, size_in, size_out, text))
     if per_axis[0][1:] == per_axis[1][1:]:
@@ -155,7 +146,7 @@ def _spatial_sentence(info) -> tuple[Optional[float], Optional[str]]:
 
 def _conv(info, facts, sentences):
     c_in, c_out, g = info.in_channels, info.out_channels, max(1, info.groups)
-    (kh, kw), (sh, sw), (dh, dw) = _pair(info.kernel_size), _pair(info.stride), _pair(info.dilation)
+    (kh, kw), (sh, sw), (dh, dw) = pair(info.kernel_size, 1), pair(info.stride, 1), pair(info.dilation, 1)
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
     weights = c_out * (c_in // g) * kh * kw
@@ -205,7 +196,7 @@ def _conv(info, facts, sentences):
 
 
 def _pool(info, facts, sentences, factor_sentence):
-    adaptive = info.kind in ADAPTIVE_KINDS
+    adaptive = info.kind in ADAPTIVE_POOL_TYPES
     how = "the largest value" if "Max" in info.kind else "the average"
     h_out, w_out = _hw(info.output_shape)
     if factor_sentence:
@@ -217,7 +208,7 @@ def _pool(info, facts, sentences, factor_sentence):
             f"follows the input size, and each output keeps {how} of its window."
             + (" Global pooling: one number per channel, whatever the image size." if glob else ""))
     else:
-        kh, kw = _pair(info.kernel_size)
+        kh, kw = pair(info.kernel_size, 1)
         sentences.append(f"Each output keeps {how} of a {kh}x{kw} window of one channel.")
     sentences.append("Pooling layers have no parameters: nothing is learned here.")
 
@@ -235,8 +226,8 @@ def explain_layer(info) -> LayerExplanation:
     c_in, c_out = info.in_channels, info.out_channels
     h_in, w_in = _hw(info.input_shape)
     h_out, w_out = _hw(info.output_shape)
-    is_conv = info.kind in ("Conv2d", "ConvTranspose2d")
-    adaptive = info.kind in ADAPTIVE_KINDS
+    is_conv = info.kind in CONV_TYPES
+    adaptive = info.kind in ADAPTIVE_POOL_TYPES
 
     facts: list[tuple[str, str]] = [
         ("type", info.kind),
@@ -248,16 +239,16 @@ def explain_layer(info) -> LayerExplanation:
     if adaptive:
         facts.append(("output size", _size(h_out, w_out) + " (fixed)"))
     else:
-        kh, kw = _pair(info.kernel_size)
+        kh, kw = pair(info.kernel_size, 1)
         facts.append(("kernel", _size(kh, kw)))
-        sh, sw = _pair(info.stride)
+        sh, sw = pair(info.stride, 1)
         facts.append(("stride", str(sh) if sh == sw else f"{sh}, {sw}"))
         if info.padding == "same":
             facts.append(("padding", '"same"'))
         else:
-            ph, pw = _pair(info.padding)
+            ph, pw = pair(info.padding, 1)
             facts.append(("padding", str(ph) if ph == pw else f"{ph}, {pw}"))
-        dh, dw = _pair(info.dilation)
+        dh, dw = pair(info.dilation, 1)
         facts.append(("dilation", str(dh) if dh == dw else f"{dh}, {dw}"))
     if is_conv:
         facts.append(("groups", str(info.groups)))
@@ -272,12 +263,12 @@ def explain_layer(info) -> LayerExplanation:
         if saving:
             facts.append(("fully connected", fmt_int(fc)))
             facts.append(("saving", fmt_ratio(saving)))
-        kh, kw = _pair(info.kernel_size)
+        kh, kw = pair(info.kernel_size, 1)
         kind = "transposed convolution" if info.kind == "ConvTranspose2d" else "convolution"
         title = f"{info.name}: {kind} {c_in} -> {c_out} channels, {kh}x{kw}"
         if info.kind == "ConvTranspose2d":
             sentences.insert(0, "Transposed convolution: each input position adds a weighted "
-                                f"{kh}x{kw} block to the output, placed {_pair(info.stride)[0]} "
+                                f"{kh}x{kw} block to the output, placed {pair(info.stride, 1)[0]} "
                                 "pixels apart, so the maps grow (a learned upsampling, as in "
                                 "decoders and autoencoders).")
     else:
@@ -286,7 +277,7 @@ def explain_layer(info) -> LayerExplanation:
         _pool(info, facts, sentences, spatial)
         title = f"{info.name}: {'adaptive ' if adaptive else ''}{'max' if 'Max' in info.kind else 'average'} pooling"
     if not adaptive:
-        sh, sw = _pair(info.stride)
+        sh, sw = pair(info.stride, 1)
         if sh == sw and sh > 1:
             title += f", stride {sh}"
     title += f" ({_size(h_in, w_in)} -> {_size(h_out, w_out)})"

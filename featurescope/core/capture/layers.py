@@ -17,14 +17,18 @@ from torch import nn
 
 from featurescope.core.errors import ModelError
 
-# Names of the module types whose outputs are captured (LayerInfo.kind is one of these).
-CAPTURED_TYPES = ("Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
-                  "AdaptiveMaxPool2d")
-# The classes themselves, for isinstance (subclasses such as lite.SameConv2d count).
+# The one set of layer kinds (LayerInfo.kind) everything that sorts layers uses.
+CONV_TYPES = ("Conv2d", "ConvTranspose2d")
+# Pooling over a window (kernel, stride, padding), and adaptive pooling (an output size).
+WINDOW_POOL_TYPES = ("MaxPool2d", "AvgPool2d")
+ADAPTIVE_POOL_TYPES = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+POOL_TYPES = WINDOW_POOL_TYPES + ADAPTIVE_POOL_TYPES
+# The module types whose outputs are captured by default.
+CAPTURED_TYPES = CONV_TYPES + POOL_TYPES
+# The classes themselves, in the same order, for isinstance (subclasses such as
+# lite.SameConv2d count).
 CAPTURED_CLASSES = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d,
                     nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
-CONV_TYPES = ("Conv2d", "ConvTranspose2d")
-POOL_TYPES = CAPTURED_TYPES[2:]
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,13 @@ def captured_kind(module: nn.Module) -> Optional[str]:
     return None
 
 
-def _pair(value) -> Optional[tuple[int, int]]:
-    if value is None:
-        return None
+def pair(value, default: Optional[int] = None) -> Optional[tuple[int, int]]:
+    """A kernel size, stride, padding or dilation as (height, width), the one reading
+    for every module and functional call: an int is both, a tuple or list its first and
+    last entries; None (or an empty tuple) is (``default``, ``default``), or None
+    without a default."""
+    if value is None or (isinstance(value, (tuple, list)) and not value):
+        return None if default is None else (default, default)
     if isinstance(value, (tuple, list)):
         return (int(value[0]), int(value[-1]))
     return (int(value), int(value))
@@ -102,14 +110,14 @@ def _static_info(module: nn.Module, kind: str) -> dict:
         elif padding == "valid":
             padding = (0, 0)
         else:
-            padding = _pair(padding)
-        return dict(kernel_size=_pair(module.kernel_size), stride=_pair(module.stride),
-                    padding=padding, dilation=_pair(module.dilation), groups=int(module.groups),
+            padding = pair(padding)
+        return dict(kernel_size=pair(module.kernel_size), stride=pair(module.stride),
+                    padding=padding, dilation=pair(module.dilation), groups=int(module.groups),
                     parameters=sum(p.numel() for p in module.parameters()))
-    if kind in ("MaxPool2d", "AvgPool2d"):
-        return dict(kernel_size=_pair(module.kernel_size),
-                    stride=_pair(module.stride if module.stride is not None else module.kernel_size),
-                    padding=_pair(module.padding), dilation=_pair(getattr(module, "dilation", 1)),
+    if kind in WINDOW_POOL_TYPES:
+        return dict(kernel_size=pair(module.kernel_size),
+                    stride=pair(module.stride if module.stride is not None else module.kernel_size),
+                    padding=pair(module.padding), dilation=pair(getattr(module, "dilation", 1)),
                     groups=1, parameters=0)
     if kind in CAPTURED_TYPES:  # adaptive pools
         return dict(kernel_size=None, stride=None, padding=None, dilation=None, groups=1,

@@ -25,7 +25,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 from torch import nn
 
-from featurescope.core.capture.layers import CAPTURED_TYPES, captured_kind
+from featurescope.core.capture.layers import CAPTURED_TYPES, CONV_TYPES, captured_kind
 from featurescope.core.errors import ModelError
 
 GROUPS = ("conv", "pool", "act", "block", "all")
@@ -86,7 +86,7 @@ def group_members(model: nn.Module, group: str) -> list[tuple[str, nn.Module]]:
         if not qualified or id(sub) in skip:
             continue
         kind = captured_kind(sub)
-        if group == "all" or (group == "conv" and kind in ("Conv2d", "ConvTranspose2d")) \
+        if group == "all" or (group == "conv" and kind in CONV_TYPES) \
                 or (group == "pool" and kind is not None and "Pool" in kind) \
                 or (group == "act" and is_activation(sub)) or (group == "block" and is_block(sub)):
             members.append((qualified, sub))

@@ -212,33 +212,41 @@ def contribution_matrix(model, image, layer: str, source: Optional[str] = None,
     memory bounded), with one backward pass per chunk. ``progress(done, total, text)``
     after each chunk; ``cancel.raise_if_cancelled()`` before each."""
     prepared, source = prepare(model, image, layer, source, "Ranking circuits")
-    probe = contributions(prepared, source, Target(layer, 0, position))  # checks the position too
-    count = probe.count
+    count = prepared.graph.channels.get(layer) if layer != CLASS else None
+    if count is None:  # classes: counted on the first pass
+        count = _output_of(prepared.run([], layer, grad=False), Target(layer, 0)).shape[1]
     chosen = list(range(count)) if channels is None else [int(c) for c in channels]
     bad = [c for c in chosen if not 0 <= c < count]
     if bad:
         what = f"{prepared.name} has classes" if layer == CLASS else f"{layer} has channels"
         raise ModelError(f"{what} 0 to {count - 1}; {', '.join(map(str, bad[:5]))} "
                          f"{'is' if len(bad) == 1 else 'are'} not among them.")
-    maps = torch.from_numpy(probe.maps).to(prepared.x.device)
-    chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
-    result = np.zeros((len(chosen), maps.shape[0]), dtype=np.float32)
     target = Target(layer, 0, position)
     layers = [source] if layer == CLASS else [source, layer]
-    for start in range(0, len(chosen), chunk):
+    result, chunk, start = None, 8, 0  # the first pass sizes the later chunks
+    while start < len(chosen):
         if cancel is not None:
             cancel.raise_if_cancelled()
         part = chosen[start:start + chunk]
+        seen = {}
 
         def rows(output, size=len(part)):
-            return maps.unsqueeze(0).expand(size, *maps.shape).clone().requires_grad_(True)
+            seen["maps"] = maps = output[:1].detach()
+            return maps.expand(size, *maps.shape[1:]).clone().requires_grad_(True)
 
         run = batched_pass(prepared, source, layer, rows, layers, grad=True)
-        activation = run.activations[source]
-        values = target.values(_output_of(run, target), torch.tensor(part, device=activation.device))
+        activation, maps = run.activations[source], seen["maps"]
+        output = _output_of(run, target)
+        check_target(prepared, Target(layer, part[0], position), output)
+        values = target.values(output, torch.tensor(part, device=activation.device))
         (gradient,) = torch.autograd.grad(values.sum(), activation)
         with torch.no_grad():
-            result[start:start + len(part)] = (gradient * maps).flatten(2).sum(dim=2).float().cpu().numpy()
+            done = (gradient * maps).flatten(2).sum(dim=2).float().cpu().numpy()
+        if result is None:
+            result = np.zeros((len(chosen), maps.shape[1]), dtype=np.float32)
+        result[start:start + len(part)] = done
+        start += len(part)
+        chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
         if progress is not None:
-            progress(min(start + chunk, len(chosen)), len(chosen), f"{layer} <- {source}")
+            progress(start, len(chosen), f"{layer} <- {source}")
     return result

@@ -102,3 +102,32 @@ def photo_of(model, image) -> Optional[np.ndarray]:
     from featurescope.core.capture.inputs import as_input
 
     return deprocess(as_input(model, image))
+
+
+def follow(model, image, path: list, *, to_first_layer: bool = True, top: int = 4, weights: bool = True,
+           progress=None, cancel=None) -> list[Circuit]:
+    """The trail along ``path``, a list of (layer, channel) targets a user clicked through
+    (each the source of the one before), then on down to the first layer by the
+    strongest exciting source when ``to_first_layer``. One Circuit per step."""
+    trail: list[Circuit] = []
+    for k, (layer, channel) in enumerate(path[:-1]):
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        trail.append(circuit(model, image, layer, channel, source=path[k + 1][0], top=top, check=False,
+                             weights=weights))
+        if progress is not None:
+            progress(len(trail), len(path), f"{layer}")
+    layer, channel = path[-1]
+    if not to_first_layer:
+        trail.append(circuit(model, image, layer, channel, top=top, check=False, weights=weights))
+        return trail
+    if layer != CLASS and layer_graph(model, (layer,)).default_source(layer) is None:
+        return trail  # the path already ends in a first layer
+    done = len(trail)
+
+    def shifted(step, total, text):
+        if progress is not None:
+            progress(done + step, done + total, text)
+
+    return trail + walk_back(model, image, layer, channel, top=top, weights=weights, progress=shifted,
+                             cancel=cancel)

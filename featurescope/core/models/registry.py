@@ -17,6 +17,10 @@ from typing import Callable
 
 from featurescope.core.models.spec import ModelSpec
 
+# The model used wherever none is named: the CLI's --model, the app's first start and
+# its fallback, screenshots. Its weights ship inside the package (no download).
+DEFAULT_MODEL = "efficientnet_lite0"
+
 _SOURCES: dict[str, object] = {}
 _DISCOVERED = False
 

@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from featurescope.core.capture.layers import CONV_TYPES
 from featurescope.core.errors import OptvisError
 from featurescope.core.optvis.render import Visualization, visualize
 from featurescope.core.progress import check, report
@@ -37,7 +38,7 @@ def natural_objective(model, layer: str) -> str:
     a flat, saturated colour: the channel objective shows only a colour. Its centre
     neuron shows what the filter detects (an edge, a colour blob, a grating)."""
     infos = list(getattr(model, "layer_info", None) or ())
-    if infos and infos[0].name == layer and infos[0].kind in ("Conv2d", "ConvTranspose2d"):
+    if infos and infos[0].name == layer and infos[0].kind in CONV_TYPES:
         return "neuron"
     return "channel"
 
@@ -45,7 +46,7 @@ def natural_objective(model, layer: str) -> str:
 def hierarchy_layers(model, count: int = 5) -> list[str]:
     """``count`` convolution layers spread evenly from the first to the last (full
     convolutions preferred over depthwise ones)."""
-    infos = [info for info in model.layer_info if info.kind in ("Conv2d", "ConvTranspose2d")]
+    infos = [info for info in model.layer_info if info.kind in CONV_TYPES]
     full = [info for info in infos if not info.groups or info.groups == 1]
     candidates = full if len(full) >= min(count, 2) else infos
     if not candidates:

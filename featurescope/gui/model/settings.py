@@ -13,12 +13,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from featurescope.core.models.registry import DEFAULT_MODEL
 from featurescope.core.render.options import DisplayOptions
 
 ORGANIZATION = "featurescope"
 APPLICATION = "featurescope"
 MAX_RECENT = 10
-DEFAULT_MODEL = "efficientnet_lite0"
 FILE_SUFFIXES = (".py", ".onnx", ".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout,
                                QWidget)
 
+from featurescope.core.analysis.arithmetic import ARITHMETIC_TYPES
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.number_grid import NumberGrid
 from featurescope.gui.widgets.products_table import ProductsTable
@@ -103,7 +104,7 @@ class ArithmeticPanel(QWidget):
         if result is None or model is None or not layer or layer not in result.info:
             return
         info = result.info[layer]
-        if info.kind not in ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+        if info.kind not in ARITHMETIC_TYPES:
             return
         channel = max(0, channel)
         self.position = (int(y), int(x))

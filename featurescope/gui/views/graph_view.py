@@ -10,9 +10,10 @@ around the mouse, dragging pans, F or "Fit" shows the whole graph.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QGraphicsItem, QGraphicsPathItem, QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView,
@@ -87,12 +88,13 @@ class GraphView(QWidget):
         super().__init__(parent)
         self.state = state
         self.jobs = jobs
-        self.graph: Any = None  # the collapsed Dataflow shown
+        self.graph: Any = None  # the collapsed Dataflow shown (set once fully drawn)
         self.layout_: Any = None
         self.expanded: Optional[set] = None
         self._model: Any = None  # the model the picture is of
         self._boxes: dict = {}  # node id -> box item
         self._highlighted: Optional[str] = None
+        self._generation = 0  # the layout being drawn; older slices stop
 
         self.title = QLabel("The network's graph appears here once a model is loaded.")
         self.title.setObjectName("graphTitle")
@@ -123,6 +125,11 @@ class GraphView(QWidget):
     def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt)
         super().showEvent(event)
         if self.state.model is not None and self._model is not self.state.model:
+            # after the tab has painted: the worker's tracing then competes with nothing
+            QTimer.singleShot(0, self._request_if_needed)
+
+    def _request_if_needed(self) -> None:
+        if self.isVisible() and self.state.model is not None and self._model is not self.state.model:
             self.request(None)
 
     def _on_model_changed(self, _model: Any) -> None:
@@ -151,37 +158,65 @@ class GraphView(QWidget):
 
     # -- drawing (GUI thread) ------------------------------------------------------------
     def show_layout(self, piece: tuple) -> None:
+        """Fill the scene with a finished layout, a slice of items per event-loop turn
+        (about 12 ms each): resnet50 fully open is ~600 items, which in one go would hold
+        the GUI thread for over 100 ms on a slow machine. ``graph`` is set once drawn."""
         model, expanded, graph, layout = piece
         if model is not self.state.model:
             return  # stale
         first = self._model is not model
-        self._model, self.expanded, self.graph, self.layout_ = model, expanded, graph, layout
+        self._model, self.expanded = model, expanded
+        self._generation += 1
+        generation = self._generation
         scene = self.canvas.scene()
         scene.clear()
         self._boxes, self._highlighted = {}, None
-        edge_pen = QPen(QColor("#777777"), 1.2)
-        for _src, _dst, points in layout.edges:
-            path = QPainterPath(QPointF(*points[0]))
-            for point in points[1:]:
-                path.lineTo(QPointF(*point))
-            scene.addPath(path, edge_pen)
-            (x0, y0), (x1, y1) = points[-2], points[-1]
-            arrow = QPolygonF([QPointF(x1, y1), QPointF(x1 - 3.5, y1 - 6), QPointF(x1 + 3.5, y1 - 6)])
-            scene.addPolygon(arrow, QPen(Qt.NoPen), QBrush(QColor("#777777")))
+        edge_pen, arrow_brush = QPen(QColor("#777777"), 1.2), QBrush(QColor("#777777"))
         bold, small = QFont(), QFont()
         bold.setPointSizeF(8.5)
         bold.setBold(True)
         small.setPointSizeF(7.5)
         nodes = {n.id: n for n in graph.nodes}
-        for node_id, box in layout.boxes.items():
+
+        def edge(points):
+            path = QPainterPath(QPointF(*points[0]))
+            for point in points[1:]:
+                path.lineTo(QPointF(*point))
+            scene.addPath(path, edge_pen)
+            x1, y1 = points[-1]
+            arrow = QPolygonF([QPointF(x1, y1), QPointF(x1 - 3.5, y1 - 6), QPointF(x1 + 3.5, y1 - 6)])
+            scene.addPolygon(arrow, QPen(Qt.NoPen), arrow_brush)
+
+        def node(node_id, box):
             self._boxes[node_id] = self._node_item(scene, nodes[node_id], box, bold, small)
-        scene.setSceneRect(QRectF(0, 0, layout.width, layout.height))
-        source = "torch.fx" if getattr(dataflow_cache.graph_for(model), "source", "fx") == "fx" else "the op trace"
-        self.title.setText(f"{model.name}: {len(graph.nodes)} nodes (traced with {source}); "
-                           "click selects a layer, double-click opens or closes a block")
-        if first:
-            self.readable()
-        self._on_layer_changed(self.state.layer)
+
+        todo = [lambda p=points: edge(p) for _s, _d, points in layout.edges]
+        todo += [lambda i=node_id, b=box: node(i, b) for node_id, box in layout.boxes.items()]
+        todo.reverse()  # popped from the end
+
+        def finish():
+            self.graph, self.layout_ = graph, layout
+            scene.setSceneRect(QRectF(0, 0, layout.width, layout.height))
+            source = "torch.fx" if getattr(dataflow_cache.graph_for(model), "source", "fx") == "fx" \
+                else "the op trace"
+            self.title.setText(f"{model.name}: {len(graph.nodes)} nodes (traced with {source}); "
+                               "click selects a layer, double-click opens or closes a block")
+            if first:
+                self.readable()
+            self._on_layer_changed(self.state.layer)
+
+        def step():
+            if generation != self._generation:
+                return  # a newer layout took over the scene
+            deadline = time.perf_counter() + 0.012
+            while todo and time.perf_counter() < deadline:
+                todo.pop()()
+            if todo:
+                QTimer.singleShot(0, step)
+            else:
+                finish()
+
+        step()
 
     def _node_item(self, scene: QGraphicsScene, node: Any, box: Any, bold: QFont, small: QFont):
         fill, border = COLOURS[node_style(node)]

@@ -58,6 +58,8 @@ VIEWS: tuple[ViewEntry, ...] = (
               "Switch channels off and see what the prediction loses"),
     ViewEntry("why", "Why", EXPLAIN, "why_view.WhyView",
               "Which channels carried the class, checked by switching them off"),
+    ViewEntry("circuits", "Circuits", EXPLAIN, "circuits_view.CircuitsView",
+              "Which channels of an earlier layer build this channel; walk back to the first layer"),
     ViewEntry("examples", "Examples", DATASET, "examples_view.ExamplesView",
               "The photos of a folder that excite a channel most"),
     ViewEntry("playground", "Playground", LEARN, "playground_view.PlaygroundView",
