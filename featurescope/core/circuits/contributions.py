@@ -54,6 +54,15 @@ class Target:
             return picked[:, y, x]
         return picked.flatten(1).mean(dim=1)
 
+    def every(self, output: torch.Tensor) -> torch.Tensor:
+        """The target of every channel (or class) of the first row of ``output``, (C,)."""
+        first = output[0]
+        if first.dim() == 1:
+            return first
+        if self.position is not None:
+            return first[:, self.position[0], self.position[1]]
+        return first.flatten(1).mean(dim=1)
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -229,8 +238,7 @@ def contribution_matrix(model, image, layer: str, source: Optional[str] = None,
     output = _output_of(run, target)
     check_target(prepared, Target(layer, chosen[0] if chosen else 0, position), output)
     activation = run.activations[source]
-    every = target.values(output.expand(count, *output.shape[1:]),
-                          torch.arange(count, device=output.device))  # (count,): each channel's target
+    every = target.every(output)  # (count,): each channel's target
     maps = activation.detach()
     chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
     result = np.zeros((len(chosen), maps.shape[1]), dtype=np.float32)
