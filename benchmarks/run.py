@@ -140,6 +140,10 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_layers
 
         figures += bench_layers.graph_stall_figures("resnet18" if quick else "resnet50")
+    if want("19"):
+        import bench_why
+
+        figures += bench_why.why_figures(quick)
     if want("20"):
         import bench_circuits
 

@@ -149,10 +149,10 @@ class ExportActions(QObject):
         self.settings.set_last_folder("export", path.parent)
         return path
 
-    def _source(self) -> Optional[str]:
-        """The current image's file, for the sidecars' SHA-256 (a pasted image has none)."""
-        source = self.state.image_source
-        return source if source else None
+    def _source(self) -> Any:
+        """The current image's file (or a video file's frame: FrameOf), for the sidecars'
+        SHA-256 and frame index; None for a pasted image or a camera frame."""
+        return self.state.image_origin or None
 
     def grid_picture(self, annotate: Optional[bool] = None) -> tuple[np.ndarray, Any]:
         """The selected layer's grid exactly as the grid view draws it (upscaled), maybe

@@ -20,7 +20,8 @@ from featurescope.gui.docks.display_panel import DisplayOptionsPanel
 from featurescope.gui.docks.image_panel import ImagePanel
 from featurescope.gui.docks.layer_info_panel import LayerInfoPanel
 from featurescope.gui.docks.layer_panel import LayerPanel
-from featurescope.gui.docks.model_panel import ModelPanel, catalogue_and_devices
+from featurescope.gui.docks.model_panel import ModelPanel
+from featurescope.gui.model.model_choice import catalogue_and_devices
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.widgets.error_banner import ErrorBanner
 from featurescope.gui.atlas_actions import AtlasActions
@@ -178,6 +179,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         state.error_reported.connect(self.show_error)
         state.model_changed.connect(self._on_model_changed)
         state.image_changed.connect(lambda *_: self._update_title())
+        state.result_changed.connect(lambda *_: self._update_title())  # a live frame: one event
         state.display_changed.connect(self.settings.set_display_options)
         self.jobs.busy_changed.connect(state.set_busy)
         self.cancel_button.clicked.connect(self.cancel_jobs)
@@ -311,9 +313,9 @@ class MainWindow(ImageDropTarget, QMainWindow):
             self.jobs.cancel()
             self.show_status("Cancelling...")
 
-    def _on_image_ready(self, image: Any, source: str) -> None:
+    def _on_image_ready(self, image: Any, source: str, origin: Any = None) -> None:
         self.clear_error()
-        self.state.set_image(image, source)
+        self.state.set_image(image, source, origin)
         self.request_capture()
 
     # -- drops (ImageDropTarget does the Qt events) ------------------------------------

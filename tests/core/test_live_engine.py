@@ -175,3 +175,22 @@ def test_grabber_pause_and_seek(clip):
         assert grabber.slot.take(0.2) is None  # still paused after the one frame
     finally:
         grabber.stop()
+
+
+def test_stepping_after_a_pause_gives_each_next_frame_once(clip):
+    """Paused at 49 with a frame read ahead in the slot (53): steps show 50, 51, 52 ..., not
+    the read-ahead frame and then the seeks one step late (53, 50, 54, 51, 55)."""
+    source = VideoFileSource(clip)
+    grabber = FrameGrabber(source, pace="demand", start_paused=True).start()
+    try:
+        stale = grabber.frame_at(53)
+        grabber.slot.put(stale)  # read ahead before the pause, never taken
+        shown = [49]
+        for _ in range(5):
+            shown.append(grabber.frame_at(shown[-1] + 1).index)
+        for _ in range(3):
+            shown.append(grabber.frame_at(shown[-1] - 1).index)
+        assert shown == [49, 50, 51, 52, 53, 54, 53, 52, 51]
+        assert grabber.frame_at(500, timeout=1.0) is None  # past the end: no frame, no hang
+    finally:
+        grabber.stop()

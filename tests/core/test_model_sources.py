@@ -218,3 +218,16 @@ def test_one_default_model_everywhere():
     assert Settings().model_spec()["name"] == DEFAULT_MODEL
     entry = next(e for e in catalogue_entries() if e.name == DEFAULT_MODEL)
     assert entry.weights_status == "embedded"
+
+
+def test_the_downloader_knows_no_model_source():
+    """core/models/download.py and core/models/sources/ imported each other (a circle that
+    only lazy imports kept working); the downloader now imports no model code."""
+    import ast
+    from pathlib import Path
+
+    import featurescope.core.models.download as download
+
+    tree = ast.parse(Path(download.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.startswith("featurescope.core.models")}

@@ -16,7 +16,9 @@ from PIL import Image
 from featurescope.core.models import load as models
 from featurescope.core.models.sources import lite
 from featurescope.core.errors import DeviceError, DownloadError, ModelError, WeightsError
-from featurescope.core.models.load import CatalogueEntry, cache_path_for, catalogue, load_model
+from featurescope.core.models.load import CatalogueEntry, catalogue, load_model
+from featurescope.core.models.sources import torchvision as torchvision_source
+from featurescope.core.models.sources.torchvision import cache_path_for
 from featurescope.core.progress import CancelToken, Cancelled
 from featurescope.core.resources import default_sample, resource_path
 
@@ -356,7 +358,7 @@ def served_squeezenet(server, hub, monkeypatch, tmp_path):
     torch.save(source.state_dict(), raw)
     name = f"squeezenet1_1-{hashlib.sha256(raw.read_bytes()).hexdigest()[:8]}.pth"
     (served / name).write_bytes(raw.read_bytes())
-    monkeypatch.setitem(models.WEIGHTS_URLS, "squeezenet1_1", f"{base}/{name}")
+    monkeypatch.setitem(torchvision_source.WEIGHTS_URLS, "squeezenet1_1", f"{base}/{name}")
     return source, hub / name, f"{base}/{name}"
 
 
@@ -395,7 +397,7 @@ def test_download_can_be_cancelled_and_leaves_nothing_behind(served_squeezenet):
 def test_failed_download_names_the_url_and_the_cache_path(server, hub, monkeypatch):
     base, _ = server
     url = f"{base}/resnet18-f37072fd.pth"  # not served: 404
-    monkeypatch.setitem(models.WEIGHTS_URLS, "resnet18", url)
+    monkeypatch.setitem(torchvision_source.WEIGHTS_URLS, "resnet18", url)
     with pytest.raises(DownloadError) as info:
         load_model("resnet18")
     error = info.value
@@ -410,12 +412,12 @@ def test_unreachable_server_and_corrupt_file(server, hub, monkeypatch, tmp_path)
     closed = http.server.HTTPServer(("127.0.0.1", 0), _QuietHandler)
     port = closed.server_address[1]
     closed.server_close()  # nothing listens there now
-    monkeypatch.setitem(models.WEIGHTS_URLS, "resnet18", f"http://127.0.0.1:{port}/resnet18-f37072fd.pth")
+    monkeypatch.setitem(torchvision_source.WEIGHTS_URLS, "resnet18", f"http://127.0.0.1:{port}/resnet18-f37072fd.pth")
     with pytest.raises(DownloadError, match=r"Could not download http://127\.0\.0\.1:\d+/resnet18-f37072fd\.pth "
                                             r"\(.*refused.*\); .* place it at .*resnet18-f37072fd\.pth\."):
         load_model("resnet18")
     (served / "resnet18-f37072fd.pth").write_bytes(b"not the real weights")
-    monkeypatch.setitem(models.WEIGHTS_URLS, "resnet18", f"{base}/resnet18-f37072fd.pth")
+    monkeypatch.setitem(torchvision_source.WEIGHTS_URLS, "resnet18", f"{base}/resnet18-f37072fd.pth")
     with pytest.raises(DownloadError, match="SHA-256 does not match"):
         load_model("resnet18")
     assert not list(hub.iterdir())
@@ -441,3 +443,22 @@ def test_a_vision_transformer_is_refused_with_the_reason():
 
     with pytest.raises(ModelError, match="vision transformer"):
         load_model("vit_b_16", weights="none")
+
+
+def test_a_picture_or_torchscript_file_as_weights_is_named_for_what_it_is(tmp_path, recwarn):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    with pytest.raises(WeightsError, match=r"^photo.png is not a PyTorch weights file \(it is a PNG image\)\.$"):
+        load_model("squeezenet1_1", weights=tmp_path / "photo.png")
+    module = load_model("squeezenet1_1", weights="none").module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's own deprecation notes, while the test writes the file
+        torch.jit.save(torch.jit.trace(module, torch.zeros(1, 3, 64, 64)), tmp_path / "scripted.pt")
+    recwarn.clear()
+    with pytest.raises(WeightsError, match=r"scripted.pt is a TorchScript archive \(torch.jit.save\), not a state dict"):
+        load_model("squeezenet1_1", weights=tmp_path / "scripted.pt")
+    torch.save(module, tmp_path / "whole.pt")
+    with pytest.raises(WeightsError, match="whole.pt is a full pickle"):
+        load_model("squeezenet1_1", weights=tmp_path / "whole.pt")
+    assert not [w for w in recwarn if "torch" in str(w.filename)]  # no torch warning before the sentence

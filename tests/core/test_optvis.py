@@ -288,3 +288,27 @@ def test_onnx_models_say_they_give_no_gradients(tmp_path):
     with pytest.raises(ModelError, match=r"^Feature visualisation needs gradients, which the ONNX model "
                                          r"small.onnx does not give\.$"):
         visualize(m, m.layers[0], [0], steps=1, size=16)
+
+
+def test_go_on_after_cancel_continues_from_the_last_step_to_the_uninterrupted_picture():
+    net = small_net()
+    whole = visualize(net, "2", [0, 1, 2], steps=12, size=16, batch_size=2)
+    token, resume, seen = CancelToken(), {}, []
+
+    def progress(done, total, text):
+        seen.append(done)
+        if done == 17:  # the second batch, at its fifth step
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        visualize(net, "2", [0, 1, 2], steps=12, size=16, batch_size=2, progress=progress,
+                  cancel=token, resume=resume)
+    assert list(resume) == [(2,)] and resume[(2,)]["step"] == 5
+    steps = []
+    again = visualize(net, "2", [0, 1, 2], steps=12, size=16, batch_size=2, resume=resume,
+                      preview=lambda channels, images, step: steps.append((channels, step)),
+                      preview_every=1)
+    # the first batch ran again (nothing was kept of it), the second went on from step 5
+    assert [s for c, s in steps if c == [2]] == list(range(6, 13))
+    np.testing.assert_array_equal(again.images, whole.images)
+    assert resume == {}

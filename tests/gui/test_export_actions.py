@@ -128,7 +128,7 @@ def test_cancel_export_all(window, dialogs, tmp_path, qtbot, monkeypatch):
     window.exports.annotate_action.setChecked(False)
     window.exports.export_all_action.trigger()
     qtbot.waitUntil(reached.is_set, timeout=30000)
-    assert window.cancel_button.isVisibleTo(window)
+    qtbot.waitUntil(lambda: window.cancel_button.isVisibleTo(window), timeout=5000)
     window.cancel_button.click()
     clicked.set()
     qtbot.waitUntil(window.jobs.is_idle, timeout=30000)

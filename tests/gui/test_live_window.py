@@ -174,3 +174,59 @@ def test_video_opened_before_the_model_loads_starts_showing_once_it_is_in(make_w
     assert window.state.model is not None and window.state.layer in window.state.result
     assert "shapes.mp4 (frame" in window.state.image_source
     window.live.stop()
+
+
+def test_steps_show_each_next_frame_once_and_the_export_names_the_frame(window, clip, qtbot, tmp_path):
+    import json
+
+    from featurescope.core.io.writers import file_sha256
+    from featurescope.core.live.grabber import Frame
+
+    live, state = window.live, window.state
+    assert live.open_video(str(clip))
+    qtbot.waitUntil(lambda: live.shown >= 3, timeout=60000)
+    live.toggle_pause()
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    start = live.position
+    assert "Paused" in live.bar.rate_label.text() and f"frame {start}" in live.bar.rate_label.text()
+    # a frame the grabber read ahead before the pause, never shown (the 49 -> 53 step)
+    ahead = Frame(np.zeros((120, 160, 3), np.uint8), start + 4, 0.0, 25.0)
+    live.grabber.slot.put(ahead)
+    shown = []
+    for _ in range(4):
+        live.step(1)
+        qtbot.waitUntil(lambda: window.jobs.is_idle() and live.last.frame.index == live.position
+                        and state.image_source.endswith(f"(frame {live.position})"), timeout=60000)
+        shown.append(live.last.frame.index)
+    assert shown == [start + 1, start + 2, start + 3, start + 4]
+    assert live.bar.slider.value() == start + 4
+    assert live.bar.position_label.text() == f"frame {start + 4} / 49"
+    assert "Paused" in live.bar.rate_label.text()  # still says so after the steps
+    qtbot.waitUntil(lambda: window.jobs.is_idle() and state.result is not None, timeout=60000)
+    written = window.exports.export_grid(tmp_path / "frame.png")
+    sidecar = json.loads(next(p for p in written if p.suffix == ".json").read_text())
+    assert sidecar["source_image"]["sha256"] == file_sha256(clip)
+    assert sidecar["source_image"]["frame_index"] == start + 4
+    live.stop()
+
+
+def test_a_live_frame_is_one_event_and_dropped_frames_count_per_play(window, clip, qtbot):
+    live, state = window.live, window.state
+    events = []
+    for name in ("image_changed", "result_changed"):
+        getattr(state, name).connect(lambda *_a, name=name: events.append(name))
+    frames = []
+    live.frame_shown.connect(frames.append)
+    assert live.open_video(str(clip))
+    qtbot.waitUntil(lambda: len(frames) >= 4, timeout=60000)
+    played, counted = list(events), len(frames)
+    live.toggle_pause()
+    assert played.count("image_changed") == 0  # the frames played: no image event at all
+    assert played.count("result_changed") == counted  # one per frame
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    live.grabber.slot.dropped += 1000  # the first play dropped many
+    live.toggle_pause()
+    qtbot.waitUntil(lambda: len(frames) > counted + 1, timeout=60000)
+    dropped = int(live.bar.rate_label.text().split(" dropped")[0].rsplit(" ", 1)[-1])
+    assert dropped < 1000
+    live.stop()

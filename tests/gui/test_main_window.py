@@ -254,7 +254,9 @@ def test_a_later_successful_load_clears_the_error(window, qtbot, tmp_path, wait_
 def test_cancel_a_long_job_keeps_what_was_there(window, qtbot):
     old_model, old_result = window.state.model, window.state.result
     window.request_model({"name": "resnet18", "weights": "none", "device": "cpu"})
-    assert window.cancel_button.isVisibleTo(window) and window.progress_bar.isVisibleTo(window)
+    # shown once the job has run a moment (a stream of short jobs never makes a busy bar)
+    qtbot.waitUntil(lambda: window.cancel_button.isVisibleTo(window)
+                    and window.progress_bar.isVisibleTo(window), timeout=5000)
     qtbot.mouseClick(window.cancel_button, Qt.LeftButton)
     qtbot.waitUntil(window.jobs.is_idle, timeout=30000)
     assert window.state.model is old_model and window.state.result is old_result

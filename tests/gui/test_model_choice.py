@@ -94,12 +94,29 @@ def test_load_with_a_filtered_out_selection_asks_for_a_model(qtbot):
         made.load_button.click()
 
 
-def test_a_catalogue_model_never_gets_the_own_files_input_size(window, qtbot, wait_idle):
+def test_a_catalogue_model_never_gets_the_own_files_input_size(window, qtbot, tmp_path, wait_idle):
+    (tmp_path / "nets.py").write_text(SMALL_NET)
+    made = window.model_panel
+    made.custom.setChecked(True)
+    made.custom_file.setText(f"{tmp_path / 'nets.py'}:Net")
+    made.input_size.setText("32")
+    made.mean.setText("0.5,0.5,0.5")
     old = window.state.model
-    window.request_model({"name": "resnet18", "weights": "none", "device": "cpu",
-                          "input_size": "32", "mean": "0.5,0.5,0.5", "std": "0.5,0.5,0.5"})
+    made.load_button.click()
     qtbot.waitUntil(lambda: window.state.model is not old, timeout=60000)
     wait_idle(window)
+    assert tuple(window.state.result.input.shape[-2:]) == (32, 32)
+    made.search.setText("resnet18")
+    made.select_model("resnet18")
+    made._on_model_chosen(made.models.currentItem())  # what a click in the list does
+    assert made.spec()["weights"] == "default" and not made.custom.isChecked()
+    made.weights.setCurrentIndex(made.weights.findData("none"))  # tests never download
+    old = window.state.model
+    made.load_button.click()
+    qtbot.waitUntil(lambda: window.state.model is not old or window.banner.isVisible(), timeout=60000)
+    assert not window.banner.isVisible(), (window.banner.text(), made.spec())
+    wait_idle(window)
+    assert window.state.model.name == "resnet18"
     assert tuple(window.state.result.input.shape[-2:]) == (224, 224)
     assert window.settings.model_spec()["input_size"] == ""
 

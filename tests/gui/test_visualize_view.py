@@ -29,6 +29,7 @@ def open_tab(window, qtbot, layer="blocks.8.project", steps=6, size=32, atlas=(2
 
 def test_channel_preview_feature_map_and_cache(window, qtbot, cache_dir):
     view = open_tab(window, qtbot)
+    view.follow_box.setChecked(True)  # asked: each channel selected gets visualised
     window.state.set_channel(3)
     qtbot.waitUntil(lambda: view.shown_key is not None and view.shown_key[2] == 3, timeout=60000)
     assert view.previews >= 1 and not view.from_cache
@@ -70,6 +71,7 @@ def test_atlas_fills_in_and_a_click_selects_a_channel(window, qtbot, cache_dir):
 
 def test_cancel_keeps_the_preview_and_says_so(window, qtbot, cache_dir):
     view = open_tab(window, qtbot, steps=5000, size=24)
+    view.follow_box.setChecked(True)
     window.state.set_channel(1)
     qtbot.waitUntil(lambda: view.previews >= 1, timeout=60000)
     qtbot.mouseClick(view.cancel_button, Qt.LeftButton)
@@ -119,3 +121,60 @@ def test_hierarchy_rows_follow_the_photo(window, qtbot, cache_dir):
     head = view.hierarchy_rows[2].visualization
     assert head.channels == strongest_channels(window.state.model, window.state.image, "head", 3)
     assert view.hierarchy_item.image.shape[0] >= 3 * 48
+
+
+def test_cancel_means_stopped_and_go_on_continues_from_that_step(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, steps=400, size=24)
+    qtbot.waitUntil(lambda: view.previews >= 2, timeout=60000)
+    qtbot.mouseClick(view.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: "Cancelled at step" in view.note.text(), timeout=30000)
+    stopped = view._stopped_step(view.key_now())
+    assert stopped >= 2 * 8
+    # another layer, another channel: nothing starts again (it used to restart)
+    layers = list(window.state.result.layers)
+    window.state.set_layer(layers[layers.index(window.state.layer) - 1])
+    window.state.set_channel(2)
+    qtbot.wait(200)
+    assert window.jobs.is_idle() and view.wanted_key is None and not view.follow_box.isChecked()
+    # back, and Visualise: it goes on from the step it stopped at, not from step 0
+    window.state.set_layer("blocks.8.project")
+    window.state.set_channel(0)
+    steps = []
+    window.jobs.job_progress.connect(lambda _rid, done, _total, _text: steps.append(done))
+    qtbot.mouseClick(view.again_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: bool(steps), timeout=30000)
+    assert steps[0] == stopped + 1
+    view.cancel()
+    qtbot.waitUntil(window.jobs.is_idle, timeout=30000)
+
+
+def test_a_visualisation_does_not_follow_the_selection_unless_asked(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, steps=4, size=16)
+    qtbot.waitUntil(lambda: view.shown_key is not None, timeout=60000)
+    window.state.set_channel(4)
+    qtbot.wait(100)
+    assert window.jobs.is_idle() and view.shown_key[2] == 0
+    assert view.vis_item.image is None and "press Visualise" in view.vis_label.text
+    window.state.set_channel(0)  # back: its picture is there again
+    assert view.vis_item.image is not None
+
+
+def test_build_atlas_shows_in_the_jobs_list_with_progress_and_cancel(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, layer="stem", steps=200, size=16, atlas=(400, 16))
+    view.cancel()
+    qtbot.waitUntil(window.jobs.is_idle, timeout=30000)
+    qtbot.mouseClick(view.atlas_button, Qt.LeftButton)
+    jobs_list = window.job_status.jobs_list
+    assert [t for t in jobs_list.labels() if t.startswith("Atlas of stem")]
+    assert view.atlas_cancel_button.isEnabled()
+    row = next(iter(jobs_list.rows.values()))
+    qtbot.waitUntil(lambda: row[1].value() >= 1, timeout=120000)
+    assert row[1].maximum() == 4 and len(view.atlas_done) >= 8  # 32 channels: 4 batches of 8
+    row[2].click()  # Cancel in the jobs list
+    assert row[0].text().startswith("Cancelling")
+    qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
+    assert "cancelled at" in view.atlas_label.text() and not view.atlas_cancel_button.isEnabled()
+    layers = list(window.state.result.layers)
+    window.state.set_layer(layers[1])  # the next layer: no atlas starts by itself
+    qtbot.wait(100)
+    assert window.jobs.is_idle() and jobs_list.labels() == []

@@ -55,13 +55,29 @@ def model_record(model=None, model_name: Optional[str] = None) -> dict[str, Any]
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class FrameOf:
+    """A frame of a video file as an export's source: the file (hashed) and the frame's
+    index (0 = the first frame), so the exact picture can be found again."""
+
+    path: str
+    index: int
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
 def source_record(path: Optional[PathLike]) -> Optional[dict[str, Any]]:
     """Path, name and SHA-256 of an image file; sha256 is None when it cannot be read
-    (a pasted image has a name but no file). None without a path."""
-    if path is None or str(path) == "":
+    (a pasted image has a name but no file). None without a path. A :class:`FrameOf`
+    adds ``frame_index``."""
+    if path is None or path == "" or (isinstance(path, str) and not path.strip()):
         return None
+    frame = path.index if isinstance(path, FrameOf) else None
     path = Path(path)
     record: dict[str, Any] = {"path": str(path), "name": path.name, "sha256": None}
+    if frame is not None:
+        record["frame_index"] = int(frame)
     if path.is_file():
         record["path"] = str(path.resolve())
         try:

@@ -53,6 +53,12 @@ class LatestFrame:
             self.grabbed += 1
             self._cond.notify_all()
 
+    def discard(self) -> None:
+        """Forget the frame nobody took (not counted as dropped: the user moved away)."""
+        with self._cond:
+            self._frame = None
+            self._cond.notify_all()
+
     def end(self) -> None:
         with self._cond:
             self.ended = True
@@ -125,6 +131,26 @@ class FrameGrabber:
             self._seek, self._steps = int(index), 1
         self.slot.ended = False
         self._wake()
+
+    def frame_at(self, index: int, timeout: float = 5.0, cancel=None) -> Optional[Frame]:
+        """Seek to frame ``index`` and wait for exactly that frame; None when it does not
+        come within ``timeout`` s (past the end). A frame grabbed before the seek (still
+        in the slot, or read while it was asked for) is never the answer: stepping from
+        49 shows 50, not a frame the grabber had read ahead."""
+        from featurescope.core.progress import check
+
+        index = int(index)
+        self.slot.discard()
+        self.seek(index)
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            check(cancel)
+            frame = self.slot.take(timeout=0.1)
+            if frame is not None and frame.index == index:
+                return frame
+            if frame is None and self.slot.ended and self.slot.empty and self._seek is None:
+                return None
+        return None
 
     def step(self, delta: int = 1) -> None:
         """While paused: grab the frame ``delta`` away from the last one."""

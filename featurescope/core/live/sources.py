@@ -25,6 +25,7 @@ class VideoFileSource:
 
     def __init__(self, path):
         self.reader = VideoReader(path)
+        self.path = self.reader.path  # exports hash the file and record the frame's index
         self.name = self.reader.name
         self.fps = self.reader.fps
         self.frame_count = self.reader.frame_count

@@ -1,8 +1,8 @@
-"""Default weights from the internet into the torch hub cache, with progress and cancel.
+"""One file from the internet into a cache, with progress and cancel, never half written.
 
-``WEIGHTS_URLS`` (model name -> URL) replaces torchvision's URL for a model, and with it
-the cache file name; the tests use it to download from a loopback server, and it can
-point at a private mirror.
+Which URL and which cache file belong to a model is its source's business
+(core/models/sources/torchvision.py); this module knows no model, so the sources can
+use it without an import circle.
 """
 from __future__ import annotations
 
@@ -11,38 +11,13 @@ import os
 import re
 import tempfile
 import urllib.error
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from featurescope.core.models.sources import lite
 from featurescope.core.errors import DownloadError
 from featurescope.core.progress import check, report
-from featurescope.core.models.sources.torchvision import check_known, default_weights
 
-# The one seam for downloads: model name -> URL of its default weights, replacing
-# torchvision's. The cache file name is taken from this URL; a "-<hex>." part in it is
-# checked against the file's SHA-256, as torch.hub does.
-WEIGHTS_URLS: dict[str, str] = {}
 _CHUNK = 1 << 16
-
-
-def download_url_for(name: str) -> str:
-    """The URL ``name``'s default weights are downloaded from (``WEIGHTS_URLS`` first)."""
-    return WEIGHTS_URLS.get(name) or default_weights(name).url
-
-
-def cache_path_for(name: str) -> Path:
-    """Where ``name``'s default weights live: the torch hub cache file torchvision uses
-    (``torch.hub.get_dir()/checkpoints/<file name from the URL>``); for
-    efficientnet_lite0 the file embedded in its package."""
-    if name == lite.NAME:
-        return lite.weights_file()
-    import torch.hub
-
-    check_known(name)
-    filename = os.path.basename(urllib.parse.urlparse(download_url_for(name)).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
 def download(url: str, target: Path, progress, cancel) -> None:

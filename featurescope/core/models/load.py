@@ -11,7 +11,7 @@ Weights, one argument everywhere:
 
 - ``"default"``: the source's pretrained weights. Embedded for ``efficientnet_lite0``; for
   torchvision models read from the torch hub cache (``cache_path_for(name)``) or
-  downloaded into it with progress and cancel (see :mod:`featurescope.core.models.download`,
+  downloaded into it with progress and cancel (see :mod:`featurescope.core.models.sources.torchvision`,
   whose ``WEIGHTS_URLS`` can point a model at another URL); timm's from the Hugging Face
   cache; your own file's as its factory sets them.
 - ``"none"``: random initialisation, seeded (the same every time), "untrained".
@@ -25,8 +25,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-# cache_path_for, download_url_for and WEIGHTS_URLS are part of this module's API too.
-from featurescope.core.models.download import WEIGHTS_URLS, cache_path_for, download_url_for
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, ProgressCallback, check, report
 from featurescope.core.models.registry import CatalogueEntry, catalogue_entries, resolve
@@ -34,8 +32,7 @@ from featurescope.core.models.spec import (IMAGENET_MEAN, IMAGENET_STD, ModelSpe
                                            parse_statistics)
 from featurescope.core.models.weights import drop_aux, fit_state_dict, read_weights
 
-__all__ = ["CatalogueEntry", "catalogue", "cache_path_for", "download_url_for", "WEIGHTS_URLS",
-           "IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "LoadedModel", "load_model"]
+__all__ = ["CatalogueEntry", "catalogue", "IMAGENET_MEAN", "IMAGENET_STD", "ImageTransform", "LoadedModel", "load_model"]
 
 def catalogue() -> list[CatalogueEntry]:
     """All convolutional classification models: efficientnet_lite0 first, then torchvision's

@@ -10,6 +10,8 @@ channel's picture does not depend on the batch it was made in.
 """
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -178,7 +180,8 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
               cancel: Optional[CancelToken] = None, *, preview: Optional[PreviewCallback] = None,
               preview_every: int = 16, batch_size: int = DEFAULT_BATCH,
               learning_rate: float = LEARNING_RATE,
-              robustness: transforms.Robustness = transforms.Robustness()) -> Visualization:
+              robustness: transforms.Robustness = transforms.Robustness(),
+              resume: Optional[dict] = None) -> Visualization:
     """The images that excite ``channels`` of ``layer`` most (feature visualisation).
 
     ``model``: a LoadedModel (its mean, std and input size are used) or a bare
@@ -191,7 +194,10 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
     forward pass stops at ``layer``. ``progress(done, total, text)`` counts steps over all
     batches; ``cancel`` is checked between steps (raises ``progress.Cancelled``);
     ``preview(channels, images, step)`` gets the current (n, H, W, 3) uint8 images of a
-    batch every ``preview_every`` steps. Returns a :class:`Visualization`. Raises
+    batch every ``preview_every`` steps. ``resume``: a dict the caller keeps between
+    calls with the same settings; a cancelled call leaves each unfinished batch's state
+    in it (image parameters, optimiser, random state, step) and the next call goes on
+    from that step, to the picture an uninterrupted run gives. Returns a :class:`Visualization`. Raises
     OptvisError for a bad channel, size or objective, ModelError for an unknown layer
     or a network without gradients. The model's parameters, mode and gradients are
     left as they were.
@@ -236,7 +242,7 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
 
             image, values = _optimise(forward, batch, steps, (height, width), seed, objective,
                                       in_channels, mean, std, device, learning_rate, robustness,
-                                      step_report, cancel, preview, preview_every)
+                                      step_report, cancel, preview, preview_every, resume)
             images.append(image)
             reached.append(values)
     finally:
@@ -247,7 +253,7 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
 
 
 def _optimise(forward, channels, steps, size, seed, objective, in_channels, mean, std, device,
-              learning_rate, robustness, step_report, cancel, preview, preview_every):
+              learning_rate, robustness, step_report, cancel, preview, preview_every, resume=None):
     height, width = size
     seeds = param.seeds_for(seed, channels)
     rngs = [np.random.default_rng(s) for s in seeds]
@@ -256,8 +262,22 @@ def _optimise(forward, channels, steps, size, seed, objective, in_channels, mean
     optimizer = torch.optim.Adam([spectrum], lr=learning_rate)
     targets = torch.tensor(channels, device=device)
     decorrelate = in_channels == 3
+    first = 0
+    saved = resume.pop(tuple(channels), None) if resume is not None else None
+    if saved is not None:  # go on where a cancelled run stopped
+        first = saved["step"]
+        with torch.no_grad():
+            spectrum.copy_(saved["spectrum"].to(device))
+        optimizer.load_state_dict(saved["optimizer"])
+        for rng, state in zip(rngs, saved["rngs"]):
+            rng.bit_generator.state = state
     with torch.inference_mode(False), torch.enable_grad():
-        for step in range(steps):
+        for step in range(first, steps):
+            if resume is not None and cancel is not None and cancel.is_cancelled:
+                resume[tuple(channels)] = {
+                    "step": step, "spectrum": spectrum.detach().clone(),
+                    "optimizer": copy.deepcopy(optimizer.state_dict()),
+                    "rngs": [rng.bit_generator.state for rng in rngs]}
             check(cancel)
             image = param.spectrum_to_image(spectrum, scale, height, width, decorrelate)
             thetas = transforms.random_affines(rngs, size, robustness)

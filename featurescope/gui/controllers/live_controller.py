@@ -19,6 +19,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMainWindow, QToolBar
 
 from featurescope.core.errors import FeaturescopeError
+from featurescope.core.io.provenance import FrameOf
 from featurescope.gui.controllers.model_loading import first_layer
 from featurescope.gui.widgets.live_bar import LiveBar
 
@@ -68,6 +69,8 @@ class LiveController(QObject):
         self.paused = False
         self.last: Any = None  # the LiveFrame shown last
         self.shown = 0
+        self.position = -1  # the frame shown, or asked for by a step or seek still on its way
+        self._dropped_before = 0  # frames the slot had dropped when this play started
         self.latencies: deque = deque(maxlen=30)
         self._times: deque = deque(maxlen=30)
         self.longest_handler = 0.0  # seconds: the longest time one frame held the GUI thread
@@ -174,10 +177,13 @@ class LiveController(QObject):
         from featurescope.core.live.grabber import FrameGrabber
 
         self.stop()
-        self.source, self.paused, self.shown = source, False, 0
+        self.source, self.paused, self.shown, self.position = source, False, 0, -1
+        self._dropped_before = 0
         self.latencies.clear()
         self._times.clear()
-        self.grabber = FrameGrabber(source, pace=pace, prepare=self._preparer(self.state.model)).start()
+        # a clip waits for the model: played while it loads, it would end unseen
+        self.grabber = FrameGrabber(source, pace=pace, prepare=self._preparer(self.state.model),
+                                    start_paused=self.state.model is None).start()
         self._update_actions()
         self.show_status(f"Live: {source.name}. Space pauses.")
         self._submit_next()
@@ -192,6 +198,8 @@ class LiveController(QObject):
     def _on_model_changed(self, model: Any) -> None:
         if self.grabber is not None:
             self.grabber.prepare = self._preparer(model)  # one attribute: safe to swap
+            if model is not None and not self.paused and self.grabber.paused:
+                self.grabber.resume()  # it waited for the model
 
     def stop(self) -> None:
         """End live; what is shown stays."""
@@ -255,9 +263,8 @@ class LiveController(QObject):
         serial = bool(self.worker_views())
         if not serial:  # the worker captures the next frame while this thread draws this one
             self._submit_next()
-        name = getattr(self.source, "name", "live")
-        self.state.set_image(live.image, f"{name} (frame {live.frame.index})")
-        self.state.set_result(live.result)
+        self.state.set_frame(live.image, self._frame_name(live.frame.index), live.result)
+        self.position = live.frame.index
         now = time.perf_counter()
         self.longest_handler = max(self.longest_handler, now - started)
         self.latencies.append(now - live.frame.grabbed_at)
@@ -273,8 +280,17 @@ class LiveController(QObject):
         times = self._times
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         latency = sorted(self.latencies)[len(self.latencies) // 2] * 1000 if self.latencies else 0.0
-        dropped = self.grabber.slot.dropped if self.grabber is not None else 0
-        self.bar.rate_label.setText(f"Live {fps:.1f} fps, latency {latency:.0f} ms, {dropped} dropped")
+        dropped = self.grabber.slot.dropped - self._dropped_before if self.grabber is not None else 0
+        self.bar.rate_label.setText(f"Live {fps:.1f} fps, latency {latency:.0f} ms, "
+                                    f"{dropped} dropped this play")
+
+    def _frame_name(self, index: int) -> str:
+        return f"{getattr(self.source, 'name', 'live')} (frame {index})"
+
+    def _show_paused(self) -> None:
+        """The status bar says so for as long as it is paused (not a passing message)."""
+        at = f" at frame {self.position}" if self.position >= 0 else ""
+        self.bar.rate_label.setText(f"Paused{at} (Space resumes)")
 
     def _on_error(self, message: str, _error: Any = None) -> None:
         self.stop()
@@ -302,8 +318,11 @@ class LiveController(QObject):
     def _freeze(self) -> None:
         """The last shown frame becomes the opened photo (every tab and export works on it)."""
         if self.last is not None:
-            name = getattr(self.source, "name", "live")
-            self.show_photo(self.last.image, f"{name} (frame {self.last.frame.index})")
+            index = self.last.frame.index
+            path = getattr(self.source, "path", None)
+            origin = FrameOf(str(path), index) if path else ""
+            self.show_photo(self.last.image, self._frame_name(index), origin)
+            self._show_paused()
 
     def toggle_pause(self) -> None:
         if self.grabber is None:
@@ -312,6 +331,8 @@ class LiveController(QObject):
             self.paused = False
             if self.grabber.slot.ended and getattr(self.source, "seekable", False):
                 self.grabber.seek(0)  # play again from the start
+            self._dropped_before = self.grabber.slot.dropped  # dropped frames count per play
+            self._times.clear()
             self.grabber.resume()
             self._update_actions()
             self._submit_next()
@@ -322,6 +343,7 @@ class LiveController(QObject):
             self._freeze()
             self._update_actions()
             self.show_status("Paused: this frame is now the opened photo (Space resumes).")
+            self._show_paused()
 
     def step(self, delta: int) -> None:
         """While paused on a video: show the frame ``delta`` away as the opened photo."""
@@ -329,29 +351,28 @@ class LiveController(QObject):
             return
         if not self.paused:
             self.toggle_pause()
-        current = self.last.frame.index if self.last is not None else 0
-        self.seek(current + delta)
+        current = self.position if self.position >= 0 else 0
+        frames = int(getattr(self.source, "frame_count", 0) or 0)
+        target = max(0, current + int(delta))
+        self.seek(min(target, frames - 1) if frames else target)
 
     def seek(self, index: int) -> None:
         """Go to frame ``index``: shown live when playing, as the opened photo when paused."""
         grabber = self.grabber
         if grabber is None or not getattr(self.source, "seekable", False):
             return
-        grabber.seek(index)
         if not self.paused:
+            grabber.seek(index)
             return
-        slot = grabber.slot
+        index = int(index)
+        self.position = index  # a second step before this one is shown goes on from here
+        self.bar.set_position(index)
 
         def work(progress, cancel):
             from PIL import Image
 
-            deadline = time.perf_counter() + 5.0
-            while time.perf_counter() < deadline:
-                cancel.raise_if_cancelled()
-                frame = slot.take(timeout=0.1)
-                if frame is not None:
-                    return frame, Image.fromarray(frame.pixels)
-            return None
+            frame = grabber.frame_at(index, cancel=cancel)  # exactly that frame, never a stale one
+            return None if frame is None else (frame, Image.fromarray(frame.pixels))
 
         def shown(answer: Any) -> None:
             if answer is None or grabber is not self.grabber:

@@ -15,7 +15,7 @@ from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
-from featurescope.gui.docks.model_panel import is_model_file, parse_size
+from featurescope.gui.model.model_choice import parse_size
 from featurescope.core.models.registry import DEFAULT_MODEL
 from featurescope.gui.model.settings import Settings, absolute
 from featurescope.gui.model.state import AppState
@@ -81,10 +81,6 @@ class ModelJobs(QObject):
         come; the failure's sentence stays shown. ``spec["trust_pickle"]``, when present,
         is the user's choice for a weights file and is remembered for that file.
         """
-        if not is_model_file(str(spec.get("name") or "")):
-            # input size, mean and std belong to an own model file: a catalogue or timm
-            # model always comes with its own
-            spec = dict(spec, input_size="", mean="", std="")
         try:
             kwargs = {"input_size": parse_size(str(spec.get("input_size") or "")),
                       "mean": parse_statistics(str(spec.get("mean") or ""), what="Mean"),

@@ -19,8 +19,10 @@ from PySide6.QtWidgets import QSplitter, QTextBrowser, QVBoxLayout, QWidget
 from featurescope.core.analysis.explain import LayerExplanation, explain_layer
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.caches.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
+from featurescope.gui.controllers.throttle import Throttle
 
 EMPTY_TEXT = "Select a layer to see what it does."
+LIVE_INTERVAL = 0.5  # seconds between two statistics of a stream of captures
 _STANDARD = "out = floor((in + 2*padding - dilation*(kernel-1) - 1) / stride) + 1"
 GENERAL_FORMULA = {"Conv2d": _STANDARD, "MaxPool2d": _STANDARD, "AvgPool2d": _STANDARD}
 
@@ -117,12 +119,16 @@ class LayerInfoPanel(QWidget):
         self.dead: Optional[np.ndarray] = None  # dead channel indices for this image
         self.histogram: Optional[tuple[np.ndarray, np.ndarray]] = None  # (counts, edges)
         self._stats_key: Any = None
+        self._shown_layer = ""  # the layer whose statistics are on screen
         state.layer_changed.connect(self.refresh)
-        state.result_changed.connect(self._on_result_changed)
+        # a live video brings a capture per frame: statistics at most twice a second
+        self.throttle = Throttle(self._on_result_changed, LIVE_INTERVAL, self)
+        state.result_changed.connect(self.throttle)
         state.model_changed.connect(self.refresh)
         self.refresh()
 
-    def _on_result_changed(self, result: Any) -> None:
+    def _on_result_changed(self, *_: Any) -> None:
+        result = self.state.result
         self.stats.keep_only(result)
         self.refresh()
         self._compute_in_background()
@@ -158,12 +164,16 @@ class LayerInfoPanel(QWidget):
         if stats is None and self.jobs is None:
             stats = compute(result, layer)
             self.stats.put(result, layer, stats)
-        self._show_stats(key, stats)
+        if stats is not None or layer != self._shown_layer:
+            # a new capture of the layer shown (a live frame) keeps the last histogram
+            # until its own is in: no blank "computing..." flicker
+            self._show_stats(key, stats)
         if stats is None:
             self._compute_in_background()
 
     def _show_stats(self, key: Any, stats: Optional[LayerStats]) -> None:
         self._stats_key = key if stats is not None else None
+        self._shown_layer = key[1] if stats is not None else ""
         if stats is None:
             self.dead, self.histogram = None, None
             self.histogram_bars.setOpts(x0=[0.0], x1=[1.0], height=[0.0])

@@ -33,6 +33,10 @@ class Request:
     on_cancelled: Optional[Callable[[], None]] = None
     error: Optional[BaseException] = field(default=None, repr=False)
     ended: bool = field(default=False, repr=False)  # worker thread: its answer is out
+    # GUI thread: the last progress reported (the jobs list shows it)
+    done: int = field(default=0, repr=False)
+    total: int = field(default=0, repr=False)
+    text: str = field(default="", repr=False)
 
 
 @dataclass

@@ -149,6 +149,8 @@ class JobRunner(QObject):
     busy_changed = Signal(bool, str)
     progress = Signal(int, int, str)
     idle = Signal()
+    jobs_changed = Signal()  # a labelled job started, ended or was cancelled
+    job_progress = Signal(int, int, int, str)  # request id, done, total, text
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -247,6 +249,8 @@ class JobRunner(QObject):
             self.pool.start(_Drain(self._lanes, self.unit_started))
         if was_idle or request.label:
             self.busy_changed.emit(True, self._busy_label())
+        if request.label:
+            self.jobs_changed.emit()
 
     def cancel(self, kind: Optional[str] = None) -> None:
         """Cancel the current request of ``kind``, or every request when None."""
@@ -261,6 +265,24 @@ class JobRunner(QObject):
             self._current.pop(kind, None)
         if cancelled:
             self._lanes.drop_ended()
+            self.jobs_changed.emit()
+
+    def cancel_request(self, request_id: int) -> None:
+        """Cancel one request (the jobs list's Cancel); stopped until asked again."""
+        entry = self._pending.get(request_id)
+        if entry is None or entry[0].token.is_cancelled:
+            return
+        request = entry[0]
+        request.token.cancel()
+        if self._current.get(request.kind) == request_id:
+            del self._current[request.kind]
+        self._lanes.drop_ended()
+        self.jobs_changed.emit()
+
+    def running(self) -> list[Request]:
+        """The labelled requests waiting or running and not cancelled, oldest first:
+        what the jobs list shows."""
+        return [r for r, _ in self._pending.values() if r.label and not r.token.is_cancelled]
 
     # -- state --------------------------------------------------------------------
     def is_current(self, request_id: int) -> bool:
@@ -297,6 +319,8 @@ class JobRunner(QObject):
         if self._current.get(request.kind) == request_id:
             del self._current[request.kind]
         signals.deleteLater()
+        if request.label:
+            self.jobs_changed.emit()
         if not self._pending:
             self.busy_changed.emit(False, "")
             self.idle.emit()
@@ -329,7 +353,10 @@ class JobRunner(QObject):
     @Slot(int, int, int, str)
     def _on_progress(self, request_id: int, done: int, total: int, text: str) -> None:
         if self.is_current(request_id):
+            request = self._pending[request_id][0]
+            request.done, request.total, request.text = done, total, text
             self.progress.emit(done, total, text)
+            self.job_progress.emit(request_id, done, total, text)
 
     @Slot(int, object)
     def _on_partial(self, request_id: int, piece: Any) -> None:

@@ -49,6 +49,9 @@ class AppState:
         self.model: Optional[LoadedModel] = None
         self.image: Optional[Image] = None
         self.image_source: str = ""
+        #: what exports record as the image's origin: its file path, a FrameOf (a video
+        #: file's frame), or "" (pasted, a camera frame)
+        self.image_origin: Any = ""
         self.result: Optional[CaptureResult] = None
         self.layer: str = ""
         self.channel: int = -1
@@ -76,11 +79,22 @@ class AppState:
             self.result = None
             self.model_changed.emit(model)
 
-    def set_image(self, image: Optional[Image], source: str) -> None:
+    def set_image(self, image: Optional[Image], source: str, origin: Any = None) -> None:
+        """Show ``image``; ``source`` names it, ``origin`` (default: ``source``) is the
+        file (or FrameOf) exports hash."""
         self._check_thread()
         self.image, self.image_source = image, source
+        self.image_origin = source if origin is None else origin
         self.result = None
         self.image_changed.emit(image, source)
+
+    def set_frame(self, image: Image, source: str, result: CaptureResult) -> None:
+        """Show a live frame and its capture as ONE event (``result_changed``): each
+        listener draws once per frame, and none sees the frame without its capture
+        (predictions would blink empty). Listeners read ``image``/``image_source``."""
+        self._check_thread()
+        self.image, self.image_source, self.image_origin = image, source, ""
+        self.set_result(result)
 
     def set_result(self, result: Optional[CaptureResult]) -> None:
         """Show a capture; selects its first layer when the selected one is not in it."""
@@ -135,6 +149,23 @@ class AppState:
 
         labels = unit_labels(index, layer)
         return labels[channel] if 0 <= channel < len(labels) else None
+
+    def listed(self, infos) -> list:
+        """The LayerInfos of ``infos`` the layer list shows: all with "Every module", else
+        the conv and pooling layers (a capture holds activations too while "show after
+        activation" is on)."""
+        if self.every_module:
+            return list(infos)
+        from featurescope.core.capture.layers import CAPTURED_TYPES  # torch: loaded by now
+
+        return [info for info in infos if info.kind in CAPTURED_TYPES]
+
+    def listed_layers(self) -> list[str]:
+        """The names of the current capture's layers that the layer list shows."""
+        result = self.result
+        if result is None:
+            return []
+        return [info.name for info in self.listed([result.info[n] for n in result.layers])]
 
     def set_busy(self, busy: bool, label: str = "") -> None:
         """What the workers are doing (the job runner's busy_changed is wired here)."""

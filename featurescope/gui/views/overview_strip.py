@@ -16,7 +16,10 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import QScrollArea, QToolTip, QWidget
 
+from featurescope.gui.controllers.throttle import Throttle
+
 LARGEST, SMALLEST, GAP, LABEL = 64, 12, 3, 14
+LIVE_INTERVAL = 0.5  # seconds between two computations of the tiles
 
 
 def size_labels(boxes, tiles, text_width) -> list[tuple[float, str]]:
@@ -113,7 +116,9 @@ class OverviewStrip(QScrollArea):
                         "at its spatial size; click one to select it")
         # a new model's tiles take a capture to come: the old model's go at once
         state.model_changed.connect(lambda *_: self.show_tiles(None, [], []))
-        state.result_changed.connect(self.request)
+        # a live video brings a capture per frame: tiles at most twice a second
+        self.throttle = Throttle(self.request, LIVE_INTERVAL, self)
+        state.result_changed.connect(self.throttle)
         state.display_changed.connect(self.request)
         state.layer_changed.connect(lambda *_: self.canvas.update())
 
@@ -148,9 +153,10 @@ class OverviewStrip(QScrollArea):
         if result is None:
             self.show_tiles(None, [], [])
             return
+        listed = self.state.listed_layers()  # the layer list's layers, not every one captured
 
         def work(progress=None, cancel=None):
-            tiles = overview_tiles(result, reduction)
+            tiles = overview_tiles(result, reduction, layers=listed)
             height = int(result.input.shape[-2])
             pictures = [tile_picture(t.map, tile_side(t.shape[1], height, LARGEST, SMALLEST), colormap)
                         for t in tiles]

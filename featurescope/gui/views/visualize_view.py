@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton,
                                QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
@@ -52,10 +52,13 @@ class VisualizeView(TabPage):
         self.from_cache = False  # the last picture came from the disk cache
         self.previews = 0  # previews received for the current request
         self._wanted_steps = 0
-        # Nothing is optimised until asked (a click costs seconds of CPU): after the first
-        # Visualise / Build atlas the tab follows the selected channel / layer.
-        self.following = False
-        self.atlas_following = False
+        # Nothing is optimised until asked (a click costs seconds of CPU): Visualise and
+        # Build atlas work on the channel and layer selected then; only with "Follow the
+        # selection" ticked does a new selection start its own. Cancel means stopped.
+        self.asked_key: Optional[tuple] = None  # the channel Visualise was pressed for
+        self.atlas_asked: Optional[tuple] = None  # the layer Build atlas was pressed for
+        self._resume: dict[tuple, dict] = {}  # key -> where a cancelled optimisation stopped
+        self._pictures: dict[tuple, Any] = {}  # key -> the last picture of it (a few)
         self.atlas_key: Optional[tuple] = None
         self.atlas_channels = 0
         self.atlas_done: set[int] = set()
@@ -94,12 +97,19 @@ class VisualizeView(TabPage):
         self.cancel_button.setEnabled(False)
         self.again_button = QPushButton("Visualise", self)
         self.again_button.setObjectName("visualizeStart")
-        self.again_button.setToolTip("Optimise an image for the channel (from the cache when done "
-                                     "before); from then on the tab follows the selected channel")
+        self.again_button.setToolTip("Optimise an image for the selected channel (from the cache "
+                                     "when done before; after a Cancel it goes on from that step)")
         self.atlas_button = QPushButton("Build atlas", self)
         self.atlas_button.setObjectName("visualizeAtlas")
         self.atlas_button.setToolTip("Visualise every channel of the layer in the background, a batch "
-                                     "at a time; from then on each layer you select gets its atlas")
+                                     "at a time (progress and Cancel in the Jobs list too)")
+        self.atlas_cancel_button = QPushButton("Cancel atlas", self)
+        self.atlas_cancel_button.setObjectName("visualizeAtlasCancel")
+        self.atlas_cancel_button.setEnabled(False)
+        self.follow_box = QCheckBox("Follow", self)
+        self.follow_box.setObjectName("visualizeFollow")
+        self.follow_box.setToolTip("Follow the selection: visualise each channel (and build the atlas of each layer) you "
+                                   "select from now on; otherwise only what you press the buttons for")
         controls, actions = QHBoxLayout(), QHBoxLayout()  # two rows: the tab may be narrow
         for label, widget in (("Channel", self.channel_spin), ("steps", self.steps_spin),
                               ("size", self.size_spin)):
@@ -109,9 +119,9 @@ class VisualizeView(TabPage):
         actions.addWidget(QLabel("objective", self))
         actions.addWidget(self.objective_combo)
         actions.addStretch(1)
+        actions.addWidget(self.follow_box)
         actions.addWidget(self.again_button)
         actions.addWidget(self.cancel_button)
-        actions.addWidget(self.atlas_button)
 
         self.plots = pg.GraphicsLayoutWidget(self)
         self.plots.setBackground(None)
@@ -150,7 +160,11 @@ class VisualizeView(TabPage):
         atlas_page, hierarchy_page = QWidget(self), QWidget(self)
         atlas_layout = QVBoxLayout(atlas_page)
         atlas_layout.setContentsMargins(0, 0, 0, 0)
-        atlas_layout.addWidget(self.atlas_label)
+        atlas_top = QHBoxLayout()  # the atlas's own buttons, beside what it says
+        atlas_top.addWidget(self.atlas_label, 1)
+        atlas_top.addWidget(self.atlas_button)
+        atlas_top.addWidget(self.atlas_cancel_button)
+        atlas_layout.addLayout(atlas_top)
         # a wide layer's atlas is shown at tile size and scrolls (480 tiles fitted were 7 px)
         self.atlas_scroll = BoxScrollBar(self.atlas_box, self.atlas_item, atlas_page)
         atlas_row = QHBoxLayout()
@@ -195,6 +209,8 @@ class VisualizeView(TabPage):
         self.atlas_button.clicked.connect(self.start_atlas)
         self.hierarchy_button.clicked.connect(self.start_hierarchy)
         self.cancel_button.clicked.connect(self.cancel)
+        self.atlas_cancel_button.clicked.connect(self.cancel_atlas)
+        self.follow_box.toggled.connect(lambda _on: self.refresh())
         self.steps_spin.editingFinished.connect(self.refresh)
         self.size_spin.editingFinished.connect(self.refresh)
         self.objective_combo.activated.connect(self.refresh)
@@ -204,15 +220,27 @@ class VisualizeView(TabPage):
         self.refresh()
 
     # --- what is asked for --------------------------------------------------------
+    @property
+    def following(self) -> bool:
+        """A new channel or layer selected gets visualised without a button press."""
+        return self.follow_box.isChecked()
+
+    def key_now(self) -> Optional[tuple]:
+        """What the big picture is for: (model, layer, channel, settings)."""
+        model, layer = self.state.model, self.state.layer
+        if model is None or not layer:
+            return None
+        return (id(model), layer, self.channel(), tuple(sorted(self.settings().items())))
+
     def start(self) -> None:
-        """Visualise the selected channel now, and every channel selected from now on."""
-        self.following = True
+        """Visualise the selected channel now (going on from where a Cancel stopped it)."""
+        self.asked_key = self.key_now()
         self.shown_key = None  # Visualise again: ask again (the cache answers at once)
         self.refresh()
 
     def start_atlas(self) -> None:
-        """Build the selected layer's atlas now, and the atlas of every layer selected later."""
-        self.atlas_following = True
+        """Build the selected layer's atlas now (in the background, a batch at a time)."""
+        self.atlas_asked = (id(self.state.model), self.state.layer)
         self.refresh()
 
     @property
@@ -249,6 +277,11 @@ class VisualizeView(TabPage):
             self.jobs.cancel("optvis")
             self.jobs.cancel("optvis_atlas")
         self.shown_key = self.wanted_key = self.atlas_key = None
+        self.asked_key = self.atlas_asked = None
+        self._resume.clear()
+        self._pictures.clear()
+        self.cancel_button.setEnabled(False)
+        self.atlas_cancel_button.setEnabled(False)
         self.atlas_done = set()
         self._atlas_array = None
         if self.jobs is not None:
@@ -275,15 +308,38 @@ class VisualizeView(TabPage):
         self.header.setText(f"{layer}, channel {channel} of {count}: the image it responds to most, "
                             f"and its feature map for the photo")
         self._draw_feature_map(layer, channel)
-        if self.following:
+        key = self.key_now()
+        if self.following or key == self.asked_key:
             self._request_visualization(model, layer, channel)
-        else:
-            self.vis_label.setText("press Visualise: what it looks for")
-        if self.atlas_following:
+        if key != self.wanted_key:
+            self._show_picture(key)
+        if self.following or self.atlas_asked == (id(model), layer):
             self._request_atlas(model, layer, count)
-        else:
-            self.atlas_label.setText("Build atlas: every channel of the layer, computed in the background.")
+        self._show_atlas_for(layer)
         self._place_marker(channel)
+
+    def _show_picture(self, key: Optional[tuple]) -> None:
+        """The picture made for ``key`` before, else an empty box that says what to press."""
+        picture = self._pictures.get(key)
+        if picture is not None:
+            self.vis_item.setImage(picture[0], autoLevels=False, levels=(0, 255))
+            self.vis_label.setText(picture[1])
+            return
+        self.vis_item.clear()
+        stopped = self._stopped_step(key)
+        self.vis_label.setText(f"stopped at step {stopped}: press Visualise to go on" if stopped
+                               else "press Visualise: what it looks for")
+
+    def _stopped_step(self, key: Optional[tuple]) -> Optional[int]:
+        """The step a Cancel stopped ``key``'s optimisation at (Visualise goes on from it)."""
+        saved = self._resume.get(key) or {}
+        return next(iter(saved.values()))["step"] if saved else None
+
+    def _keep_picture(self, key: tuple, image: Any, text: str) -> None:
+        self._pictures.pop(key, None)
+        self._pictures[key] = (image, text)
+        while len(self._pictures) > 16:
+            self._pictures.pop(next(iter(self._pictures)))
 
     def _draw_feature_map(self, layer: str, channel: int) -> None:
         result = self.state.result
@@ -310,6 +366,7 @@ class VisualizeView(TabPage):
         self.previews = 0
         self.note.setText("")
         cache = self.cache
+        resume = self._resume.setdefault(key, {})  # filled by a Cancel, read by the next go
 
         def work(progress, cancel, partial=None):
             def preview(_channels, images, step):
@@ -318,7 +375,7 @@ class VisualizeView(TabPage):
 
             made = cache.visualize(model, layer, [channel], steps=settings["steps"], size=settings["size"],
                                    objective=settings["objective"], progress=progress, cancel=cancel,
-                                   preview=preview, preview_every=PREVIEW_EVERY)
+                                   preview=preview, preview_every=PREVIEW_EVERY, resume=resume)
             return key, made
 
         self.cancel_button.setEnabled(True)
@@ -332,8 +389,11 @@ class VisualizeView(TabPage):
         if key != self.wanted_key:
             return
         self.previews += 1
-        self.vis_item.setImage(image, autoLevels=False, levels=(0, 255))
-        self.vis_label.setText(f"what the channel looks for (step {step} of {self._wanted_steps})")
+        text = f"what the channel looks for (step {step} of {self._wanted_steps})"
+        self._keep_picture(key, image, text)
+        if key == self.key_now():
+            self.vis_item.setImage(image, autoLevels=False, levels=(0, 255))
+            self.vis_label.setText(text)
 
     def _visualization_ready(self, answer) -> None:
         key, made = answer
@@ -341,10 +401,16 @@ class VisualizeView(TabPage):
             return
         self.cancel_button.setEnabled(False)
         self.shown_key, self.wanted_key = key, None
+        self._resume.pop(key, None)
+        if key == self.asked_key:
+            self.asked_key = None  # done: a later selection asks again
         self.from_cache = bool(made.settings.get("cached"))
-        self.vis_item.setImage(made.images[0], autoLevels=False, levels=(0, 255))
         where = " (from the cache)" if self.from_cache else ""
-        self.vis_label.setText(f"what it looks for: activation {made.activations[0]:.3g}{where}")
+        text = f"what it looks for: activation {made.activations[0]:.3g}{where}"
+        self._keep_picture(key, made.images[0], text)
+        if key == self.key_now():
+            self.vis_item.setImage(made.images[0], autoLevels=False, levels=(0, 255))
+            self.vis_label.setText(text)
 
     def _failed(self, key: tuple, message: str) -> None:
         if key != self.wanted_key:
@@ -361,11 +427,17 @@ class VisualizeView(TabPage):
         if key != self.wanted_key:
             return  # replaced by a newer request, not stopped by the user
         self.cancel_button.setEnabled(False)
-        self.wanted_key = None
-        self.note.setText("Cancelled; press Visualise to go on.")
+        self.wanted_key = self.asked_key = None
+        self.follow_box.setChecked(False)  # cancelled means stopped until asked again
+        step = self._stopped_step(key)
+        stopped = f" at step {step}" if step else ""
+        self.note.setText(f"Cancelled{stopped}; press Visualise to go on from there.")
 
     def cancel(self) -> None:
-        """Stop the channel's optimisation (the preview so far stays)."""
+        """Stop the channel's optimisation (the preview so far stays); nothing starts
+        again until Visualise is pressed (Follow the selection goes off)."""
+        self.follow_box.setChecked(False)
+        self.asked_key = None
         if self.jobs is not None:
             self.jobs.cancel("optvis")
 
@@ -395,8 +467,44 @@ class VisualizeView(TabPage):
             return run
 
         batches = [list(range(i, min(count, i + ATLAS_BATCH))) for i in range(0, count, ATLAS_BATCH)]
-        self.jobs.submit_units("optvis_atlas", [unit(b) for b in batches],
-                               on_partial=self._atlas_piece, on_error=self._atlas_failed)
+        self.atlas_cancel_button.setEnabled(True)
+        self.jobs.submit_units("optvis_atlas", [unit(b) for b in batches], label=f"Atlas of {layer}",
+                               on_partial=self._atlas_piece, on_error=self._atlas_failed,
+                               on_result=lambda _none: self._atlas_ended(key),
+                               on_cancelled=lambda: self._atlas_ended(key, cancelled=True))
+
+    def _atlas_ended(self, key: tuple, cancelled: bool = False) -> None:
+        if key != self.atlas_key:
+            return
+        self.atlas_cancel_button.setEnabled(False)
+        if cancelled:
+            self.atlas_key = self.atlas_asked = None  # Build atlas starts it again (cached tiles come at once)
+            self.follow_box.setChecked(False)
+            self.atlas_label.setText(f"Atlas of {key[1]}: cancelled at {len(self.atlas_done)} of "
+                                     f"{self.atlas_channels} channels; Build atlas goes on.")
+
+    def cancel_atlas(self) -> None:
+        """Stop building the atlas; nothing builds again until Build atlas is pressed."""
+        self.follow_box.setChecked(False)
+        self.atlas_asked = None
+        if self.jobs is not None:
+            self.jobs.cancel("optvis_atlas")
+
+    def _show_atlas_for(self, layer: str) -> None:
+        """The atlas shown is the selected layer's; another layer's stays aside (building
+        on in the background when it was asked for) and comes back with its layer."""
+        mine = self.atlas_key is not None and self.atlas_key[1] == layer and self._atlas_array is not None
+        self.atlas_item.setVisible(mine)
+        if mine:
+            if self.atlas_key is not None:
+                self._atlas_text()
+            return
+        self.atlas_marker.setVisible(False)
+        elsewhere = ""
+        if self.atlas_key is not None and self.atlas_cancel_button.isEnabled():
+            elsewhere = (f" (the atlas of {self.atlas_key[1]} is still being built: "
+                         f"{len(self.atlas_done)} of {self.atlas_channels}; see Jobs)")
+        self.atlas_label.setText(f"Build atlas: every channel of {layer}, computed in the background{elsewhere}.")
 
     def _atlas_piece(self, piece) -> None:
         key, channels, images = piece
@@ -413,6 +521,7 @@ class VisualizeView(TabPage):
         self._atlas_text()
 
     def _atlas_failed(self, message: str, _error: Any = None) -> None:
+        self.atlas_cancel_button.setEnabled(False)
         self.atlas_label.setText(f"Atlas: {self._explain(message)}")
 
     def _atlas_text(self) -> None:
@@ -421,7 +530,11 @@ class VisualizeView(TabPage):
         first = " (first layer: each channel's centre neuron, the edge or colour it detects)" \
             if self.atlas_key is not None and self.state.model is not None and \
             self.state.model.layers[:1] == [self.state.layer] else ""
-        self.atlas_label.setText(f"Atlas of {self.state.layer}{first}: {done} of {total} channels{state}; "
+        layer = self.atlas_key[1] if self.atlas_key is not None else self.state.layer
+        if layer != self.state.layer:
+            self._show_atlas_for(self.state.layer)
+            return
+        self.atlas_label.setText(f"Atlas of {layer}{first}: {done} of {total} channels{state}; "
                                  f"click one to look at it")
 
     def _readable_columns(self, count: int) -> int:
@@ -450,7 +563,7 @@ class VisualizeView(TabPage):
         return channel if channel < self.atlas_channels else -1
 
     def _atlas_clicked(self, event) -> None:
-        if self._atlas_array is None:
+        if self._atlas_array is None or not self.atlas_item.isVisible():
             return
         point = self.atlas_item.mapFromScene(event.scenePos())
         channel = self.atlas_channel_at(point.x(), point.y())
@@ -458,7 +571,7 @@ class VisualizeView(TabPage):
             self.state.set_channel(channel)
 
     def _place_marker(self, channel: int) -> None:
-        if self._atlas_array is None or channel >= self.atlas_channels:
+        if self._atlas_array is None or channel >= self.atlas_channels or not self.atlas_item.isVisible():
             self.atlas_marker.setVisible(False)
             return
         step = self.atlas_size + TILE_GAP

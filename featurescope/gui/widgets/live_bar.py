@@ -62,5 +62,5 @@ class LiveBar(QWidget):
             self.slider.blockSignals(True)
             self.slider.setValue(int(index))
             self.slider.blockSignals(False)
-        if self._frames:
-            self.position_label.setText(f"{index + 1}/{self._frames}")
+        if self._frames:  # the slider's value, as the opened frame's name says it
+            self.position_label.setText(f"frame {index} / {self._frames - 1}")

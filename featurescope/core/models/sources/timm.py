@@ -26,7 +26,7 @@ PREFIX = "timm:"
 # What timm's own hub loader looks for, in its order of preference.
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 # The Hub to download from; None: huggingface_hub's own (HF_ENDPOINT). The tests point it
-# at a loopback server, as download.WEIGHTS_URLS does for torchvision.
+# at a loopback server, as sources/torchvision.WEIGHTS_URLS does for torchvision.
 HUB_ENDPOINT = None
 
 

@@ -2,7 +2,10 @@
 families, their default weights, and building one; the registry's fallback source.
 
 Default weights are read from the torch hub cache (``cache_path_for(name)``) or
-downloaded into it with progress and cancel (:mod:`featurescope.core.models.download`);
+downloaded into it with progress and cancel (:mod:`featurescope.core.models.download`;
+``WEIGHTS_URLS`` (model name -> URL) replaces torchvision's URL for a model, and with it
+the cache file name: the tests download from a loopback server, and it can point at a
+private mirror);
 preprocessing is the weights enum's own ``transforms()``. The helpers here sit under the
 catalogue, the download and the loader, so that each of them can ask "is this a model we
 know, and what are its default weights?" without importing the others.
@@ -10,10 +13,14 @@ know, and what are its default weights?" without importing the others.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import urllib.parse
 from functools import lru_cache
+from pathlib import Path
 
 from featurescope.core.errors import ModelError
+from featurescope.core.models.download import download
 from featurescope.core.models.registry import CatalogueEntry, register_source
 from featurescope.core.models.sources import lite
 from featurescope.core.models.spec import ModelSpec, Preprocessing
@@ -32,6 +39,27 @@ _FAMILY_ORDER = ["AlexNet", "VGG", "ResNet", "ResNeXt", "Wide ResNet", "GoogLeNe
                  "DenseNet", "SqueezeNet", "MobileNet v2", "MobileNet v3", "MNASNet",
                  "ShuffleNet v2", "EfficientNet", "EfficientNet v2", "RegNet", "ConvNeXt"]
 _NOT_CNN = ("vit_", "swin_", "maxvit")  # transformers: no conv feature maps worth showing
+
+
+# The one seam for downloads: model name -> URL of its default weights, replacing
+# torchvision's. The cache file name is taken from this URL; a "-<hex>." part in it is
+# checked against the file's SHA-256, as torch.hub does.
+WEIGHTS_URLS: dict[str, str] = {}
+
+
+def download_url_for(name: str) -> str:
+    """The URL ``name``'s default weights are downloaded from (``WEIGHTS_URLS`` first)."""
+    return WEIGHTS_URLS.get(name) or default_weights(name).url
+
+
+def cache_path_for(name: str) -> Path:
+    """Where ``name``'s default weights live: the torch hub cache file torchvision uses
+    (``torch.hub.get_dir()/checkpoints/<file name from the URL>``)."""
+    import torch.hub
+
+    check_known(name)
+    filename = os.path.basename(urllib.parse.urlparse(download_url_for(name)).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
 def family(name: str) -> str:
@@ -128,7 +156,6 @@ class TorchvisionSource:
         def create(mode: str, progress=None, cancel=None, trust_pickle: bool = False):
             from torch import nn
 
-            from featurescope.core.models.download import cache_path_for, download, download_url_for
             from featurescope.core.models.weights import densenet_keys, drop_aux, fit_state_dict, read_weights
 
             if mode != "default":
@@ -161,8 +188,6 @@ class TorchvisionSource:
                          categories=list(known.meta["categories"]), fix_state=fix_state)
 
     def catalogue(self) -> list[CatalogueEntry]:
-        from featurescope.core.models.download import cache_path_for
-
         entries = []
         for model_name in torchvision_names():
             status = "cached" if cache_path_for(model_name).is_file() else "downloadable"
