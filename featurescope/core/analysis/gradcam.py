@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.errors import ModelError
 
 _EPS = 1e-7  # as pytorch_grad_cam's scale_cam_image
