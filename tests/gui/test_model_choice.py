@@ -155,7 +155,8 @@ def test_the_hover_readout_goes_with_a_layer_change(window, qtbot):
 
 
 def test_a_new_model_takes_the_hierarchy_text_of_the_old_one(qtbot):
-    from featurescope.gui.views.visualize_view import HIERARCHY_TEXT, VisualizeView
+    from featurescope.gui.views.visualize_hierarchy import HIERARCHY_TEXT
+    from featurescope.gui.views.visualize_view import VisualizeView
 
     state = AppState()
     view = VisualizeView(state)
