@@ -20,10 +20,14 @@ def run_index(args) -> int:
     from featurescope.cli.common import select_layers
     from featurescope.core.index.build import build_index
 
+    address = args.ray_address or os.environ.get("RAY_ADDRESS")
+    if args.engine == "ray":  # an unreachable cluster is said before the model loads
+        from featurescope.core.cluster import check_address
+
+        check_address(address)
     model = load_model_from_args(args)
     layers = select_layers(model, args.layers)
     output = Path(args.output or DEFAULT_INDEX)
-    address = args.ray_address or os.environ.get("RAY_ADDRESS")
     bar = ProgressBar(prefix="indexing ")
     try:
         index = build_index(model, args.folder, layers=layers, top=args.top, batch_size=args.batch,

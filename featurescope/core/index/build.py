@@ -246,7 +246,11 @@ class IndexBuild:
         index.meta["complete"] = not todo and index.meta.get("complete", False)
         k = self.k
         if engine == "ray":
+            from featurescope.core.cluster import check_address, import_ray
             from featurescope.core.index.ray_engine import run_ray
+
+            import_ray()  # both said now, before the first batch is asked for
+            check_address(ray_address or os.environ.get("RAY_ADDRESS"))
 
             self._batches = run_ray(model, folder, todo, prep, chosen, k, self.rank, batch_size,
                                     workers, cancel=cancel, address=ray_address, groups=self.groups)
