@@ -20,7 +20,8 @@ from featurescope.gui.docks.display_panel import DisplayOptionsPanel
 from featurescope.gui.docks.image_panel import ImagePanel
 from featurescope.gui.docks.layer_info_panel import LayerInfoPanel
 from featurescope.gui.docks.layer_panel import LayerPanel
-from featurescope.gui.docks.model_panel import ModelPanel, catalogue_and_devices
+from featurescope.gui.docks.model_panel import ModelPanel
+from featurescope.gui.model.model_choice import catalogue_and_devices
 from featurescope.gui.docks.predictions_panel import PredictionsPanel
 from featurescope.gui.widgets.error_banner import ErrorBanner
 from featurescope.gui.atlas_actions import AtlasActions
