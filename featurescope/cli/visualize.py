@@ -99,7 +99,7 @@ def _channels(args, model, cache, bar, out: Path) -> int:
 
         raise OptvisError(f"visualize takes one layer; {args.layer!r} names {len(layer)}.")
     layer = layer[0]
-    info = next(i for i in model.layer_info if i.name == layer)
+    info = model.find_layer_info(layer)
     channels = (list(range(min(8, info.out_channels))) if args.channels is None
                 else parse_channels(args.channels))
     stem = layer.replace("#", "-")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 import pyqtgraph as pg
+import numpy as np
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QGraphicsRectItem
 
 
@@ -39,3 +41,14 @@ def outline_item(box: pg.ViewBox, color: str, width: float = 2.0, dashed: bool =
     item.hide()
     box.addItem(item, ignoreBounds=True)
     return item
+
+
+THUMBNAIL_HEIGHT = 56
+
+
+def thumbnail(rgb: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> QPixmap:
+    """A smooth, small QPixmap of an (H, W, 3) uint8 picture."""
+    rgb = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+    return QPixmap.fromImage(image).scaledToHeight(height, Qt.TransformationMode.SmoothTransformation)
