@@ -8,8 +8,7 @@ import os
 import sys
 import time
 import warnings
-from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -58,6 +57,11 @@ class ProgressBar:
 def warn(text: str) -> None:
     """One ``featurescope: warning: ...`` line on stderr."""
     print(f"featurescope: warning: {text}", file=sys.stderr)
+
+
+def plural(count: int, word: str) -> str:
+    """``plural(1, "image")`` -> "1 image", ``plural(1280, "channel")`` -> "1,280 channels"."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def load_model_from_args(args, device: Optional[str] = None):

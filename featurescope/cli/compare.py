@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from featurescope.cli.common import load_model_from_args, require_colormap, select_layers
+from featurescope.cli.common import load_model_from_args, plural, require_colormap, select_layers
 
 
 def run_compare(args) -> int:
@@ -34,5 +34,5 @@ def run_compare(args) -> int:
     print(f"{layer}: similarity {comparison.similarity:.4f}, mean |A - B| "
           f"{comparison.mean_abs_difference:.4g}; least similar channels "
           f"{', '.join(str(int(c)) for c in worst[:5])}")
-    print(f"{Path(args.image_a).name} vs {Path(args.image_b).name} -> {out}{os.sep} ({len(written)} files)")
+    print(f"{Path(args.image_a).name} vs {Path(args.image_b).name} -> {out}{os.sep} ({plural(len(written), 'file')})")
     return 0

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from featurescope.cli.common import ProgressBar, load_model_from_args, warn
+from featurescope.cli.common import ProgressBar, load_model_from_args, plural, warn
 
 DEFAULT_INDEX = "featurescope.fsindex"
 
@@ -42,8 +42,8 @@ def run_index(args) -> int:
     finally:
         bar.finish()
     skipped = index.skipped
-    print(f"{output}: {index.images} images, {len(index.layers)} layers, top {index.k} per channel"
-          + (f", {len(skipped)} files skipped" if skipped else ""))
+    print(f"{output}: {plural(index.images, 'image')}, {plural(len(index.layers), 'layer')}, "
+          f"top {index.k} per channel" + (f", {plural(len(skipped), 'file')} skipped" if skipped else ""))
     for entry in skipped[:20]:
         warn(f"skipped {entry['path']}: {entry['reason']}")
     if len(skipped) > 20:
@@ -53,11 +53,32 @@ def run_index(args) -> int:
 
 def run_examples(args) -> int:
     """A channel's top images: JSON, a table, or a contact sheet PNG."""
+    from featurescope.core.index.sheet import printable
     from featurescope.core.index.store import open_index
 
     index = open_index(args.index)
-    examples = index.top(args.layer, args.channel, args.top or index.k)
+    root = Path(args.root).expanduser() if args.root else None
+    if root is not None and not root.is_dir():
+        from featurescope.core.errors import IndexFileError
+
+        raise IndexFileError(f"--root {root} is not a folder; name the folder the indexed images moved to.")
+    examples = index.top(args.layer, args.channel, args.top or index.k, root=root)
     dead = args.channel in index.dead_channels(args.layer)
+    problems = [(e, e.problem()) for e in examples]
+    problems = [(e, p) for e, p in problems if p]
+    if problems:
+        where = index.folder if root is None else root
+        hint = (f"; {where} no longer exists: if the folder moved, pass --root NEW_FOLDER"
+                if not where.is_dir() else "")
+        listed = ", ".join(f"{printable(Path(e.path).name)} ({p})" for e, p in problems[:3])
+        more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+        warn(f"{len(problems)} of {len(examples)} example{'s' if len(examples) != 1 else ''} "
+             f"changed since indexing: {listed}{more}{hint}.")
+    incomplete = "" if index.complete else (
+        f"index incomplete: {index.images:,} of {plural(index.images + index.unread, 'image')} read; "
+        "run the same `featurescope index` command to finish it")
+    if incomplete and not args.json:
+        warn(incomplete + ".")
     if args.output:
         from featurescope.core.index.sheet import contact_sheet, overlay_crop
         from featurescope.core.io.writers import write_png
@@ -70,17 +91,22 @@ def run_examples(args) -> int:
             model = load_model(index.model.get("source") or index.model["name"],
                                weights=_weights_of(index, args), device="cpu",
                                input_size=prep.crop, mean=prep.mean, std=prep.std)
-            crops = [overlay_crop(model, e, args.layer, args.channel) for e in examples]
+            crops = [None if e.problem() == "missing" else overlay_crop(model, e, args.layer, args.channel)
+                     for e in examples]
         title = f"{args.layer} channel {args.channel} - {index.model.get('display_name')}"
-        write_png(args.output, contact_sheet(examples, crops=crops, title=title), force=args.force)
+        write_png(args.output, contact_sheet(examples, crops=crops, title=title, note=incomplete),
+                  force=args.force)
     if args.json:
-        print(json.dumps({"layer": args.layer, "channel": args.channel,
+        print(json.dumps({"layer": args.layer, "channel": args.channel, "complete": index.complete,
+                          "images": index.images, "unread": index.unread,
                           "never_fired": dead, "examples": [e.to_dict() for e in examples]}, indent=2))
     elif not args.output:
         note = " (never fired on this collection)" if dead else ""
         print(f"{args.layer} channel {args.channel}{note}:")
         for e in examples:
-            print(f"{e.rank + 1:>3}  {e.activation:10.4f}  at {e.position}  box {list(e.box)}  {e.path}")
+            mark = f"  [{e.problem()}]" if e.problem() else ""
+            print(f"{e.rank + 1:>3}  {e.activation:10.4f}  at {e.position}  box {list(e.box)}  "
+                  f"{printable(e.path)}{mark}")
     return 0
 
 
@@ -142,3 +168,5 @@ def add_parsers(commands, add_model_options, positive_int) -> None:
                           help="weights for --overlay (default: the indexed model's default "
                                "weights, or none if it was untrained)")
     examples.add_argument("--force", action="store_true", help="overwrite the sheet if it exists")
+    examples.add_argument("--root", metavar="FOLDER",
+                          help="where the indexed folder is now, if it was moved or copied")

@@ -9,7 +9,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from featurescope.cli.common import load_model_from_args, require_colormap, select_layers
+from featurescope.cli.common import load_model_from_args, plural, require_colormap, select_layers
+
+
+
+def _number(value: float, room: int) -> str:
+    """``value`` in at most ``room`` characters: 4 significant digits, fewer if it must."""
+    for form in (".4g", ".3g", ".2g", ".1g", ".0e"):
+        text = f"{value:{form}}"
+        if len(text) <= room:
+            return text
+    return text
+
+
+def channel_ranges(channels) -> str:
+    """[0, 1, 2, 3, 7, 9, 10] -> "0-3, 7, 9-10"; a long list ends in "... (N channels)"."""
+    runs = []
+    for c in sorted(set(int(c) for c in channels)):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    text = [f"{a}-{b}" if b > a else f"{a}" for a, b in runs]
+    if len(text) > 12:
+        return ", ".join(text[:10]) + f", ... ({len(set(channels)):,} channels)"
+    return ", ".join(text)
 
 
 def _matrix(rows, cols, values, mask=None, width: int = 9) -> list[str]:
@@ -23,7 +47,7 @@ def _matrix(rows, cols, values, mask=None, width: int = 9) -> list[str]:
             if mask is not None and mask[i][j]:
                 cells.append(f"{'0 pad' if value == 0 else 'pad':>{width}}")
             else:
-                cells.append(f"{value:>{width}.4g}")
+                cells.append(f" {_number(value, width - 1):>{width - 1}}")  # a space between numbers
         lines.append(f"{'y ' + str(r):>7} " + "".join(cells))
     return lines
 
@@ -90,7 +114,7 @@ def run_overview(args) -> int:
     poster = overview_poster(result, model.deprocess(result.input), reduction=args.reduction,
                              colormap=args.colormap, width=args.width, title=title)
     write_png(out, poster, force=args.force)
-    print(f"{Path(args.image).name}: {len(result.layers)} layers -> {out}")
+    print(f"{Path(args.image).name}: {plural(len(result.layers), 'layer')} -> {out}")
     return 0
 
 
@@ -111,7 +135,9 @@ def run_ablate(args) -> int:
             "changes": [dict(c.__dict__, change=c.change) for c in ablation.changes],
         }))
         return 0
-    print(f"{layer}: channels {', '.join(map(str, ablation.channels))} switched off")
+    count = len(ablation.channels)
+    print(f"{layer}: channel{'s' if count != 1 else ''} {channel_ranges(ablation.channels)} switched off"
+          + (f" ({count:,} of them)" if count > 1 else ""))
     print(f"  {'class':<28}{'before':>9}{'after':>9}{'change':>9}")
     for c in ablation.changes:
         print(f"  {c.label[:27]:<28}{c.before:>9.2%}{c.after:>9.2%}{c.change * 100:>+8.2f}%")

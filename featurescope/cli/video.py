@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from featurescope.cli.common import ProgressBar, load_model_from_args, select_layers, warn
+from featurescope.cli.common import ProgressBar, load_model_from_args, plural, select_layers, warn
 
 
 def run_video(args) -> int:
@@ -33,10 +33,15 @@ def run_video(args) -> int:
     try:
         summary = render_video(model, args.input, out, layer[0], args.view, fps=args.fps,
                                max_frames=args.max_frames, force=args.force, progress=bar)
+    except KeyboardInterrupt:
+        bar.finish()
+        print(f"featurescope: stopped; {out} was not written (a video is only kept when complete).",
+              file=sys.stderr)
+        raise
     finally:
         bar.finish()
     if summary.problem:
-        warn(f"{summary.problem} The video holds the {summary.frames} frames before that.")
-    print(f"{Path(args.input).name}: {summary.frames} frames, {layer[0]} ({args.view}) -> {summary.path}",
+        warn(f"{summary.problem} The video holds the {plural(summary.frames, 'frame')} before that.")
+    print(f"{Path(args.input).name}: {plural(summary.frames, 'frame')}, {layer[0]} ({args.view}) -> {summary.path}",
           file=sys.stdout)
     return 0

@@ -58,6 +58,8 @@ def run_visualize(args: argparse.Namespace) -> int:
 
         image = load_image(args.image)  # fail before the model loads
     out = Path(args.output)
+    if args.hierarchy and out.suffix.lower() != ".png":
+        raise OptvisError(f"{out} should end in .png: the hierarchy poster is a PNG picture.")
     if args.hierarchy:
         refuse_existing([out], args.force)
     model = load_model_from_args(args)
@@ -86,7 +88,7 @@ def _check_limits(args) -> None:
 
 
 def _channels(args, model, cache, bar, out: Path) -> int:
-    from featurescope.cli.common import select_layers
+    from featurescope.cli.common import plural, select_layers
     from featurescope.core.io.provenance import provenance
     from featurescope.core.io.writers import make_folder, refuse_existing, write_json, write_png
     from featurescope.core.optvis.render import parse_channels, visualize
@@ -97,7 +99,7 @@ def _channels(args, model, cache, bar, out: Path) -> int:
 
         raise OptvisError(f"visualize takes one layer; {args.layer!r} names {len(layer)}.")
     layer = layer[0]
-    info = next(i for i in model.layer_info if i.name == layer)
+    info = model.find_layer_info(layer)
     channels = (list(range(min(8, info.out_channels))) if args.channels is None
                 else parse_channels(args.channels))
     stem = layer.replace("#", "-")
@@ -117,7 +119,7 @@ def _channels(args, model, cache, bar, out: Path) -> int:
                             for c, a, t, p in zip(made.channels, made.activations, targets, photos)]}
     write_json(targets[-1], sidecar, force=args.force)
     cached = len(made.settings.get("cached", []))
-    print(f"{layer}: {len(channels)} channels, mean activation {made.activations.mean():.4g}"
+    print(f"{layer}: {plural(len(channels), 'channel')}, mean activation {made.activations.mean():.4g}"
           f"{f' ({cached} from the cache)' if cached else ''} -> {out}{os.sep}")
     _warn_failed(made)
     return 0
@@ -138,6 +140,7 @@ def _warn_failed(made) -> None:
 
 
 def _poster(args, model, image, cache, bar, out: Path) -> int:
+    from featurescope.cli.common import plural
     from featurescope.core.io.writers import write_png
     from featurescope.core.optvis.hierarchy import hierarchy, poster
 
@@ -153,5 +156,5 @@ def _poster(args, model, image, cache, bar, out: Path) -> int:
         title += f" (strongest for {Path(args.image).name})"
     write_png(out, poster(rows, title), force=args.force)
     bar.finish()
-    print(f"hierarchy of {len(rows)} layers ({', '.join(r.layer for r in rows)}) -> {out}")
+    print(f"hierarchy of {plural(len(rows), 'layer')} ({', '.join(r.layer for r in rows)}) -> {out}")
     return 0

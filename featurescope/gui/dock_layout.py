@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
 
 from featurescope.gui.widgets.minimum_scroll import MinimumScroll
 
-LAYOUT_VERSION = 2  # 1: two dock columns and a tab bar of views (until issue 16)
+LAYOUT_VERSION = 3  # 1: two dock columns and a tab bar of views (until issue 16); 2: model on top
 COLUMN_WIDTH = 345  # the side column's width in the default layout
 DOCK_FEATURES = (QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                  | QDockWidget.DockWidgetClosable)

@@ -443,3 +443,22 @@ def test_a_vision_transformer_is_refused_with_the_reason():
 
     with pytest.raises(ModelError, match="vision transformer"):
         load_model("vit_b_16", weights="none")
+
+
+def test_a_picture_or_torchscript_file_as_weights_is_named_for_what_it_is(tmp_path, recwarn):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    with pytest.raises(WeightsError, match=r"^photo.png is not a PyTorch weights file \(it is a PNG image\)\.$"):
+        load_model("squeezenet1_1", weights=tmp_path / "photo.png")
+    module = load_model("squeezenet1_1", weights="none").module
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's own deprecation notes, while the test writes the file
+        torch.jit.save(torch.jit.trace(module, torch.zeros(1, 3, 64, 64)), tmp_path / "scripted.pt")
+    recwarn.clear()
+    with pytest.raises(WeightsError, match=r"scripted.pt is a TorchScript archive \(torch.jit.save\), not a state dict"):
+        load_model("squeezenet1_1", weights=tmp_path / "scripted.pt")
+    torch.save(module, tmp_path / "whole.pt")
+    with pytest.raises(WeightsError, match="whole.pt is a full pickle"):
+        load_model("squeezenet1_1", weights=tmp_path / "whole.pt")
+    assert not [w for w in recwarn if "torch" in str(w.filename)]  # no torch warning before the sentence

@@ -37,7 +37,8 @@ def test_index_then_examples_as_json_and_a_contact_sheet(tmp_path, capsys):
     expected = open_index(out).top("layer4.1.conv2", 5)
     assert listed["examples"] == [e.to_dict() for e in expected]
     first = listed["examples"][0]
-    assert set(first) == {"path", "activation", "position", "box"} and len(first["box"]) == 4
+    assert set(first) == {"path", "activation", "position", "box", "file"} and len(first["box"]) == 4
+    assert listed["complete"] is True and first["file"] == "ok"
     assert [e["activation"] for e in listed["examples"]] == sorted((e["activation"] for e in listed["examples"]), reverse=True)
 
     sheet = tmp_path / "sheet.png"
@@ -98,3 +99,102 @@ def test_a_checkpoint_interval_of_no_time_is_refused(tmp_path, capsys, every):
     out = tmp_path / "x.fsindex"
     assert main(["index", str(tmp_path), *MODEL, "--checkpoint-every", every, "-o", str(out)]) == 2
     assert "--checkpoint-every" in capsys.readouterr().err and not out.exists()
+
+
+def _small_index(tmp_path, capsys):
+    """Four pictures (one named with a newline) indexed at conv1, top 4: the folder, the
+    index and channel 0's examples, best first."""
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for name in ("a.png", "b.png", "c.png", "new\nline.png"):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(folder / name)
+    out = tmp_path / "shots.fsindex"
+    assert main(["index", str(folder), *MODEL, "--layers", "conv1", "--top", "4", "--workers", "0",
+                 "-o", str(out)]) == 0
+    capsys.readouterr()
+    return folder, out, open_index(out).top("conv1", 0, 4)
+
+
+def _examples_json(out, capsys, *extra):
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0", "--json", *extra]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def test_a_deleted_or_changed_top_image_is_marked_and_the_others_drawn(tmp_path, capsys):
+    folder, out, examples = _small_index(tmp_path, capsys)
+    Path(examples[0].path).unlink()
+    changed = Path(examples[1].path)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(changed)  # smaller: the box is off it
+    listed, err = _examples_json(out, capsys)
+    assert [e["file"] for e in listed["examples"]][:2] == ["missing", "changed"]
+    assert all(e["file"] == "ok" for e in listed["examples"][2:])
+    sheet = tmp_path / "sheet.png"
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0", "-o", str(sheet)]) == 0
+    err = capsys.readouterr().err
+    assert "2 of 4 examples changed since indexing" in err and "(missing)" in err and "(changed)" in err
+    picture = np.asarray(Image.open(sheet)).astype(int)
+    head = picture.shape[0] - 2 * (160 + 18 + 4) - 4
+    mark = np.array([235, 140, 40])
+    first, second = picture[head + 4:head + 164, 4:164], picture[head + 4:head + 164, 168:328]
+    for tile in (first, second):  # both framed in the warning colour
+        assert (np.abs(tile[80, :3] - mark).sum(axis=1) < 30).any()
+    third = picture[head + 4 + 182:head + 164 + 182, 4:164]
+    assert third.std() > 20  # the others are still drawn
+
+
+def test_a_newline_in_a_file_name_is_drawn_on_one_line(tmp_path, capsys):
+    folder, out, examples = _small_index(tmp_path, capsys)
+    assert any("\n" in e.path for e in examples)
+    sheet = tmp_path / "sheet.png"
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0", "-o", str(sheet)]) == 0
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 1 + len(examples) and any("new?line.png" in line for line in table)
+
+
+def test_a_moved_folder_is_found_again_with_root(tmp_path, capsys):
+    folder, out, _examples = _small_index(tmp_path, capsys)
+    moved = folder.rename(tmp_path / "moved")
+    listed, err = _examples_json(out, capsys)
+    assert all(e["file"] == "missing" for e in listed["examples"])
+    assert "--root" in err and err.count("\n") == 1
+    listed, err = _examples_json(out, capsys, "--root", str(moved))
+    assert all(e["file"] == "ok" and e["path"].startswith(str(moved)) for e in listed["examples"]) and not err
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0", "--root", str(tmp_path / "nope")]) == 2
+    assert "--root" in capsys.readouterr().err
+
+
+def test_an_interrupted_index_is_not_shown_as_complete(tmp_path, capsys):
+    folder, out, _examples = _small_index(tmp_path, capsys)
+    index = open_index(out)
+    index.meta["complete"] = False
+    index.files["state"][-1] = 0  # as a stopped run leaves a file it has not read
+    index.save(out)
+    listed, _err = _examples_json(out, capsys)
+    assert listed["complete"] is False and listed["unread"] == 1
+    complete = tmp_path / "complete.png"
+    sheet = tmp_path / "sheet.png"
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0", "--top", "1", "-o", str(sheet)]) == 0
+    assert "index incomplete: 3 of 4 images read" in capsys.readouterr().err
+    index.meta["complete"] = True
+    index.save(out)
+    assert main(["examples", str(out), "--layer", "conv1", "--channel", "0", "--top", "1", "-o", str(complete)]) == 0
+    with Image.open(sheet) as partial, Image.open(complete) as whole:
+        assert partial.height >= whole.height + 2 * 18  # the note's lines above the tiles
+
+
+def test_a_title_wider_than_a_narrow_sheet_wraps_instead_of_being_cut():
+    from featurescope.core.index.sheet import contact_sheet
+
+    title = "blocks.15.depthwise channel 1151 - a model with a long name (ImageNet weights)"
+    one_line = contact_sheet([], tile=160, columns=1, title="short")
+    wrapped = contact_sheet([], tile=160, columns=1, title=title)
+    assert wrapped.shape[1] == one_line.shape[1] and wrapped.shape[0] >= one_line.shape[0] + 2 * 18
+
+
+def test_a_folder_given_as_the_index_is_called_a_folder(tmp_path, capsys):
+    assert main(["examples", str(tmp_path), "--layer", "conv1", "--channel", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder, not an index file" in err and "does not exist" not in err

@@ -78,3 +78,27 @@ def test_subprocess_smoke(tmp_path):
                               text=True, env=env, cwd=tmp_path, timeout=180)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip()
+
+
+def test_explain_numbers_never_run_together(capsys):
+    # resnet18 untrained: kernel weights like -0.001788 fill a 9-character column
+    assert main(["explain", str(CAT), "--layer", "conv1", "--channel", "0", "--at", "5,5",
+                 "-m", "resnet18", "-w", "none", "--input-size", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.lstrip().startswith("y ")]
+    assert rows
+    for row in rows:
+        cells = row.split()[2:]  # "y", the row number, then one number (or pad) per column
+        assert len(cells) == 7, row
+        for cell in cells:
+            assert cell in ("pad", "0") or float(cell) == float(cell)  # each parses on its own
+
+
+def test_ablate_names_many_channels_as_ranges(capsys):
+    assert main(["ablate", str(CAT), "--layer", "head", "--channels", "0-1279"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "head: channels 0-1279 switched off (1,280 of them)"
+    from featurescope.cli.teach import channel_ranges
+
+    assert channel_ranges([9, 0, 1, 2, 3, 7, 10]) == "0-3, 7, 9-10"
+    assert channel_ranges(range(0, 60, 2)).endswith(", ... (30 channels)")

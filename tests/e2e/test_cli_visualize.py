@@ -68,3 +68,10 @@ def test_an_empty_channel_list_is_refused_not_read_as_the_first_eight(tmp_path, 
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "channel" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_poster_name_without_png_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FEATURESCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["visualize", "--hierarchy", "--steps", "1", "--size", "16", "-o", str(tmp_path / "poster")]) == 2
+    assert "should end in .png" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -107,3 +107,30 @@ def test_the_writer_refuses_a_rate_instead_of_writing_25_fps(tmp_path):
         with pytest.raises(ExportError, match="frames per second"):
             VideoWriter(tmp_path / "out.mp4", fps)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_says_the_video_was_not_written(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    clip = write_shapes_video(tmp_path / "long.mp4", frames=400, size=(64, 48), fps=25)
+    out = tmp_path / "out.mp4"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    process = subprocess.Popen([sys.executable, "-m", "featurescope", "video", str(clip), "--layer", "layer4.1.conv2",
+                                "-m", "resnet18", "-w", "none", "--input-size", "64", "-d", "cpu", "-o", str(out)],
+                               env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".out.partial*")) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)  # polling for the first frame written, not waiting for time to pass
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert "stopped" in err and "was not written" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial*"))

@@ -65,3 +65,21 @@ def test_a_layer_without_channels_gets_a_sentence(window, qtbot, wait_idle):
     qtbot.waitUntil(lambda: "does not output a feature map" in view.header.text(), timeout=60000)
     assert view.answer is None and view.for_list.count() == 0
     wait_idle(window)
+
+
+def test_gradcam_view_method_selector_shows_that_methods_map(window, qtbot, wait_idle):
+    from featurescope.core.analysis.gradcam import grad_cam
+    from featurescope.gui.main_window import GRADCAM_TAB
+
+    view = window.gradcam_view
+    window.state.set_layer("head")
+    window.tabs.setCurrentIndex(GRADCAM_TAB)
+    qtbot.waitUntil(lambda: view.cam is not None and view.cam.layer == "head", timeout=60000)
+    index = view.method_combo.findData("layercam")
+    view.method_combo.setCurrentIndex(index)
+    view.method_combo.activated.emit(index)
+    qtbot.waitUntil(lambda: view.cam is not None and view.cam.method == "layercam", timeout=60000)
+    model, result = window.state.model, window.state.result
+    np.testing.assert_array_equal(view.overlay_item.image, grad_cam(model, result.input, "head", method="layercam"))
+    assert view.header.text().startswith("Layer-CAM of ")
+    wait_idle(window)

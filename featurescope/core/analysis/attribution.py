@@ -84,25 +84,21 @@ def attribute(model, image, layer: str, target: Optional[int] = None, method: st
     if int(steps) < 1:
         raise ModelError(f"Integrated gradients needs at least 1 step, not {steps}.")
     prep = prepare(model, image, "Attribution")
+    baseline = None
     with eval_mode(prep.module):
-        scores, activation = run_layer(prep, layer, "attribution")
-        target = check_target(target, scores.detach(), prep.name)
-        score = scores[0, target]
-        logit = float(score.detach())
-        probability = float(torch.softmax(scores[0].detach().double(), 0)[target])
-        baseline = None
         if method == "grad_x_act":
             report(progress, 0, 1, "gradient")
-            (gradient,) = torch.autograd.grad(score, activation)
+            scores, activation = run_layer(prep, layer, "attribution")
+            target = check_target(target, scores.detach(), prep.name)
+            (gradient,) = torch.autograd.grad(scores[0, target], activation)
             maps = (activation.detach() * gradient)[0]
             report(progress, 1, 1, "gradient")
         else:
-            del scores, score
-            photo = activation.detach()[:1]
-            del activation
-            maps, baseline = _integrated_gradients(prep, layer, photo, target, int(steps), batch,
-                                                   progress, cancel)
-            activation = photo
+            maps, scores, activation, target, baseline = _integrated_gradients(
+                prep, layer, target, int(steps), batch, progress, cancel)
+        scores = scores.detach()
+        logit = float(scores[0, target])
+        probability = float(torch.softmax(scores[0].double(), 0)[target])
     maps = maps.float().cpu()
     return Attribution(layer=layer, method=method, target=target, label=prep.label(target),
                        probability=probability, logit=logit,
@@ -111,32 +107,35 @@ def attribute(model, image, layer: str, target: Optional[int] = None, method: st
                        baseline_logit=baseline)
 
 
-def _integrated_gradients(prep, layer: str, photo: torch.Tensor, target: int, steps: int,
-                          batch: int, progress, cancel):
-    """(maps (C, H, W), baseline logit): the photo's activation times the gradient
-    integrated from the zeroed layer to the photo's, Gauss-Legendre with ``steps`` nodes."""
+def _integrated_gradients(prep, layer: str, target: Optional[int], steps: int, batch: int,
+                          progress, cancel):
+    """(maps (C, H, W), the photo's scores (1, classes), the photo's activation (1, C, H, W),
+    target, baseline logit): the photo's activation times the gradient integrated from the
+    zeroed layer to the photo's, Gauss-Legendre with ``steps`` nodes. The photo (alpha 1)
+    and the baseline (alpha 0) ride along with the first piece, weight 0, so one pass of
+    the part before the layer serves all (the class is chosen from the photo's row)."""
     nodes, weights = np.polynomial.legendre.leggauss(steps)
-    alphas = torch.tensor(0.5 * (nodes + 1.0), dtype=photo.dtype, device=photo.device)
-    weights = torch.tensor(0.5 * weights, dtype=photo.dtype, device=photo.device)
-    # The baseline (alpha 0) rides along with the first piece for the logit difference.
-    alphas = torch.cat([alphas.new_zeros(1), alphas])
-    weights = torch.cat([weights.new_zeros(1), weights])
-    total = torch.zeros_like(photo[0])
-    baseline = None
-    pieces = chunks(len(alphas), batch)
+    alphas = torch.tensor([0.0, 1.0, *(0.5 * (nodes + 1.0))])
+    weights = torch.tensor([0.0, 0.0, *(0.5 * weights)])
+    seen = {}
+    total = baseline = photo_scores = None
+    pieces = chunks(len(alphas), max(2, batch))  # the photo's row comes with the first
     for done, (start, stop) in enumerate(pieces):
         check(cancel)
         report(progress, done, len(pieces), "integrated gradients")
-        piece_alphas = alphas[start:stop]
 
-        def scaled(output, piece_alphas=piece_alphas):
-            return (piece_alphas.view(-1, 1, 1, 1) * photo).requires_grad_(True)
+        def scaled(output, piece=alphas[start:stop]):
+            photo = seen.setdefault("photo", output.detach()[:1])
+            return (piece.to(photo).view(-1, 1, 1, 1) * photo).requires_grad_(True)
 
         scores, edited = run_tail(prep, layer, scaled, "attribution", grad=True)
-        chosen = scores[:, target]
-        (gradient,) = torch.autograd.grad(chosen.sum(), edited)
-        total += (weights[start:stop].view(-1, 1, 1, 1) * gradient.detach()).sum(dim=0)
         if start == 0:
-            baseline = float(chosen[0].detach())
+            photo_scores = scores.detach()[1:2]
+            target = check_target(target, photo_scores, prep.name)
+            baseline = float(scores[0, target].detach())
+        (gradient,) = torch.autograd.grad(scores[:, target].sum(), edited)
+        piece = (weights[start:stop].to(gradient).view(-1, 1, 1, 1) * gradient.detach()).sum(dim=0)
+        total = piece if total is None else total + piece
     report(progress, len(pieces), len(pieces), "integrated gradients")
-    return photo[0] * total, baseline
+    photo = seen["photo"]
+    return photo[0] * total, photo_scores, photo, target, baseline

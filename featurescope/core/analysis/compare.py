@@ -146,3 +146,11 @@ def shared_index_grids(comparison: LayerComparison, columns=None, gap: int = 1, 
         values = (1 + np.rint(np.clip(scaled, 0.0, 1.0) * 254)).astype(np.uint8)
         pictures[key] = tile_mosaic(values, layout)
     return pictures, layout
+
+
+def compare_with_grids(result_a, result_b, layer: str):
+    """(comparison, its three shared-scale index mosaics, their layout): what the Compare
+    view shows, in one call for its worker."""
+    comparison = compare_layer(result_a, result_b, layer)
+    pictures, layout = shared_index_grids(comparison)
+    return comparison, pictures, layout

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.errors import ModelError
 
 _EPS = 1e-7  # as pytorch_grad_cam's scale_cam_image
@@ -77,8 +76,8 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
 
 
 def compute_grad_cam(model, image, layer: str, target: Optional[int] = None, method: str = "gradcam",
-                     aug_smooth: bool = False, eigen_smooth: bool = False, batch: int = 32,
-                     progress=None, cancel=None) -> GradCam:
+                     aug_smooth: bool = False, eigen_smooth: bool = False,
+                     batch: Optional[int] = None, progress=None, cancel=None) -> GradCam:
     """The class activation map of ``layer`` for class ``target`` (default: the top class).
 
     ``model``: a LoadedModel (or a plain classification ``nn.Module``); ``image``: a PIL
@@ -88,7 +87,10 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None, met
     core/analysis/cam_methods.py); ``aug_smooth``: the mean of the maps of the photo
     flipped and not, times 0.9, 1 and 1.1; ``eigen_smooth``: the first principal
     component of the weighted activations instead of their sum (both as the grad-cam
-    package does). Score-CAM and Ablation-CAM run ``batch`` copies at a time and report
+    package does). Score-CAM and Ablation-CAM run ``batch`` copies at a time (default 16
+    whole masked photos for Score-CAM, where bigger batches ran slower on a CPU; 64 copies
+    of the layer's output for Ablation-CAM, whose part before the layer runs once per
+    batch) and report
     ``progress(done, total, text)``; ``cancel`` stops them. The network runs in eval mode
     with gradients on even inside ``torch.inference_mode()``; the model's parameters,
     mode and gradients are left as they were. Raises ModelError for an ONNX model, an
@@ -164,12 +166,12 @@ def _layer_cam(prep, x, layer: str, target: Optional[int], method: str, eigen_sm
     elif method == "eigencam":
         weighted = activations
     elif method == "scorecam":
-        weights = cam_methods.score_cam_weights(prep.module, x, activations, target, batch,
+        weights = cam_methods.score_cam_weights(prep.module, x, activations, target, batch or 16,
                                                 progress, cancel)
         weighted = weights.to(activations.device)[:, None, None] * activations
     else:
         weights = cam_methods.ablation_cam_weights(_with_input(prep, x), layer, activations, target,
-                                                   score, batch, progress, cancel)
+                                                   score, batch or 64, progress, cancel)
         weighted = weights.to(activations.device)[:, None, None] * activations
     if eigen_smooth or method == "eigencam":
         cam = cam_methods.first_component(weighted).to(activations.device)

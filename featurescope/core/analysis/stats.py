@@ -97,3 +97,13 @@ def activation_histogram(chw, bins: int = 64) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(bins, dtype=np.int64), np.linspace(0.0, 1.0, bins + 1)
     counts, edges = np.histogram(values, bins=bins)
     return counts.astype(np.int64), edges.astype(np.float64)
+
+
+def channel_stats(channel_map: np.ndarray) -> dict[str, float]:
+    """min, mean, max and the fractions of exact zeros and of negative values."""
+    finite = channel_map[np.isfinite(channel_map)]
+    if finite.size == 0:
+        return {"min": float("nan"), "mean": float("nan"), "max": float("nan"),
+                "zeros": 0.0, "negative": 0.0}
+    return {"min": float(finite.min()), "mean": float(finite.mean()), "max": float(finite.max()),
+            "zeros": float(np.mean(channel_map == 0)), "negative": float(np.mean(channel_map < 0))}

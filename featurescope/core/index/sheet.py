@@ -65,29 +65,88 @@ def overlay_crop(model, example: Example, layer: str, channel: int, alpha: float
     return Image.fromarray(blended).crop((left, top, right, bottom))
 
 
+_MARK = (235, 140, 40)  # the tiles whose file is missing or changed since indexing
+
+
+def printable(name: str) -> str:
+    """``name`` with control characters (a newline in a file name) shown as "?": Pillow
+    draws a newline as a second line and cannot measure multi-line text."""
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+
+
+def _wrapped(draw, text: str, font, width: int) -> list[str]:
+    """``text`` broken at spaces (or anywhere, for a long word) into lines of ``width``."""
+    lines, line = [], ""
+    for word in printable(text).split(" "):
+        candidate = f"{line} {word}" if line else word
+        if draw.textlength(candidate, font=font) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        while draw.textlength(word, font=font) > width and len(word) > 1:
+            cut = len(word) - 1
+            while cut > 1 and draw.textlength(word[:cut], font=font) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        line = word
+    return lines + [line] if line else lines
+
+
+def _mark_tile(tile: int, text: str, font) -> Image.Image:
+    canvas = Image.new("RGB", (tile, tile), (48, 40, 36))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, tile - 1, tile - 1), outline=_MARK, width=3)
+    width = draw.textlength(text, font=font)
+    draw.text(((tile - width) / 2, tile / 2 - 7), text, fill=_MARK, font=font)
+    return canvas
+
+
 def contact_sheet(examples: Sequence[Example], tile: int = 160, columns: Optional[int] = None,
-                  crops: Optional[Sequence[Image.Image]] = None, title: str = "") -> np.ndarray:
-    """An (H, W, 3) uint8 sheet of ``examples`` (their crops, or ``crops`` when given)."""
+                  crops: Optional[Sequence[Optional[Image.Image]]] = None, title: str = "",
+                  note: str = "") -> np.ndarray:
+    """An (H, W, 3) uint8 sheet of ``examples`` (their crops, or ``crops`` when given).
+
+    A file that is missing now is drawn as a marked empty tile (a crop given as None too),
+    one changed since indexing as its crop in a marked frame, captioned so; the others as
+    usual. ``title`` and ``note`` (a second line, e.g. that the index is incomplete) wrap
+    to the sheet's width."""
     count = max(len(examples), 1)
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    gap, head = 4, (_CAPTION + 6 if title else 0)
-    sheet = Image.new("RGB", (columns * (tile + gap) + gap, head + rows * (tile + _CAPTION + gap) + gap),
-                      _BACKGROUND)
+    gap = 4
+    width = columns * (tile + gap) + gap
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    heading = [(line, (235, 235, 235)) for line in _wrapped(measure, title, _font(14), width - 2 * gap)]
+    heading += [(line, _MARK) for line in _wrapped(measure, note, _font(14), width - 2 * gap)]
+    head = len(heading) * _CAPTION + 6 if heading else 0
+    sheet = Image.new("RGB", (width, head + rows * (tile + _CAPTION + gap) + gap), _BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = _font(12)
-    if title:
-        draw.text((gap, 4), title, fill=(235, 235, 235), font=_font(14))
+    for row, (line, colour) in enumerate(heading):
+        draw.text((gap, 4 + row * _CAPTION), line, fill=colour, font=_font(14))
     for i, example in enumerate(examples):
-        crop = crops[i] if crops is not None else example_crop(example)
+        problem = example.problem()
+        crop = crops[i] if crops is not None else None
+        if crops is None and problem != "missing":
+            try:
+                crop = example_crop(example)
+            except Exception:  # unreadable now (replaced by something else): marked below
+                problem = problem or "unreadable"
         x = gap + (i % columns) * (tile + gap)
         y = head + gap + (i // columns) * (tile + _CAPTION + gap)
-        sheet.paste(_fit(crop, tile), (x, y))
-        name = Path(example.path).name
-        caption = f"#{i + 1} {example.activation:.3g}  {name}"
+        if crop is None:
+            sheet.paste(_mark_tile(tile, problem or "missing", font), (x, y))
+        else:
+            sheet.paste(_fit(crop, tile), (x, y))
+            if problem:
+                draw.rectangle((x, y, x + tile - 1, y + tile - 1), outline=_MARK, width=3)
+        name = printable(Path(example.path).name)
+        caption = f"#{i + 1} " + (f"{problem}: {name}" if problem else f"{example.activation:.3g}  {name}")
         while len(caption) > 4 and draw.textlength(caption, font=font) > tile:
             caption = caption[:-2] + "~"
-        draw.text((x + 2, y + tile + 2), caption, fill=(220, 220, 220), font=font)
+        draw.text((x + 2, y + tile + 2), caption, fill=_MARK if problem else (220, 220, 220), font=font)
     if not examples:
         draw.text((gap, head + gap), "no examples", fill=(220, 220, 220), font=font)
     return np.asarray(sheet)

@@ -39,7 +39,8 @@ class Example:
     """One image that excites a channel: ``path`` (absolute), ``activation`` (the spatial
     maximum), ``position`` (y, x) of that maximum in the feature map, ``box`` (top, left,
     bottom, right; ends exclusive) of its receptive field in the original image's pixels,
-    ``input_box`` the same in network-input pixels, ``rank`` 0 for the best."""
+    ``input_box`` the same in network-input pixels, ``rank`` 0 for the best; ``size`` and
+    ``mtime_ns``: the file's as it was indexed (-1: not known)."""
 
     path: str
     activation: float
@@ -47,10 +48,27 @@ class Example:
     box: tuple[int, int, int, int]
     input_box: tuple[int, int, int, int]
     rank: int
+    size: int = -1
+    mtime_ns: int = -1
+
+    def problem(self) -> str:
+        """"" when the file is still the one indexed, else "missing" or "changed" (its size
+        or modification time differs: the box may no longer lie on what the unit saw).
+        The same test as the index's own when it decides to read a file again."""
+        import os
+
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return "missing"
+        if self.size >= 0 and (stat.st_size != self.size or stat.st_mtime_ns != self.mtime_ns):
+            return "changed"
+        return ""
 
     def to_dict(self) -> dict:
         return {"path": self.path, "activation": self.activation,
-                "position": list(self.position), "box": list(self.box)}
+                "position": list(self.position), "box": list(self.box),
+                "file": self.problem() or "ok"}
 
 
 @dataclass
@@ -130,9 +148,15 @@ class Index:
         self.layer_entry(layer)
         return self.topk[layer]
 
-    def top(self, layer: str, channel: int, k: int = 9) -> list[Example]:
+    @property
+    def unread(self) -> int:
+        """Files listed but not read yet: an interrupted run (``complete`` is False)."""
+        return int((self.files["state"] == STATE_TODO).sum())
+
+    def top(self, layer: str, channel: int, k: int = 9, root=None) -> list[Example]:
         """The ``k`` images that excite ``channel`` of ``layer`` most, best first: at most
-        the index's K (``index.k``), fewer when fewer images were indexed."""
+        the index's K (``index.k``), fewer when fewer images were indexed. ``root``: where
+        the indexed folder is now, when it was moved (the paths are kept relative to it)."""
         data = self._layer(layer)
         channel = int(channel)
         if not 0 <= channel < data.values.shape[0]:
@@ -146,6 +170,7 @@ class Index:
 
         field = ReceptiveField(layer=layer, **{key: tuple(value) for key, value in entry["field"].items()})
         prep = self.preprocessing
+        folder = self.folder if root is None else Path(root).expanduser().resolve()
         found = []
         for rank in range(k):
             file_id = int(data.ids[channel, rank])
@@ -154,9 +179,10 @@ class Index:
             y, x = (int(v) for v in data.positions[channel, rank])
             input_box = field.box(y, x)
             height, width = int(self.files["height"][file_id]), int(self.files["width"][file_id])
-            found.append(Example(str(self.folder / str(self.files["path"][file_id])),
+            found.append(Example(str(folder / str(self.files["path"][file_id])),
                                  float(data.values[channel, rank]), (y, x),
-                                 prep.to_original(input_box, height, width), tuple(input_box), rank))
+                                 prep.to_original(input_box, height, width), tuple(input_box), rank,
+                                 int(self.files["size"][file_id]), int(self.files["mtime_ns"][file_id])))
         return found
 
     def channel_means(self, layer: str) -> np.ndarray:
@@ -236,6 +262,9 @@ def open_index(path) -> Index:
     Raises IndexFileError (a FeaturescopeError) for a missing file or one that is not an index.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise IndexFileError(f"{path} is a folder, not an index file; index it with "
+                             f"`featurescope index {path} -o {path.name}.fsindex`.")
     if not path.is_file():
         raise IndexFileError(f"{path} does not exist; build it with `featurescope index FOLDER -o {path.name}`.")
     try:

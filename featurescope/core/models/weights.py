@@ -12,8 +12,43 @@ from pathlib import Path
 
 from featurescope.core.errors import WeightsError
 
+# the first bytes of files people pass as weights by mistake -> what to call them
+_NOT_WEIGHTS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                (b"BM", "a BMP image"), (b"RIFF", "a RIFF file (WebP, WAV or AVI)"),
+                (b"\x93NUMPY", "a NumPy .npy array"), (b"%PDF", "a PDF document"))
+
+
+def _not_torch(path: Path) -> str:
+    """Why ``path`` is not something torch.save wrote (a few words, or "torchscript"), or
+    "" when it may be: a zip holding a ``data.pkl`` or a raw pickle (protocol 2+ starts
+    with 0x80)."""
+    import zipfile
+
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+    if not start:
+        return "it is empty"
+    for magic, what in _NOT_WEIGHTS:
+        if start.startswith(magic):
+            return f"it is {what}"
+    if start.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "it is a damaged or truncated zip archive"
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        if not any(n.endswith("data.pkl") for n in names):
+            return "it is a zip archive, but not one torch.save wrote"
+        return ""
+    return "" if start[:1] == b"\x80" else "it is neither a zip archive nor a pickle written by torch.save"
+
+
 def read_weights(path: Path, trust_pickle: bool):
     """A state dict (or, with trust_pickle, whatever the pickle holds) from ``path``."""
+    import warnings
+
     import torch
 
     if not path.exists():
@@ -21,7 +56,18 @@ def read_weights(path: Path, trust_pickle: bool):
     if path.is_dir():
         raise WeightsError(f"{path} is a folder, not a weights file.")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        why = _not_torch(path)
+    except OSError as error:
+        raise WeightsError(f"{path.name} cannot be read ({(error.strerror or str(error)).lower()}).") from None
+    if why == "torchscript":
+        raise WeightsError(f"{path.name} is a TorchScript archive (torch.jit.save), not a state dict; "
+                           "save the network's state_dict() with torch.save instead.")
+    if why:
+        raise WeightsError(f"{path.name} is not a PyTorch weights file ({why}).")
+    try:
+        with warnings.catch_warnings():  # torch's own warnings would come before our one sentence
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the safe unpickler refuses, or the file is not torch's
         text = str(error)
         if "weights_only" not in text.lower() and "weights only" not in text.lower():

@@ -82,3 +82,21 @@ def positions_seeing(field: Any, iy: float, ix: float) -> Optional[tuple[int, in
         spans.append((int(inside[0]), int(inside[-1]) + 1))
     (y0, y1), (x0, x1) = spans
     return (y0, x0, y1, x1)
+
+
+def field_sentence(position: tuple[int, int], box: Optional[tuple[int, int, int, int]],
+                   seeing: Optional[tuple[int, int, int, int]] = None) -> str:
+    """Where map ``position`` looks (its field ``box`` on the input), and which
+    positions (``seeing``) see the hovered pixel."""
+    if box is None:
+        return ""
+    y, x = position
+    y0, x0, y1, x1 = box
+    text = (f"receptive field of ({y}, {x}): input rows {y0}-{y1 - 1}, "
+            f"columns {x0}-{x1 - 1} ({y1 - y0} x {x1 - x0} px)")
+    if seeing is not None:
+        sy0, sx0, sy1, sx1 = seeing
+        count = (sy1 - sy0) * (sx1 - sx0)
+        text += (f";  this pixel is seen by {count} position{'s' if count != 1 else ''} "
+                 f"(rows {sy0}-{sy1 - 1}, columns {sx0}-{sx1 - 1})")
+    return text

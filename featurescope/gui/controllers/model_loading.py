@@ -15,7 +15,7 @@ from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.core.capture.memory import release_freed_memory
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
-from featurescope.gui.docks.model_panel import parse_size
+from featurescope.gui.model.model_choice import parse_size
 from featurescope.core.models.registry import DEFAULT_MODEL
 from featurescope.gui.model.settings import Settings, absolute
 from featurescope.gui.model.state import AppState

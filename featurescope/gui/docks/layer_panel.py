@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget,
 )
 
-from featurescope.core.capture.layers import CAPTURED_TYPES
 from featurescope.gui.model.state import AppState
 
 DEPTH_ROLE = Qt.UserRole + 1
@@ -136,9 +135,7 @@ class LayerPanel(QWidget):
             infos = list(getattr(model, "every_layer_info" if made else "layer_info", []) or [])
         else:
             infos = []
-        if not self.state.every_module:  # a capture may hold activations for "after activation"
-            infos = [info for info in infos if info.kind in CAPTURED_TYPES]
-        return infos
+        return self.state.listed(infos)
 
     def populate(self) -> None:
         infos = self._layer_infos()

@@ -8,7 +8,6 @@ before torch is imported.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from featurescope.core.errors import ModelError
 from featurescope.core.models.spec import parse_statistics
+from featurescope.gui.model.model_choice import SOURCE_NAME, catalogue_and_devices, is_model_file, parse_size
 from featurescope.gui.model.settings import absolute
 from featurescope.gui.model.state import AppState
 
@@ -28,37 +28,7 @@ WEIGHTS_CHOICES = [("Pretrained", "default"), ("Untrained (random)", "none"),
                    ("Weights file...", "file")]
 
 
-def parse_size(text: str) -> Optional[Any]:
-    """'224' -> 224; '32x48' -> (32, 48); '' -> None; ValueError otherwise."""
-    text = text.strip().lower()
-    if not text:
-        return None
-    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
-    values = [int(p) for p in parts]
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 2:
-        return (values[0], values[1])
-    raise ValueError(f"Input size '{text}' should be one number (224) or HxW (32x32).")
-
-
 MIB = 1 << 20
-#: a model named by its source, typed in the search: "timm:resnet18", "onnx:/path/net.onnx"
-SOURCE_NAME = re.compile(r"^[A-Za-z][\w+-]*:(?![\\/])\S+$")
-
-
-def is_model_file(name: str) -> bool:
-    """True for an own model file (``net.py:Net``, ``net.py``): the only kind the input
-    size, mean and std of the form apply to."""
-    return ".py:" in name or name.endswith(".py")
-
-
-def catalogue_and_devices() -> tuple[list, list[str]]:
-    """The model catalogue and the devices of this machine (imports torch, torchvision)."""
-    from featurescope.core.models.devices import available_devices
-    from featurescope.core.models.load import catalogue
-
-    return catalogue(), available_devices()
 
 
 class ModelPanel(QWidget):
@@ -206,7 +176,7 @@ class ModelPanel(QWidget):
         """Fill the catalogue (CatalogueEntry list) and the devices; computed here when not given.
 
         Computing them imports torch and torchvision, so the window passes them in from
-        the worker at start-up (:func:`catalogue_and_devices`).
+        the worker at start-up (:func:`~featurescope.gui.model.model_choice.catalogue_and_devices`).
         """
         if entries is None or devices is None:
             entries, devices = catalogue_and_devices()

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from psygnal import Signal
 
 from featurescope.core.render.options import DisplayOptions
+from featurescope.gui.model.compare import CompareState
+from featurescope.gui.model.gradcam import GradCamChoice
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
@@ -64,6 +66,8 @@ class AppState:
         # the dataset index the Examples view has open: its examples and, for a folder of
         # sub-folders, each unit's label (shown in the channel headers too)
         self.index = None
+        self.compare = CompareState()  # the Compare view's image B and comparison
+        self.gradcam = GradCamChoice()  # the Grad-CAM class and opacity
         self._thread = threading.get_ident()
 
     def _check_thread(self) -> None:
@@ -149,6 +153,23 @@ class AppState:
 
         labels = unit_labels(index, layer)
         return labels[channel] if 0 <= channel < len(labels) else None
+
+    def listed(self, infos) -> list:
+        """The LayerInfos of ``infos`` the layer list shows: all with "Every module", else
+        the conv and pooling layers (a capture holds activations too while "show after
+        activation" is on)."""
+        if self.every_module:
+            return list(infos)
+        from featurescope.core.capture.layers import CAPTURED_TYPES  # torch: loaded by now
+
+        return [info for info in infos if info.kind in CAPTURED_TYPES]
+
+    def listed_layers(self) -> list[str]:
+        """The names of the current capture's layers that the layer list shows."""
+        result = self.result
+        if result is None:
+            return []
+        return [info.name for info in self.listed([result.info[n] for n in result.layers])]
 
     def set_busy(self, busy: bool, label: str = "") -> None:
         """What the workers are doing (the job runner's busy_changed is wired here)."""

@@ -24,12 +24,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import (QApplication, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton,
+from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QPushButton,
                                QSlider, QSplitter, QVBoxLayout, QWidget)
 
+from featurescope.core.analysis.stats import channel_stats
 from featurescope.core.render import grids
 from featurescope.core.render.options import colour_levels
-from featurescope.gui.widgets.image_box import image_box
+from featurescope.gui.widgets.image_box import image_box, item_pixel, outline_item
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
@@ -37,29 +38,6 @@ from featurescope.gui.widgets.panel_scroll import PanelScroll
 
 
 MAPS_MINIMUM_HEIGHT = 240  # the map and the overlay stay readable with the arithmetic open
-
-
-def channel_stats(channel_map: np.ndarray) -> dict[str, float]:
-    """min, mean, max and the fractions of exact zeros and of negative values."""
-    finite = channel_map[np.isfinite(channel_map)]
-    if finite.size == 0:
-        return {"min": float("nan"), "mean": float("nan"), "max": float("nan"),
-                "zeros": 0.0, "negative": 0.0}
-    return {"min": float(finite.min()), "mean": float(finite.mean()), "max": float(finite.max()),
-            "zeros": float(np.mean(channel_map == 0)), "negative": float(np.mean(channel_map < 0))}
-
-
-def _rect_item(box: pg.ViewBox, color: str, width: float = 2.0, dashed: bool = False) -> QGraphicsRectItem:
-    """A hidden outline (cosmetic pen, so it stays thin at any zoom) above the pictures."""
-    item = QGraphicsRectItem()
-    pen = pg.mkPen(color, width=width, style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
-    pen.setCosmetic(True)
-    item.setPen(pen)
-    item.setZValue(10)
-    item.hide()
-    box.addItem(item, ignoreBounds=True)
-    return item
-
 
 
 class ChannelView(TabPage):
@@ -122,10 +100,10 @@ class ChannelView(TabPage):
         # column is the bar plus its numbers, and the pictures get the width it frees
         self.color_bar.axis.setWidth(None)
         self.color_bar.geometryChanged.connect(self.equal_columns.apply)
-        self.rf_item = _rect_item(self.overlay_box, "#00e5ff")  # the field on the input
-        self.pixel_item = _rect_item(self.overlay_box, "#ffffff", 1.0)  # the hovered input pixel
-        self.position_item = _rect_item(self.map_box, "#00e5ff")  # the position on the map
-        self.seeing_item = _rect_item(self.map_box, "#ffffff", 1.0, dashed=True)
+        self.rf_item = outline_item(self.overlay_box, "#00e5ff")  # the field on the input
+        self.pixel_item = outline_item(self.overlay_box, "#ffffff", 1.0)  # the hovered input pixel
+        self.position_item = outline_item(self.map_box, "#00e5ff")  # the position on the map
+        self.seeing_item = outline_item(self.map_box, "#ffffff", 1.0, dashed=True)
 
         self.stats_label = QLabel(self)
         self.stats_label.setWordWrap(True)
@@ -315,38 +293,15 @@ class ChannelView(TabPage):
 
     def map_position(self, item: pg.ImageItem, scene_pos: QPointF) -> Optional[tuple[int, int]]:
         """(row, col) in the feature map under a scene position over either picture."""
-        if self.channel_map is None or item.image is None:
+        if self.channel_map is None or item_pixel(item, scene_pos) is None:
             return None
         p = item.mapFromScene(scene_pos)
-        h, w = item.image.shape[:2]
-        if not (0 <= p.y() < h and 0 <= p.x() < w):
-            return None
-        mh, mw = self.channel_map.shape
+        (h, w), (mh, mw) = item.image.shape[:2], self.channel_map.shape
         return int(p.y() * mh / h), int(p.x() * mw / w)
 
     def input_pixel(self, scene_pos: QPointF) -> Optional[tuple[int, int]]:
         """(row, col) of the input picture under a scene position, or None."""
-        if self.channel_map is None or self.input_item.image is None:
-            return None
-        p = self.input_item.mapFromScene(scene_pos)
-        h, w = self.input_item.image.shape[:2]
-        if not (0 <= p.y() < h and 0 <= p.x() < w):
-            return None
-        return int(p.y()), int(p.x())
-
-    def _field_text(self, y: int, x: int) -> str:
-        """Where position (y, x) looks, and which positions see the hovered pixel."""
-        if self.rf_box is None:
-            return ""
-        y0, x0, y1, x1 = self.rf_box
-        text = (f"receptive field of ({y}, {x}): input rows {y0}-{y1 - 1}, "
-                f"columns {x0}-{x1 - 1} ({y1 - y0} x {x1 - x0} px)")
-        if self.seeing is not None:
-            sy0, sx0, sy1, sx1 = self.seeing
-            count = (sy1 - sy0) * (sx1 - sx0)
-            text += (f";  this pixel is seen by {count} position{'s' if count != 1 else ''} "
-                     f"(rows {sy0}-{sy1 - 1}, columns {sx0}-{sx1 - 1})")
-        return text
+        return item_pixel(self.input_item, scene_pos) if self.channel_map is not None else None
 
     def _draw_field(self, position: Optional[tuple[int, int]],
                     pixel: Optional[tuple[int, int]] = None) -> None:
@@ -398,7 +353,7 @@ class ChannelView(TabPage):
         if self.pinned is not None and self.channel_map is not None and self.rf_position is not None:
             y, x = self.pinned
             self.hover_label.setText(f"pinned y {y}, x {x}: {self.channel_map[y, x]:.4g}")
-            self.field_label.setText(self._field_text(y, x))
+            self.field_label.setText(field_cache.field_sentence((y, x), self.rf_box, self.seeing))
         elif self.hover_label.text().startswith("pinned"):
             self.hover_label.setText("")
             self.field_label.setText("")
@@ -429,7 +384,7 @@ class ChannelView(TabPage):
         if pos is None:
             self._draw_field(self.pinned)
             self.hover_label.setText("")
-            self.field_label.setText(self._field_text(*self.pinned) if self.rf_box else "")
+            self.field_label.setText(field_cache.field_sentence(self.pinned, self.rf_box, self.seeing) if self.rf_box else "")
             return ""
         y, x = pos
         if (QApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier) and pos != self.pinned:
@@ -439,5 +394,5 @@ class ChannelView(TabPage):
         if pixel is not None:
             text = f"input ({pixel[0]}, {pixel[1]}) -> map " + text
         self.hover_label.setText(text)
-        self.field_label.setText(self._field_text(y, x))
+        self.field_label.setText(field_cache.field_sentence((y, x), self.rf_box, self.seeing))
         return text

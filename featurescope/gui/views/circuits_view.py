@@ -176,6 +176,7 @@ class CircuitsView(TabPage):
         state.model_changed.connect(self._forget)
         state.layer_changed.connect(self._selection_changed)
         state.channel_changed.connect(self._selection_changed)
+        state.result_changed.connect(self._selection_changed)
         for signal in (state.result_changed, state.model_changed):
             signal.connect(self.refresh)
         self._selection_changed()
@@ -205,14 +206,28 @@ class CircuitsView(TabPage):
         """The layer or channel selected elsewhere: the trail starts there (or goes back
         to it, when it is on the trail); clicks in this view move the selection too."""
         layer, channel = self.state.layer, self.state.channel
-        if self._moving or not layer or channel is None or channel < 0:
+        if self._moving or not layer:
             return
+        if channel is None or channel < 0:  # nothing selected: the layer's most active channel
+            channel = self._strongest(layer)
+            if channel is None:
+                return
         here = (layer, int(channel))
         if here in self.crumbs:
             del self.crumbs[self.crumbs.index(here) + 1:]
         else:
             self.crumbs = [here]
         self.refresh()
+
+    def _strongest(self, layer: str) -> Optional[int]:
+        result = self.state.result
+        try:
+            maps = np.asarray(result[layer]) if result is not None else None
+        except (KeyError, ValueError):
+            return None
+        if maps is None or maps.ndim < 2:
+            return None
+        return int(maps.reshape(maps.shape[0], -1).mean(axis=1).argmax())
 
     def _select(self, layer: str, channel: int) -> None:
         self._moving = True

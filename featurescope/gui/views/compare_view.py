@@ -21,71 +21,33 @@ from typing import Any, Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, Qt
-from PySide6.QtGui import QGuiApplication, QImage, QPixmap
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
                                QSizePolicy, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
 from featurescope.gui.jobs.workers import submit_or_run
+from featurescope.gui.views.compare_layout import PICTURES, ThreeLinkedPictures
 from featurescope.gui.views.grid_view import separator_item, separator_path
+from featurescope.gui.widgets.image_box import THUMBNAIL_HEIGHT, thumbnail
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.mime_images import ImageDropTarget, deliver
 from featurescope.core.io.images import IMAGE_FILE_FILTER
 
 
-PICTURES = (("a", "A: current image"), ("b", "B"), ("difference", "|A - B|"))
 WORST_LISTED = 8
-THUMBNAIL_HEIGHT = 56
-COLOR_BAR_WIDTH = 70  # the bar and its axis, in pixels
-TITLE_HEIGHT = 22
-
-
-def best_columns(width: float, height: float, mosaic_shape: tuple) -> int:
-    """3 (side by side) or 2 (two over one): whichever shows the mosaics larger."""
-    mh, mw = mosaic_shape
-    if mh <= 0 or mw <= 0:
-        return 3
-    width = max(width - COLOR_BAR_WIDTH, 1.0)
-    def scale(columns: int, rows: int) -> float:
-        return min(width / columns / mw, max(height / rows - TITLE_HEIGHT, 1.0) / mh)
-    return 2 if scale(2, 2) > scale(3, 1) else 3
-
-
-def thumbnail(rgb: np.ndarray, height: int = THUMBNAIL_HEIGHT) -> QPixmap:
-    """A smooth, small QPixmap of an (H, W, 3) uint8 picture."""
-    rgb = np.ascontiguousarray(rgb[:, :, :3], dtype=np.uint8)
-    h, w = rgb.shape[:2]
-    image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-    return QPixmap.fromImage(image).scaledToHeight(height, Qt.TransformationMode.SmoothTransformation)
-
-
-def compare_work(result_a: Any, result_b: Any, layer: str):
-    """The comparison and its three shared-scale index mosaics (runs on the worker)."""
-    from featurescope.core.analysis.compare import compare_layer, shared_index_grids
-
-    comparison = compare_layer(result_a, result_b, layer)
-    pictures, layout = shared_index_grids(comparison)
-    return comparison, pictures, layout
-
-
-class CompareView(ImageDropTarget, TabPage):
+class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
     """Image A against image B at ``state.layer``."""
 
     def __init__(self, state, parent: Optional[QWidget] = None, jobs: Any = None) -> None:
         super().__init__(parent)
         self.state = state
         self.jobs = jobs
-        self.image_b: Any = None  # PIL image
-        self.source_b = ""
-        self.result_b: Any = None  # CaptureResult of B with ``_model_b``
-        self._model_b: Any = None  # the model B was last captured (or asked) with
-        self._result_model: Any = None  # the model result_b comes from
+        self.compare = state.compare  # image B, its capture, the comparison (gui/model)
         self._pending_b: Optional[tuple[str, Any]] = None  # ("path"|"bytes", value) to load
-        self.comparison: Any = None  # LayerComparison shown
         self.pictures: dict[str, np.ndarray] = {}
         self.grid_layout: Any = None
         self.worst_first: Optional[np.ndarray] = None
-        self._key: Any = None  # (result A, result B, layer) of what is shown or computing
         self.setAcceptDrops(True)
 
         self.source_label = QLabel("Image B: none yet", self)
@@ -221,76 +183,16 @@ class CompareView(ImageDropTarget, TabPage):
     def _forget_model(self, model: Any) -> None:
         # even while hidden: B's capture belongs to the previous network and would keep
         # it alive; B itself (the picture) stays and is captured again when shown
-        if model is not self._result_model:
-            self.result_b, self._result_model, self._model_b, self._key = None, None, None, None
-
-    # --- layout -------------------------------------------------------------------------
-
-    def _arrange(self, columns: int, force: bool = False) -> None:
-        """Three views side by side (3) or A and B over |A - B| (2), all cells equal."""
-        if columns == self.columns and not force:
-            return
-        self.columns = columns
-        grid = self.plots.ci.layout
-        cells = {"a": (0, 0), "b": (0, 1), "difference": (0, 2)} if columns == 3 else \
-            {"a": (0, 0), "b": (0, 1), "difference": (2, 0)}
-        for key, _title in PICTURES:
-            grid.removeItem(self.titles[key])
-            grid.removeItem(self.boxes[key])
-        grid.removeItem(self.color_bar)
-        for key, (row, column) in cells.items():
-            grid.addItem(self.titles[key], row, column)
-            grid.addItem(self.boxes[key], row + 1, column)
-        grid.addItem(self.color_bar, 1, columns, 3 if columns == 2 else 1, 1)
-        self._size_cells()
-        if self.comparison is not None:
-            self.fit()
-
-    def _size_cells(self) -> None:
-        """Give the three views' cells one fixed size that fills the widget (a grid
-        layout's stretch factors alone leave columns as wide as their items wish)."""
-        grid, columns = self.plots.ci.layout, self.columns
-        rows = 1 if columns == 3 else 2
-        spacing = grid.horizontalSpacing()
-        width = self.plots.width() - 8 - COLOR_BAR_WIDTH - spacing * columns
-        height = self.plots.height() - 8 - rows * TITLE_HEIGHT - spacing * (2 * rows - 1)
-        cell_w, cell_h = max(width / columns, 20.0), max(height / rows, 20.0)
-        for column in range(4):
-            if column < columns:
-                grid.setColumnFixedWidth(column, cell_w)
-            else:
-                grid.setColumnMinimumWidth(column, 0)
-                grid.setColumnMaximumWidth(column, COLOR_BAR_WIDTH if column == columns else 0)
-                grid.setColumnPreferredWidth(column, COLOR_BAR_WIDTH if column == columns else 0)
-        for row in range(4):
-            if row >= 2 * rows:
-                grid.setRowFixedHeight(row, 0)
-            else:
-                grid.setRowFixedHeight(row, TITLE_HEIGHT if row % 2 == 0 else cell_h)
-        self.plots.ci.updateGeometry()
-
-    def _choose_arrangement(self) -> None:
-        shape = self.grid_layout.shape if self.grid_layout is not None else (1, 1)
-        columns = best_columns(self.plots.width(), self.plots.height(), shape)
-        if columns != self.columns:
-            self._arrange(columns)
-        else:
-            self._size_cells()
+        self.compare.forget_model(model)
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
         if watched is self.plots and event.type() == QEvent.Type.Resize:
             self._choose_arrangement()
         return super().eventFilter(watched, event)
 
-    def fit(self) -> None:
-        """Show the whole mosaic in all three linked views, following their size as the
-        layout settles, until the user pans or zooms."""
-        for box in self.boxes.values():
-            box.enableAutoRange()
-
     def _show_thumbnails(self) -> None:
         model = self.state.model
-        for key, result in (("a", self.state.result), ("b", self.result_b)):
+        for key, result in (("a", self.state.result), ("b", self.compare.result_b)):
             label = self.thumbnails[key]
             if result is None or model is None or not hasattr(model, "deprocess"):
                 label.clear()
@@ -338,10 +240,10 @@ class CompareView(ImageDropTarget, TabPage):
         model = self.state.model
         if model is None:
             return
-        pending, image = self._pending_b, self.image_b
+        pending, image = self._pending_b, self.compare.image_b
         if pending is None and image is None:
             return
-        source = self.source_b
+        source = self.compare.source_b
         if pending is not None:
             kind, value = pending
             source = value if kind == "path" else value[1]
@@ -361,14 +263,12 @@ class CompareView(ImageDropTarget, TabPage):
             # a capture with a network no longer shown is dropped (it would keep that
             # network alive); the picture stays and is captured again when shown
             stale = model is not self.state.model
-            self.image_b, self.source_b, self.result_b = picture, source, None if stale else result
-            self._result_model = None if stale else model
+            self.compare.set_image_b(picture, source, None if stale else result, model)
             if stale:
-                self._model_b = None
+                self.compare.model_b = None
             name = Path(source).name if source != "clipboard" else "clipboard image"
             self.source_label.setText(f"Image B: {name}")
             self.source_label.setToolTip(source)
-            self._key = None
             self.refresh()
 
         def failed(message: str, _error: Any = None) -> None:
@@ -376,7 +276,7 @@ class CompareView(ImageDropTarget, TabPage):
                 self._pending_b = None
             self.state.report_error(message)
 
-        self._model_b = model  # asked for: do not ask again for this model
+        self.compare.model_b = model  # asked for: do not ask again for this model
         label = f"Capturing image B ({Path(source).name if source else 'B'})"
         submit_or_run(self.jobs, "compare-b", work, label=label, on_result=done, on_error=failed,
                       also_cancel=("compare",))
@@ -386,32 +286,35 @@ class CompareView(ImageDropTarget, TabPage):
     def redraw(self) -> None:
         """Compare the state's capture with B at the state's layer."""
         model, result_a, layer = self.state.model, self.state.result, self.state.layer
-        if model is not None and self.image_b is not None and self._model_b is not model:
+        if model is not None and self.compare.image_b is not None and self.compare.model_b is not model:
             self._capture_b()  # the model changed: B's activations are another network's
             return
-        if self.result_b is None or result_a is None or not layer or layer not in result_a:
+        if self.compare.result_b is None or result_a is None or not layer or layer not in result_a:
             self._clear()
             return
-        if self._result_model is not model or layer not in self.result_b:
+        if self.compare.result_model is not model or layer not in self.compare.result_b:
             return  # B is being captured again for this model
-        key = (result_a, self.result_b, layer)
-        if self._key is not None and self._key[0] is key[0] and self._key[1] is key[1] \
-                and self._key[2] == layer:
+        key = (result_a, self.compare.result_b, layer)
+        shown = self.compare.key
+        if shown is not None and shown[0] is key[0] and shown[1] is key[1] and shown[2] == layer:
             return
-        self._key = key
+        self.compare.key = key
         self.header.setText(f"Comparing at {layer}...")
-        result_b = self.result_b
+        result_b = self.compare.result_b
 
         def work(progress=None, cancel=None):
-            return compare_work(result_a, result_b, layer)
+            from featurescope.core.analysis.compare import compare_with_grids
+
+            return compare_with_grids(result_a, result_b, layer)
 
         def done(answer: Any) -> None:
-            if self._key is key:
-                self.comparison, self.pictures, self.grid_layout = answer
+            if self.compare.key is key:
+                comparison, self.pictures, self.grid_layout = answer
+                self.compare.set_comparison(comparison)
                 self._paint()
 
         def failed(message: str, _error: Any = None) -> None:
-            if self._key is key:
+            if self.compare.key is key:
                 self._clear()
                 self.header.setText(message)
 
@@ -419,19 +322,20 @@ class CompareView(ImageDropTarget, TabPage):
 
     def _clear(self) -> None:
         self._show_thumbnails()
-        self.comparison, self.pictures, self.grid_layout, self.worst_first = None, {}, None, None
+        self.pictures, self.grid_layout, self.worst_first = {}, None, None
+        self.compare.set_comparison(None)
         for item in self.items.values():
             item.clear()
         self._show_separators(None)
         self.similarity_bars.setOpts(x=[], height=[])
         self.dissimilar_bars.setOpts(x=[], height=[])
         self.worst_label.setText("")
-        if self.image_b is None:
+        if self.compare.image_b is None:
             self.header.setText("Choose image B: Open B..., drop an image here, Paste B or a sample.")
 
     def _paint(self) -> None:
         """Show the comparison in the display options' colormap."""
-        c = self.comparison
+        c = self.compare.comparison
         if c is None:
             return
         lut = grids.colormap_lut(self.state.display.colormap)
@@ -471,7 +375,7 @@ class CompareView(ImageDropTarget, TabPage):
     def show_hover(self, scene_pos: QPointF) -> str:
         """Channel, position and the A, B and |A - B| values under the mouse."""
         text = ""
-        if self.comparison is not None and self.grid_layout is not None:
+        if self.compare.comparison is not None and self.grid_layout is not None:
             for item in self.items.values():
                 p = item.mapFromScene(scene_pos)
                 h, w = self.grid_layout.shape
@@ -479,7 +383,7 @@ class CompareView(ImageDropTarget, TabPage):
                     hit = self.grid_layout.locate(int(p.y()), int(p.x()))
                     if hit is not None:
                         ch, y, x = hit
-                        c = self.comparison
+                        c = self.compare.comparison
                         text = (f"channel {ch}, y {y}, x {x}:  A {c.a[ch, y, x]:.4g}   "
                                 f"B {c.b[ch, y, x]:.4g}   |A - B| {c.difference[ch, y, x]:.4g}   "
                                 f"(channel similarity {c.channel_similarity[ch]:.3f})")

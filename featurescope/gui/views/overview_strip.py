@@ -153,9 +153,10 @@ class OverviewStrip(QScrollArea):
         if result is None:
             self.show_tiles(None, [], [])
             return
+        listed = self.state.listed_layers()  # the layer list's layers, not every one captured
 
         def work(progress=None, cancel=None):
-            tiles = overview_tiles(result, reduction)
+            tiles = overview_tiles(result, reduction, layers=listed)
             height = int(result.input.shape[-2])
             pictures = [tile_picture(t.map, tile_side(t.shape[1], height, LARGEST, SMALLEST), colormap)
                         for t in tiles]

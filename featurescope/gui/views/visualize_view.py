@@ -11,29 +11,25 @@ network that gives no gradients the tab says so instead.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton,
-                               QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox,
+                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
-from featurescope.gui.widgets.box_scroll_bar import BoxScrollBar
+from featurescope.gui.views.visualize_atlas import AtlasSection
+from featurescope.gui.views.visualize_hierarchy import HIERARCHY_TEXT, HierarchySection
 from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 
-TILE_GAP = 2
-ATLAS_BATCH = 8
 PREVIEW_EVERY = 8
-HIERARCHY_TEXT = ("From edges to shapes: the strongest channels of a few layers for this photo, "
-                  "first layer to last.")
 
 
 
-class VisualizeView(TabPage):
+class VisualizeView(AtlasSection, HierarchySection, TabPage):
     """The selected channel's visualisation (live), its feature map, and the layer's atlas.
 
     ``cache``: an OptvisCache (default: the user cache folder). ``atlas_steps`` and
@@ -132,53 +128,7 @@ class VisualizeView(TabPage):
         self.plots.addItem(self.vis_box, row=1, col=0)
         self.plots.addItem(self.map_box, row=1, col=1)
 
-        self.atlas_label = QLabel(self)
-        self.atlas_label.setWordWrap(True)
-        self.atlas_view = pg.GraphicsLayoutWidget(self)
-        self.atlas_view.setBackground(None)
-        self.atlas_box, self.atlas_item = image_box()
-        self.atlas_view.addItem(self.atlas_box)
-        self.atlas_marker = QGraphicsRectItem()
-        self.atlas_marker.setPen(pg.mkPen((255, 80, 80), width=2, cosmetic=True))
-        self.atlas_marker.setVisible(False)
-        self.atlas_box.addItem(self.atlas_marker)
-        self.atlas_box.scene().sigMouseClicked.connect(self._atlas_clicked)
-
-        # edges to shapes: a row of strongest channels for a few layers, first to last
-        self.hierarchy_button = QPushButton("Build hierarchy", self)
-        self.hierarchy_button.setObjectName("visualizeHierarchy")
-        self.hierarchy_button.setToolTip("For a few layers spread from the first to the last, the "
-                                         "channels that respond most to the photo, visualised")
-        self.hierarchy_label = QLabel(HIERARCHY_TEXT, self)
-        self.hierarchy_label.setWordWrap(True)
-        self.hierarchy_view = pg.GraphicsLayoutWidget(self)
-        self.hierarchy_view.setBackground(None)
-        self.hierarchy_box, self.hierarchy_item = image_box()
-        self.hierarchy_view.addItem(self.hierarchy_box)
-        self.hierarchy_rows: list = []
-        self._hierarchy_key: Optional[tuple] = None
-        atlas_page, hierarchy_page = QWidget(self), QWidget(self)
-        atlas_layout = QVBoxLayout(atlas_page)
-        atlas_layout.setContentsMargins(0, 0, 0, 0)
-        atlas_top = QHBoxLayout()  # the atlas's own buttons, beside what it says
-        atlas_top.addWidget(self.atlas_label, 1)
-        atlas_top.addWidget(self.atlas_button)
-        atlas_top.addWidget(self.atlas_cancel_button)
-        atlas_layout.addLayout(atlas_top)
-        # a wide layer's atlas is shown at tile size and scrolls (480 tiles fitted were 7 px)
-        self.atlas_scroll = BoxScrollBar(self.atlas_box, self.atlas_item, atlas_page)
-        atlas_row = QHBoxLayout()
-        atlas_row.setSpacing(0)
-        atlas_row.addWidget(self.atlas_view, 1)
-        atlas_row.addWidget(self.atlas_scroll)
-        atlas_layout.addLayout(atlas_row, 1)
-        hierarchy_layout = QVBoxLayout(hierarchy_page)
-        hierarchy_layout.setContentsMargins(0, 0, 0, 0)
-        top = QHBoxLayout()
-        top.addWidget(self.hierarchy_label, 1)
-        top.addWidget(self.hierarchy_button)
-        hierarchy_layout.addLayout(top)
-        hierarchy_layout.addWidget(self.hierarchy_view, 1)
+        atlas_page, hierarchy_page = self._build_atlas_page(), self._build_hierarchy_page()
         self.lower_tabs = QTabWidget(self)
         self.lower_tabs.setObjectName("visualizeLowerTabs")
         self.lower_tabs.addTab(atlas_page, "Atlas")
@@ -440,194 +390,3 @@ class VisualizeView(TabPage):
         self.asked_key = None
         if self.jobs is not None:
             self.jobs.cancel("optvis")
-
-    # --- atlas ------------------------------------------------------------------------
-    def _request_atlas(self, model, layer: str, count: int) -> None:
-        key = (id(model), layer, self.atlas_steps, self.atlas_size)
-        if key == self.atlas_key or self.jobs is None or count < 1:
-            return
-        self.atlas_key, self.atlas_channels, self.atlas_done = key, count, set()
-        columns = self._atlas_columns = self._readable_columns(count)
-        rows = math.ceil(count / columns)
-        step = self.atlas_size + TILE_GAP
-        self._atlas_array = np.full((rows * step, columns * step, 3), 40, np.uint8)
-        self.atlas_item.setImage(self._atlas_array, autoLevels=False, levels=(0, 255))
-        self._show_atlas_top()
-        self._atlas_text()
-        cache, steps, size = self.cache, self.atlas_steps, self.atlas_size
-        from featurescope.core.optvis.hierarchy import natural_objective  # torch: lazily
-
-        objective = natural_objective(model, layer)  # the first conv: its centre neuron
-
-        def unit(batch):
-            def run(progress, cancel):
-                made = cache.visualize(model, layer, batch, steps=steps, size=size, objective=objective,
-                                       cancel=cancel)
-                return key, made.channels, made.images
-            return run
-
-        batches = [list(range(i, min(count, i + ATLAS_BATCH))) for i in range(0, count, ATLAS_BATCH)]
-        self.atlas_cancel_button.setEnabled(True)
-        self.jobs.submit_units("optvis_atlas", [unit(b) for b in batches], label=f"Atlas of {layer}",
-                               on_partial=self._atlas_piece, on_error=self._atlas_failed,
-                               on_result=lambda _none: self._atlas_ended(key),
-                               on_cancelled=lambda: self._atlas_ended(key, cancelled=True))
-
-    def _atlas_ended(self, key: tuple, cancelled: bool = False) -> None:
-        if key != self.atlas_key:
-            return
-        self.atlas_cancel_button.setEnabled(False)
-        if cancelled:
-            self.atlas_key = self.atlas_asked = None  # Build atlas starts it again (cached tiles come at once)
-            self.follow_box.setChecked(False)
-            self.atlas_label.setText(f"Atlas of {key[1]}: cancelled at {len(self.atlas_done)} of "
-                                     f"{self.atlas_channels} channels; Build atlas goes on.")
-
-    def cancel_atlas(self) -> None:
-        """Stop building the atlas; nothing builds again until Build atlas is pressed."""
-        self.follow_box.setChecked(False)
-        self.atlas_asked = None
-        if self.jobs is not None:
-            self.jobs.cancel("optvis_atlas")
-
-    def _show_atlas_for(self, layer: str) -> None:
-        """The atlas shown is the selected layer's; another layer's stays aside (building
-        on in the background when it was asked for) and comes back with its layer."""
-        mine = self.atlas_key is not None and self.atlas_key[1] == layer and self._atlas_array is not None
-        self.atlas_item.setVisible(mine)
-        if mine:
-            if self.atlas_key is not None:
-                self._atlas_text()
-            return
-        self.atlas_marker.setVisible(False)
-        elsewhere = ""
-        if self.atlas_key is not None and self.atlas_cancel_button.isEnabled():
-            elsewhere = (f" (the atlas of {self.atlas_key[1]} is still being built: "
-                         f"{len(self.atlas_done)} of {self.atlas_channels}; see Jobs)")
-        self.atlas_label.setText(f"Build atlas: every channel of {layer}, computed in the background{elsewhere}.")
-
-    def _atlas_piece(self, piece) -> None:
-        key, channels, images = piece
-        if key != self.atlas_key or self._atlas_array is None:
-            return
-        step = self.atlas_size + TILE_GAP
-        for channel, image in zip(channels, images):
-            row, column = divmod(channel, self._atlas_columns)
-            self._atlas_array[row * step: row * step + self.atlas_size,
-                              column * step: column * step + self.atlas_size] = image
-            self.atlas_done.add(channel)
-        self.atlas_item.setImage(self._atlas_array, autoLevels=False, levels=(0, 255))
-        self._show_atlas_top()
-        self._atlas_text()
-
-    def _atlas_failed(self, message: str, _error: Any = None) -> None:
-        self.atlas_cancel_button.setEnabled(False)
-        self.atlas_label.setText(f"Atlas: {self._explain(message)}")
-
-    def _atlas_text(self) -> None:
-        done, total = len(self.atlas_done), self.atlas_channels
-        state = "" if done == total else " (computing in the background)"
-        first = " (first layer: each channel's centre neuron, the edge or colour it detects)" \
-            if self.atlas_key is not None and self.state.model is not None and \
-            self.state.model.layers[:1] == [self.state.layer] else ""
-        layer = self.atlas_key[1] if self.atlas_key is not None else self.state.layer
-        if layer != self.state.layer:
-            self._show_atlas_for(self.state.layer)
-            return
-        self.atlas_label.setText(f"Atlas of {layer}{first}: {done} of {total} channels{state}; "
-                                 f"click one to look at it")
-
-    def _readable_columns(self, count: int) -> int:
-        """As many tiles a row as fit the atlas view at their own size (one tile a screen
-        pixel a picture pixel); the rows beyond the view's height scroll."""
-        step = self.atlas_size + TILE_GAP
-        width = self.atlas_view.width() if self.atlas_view.isVisible() else 0
-        if width < step:  # not laid out yet: a mosaic a little wider than tall
-            return max(1, math.ceil(math.sqrt(count * 1.6)))
-        return max(1, min(count, int((width - 8) // step)))
-
-    def _show_atlas_top(self) -> None:
-        """The first rows of the atlas across the whole width of the view."""
-        height, width = self._atlas_array.shape[:2]
-        view = self.atlas_box.boundingRect()
-        shown = width * view.height() / max(1.0, view.width())
-        self.atlas_box.setRange(xRange=(0, width), yRange=(0, min(height, shown)), padding=0)
-
-    def atlas_channel_at(self, x: float, y: float) -> int:
-        """The channel of the atlas tile at item coordinates (x, y), or -1."""
-        step = self.atlas_size + TILE_GAP
-        column, row = int(x // step), int(y // step)
-        if x < 0 or y < 0 or column >= self._atlas_columns:
-            return -1
-        channel = row * self._atlas_columns + column
-        return channel if channel < self.atlas_channels else -1
-
-    def _atlas_clicked(self, event) -> None:
-        if self._atlas_array is None or not self.atlas_item.isVisible():
-            return
-        point = self.atlas_item.mapFromScene(event.scenePos())
-        channel = self.atlas_channel_at(point.x(), point.y())
-        if channel >= 0:
-            self.state.set_channel(channel)
-
-    def _place_marker(self, channel: int) -> None:
-        if self._atlas_array is None or channel >= self.atlas_channels or not self.atlas_item.isVisible():
-            self.atlas_marker.setVisible(False)
-            return
-        step = self.atlas_size + TILE_GAP
-        row, column = divmod(channel, self._atlas_columns)
-        self.atlas_marker.setRect(column * step - 1, row * step - 1, self.atlas_size + 2, self.atlas_size + 2)
-        self.atlas_marker.setVisible(True)
-        top, bottom = self.atlas_box.viewRange()[1]
-        if not (top <= row * step and (row + 1) * step <= bottom):  # scroll the tile into view
-            start = max(0, row * step - (bottom - top) / 3)
-            self.atlas_box.setYRange(start, start + (bottom - top), padding=0)
-
-    # --- hierarchy --------------------------------------------------------------------
-    def start_hierarchy(self, layers: Optional[list] = None, per_layer: int = 6) -> None:
-        """Visualise the strongest channels (for the photo; else 0, 1, ...) of a few layers
-        from first to last at the atlas settings, one background unit per layer."""
-        model, image = self.state.model, self.state.image
-        if model is None or self.jobs is None:
-            return
-        from featurescope.core.optvis.hierarchy import (hierarchy_layers, natural_objective,
-                                                        strongest_channels)
-
-        layers = list(layers) if layers else hierarchy_layers(model)
-        key = (id(model), id(image), tuple(layers), self.atlas_steps, self.atlas_size)
-        self._hierarchy_key, self.hierarchy_rows = key, []
-        self.hierarchy_item.clear()
-        cache, steps, size = self.cache, self.atlas_steps, self.atlas_size
-        order = {name: i for i, name in enumerate(model.layers)}
-
-        def unit(layer):
-            def run(progress, cancel):
-                from featurescope.core.optvis.hierarchy import HierarchyRow
-
-                info = next(i for i in model.layer_info if i.name == layer)
-                count = min(per_layer, info.out_channels)
-                channels = strongest_channels(model, image, layer, count) if image is not None \
-                    else list(range(count))
-                made = cache.visualize(model, layer, channels, steps=steps, size=size,
-                                       objective=natural_objective(model, layer), cancel=cancel)
-                return key, HierarchyRow(layer, order.get(layer, 0) / max(1, len(order) - 1), made)
-            return run
-
-        self.hierarchy_label.setText(f"Building the hierarchy of {len(layers)} layers in the background...")
-        self.jobs.submit_units("optvis_hierarchy", [unit(layer) for layer in layers],
-                               on_partial=self._hierarchy_row, on_error=self._hierarchy_failed)
-
-    def _hierarchy_row(self, piece) -> None:
-        key, row = piece
-        if key != self._hierarchy_key:
-            return
-        from featurescope.core.optvis.hierarchy import poster
-
-        self.hierarchy_rows.append(row)
-        picture = poster(self.hierarchy_rows, tile=max(48, self.atlas_size))
-        self.hierarchy_item.setImage(picture, autoLevels=False, levels=(0, 255))
-        self.hierarchy_label.setText(f"From edges to shapes: {len(self.hierarchy_rows)} layers, first to "
-                                     "last, the channels that respond most to this photo.")
-
-    def _hierarchy_failed(self, message: str, _error: Any = None) -> None:
-        self.hierarchy_label.setText(self._explain(message))
