@@ -37,7 +37,7 @@ def _lite0(size: int):
 
 
 def contribution_figures(size: int = 224, rounds: int = 9, layer: str = LITE0_MIDDLE,
-                         ranking_layer: str = "blocks.4.project", ranking_rounds: int = 2) -> list[Figure]:
+                         ranking_layer: str = "blocks.4.project", ranking_rounds: int = 4) -> list[Figure]:
     from featurescope.core.capture.grad import run_with_grad
     from featurescope.core.circuits.circuit import circuit
     from featurescope.core.circuits.contributions import contribution_matrix

@@ -205,11 +205,11 @@ def deletion_figures(size: int, rounds: int) -> list[Figure]:
 
 
 def why_figures(quick: bool) -> list[Figure]:
-    """Every figure of issue 19 (quick: small sizes, one round)."""
-    size = 64 if quick else 224
-    rounds = 1 if quick else 5
-    figures = grad_x_act_figures(["resnet18", "efficientnet_lite0"], size, rounds if quick else 9)
-    figures += integrated_gradients_figures(["resnet18", "efficientnet_lite0"], size, rounds)
-    figures += score_cam_figures(size, 1 if quick else 2)
-    figures += deletion_figures(size, rounds if quick else 3)
-    return figures
+    """Every figure of issue 19 (quick: Lite0 only, 32 px, one round: the smoke run)."""
+    if quick:
+        return (grad_x_act_figures(["efficientnet_lite0"], 32, 1)
+                + integrated_gradients_figures(["efficientnet_lite0"], 32, 1)
+                + score_cam_figures(32, 1) + deletion_figures(32, 1))
+    names = ["resnet18", "efficientnet_lite0"]
+    return (grad_x_act_figures(names, 224, 9) + integrated_gradients_figures(names, 224, 5)
+            + score_cam_figures(224, 2) + deletion_figures(224, 3))

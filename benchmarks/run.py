@@ -113,6 +113,7 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_startup
 
         figures += bench_startup.startup_figures(1 if quick else 5)
+        figures += bench_startup.startup_figures(1 if quick else 5, loaded=True)
     if want("11"):
         import bench_optvis
 
@@ -144,6 +145,14 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_why
 
         figures += bench_why.why_figures(quick)
+    if want("20"):
+        import bench_circuits
+
+        if quick:
+            figures += bench_circuits.contribution_figures(64, 1, ranking_rounds=1)
+            figures += bench_circuits.expanded_figures(sample=2, rounds=1)
+        else:
+            figures += bench_circuits.contribution_figures() + bench_circuits.expanded_figures()
     if quick:  # smoke mode: no thresholds
         for figure in figures:
             figure.met = None

@@ -79,6 +79,8 @@ def ablate(model, image, layer: str, channels: Iterable[int], top: int = 5,
         image = image.input
     if original is None:
         original = capture(model, image)
+        if layer not in original.info:  # a block, an activation...: asked for by name
+            original = capture(model, image, layers=[layer], stop_early=False)
     model_name = getattr(model, "name", None) or original.model_name
     if layer not in original.info:
         raise ModelError(f"{model_name} has no captured layer named {layer!r}; "
@@ -93,7 +95,10 @@ def ablate(model, image, layer: str, channels: Iterable[int], top: int = 5,
         raise ModelError(f"{model_name} gives no class scores, so switching channels off "
                          "has no predictions to compare.")
     sink = ZeroChannels(layer, wanted)
-    ablated = capture(model, original.input, edits=[sink], memory_budget=original.memory_budget)
+    # the edit sees only captured layers: a module outside the conv/pool set is named
+    others = any(info.groups is None for info in original.info.values())
+    ablated = capture(model, original.input, layers=list(original.layers) if others else None,
+                      edits=[sink], memory_budget=original.memory_budget, stop_early=False)
     p_before, p_after = _probabilities(original), _probabilities(ablated)
     before, after = original.predictions(top), ablated.predictions(top)
     indices = list(dict.fromkeys([p.index for p in before] + [p.index for p in after]))

@@ -9,9 +9,10 @@ S (L's bias); through ReLUs they are the first-order account of what switching e
 source off would do, which core/circuits/check.py puts to the test.
 
 Every pass goes through :func:`~featurescope.core.capture.grad.run_with_grad`, stopped
-right after L. Ranking many target channels at once (an atlas) runs S -> L once for a
-batch of copies of S's output, one copy per target, and one backward pass: the part of
-the network before S runs once, at batch 1.
+right after L. Ranking many target channels at once (an atlas) runs the forward pass
+once and one backward pass batched over the targets (autograd's vmap). The switch-off
+check (check.py) replaces S's output by a batch of masked copies: the part of the
+network before S runs once, at batch 1.
 """
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ class Target:
             y, x = self.position
             return picked[:, y, x]
         return picked.flatten(1).mean(dim=1)
+
+    def every(self, output: torch.Tensor) -> torch.Tensor:
+        """The target of every channel (or class) of the first row of ``output``, (C,)."""
+        first = output[0]
+        if first.dim() == 1:
+            return first
+        if self.position is not None:
+            return first[:, self.position[0], self.position[1]]
+        return first.flatten(1).mean(dim=1)
 
 
 @dataclass(frozen=True)
@@ -208,9 +218,10 @@ def contribution_matrix(model, image, layer: str, source: Optional[str] = None,
     (default all), as a (len(channels), C_S) float32 array: row k is what
     :func:`~featurescope.core.circuits.circuit.circuit` gives channel ``channels[k]``.
 
-    Batched: S -> L runs once for a batch of copies of S's output (in chunks that keep
-    memory bounded), with one backward pass per chunk. ``progress(done, total, text)``
-    after each chunk; ``cancel.raise_if_cancelled()`` before each."""
+    Batched: one forward pass to L, then one backward pass per chunk of targets,
+    batched over them (``is_grads_batched``: autograd's vmap), chunks sized to keep
+    memory bounded. ``progress(done, total, text)`` after each chunk;
+    ``cancel.raise_if_cancelled()`` before each."""
     prepared, source = prepare(model, image, layer, source, "Ranking circuits")
     count = prepared.graph.channels.get(layer) if layer != CLASS else None
     if count is None:  # classes: counted on the first pass
@@ -223,30 +234,25 @@ def contribution_matrix(model, image, layer: str, source: Optional[str] = None,
                          f"{'is' if len(bad) == 1 else 'are'} not among them.")
     target = Target(layer, 0, position)
     layers = [source] if layer == CLASS else [source, layer]
-    result, chunk, start = None, 8, 0  # the first pass sizes the later chunks
-    while start < len(chosen):
+    run = prepared.run(layers, layer)
+    output = _output_of(run, target)
+    check_target(prepared, Target(layer, chosen[0] if chosen else 0, position), output)
+    activation = run.activations[source]
+    every = target.every(output)  # (count,): each channel's target
+    maps = activation.detach()
+    chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
+    result = np.zeros((len(chosen), maps.shape[1]), dtype=np.float32)
+    for start in range(0, len(chosen), chunk):
         if cancel is not None:
             cancel.raise_if_cancelled()
         part = chosen[start:start + chunk]
-        seen = {}
-
-        def rows(output, size=len(part)):
-            seen["maps"] = maps = output[:1].detach()
-            return maps.expand(size, *maps.shape[1:]).clone().requires_grad_(True)
-
-        run = batched_pass(prepared, source, layer, rows, layers, grad=True)
-        activation, maps = run.activations[source], seen["maps"]
-        output = _output_of(run, target)
-        check_target(prepared, Target(layer, part[0], position), output)
-        values = target.values(output, torch.tensor(part, device=activation.device))
-        (gradient,) = torch.autograd.grad(values.sum(), activation)
+        pick = torch.zeros((len(part), count), dtype=every.dtype, device=every.device)
+        pick[torch.arange(len(part)), torch.tensor(part)] = 1
+        # one backward pass per chunk, batched over its targets (vmap), from one forward
+        (gradient,) = torch.autograd.grad(every, activation, grad_outputs=pick, is_grads_batched=True,
+                                          retain_graph=start + chunk < len(chosen))
         with torch.no_grad():
-            done = (gradient * maps).flatten(2).sum(dim=2).float().cpu().numpy()
-        if result is None:
-            result = np.zeros((len(chosen), maps.shape[1]), dtype=np.float32)
-        result[start:start + len(part)] = done
-        start += len(part)
-        chunk = max(1, _BATCH_ELEMENTS // max(1, maps.numel()))
+            result[start:start + len(part)] = (gradient[:, 0] * maps).flatten(2).sum(dim=2).float().cpu().numpy()
         if progress is not None:
-            progress(start, len(chosen), f"{layer} <- {source}")
+            progress(min(start + chunk, len(chosen)), len(chosen), f"{layer} <- {source}")
     return result

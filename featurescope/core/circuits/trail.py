@@ -91,7 +91,7 @@ def map_over_photo(map_: np.ndarray, picture: Optional[np.ndarray]) -> np.ndarra
         return colormap_lut("inferno")[1:][np.clip((scaled * 254).round(), 0, 254).astype(np.intp)]
     height, width = picture.shape[:2]
     resized = np.asarray(Image.fromarray(scaled).resize((width, height), Image.BILINEAR))
-    return overlay(picture, np.clip(resized, 0, 1), "inferno", alpha=0.6)
+    return overlay(picture, np.clip(resized, 0, 1), "inferno", alpha=0.8)  # a thumbnail: the map first
 
 
 def photo_of(model, image) -> Optional[np.ndarray]:

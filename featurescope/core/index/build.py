@@ -82,8 +82,18 @@ def _fields(model, layers: list[str]) -> dict:
         return found
 
 
-def _layer_entries(model, layers: list[str]) -> list[dict]:
+def _infos(model, layers: list[str]) -> dict:
+    """{name: LayerInfo} of ``layers``: the conv/pool layers, or any module asked for."""
+    from featurescope.core.capture.capture import layer_infos
+
     infos = {info.name: info for info in model.layer_info}
+    if any(name not in infos for name in layers):
+        infos.update({info.name: info for info in layer_infos(model, layers)})
+    return infos
+
+
+def _layer_entries(model, layers: list[str]) -> list[dict]:
+    infos = _infos(model, layers)
     fields = _fields(model, layers)
     entries = []
     for name in layers:
@@ -109,19 +119,17 @@ def _model_record(model) -> dict:
 
 
 def _choose_layers(model, layers) -> list[str]:
-    known = list(model.layers)
+    """Layer names in network order: None the conv/pool layers, else names and groups
+    (``act``, ``block``... see core/capture/selection.py); ModelError for unknown ones."""
+    from featurescope.core.capture.capture import layer_infos
+
     if layers is None:
-        return known
+        return list(model.layers)
     if isinstance(layers, str):
         layers = [layers]
-    wanted = list(dict.fromkeys(layers))
-    unknown = [name for name in wanted if name not in known]
-    if unknown:
-        raise ModelError(f"{model.name} has no captured layer named {unknown[0]!r}; "
-                         "`featurescope layers` lists them.")
-    if not wanted:
+    if not list(dict.fromkeys(layers)):
         raise ModelError("No layers were asked for; pass None to index every layer.")
-    return [name for name in known if name in wanted]  # network order
+    return [info.name for info in layer_infos(model, list(layers))]
 
 
 def _fresh_index(model, folder: Path, prep, layers, k) -> Index:
@@ -266,7 +274,7 @@ class IndexBuild:
         """Continue the index at ``output`` (or start one), add the listed files, and set K:
         the asked top, but never more than there are files (it grows as files are added)."""
         index = None
-        infos = {info.name: info for info in model.layer_info}
+        infos = _infos(model, chosen)
         channels = sum(int(infos[name].out_channels) for name in chosen)
         # before anything is allocated: the files listed now (more may be in the index)
         check_fits(channels, len(chosen), _capped(self.asked, len(listed)), self.output)

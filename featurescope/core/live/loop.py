@@ -63,6 +63,8 @@ def capture_frame(model, frame: Frame, layer: str, *, logits: bool = False,
     _model, image, x = prepared
     result = capture(model, x, layers=[layer], cancel=cancel, stop_early=not logits)
     full = list(getattr(model, "layer_info", None) or [])
+    if full and layer not in {info.name for info in full}:  # a block or an activation
+        full = list(getattr(model, "every_layer_info", None) or full)
     if full and len(result.layers) < len(full):
         infos = [result.info.get(info.name, info) for info in full]
         result = CaptureResult(result._outputs, infos, result.logits, result.input,

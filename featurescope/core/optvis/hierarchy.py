@@ -83,7 +83,7 @@ def hierarchy(model, layers: Optional[list] = None, per_layer: int = 6, image=No
     rows = []
     for index, layer in enumerate(layers):
         check(cancel)
-        info = next((i for i in model.layer_info if i.name == layer), None)
+        info = model.find_layer_info(layer) if hasattr(model, "find_layer_info") else None
         if info is None:
             raise OptvisError(f"{layer!r} is not a layer of {model.name}.")
         count = min(per_layer, info.out_channels or per_layer)

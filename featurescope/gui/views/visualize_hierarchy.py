@@ -63,7 +63,7 @@ class HierarchySection:
             def run(progress, cancel):
                 from featurescope.core.optvis.hierarchy import HierarchyRow
 
-                info = next(i for i in model.layer_info if i.name == layer)
+                info = model.find_layer_info(layer)
                 count = min(per_layer, info.out_channels)
                 channels = strongest_channels(model, image, layer, count) if image is not None \
                     else list(range(count))
