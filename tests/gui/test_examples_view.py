@@ -154,7 +154,7 @@ def test_hovering_a_channel_of_the_feature_grid_shows_its_examples(window, qtbot
 
 
 def test_the_index_goes_to_the_data_folder_never_into_the_photos(window, qtbot, tmp_path, monkeypatch):
-    from featurescope.gui.views.examples_view import default_index_path
+    from featurescope.core.index.walk import default_index_path
 
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -150,3 +150,17 @@ def contact_sheet(examples: Sequence[Example], tile: int = 160, columns: Optiona
     if not examples:
         draw.text((gap, head + gap), "no examples", fill=(220, 220, 220), font=font)
     return np.asarray(sheet)
+
+
+def crop_pictures(examples, tile: int = 128) -> list[np.ndarray]:
+    """(h, w, 3) uint8 crops of ``examples``, longer side ``tile`` (worker thread)."""
+    pictures = []
+    for example in examples:
+        try:
+            crop = example_crop(example)
+        except Exception:  # the file moved or changed since it was indexed: a grey tile
+            crop = Image.new("RGB", (tile, tile), (60, 60, 60))
+        scale = tile / max(crop.width, crop.height, 1)
+        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+        pictures.append(np.asarray(crop.resize(size, Image.Resampling.BICUBIC).convert("RGB")))
+    return pictures

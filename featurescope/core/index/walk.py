@@ -41,3 +41,15 @@ def list_images(folder) -> list[FileRecord]:
                                     int(stat.st_mtime_ns)))
     found.sort(key=lambda record: record.path)
     return found
+
+
+def default_index_path(folder, data_folder) -> Path:
+    """``data_folder/indexes/NAME-HASH.fsindex`` for the photo ``folder``: the same folder
+    always gets the same file (a stopped build resumes), two folders of one name do not
+    share one, and nothing is written into the photo folder."""
+    import hashlib
+
+    folder = Path(folder).expanduser().resolve()
+    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:10]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in folder.name) or "folder"
+    return Path(data_folder) / "indexes" / f"{name}-{digest}.fsindex"

@@ -22,43 +22,15 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QLis
                                QVBoxLayout, QWidget)
 
 from featurescope.core.atlas.labels import unit_labels
+from featurescope.core.index.sheet import crop_pictures
+from featurescope.core.index.walk import default_index_path
 from featurescope.gui.controllers.index_building import IndexBuildJob
 from featurescope.gui.widgets.tab_page import TabPage
 
 TILE = 128
 PREVIEW_TILE = 72  # the strip shown while hovering a channel of the feature-map grid
 HOVER_REST_MS = 250  # the mouse rests this long on a channel before its crops show
-
-
-def default_index_path(folder, data_folder) -> Path:
-    """``data_folder/indexes/NAME-HASH.fsindex`` for the photo ``folder``: the same folder
-    always gets the same file (a stopped build resumes), two folders of one name do not
-    share one, and nothing is written into the photo folder."""
-    import hashlib
-
-    folder = Path(folder).expanduser().resolve()
-    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:10]
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in folder.name) or "folder"
-    return Path(data_folder) / "indexes" / f"{name}-{digest}.fsindex"
 DEAD_COLOUR = QColor(150, 150, 150)
-
-
-def crop_pictures(examples, tile: int = TILE) -> list[np.ndarray]:
-    """(h, w, 3) uint8 crops of ``examples``, longer side ``tile`` (worker thread)."""
-    from PIL import Image
-
-    from featurescope.core.index.sheet import example_crop
-
-    pictures = []
-    for example in examples:
-        try:
-            crop = example_crop(example)
-        except Exception:  # the file moved or changed since it was indexed: a grey tile
-            crop = Image.new("RGB", (tile, tile), (60, 60, 60))
-        scale = tile / max(crop.width, crop.height, 1)
-        size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-        pictures.append(np.asarray(crop.resize(size, Image.Resampling.BICUBIC).convert("RGB")))
-    return pictures
 
 
 def _as_image(array: np.ndarray):
@@ -341,7 +313,7 @@ class ExamplesView(TabPage):
                                f"fired in {fired:.0%} of {index.images:,} images; the top "
                                f"{len(examples)}, best first, cropped to the field each unit saw."))
         self.jobs.submit("examples-crops", lambda progress, cancel: (layer, channel, examples,
-                                                                     crop_pictures(examples)),
+                                                                     crop_pictures(examples, TILE)),
                          on_result=self._show_crops, on_error=lambda message, _e: self._say(message))
 
     def _show_crops(self, answer: tuple) -> None:
