@@ -113,6 +113,7 @@ def run(quick: bool, only: set) -> list[Figure]:
         import bench_startup
 
         figures += bench_startup.startup_figures(1 if quick else 5)
+        figures += bench_startup.startup_figures(1 if quick else 5, loaded=True)
     if want("11"):
         import bench_optvis
 

@@ -8,8 +8,8 @@ ask before overwriting; the engine's writers refuse to overwrite (FileExistsExpo
 unless ``force=True``, which is what a "Yes" turns into. Writing many layers, the
 Grad-CAM and the comparison run on the worker thread with progress and Cancel.
 
-The Grad-CAM and comparison exports read the window's ``gradcam_view`` and
-``compare_view`` (class choice, opacity, image B, the comparison shown).
+The Grad-CAM and comparison exports read the app model, never a widget:
+``state.gradcam`` (class, opacity) and ``state.compare`` (image B, the comparison shown).
 """
 from __future__ import annotations
 
@@ -111,8 +111,7 @@ class ExportActions(QObject):
         return gradcam_layer(self.state)[0]
 
     def _comparison(self) -> Any:
-        view = getattr(self.window, "compare_view", None)
-        return getattr(view, "comparison", None)
+        return self.state.compare.comparison
 
     # -- helpers ----------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -230,7 +229,7 @@ class ExportActions(QObject):
             self.show_message("No Grad-CAM to export: it needs a captured image, class scores "
                               "and a convolution at or before the selected layer.")
             return
-        from featurescope.core.io.gradcam_export import GRADCAM_ALPHA, export_grad_cam, gradcam_targets
+        from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets
 
         if path is None:
             path = self._save_path("Export Grad-CAM", gradcam_targets(".", layer)[0].name,
@@ -242,10 +241,7 @@ class ExportActions(QObject):
         force = self._may_write((path, path.with_suffix(".json")), force)
         if force is None:
             return
-        view = getattr(self.window, "gradcam_view", None)
-        target = getattr(view, "target", None)
-        slider = getattr(view, "opacity_slider", None)
-        alpha = slider.value() / 100.0 if slider is not None else GRADCAM_ALPHA
+        target, alpha = self.state.gradcam.target, self.state.gradcam.opacity
         model, result, source = self.state.model, self.state.result, self._source()
 
         def work(progress, cancel):
@@ -276,9 +272,8 @@ class ExportActions(QObject):
         force = self._may_write(comparison_targets(folder, comparison.layer), force)
         if force is None:
             return
-        view = self.window.compare_view
         options, model, annotate = self.state.display, self.state.model, self.annotate_action.isChecked()
-        source_a, source_b = self._source(), getattr(view, "source_b", None) or None
+        source_a, source_b = self._source(), self.state.compare.source_b or None
 
         def work(progress, cancel):
             progress(0, 1, f"Comparison at {comparison.layer}")

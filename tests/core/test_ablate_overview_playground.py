@@ -154,3 +154,19 @@ def test_the_planted_edge_detector_is_found(small):
     assert all(abs(f.similarity) <= abs(found[0].similarity) + 1e-9 for f in found)
     resampled = similar_filters(planted, preset("Sobel x", 5), top=1)  # 5x5 against 3x3 filters
     assert resampled[0].channel == 5
+
+
+def test_the_overview_names_a_one_channel_input_grey_not_rgb():
+    from featurescope.core.analysis import overview
+
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    result = capture(net, torch.rand(1, 1, 28, 28))
+    labels = []
+    real = overview.input_label
+    overview.input_label = lambda *a: labels.append(real(*a)) or labels[-1]
+    try:
+        overview_poster(result, np.zeros((28, 28, 3), np.uint8))
+    finally:
+        overview.input_label = real
+    assert labels == ["28x28 grey"]
+    assert real(3, 224, 224) == "224x224 RGB" and real(4, 64, 64) == "64x64, 4 channels"

@@ -261,6 +261,8 @@ def test_export_grad_cam_writes_what_the_tab_shows(window, dialogs, tmp_path, qt
     exports.update_enabled()
     assert exports.export_gradcam_action.isEnabled()
     window.gradcam_view.opacity_slider.setValue(40)
+    assert state.gradcam.opacity == 0.4  # the view writes the app model; the export reads it
+    state.gradcam.set_opacity(0.4)
     dialogs["target"] = tmp_path / "cam.png"
     exports.export_gradcam_action.trigger()
     qtbot.waitUntil(lambda: window.jobs.is_idle() and (tmp_path / "cam.json").exists(), timeout=60000)
@@ -284,7 +286,7 @@ def test_export_comparison_is_enabled_once_there_is_one(window, dialogs, tmp_pat
     assert not exports.export_comparison_action.isEnabled()
     window.tabs.setCurrentWidget(window.compare_view)
     window.compare_view.set_image_b(str(sample_images()[-1]))
-    qtbot.waitUntil(lambda: window.compare_view.comparison is not None, timeout=60000)
+    qtbot.waitUntil(lambda: window.state.compare.comparison is not None, timeout=60000)
     qtbot.waitUntil(window.jobs.is_idle, timeout=60000)
     exports.update_enabled()
     assert exports.export_comparison_action.isEnabled()
@@ -294,7 +296,7 @@ def test_export_comparison_is_enabled_once_there_is_one(window, dialogs, tmp_pat
     state.set_display(colormap="gray", upscale=1)
     exports.export_comparison_action.trigger()
     qtbot.waitUntil(lambda: window.jobs.is_idle() and len(list(out.iterdir())) == 4, timeout=60000)
-    comparison = window.compare_view.comparison
+    comparison = window.state.compare.comparison
     pictures, _ = shared_index_grids(comparison)
     from featurescope.core.io.writers import safe_filename
 

@@ -154,7 +154,7 @@ def test_gradcam_tab_equals_grad_cam_for_top_and_chosen_classes(window, qtbot, w
     assert view.layer == "head" and "nearest convolution before it, head" in view.note.text()
     np.testing.assert_array_equal(view.overlay_item.image, grad_cam(model, result.input, "head", goldfish))
     np.testing.assert_array_equal(view.layer_item.image.shape, (7, 7))
-    assert not view.choose_text("no such animal") and view.target == goldfish
+    assert not view.choose_text("no such animal") and window.state.gradcam.target == goldfish
     wait_idle(window)
 
 
@@ -179,7 +179,7 @@ def test_gradcam_of_an_untrained_model_says_it_means_little(window, qtbot, wait_
     qtbot.waitUntil(lambda: window.state.result is not None and window.state.result.model_name == "resnet18"
                     and window.gradcam_view.cam is not None, timeout=60000)
     assert "untrained" in window.gradcam_view.note.text() and "mean little" in window.gradcam_view.note.text()
-    assert window.gradcam_view.target is None  # a new network starts at its top class
+    assert window.state.gradcam.target is None  # a new network starts at its top class
     wait_idle(window)
 
 
@@ -189,8 +189,8 @@ def _assert_compare_matches(window, view):
     from featurescope.core.analysis.compare import compare_layer, shared_index_grids
 
     layer = window.state.layer
-    expected = compare_layer(window.state.result, view.result_b, layer)
-    got = view.comparison
+    expected = compare_layer(window.state.result, view.compare.result_b, layer)
+    got = view.compare.comparison
     for name in ("a", "b", "difference", "channel_similarity", "channel_levels"):
         np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
     assert got.shared_levels == expected.shared_levels and got.similarity == expected.similarity
@@ -211,22 +211,22 @@ def test_compare_tab_with_b_from_the_open_dialog(window, qtbot, wait_idle, monke
     window.state.set_layer(LAYER)
     _switch(qtbot, window, COMPARE_TAB)
     view = window.compare_view
-    assert view.comparison is None and "Choose image B" in view.header.text()
+    assert view.compare.comparison is None and "Choose image B" in view.header.text()
     qtbot.mouseClick(view.open_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: view.comparison is not None, timeout=30000)
+    qtbot.waitUntil(lambda: view.compare.comparison is not None, timeout=30000)
     assert view.source_label.text() == "Image B: coffee.png"
     own = capture(window.state.model, load_image(COFFEE))
-    np.testing.assert_array_equal(view.result_b[LAYER].numpy(), own[LAYER].numpy())
+    np.testing.assert_array_equal(view.compare.result_b[LAYER].numpy(), own[LAYER].numpy())
     _assert_compare_matches(window, view)
 
     window.state.set_layer("stem")  # the comparison follows the layer
-    qtbot.waitUntil(lambda: view.comparison is not None and view.comparison.layer == "stem")
+    qtbot.waitUntil(lambda: view.compare.comparison is not None and view.compare.comparison.layer == "stem")
     _assert_compare_matches(window, view)
 
     # a new model: B is captured again with it
     window.request_model({"name": "resnet18", "weights": "none", "device": "cpu", "input_size": "64"})
-    qtbot.waitUntil(lambda: view.comparison is not None and view.comparison.layer == "conv1", timeout=60000)
-    assert view.result_b.model_name == "resnet18" and view.result_b["conv1"].shape[1:] == (32, 32)
+    qtbot.waitUntil(lambda: view.compare.comparison is not None and view.compare.comparison.layer == "conv1", timeout=60000)
+    assert view.compare.result_b.model_name == "resnet18" and view.compare.result_b["conv1"].shape[1:] == (32, 32)
     _assert_compare_matches(window, view)
     wait_idle(window)
 
@@ -245,14 +245,14 @@ def test_compare_tab_takes_b_from_a_drop_and_a_sample(window, qtbot, wait_idle):
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(view, drop)
     assert drop.isAccepted()
-    qtbot.waitUntil(lambda: view.comparison is not None and view.source_b == str(ROCKET), timeout=30000)
+    qtbot.waitUntil(lambda: view.compare.comparison is not None and view.compare.source_b == str(ROCKET), timeout=30000)
     _assert_compare_matches(window, view)
     assert window.state.image_source != str(ROCKET)  # A stays the cat
 
     index = view.sample_combo.findText("coffee")
     view.sample_combo.setCurrentIndex(index)
     view.sample_combo.activated.emit(index)
-    qtbot.waitUntil(lambda: view.source_b == str(COFFEE) and window.jobs.is_idle(), timeout=30000)
+    qtbot.waitUntil(lambda: view.compare.source_b == str(COFFEE) and window.jobs.is_idle(), timeout=30000)
     _assert_compare_matches(window, view)
 
 
@@ -261,7 +261,7 @@ def test_compare_views_are_equal_linked_and_show_thumbnails(window, qtbot, wait_
     _switch(qtbot, window, COMPARE_TAB)
     view = window.compare_view
     view.set_image_b(str(COFFEE))
-    qtbot.waitUntil(lambda: view.comparison is not None, timeout=30000)
+    qtbot.waitUntil(lambda: view.compare.comparison is not None, timeout=30000)
     wait_idle(window)
     for columns in (3, 2):
         view._arrange(columns)

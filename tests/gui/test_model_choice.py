@@ -164,3 +164,22 @@ def test_a_new_model_takes_the_hierarchy_text_of_the_old_one(qtbot):
     view.hierarchy_label.setText("From edges to shapes: 5 layers of resnet18")
     state.set_model(object())
     assert view.hierarchy_label.text() == HIERARCHY_TEXT
+
+
+def test_exports_read_the_grad_cam_choice_and_image_b_from_the_app_model():
+    """No widget holds them: the Qt-free app model does (exports read it, views show it)."""
+    import inspect
+
+    from featurescope.gui import export_actions
+
+    state = AppState()
+    state.gradcam.set_target(281)
+    state.gradcam.set_opacity(0.3)
+    assert (state.gradcam.target, state.gradcam.opacity) == (281, 0.3)
+    state.compare.set_image_b("picture", "/photos/b.png", result="capture", model="net")
+    state.compare.forget_model("another net")
+    assert state.compare.image_b == "picture" and state.compare.result_b is None
+    source = inspect.getsource(export_actions)
+    for widget_read in ("getattr(view", '"gradcam_view"', '"compare_view"', "window.compare_view",
+                        "opacity_slider"):
+        assert widget_read not in source

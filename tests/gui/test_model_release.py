@@ -40,7 +40,7 @@ def test_switching_models_frees_the_previous_one(make_window, qtbot):
     window.state.set_layer("layer1.0.conv1")
     _show_every_tab(window, qtbot)
     window.compare_view.set_image_b(str(COFFEE))
-    qtbot.waitUntil(lambda: window.compare_view.comparison is not None, timeout=60000)
+    qtbot.waitUntil(lambda: window.state.compare.comparison is not None, timeout=60000)
     assert window.gradcam_view.cam is not None and window.channel_view.channel_map is not None
     assert window.filters_view.weight is not None
 
@@ -48,7 +48,7 @@ def test_switching_models_frees_the_previous_one(make_window, qtbot):
     old_module = weakref.ref(window.state.model.module)
     old_layers = [weakref.ref(m) for m in window.state.model.module.modules()]  # tapped ones too
     old_result = weakref.ref(window.state.result)
-    old_b = weakref.ref(window.compare_view.result_b)
+    old_b = weakref.ref(window.state.compare.result_b)
     window.tabs.setCurrentIndex(0)  # the other tabs are hidden while the model changes
     _load(window, qtbot, "squeezenet1_1")
     for _ in range(3):
@@ -63,5 +63,5 @@ def test_switching_models_frees_the_previous_one(make_window, qtbot):
 
     # and the tabs still work with the new model when shown again
     _show_every_tab(window, qtbot)
-    qtbot.waitUntil(lambda: window.compare_view.result_b is not None
-                    and window.compare_view._result_model is window.state.model, timeout=60000)
+    qtbot.waitUntil(lambda: window.state.compare.result_b is not None
+                    and window.state.compare.result_model is window.state.model, timeout=60000)

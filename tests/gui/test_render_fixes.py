@@ -39,7 +39,7 @@ def test_compare_draws_its_tile_boundaries_as_one_pixel_lines(window, qtbot):
     view = window.compare_view
     window.tabs.setCurrentWidget(view)
     view.set_image_b(str(sample_images()[-1]))
-    qtbot.waitUntil(lambda: view.comparison is not None, timeout=60000)
+    qtbot.waitUntil(lambda: view.compare.comparison is not None, timeout=60000)
     layout = view.grid_layout
     assert layout.rows > 1 and layout.columns > 1
     expected = separator_path(layout)

@@ -73,7 +73,7 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
     if not convs:
         raise ModelError(f"Grad-CAM reads a convolution's gradients; {what} with no "
                          f"convolution before it.")
-    return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so this shows the "
+    return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so it is read at the "
                        f"nearest convolution before it, {convs[-1]}.")
 
 

@@ -75,6 +75,12 @@ def tile_picture(map_: np.ndarray, side: int, colormap: str = "viridis") -> np.n
     return np.asarray(Image.fromarray(rgb).resize((side, side), Image.NEAREST))
 
 
+def input_label(channels: int, height: int, width: int) -> str:
+    """"224x224 RGB", "28x28 grey" or "64x64, 4 channels": what the network's input is."""
+    kind = {1: "grey", 3: "RGB"}.get(channels)
+    return f"{height}x{width} {kind}" if kind else f"{height}x{width}, {channels} channels"
+
+
 def overview_poster(result, picture: Optional[np.ndarray] = None, reduction: str = "most_active",
                     colormap: str = "viridis", width: int = 1600, title: str = "") -> np.ndarray:
     """The poster: the photo the network saw (``picture``, (H, W, 3) uint8) and one
@@ -92,7 +98,7 @@ def overview_poster(result, picture: Optional[np.ndarray] = None, reduction: str
     if picture is not None:
         side = tile_side(input_height, input_height)
         image = np.asarray(Image.fromarray(picture).resize((side, side), Image.BILINEAR))
-        items.append((image, "input", f"{picture.shape[0]}x{picture.shape[1]} RGB"))
+        items.append((image, "input", input_label(int(result.input.shape[1]), *picture.shape[:2])))
     for tile in tiles:
         c, h, w = tile.shape
         which = f"ch {tile.channel}" if tile.channel >= 0 else reduction

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Optional
 from psygnal import Signal
 
 from featurescope.core.render.options import DisplayOptions
+from featurescope.gui.model.compare import CompareState
+from featurescope.gui.model.gradcam import GradCamChoice
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image
@@ -64,6 +66,8 @@ class AppState:
         # the dataset index the Examples view has open: its examples and, for a folder of
         # sub-folders, each unit's label (shown in the channel headers too)
         self.index = None
+        self.compare = CompareState()  # the Compare view's image B and comparison
+        self.gradcam = GradCamChoice()  # the Grad-CAM class and opacity
         self._thread = threading.get_ident()
 
     def _check_thread(self) -> None:

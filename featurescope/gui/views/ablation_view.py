@@ -38,6 +38,15 @@ def shared_grid(chw: np.ndarray, lo: float, hi: float, colormap: str) -> np.ndar
 MOST_CHANGED = 16
 
 
+
+TABLE_ROWS = 6  # rows of the before/after table shown without scrolling
+
+
+def points_text(change: float) -> str:
+    """A change of probability in percentage points: "+1.2 pts", "0.0 pts" (never "-0.0")."""
+    points = round(change * 100, 1)
+    return "0.0 pts" if points == 0 else f"{points:+.1f} pts"
+
 class AblationView(TabPage):
     """Pick channels of the selected layer, switch them off, compare."""
 
@@ -86,6 +95,7 @@ class AblationView(TabPage):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(150)
+        self.table.setSizeAdjustPolicy(QTableWidget.SizeAdjustPolicy.AdjustToContents)
         self.summary = QLabel(self)
         self.summary.setWordWrap(True)
 
@@ -211,6 +221,14 @@ class AblationView(TabPage):
         submit_or_run(self.jobs, "ablation", work, label=f"switching channels of {layer} off",
                       on_result=done, on_error=failed)
 
+    def _fit_table(self, rows: int) -> None:
+        """Tall enough for its rows (up to TABLE_ROWS; more scroll): the maps below
+        must not squeeze it to its header."""
+        shown = max(1, min(rows, TABLE_ROWS))
+        row = self.table.rowHeight(0) if rows else self.table.verticalHeader().defaultSectionSize()
+        height = self.table.horizontalHeader().height() + shown * row + 2 * self.table.frameWidth() + 2
+        self.table.setMinimumHeight(height)
+
     def _show_table(self) -> None:
         a = self.ablation
         if a is None:
@@ -222,7 +240,7 @@ class AblationView(TabPage):
         self.table.setRowCount(len(rows))
         for r, change in enumerate(rows):
             cells = (change.label, f"{change.before:.1%}", f"{change.after:.1%}",
-                     f"{change.change * 100:+.1f} pts")
+                     points_text(change.change))
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if col:
@@ -230,6 +248,7 @@ class AblationView(TabPage):
                 self.table.setItem(r, col, item)
         self.table.resizeColumnsToContents()
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self._fit_table(len(rows))
         before, after = a.before[0], a.after[0]
         channels = ", ".join(map(str, a.channels[:12])) + (" ..." if len(a.channels) > 12 else "")
         verdict = (f"the top class changed from {before.label} to {after.label}" if a.top_changed

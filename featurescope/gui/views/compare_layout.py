@@ -40,7 +40,7 @@ class ThreeLinkedPictures:
             grid.addItem(self.boxes[key], row + 1, column)
         grid.addItem(self.color_bar, 1, columns, 3 if columns == 2 else 1, 1)
         self._size_cells()
-        if self.comparison is not None:
+        if self.compare.comparison is not None:
             self.fit()
 
     def _size_cells(self) -> None:

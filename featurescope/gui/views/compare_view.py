@@ -43,17 +43,11 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
         super().__init__(parent)
         self.state = state
         self.jobs = jobs
-        self.image_b: Any = None  # PIL image
-        self.source_b = ""
-        self.result_b: Any = None  # CaptureResult of B with ``_model_b``
-        self._model_b: Any = None  # the model B was last captured (or asked) with
-        self._result_model: Any = None  # the model result_b comes from
+        self.compare = state.compare  # image B, its capture, the comparison (gui/model)
         self._pending_b: Optional[tuple[str, Any]] = None  # ("path"|"bytes", value) to load
-        self.comparison: Any = None  # LayerComparison shown
         self.pictures: dict[str, np.ndarray] = {}
         self.grid_layout: Any = None
         self.worst_first: Optional[np.ndarray] = None
-        self._key: Any = None  # (result A, result B, layer) of what is shown or computing
         self.setAcceptDrops(True)
 
         self.source_label = QLabel("Image B: none yet", self)
@@ -189,8 +183,7 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
     def _forget_model(self, model: Any) -> None:
         # even while hidden: B's capture belongs to the previous network and would keep
         # it alive; B itself (the picture) stays and is captured again when shown
-        if model is not self._result_model:
-            self.result_b, self._result_model, self._model_b, self._key = None, None, None, None
+        self.compare.forget_model(model)
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
         if watched is self.plots and event.type() == QEvent.Type.Resize:
@@ -199,7 +192,7 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
 
     def _show_thumbnails(self) -> None:
         model = self.state.model
-        for key, result in (("a", self.state.result), ("b", self.result_b)):
+        for key, result in (("a", self.state.result), ("b", self.compare.result_b)):
             label = self.thumbnails[key]
             if result is None or model is None or not hasattr(model, "deprocess"):
                 label.clear()
@@ -247,10 +240,10 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
         model = self.state.model
         if model is None:
             return
-        pending, image = self._pending_b, self.image_b
+        pending, image = self._pending_b, self.compare.image_b
         if pending is None and image is None:
             return
-        source = self.source_b
+        source = self.compare.source_b
         if pending is not None:
             kind, value = pending
             source = value if kind == "path" else value[1]
@@ -270,14 +263,12 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
             # a capture with a network no longer shown is dropped (it would keep that
             # network alive); the picture stays and is captured again when shown
             stale = model is not self.state.model
-            self.image_b, self.source_b, self.result_b = picture, source, None if stale else result
-            self._result_model = None if stale else model
+            self.compare.set_image_b(picture, source, None if stale else result, model)
             if stale:
-                self._model_b = None
+                self.compare.model_b = None
             name = Path(source).name if source != "clipboard" else "clipboard image"
             self.source_label.setText(f"Image B: {name}")
             self.source_label.setToolTip(source)
-            self._key = None
             self.refresh()
 
         def failed(message: str, _error: Any = None) -> None:
@@ -285,7 +276,7 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
                 self._pending_b = None
             self.state.report_error(message)
 
-        self._model_b = model  # asked for: do not ask again for this model
+        self.compare.model_b = model  # asked for: do not ask again for this model
         label = f"Capturing image B ({Path(source).name if source else 'B'})"
         submit_or_run(self.jobs, "compare-b", work, label=label, on_result=done, on_error=failed,
                       also_cancel=("compare",))
@@ -295,21 +286,21 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
     def redraw(self) -> None:
         """Compare the state's capture with B at the state's layer."""
         model, result_a, layer = self.state.model, self.state.result, self.state.layer
-        if model is not None and self.image_b is not None and self._model_b is not model:
+        if model is not None and self.compare.image_b is not None and self.compare.model_b is not model:
             self._capture_b()  # the model changed: B's activations are another network's
             return
-        if self.result_b is None or result_a is None or not layer or layer not in result_a:
+        if self.compare.result_b is None or result_a is None or not layer or layer not in result_a:
             self._clear()
             return
-        if self._result_model is not model or layer not in self.result_b:
+        if self.compare.result_model is not model or layer not in self.compare.result_b:
             return  # B is being captured again for this model
-        key = (result_a, self.result_b, layer)
-        if self._key is not None and self._key[0] is key[0] and self._key[1] is key[1] \
-                and self._key[2] == layer:
+        key = (result_a, self.compare.result_b, layer)
+        shown = self.compare.key
+        if shown is not None and shown[0] is key[0] and shown[1] is key[1] and shown[2] == layer:
             return
-        self._key = key
+        self.compare.key = key
         self.header.setText(f"Comparing at {layer}...")
-        result_b = self.result_b
+        result_b = self.compare.result_b
 
         def work(progress=None, cancel=None):
             from featurescope.core.analysis.compare import compare_with_grids
@@ -317,12 +308,13 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
             return compare_with_grids(result_a, result_b, layer)
 
         def done(answer: Any) -> None:
-            if self._key is key:
-                self.comparison, self.pictures, self.grid_layout = answer
+            if self.compare.key is key:
+                comparison, self.pictures, self.grid_layout = answer
+                self.compare.set_comparison(comparison)
                 self._paint()
 
         def failed(message: str, _error: Any = None) -> None:
-            if self._key is key:
+            if self.compare.key is key:
                 self._clear()
                 self.header.setText(message)
 
@@ -330,19 +322,20 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
 
     def _clear(self) -> None:
         self._show_thumbnails()
-        self.comparison, self.pictures, self.grid_layout, self.worst_first = None, {}, None, None
+        self.pictures, self.grid_layout, self.worst_first = {}, None, None
+        self.compare.set_comparison(None)
         for item in self.items.values():
             item.clear()
         self._show_separators(None)
         self.similarity_bars.setOpts(x=[], height=[])
         self.dissimilar_bars.setOpts(x=[], height=[])
         self.worst_label.setText("")
-        if self.image_b is None:
+        if self.compare.image_b is None:
             self.header.setText("Choose image B: Open B..., drop an image here, Paste B or a sample.")
 
     def _paint(self) -> None:
         """Show the comparison in the display options' colormap."""
-        c = self.comparison
+        c = self.compare.comparison
         if c is None:
             return
         lut = grids.colormap_lut(self.state.display.colormap)
@@ -382,7 +375,7 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
     def show_hover(self, scene_pos: QPointF) -> str:
         """Channel, position and the A, B and |A - B| values under the mouse."""
         text = ""
-        if self.comparison is not None and self.grid_layout is not None:
+        if self.compare.comparison is not None and self.grid_layout is not None:
             for item in self.items.values():
                 p = item.mapFromScene(scene_pos)
                 h, w = self.grid_layout.shape
@@ -390,7 +383,7 @@ class CompareView(ThreeLinkedPictures, ImageDropTarget, TabPage):
                     hit = self.grid_layout.locate(int(p.y()), int(p.x()))
                     if hit is not None:
                         ch, y, x = hit
-                        c = self.comparison
+                        c = self.compare.comparison
                         text = (f"channel {ch}, y {y}, x {x}:  A {c.a[ch, y, x]:.4g}   "
                                 f"B {c.b[ch, y, x]:.4g}   |A - B| {c.difference[ch, y, x]:.4g}   "
                                 f"(channel similarity {c.channel_similarity[ch]:.3f})")

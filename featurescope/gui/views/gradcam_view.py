@@ -59,7 +59,7 @@ class GradCamView(TabPage):
         super().__init__(parent)
         self.state = state
         self.jobs = jobs
-        self.target: Optional[int] = None  # None: the top class
+        self.choice = state.gradcam  # the class explained and the opacity (gui/model)
         self.method = "gradcam"
         self.cam: Any = None  # the GradCam shown (core.gradcam.GradCam)
         self.layer = ""  # the conv layer explained
@@ -102,7 +102,7 @@ class GradCamView(TabPage):
                                      "once per channel, in batches, with progress)")
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setValue(55)
+        self.opacity_slider.setValue(round(self.choice.opacity * 100))
         self.opacity_slider.setMaximumWidth(160)
         self.opacity_slider.setToolTip("Opacity of the map over the input image")
         controls = QHBoxLayout()
@@ -118,7 +118,7 @@ class GradCamView(TabPage):
         self.plots.ci.setSpacing(12)
         self.overlay_box, self.input_item = image_box()
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
-        self.overlay_item.setOpacity(0.55)
+        self.overlay_item.setOpacity(self.choice.opacity)
         self.overlay_box.addItem(self.overlay_item)
         self.layer_box, self.layer_item = image_box()
         self.plots.addLabel("over the input image", row=0, col=0)
@@ -147,11 +147,17 @@ class GradCamView(TabPage):
         self.class_search.returnPressed.connect(self._search_chosen)
         self.method_combo.activated.connect(lambda index: self.set_method(self.method_combo.itemData(index)))
         self.completer.activated.connect(lambda text: self.choose_text(text))
-        self.opacity_slider.valueChanged.connect(lambda v: self.overlay_item.setOpacity(v / 100.0))
+        self.opacity_slider.valueChanged.connect(lambda v: self.choice.set_opacity(v / 100.0))
+        self.choice.opacity_changed.connect(self._show_opacity)
         state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.model_changed):
             signal.connect(self.refresh)
         self.refresh()
+
+    def _show_opacity(self, opacity: float) -> None:
+        self.overlay_item.setOpacity(opacity)
+        if self.opacity_slider.value() != round(opacity * 100):
+            self.opacity_slider.setValue(round(opacity * 100))
 
     def _forget_result(self, result: Any) -> None:
         # even while hidden: the maps of the previous capture (and, through it, its
@@ -174,7 +180,7 @@ class GradCamView(TabPage):
         model, result = self.state.model, self.state.result
         if model is not (self._model_for_classes() if self._model_for_classes else None):
             self._model_for_classes = weakref.ref(model) if model is not None else None
-            self.target = None  # another network: its classes differ
+            self.choice.set_target(None)  # another network: its classes differ
             self.completer.model().setStringList([self._class_text(i) for i in range(len(self._categories()))])
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
@@ -182,14 +188,14 @@ class GradCamView(TabPage):
         predictions = result.predictions(TOP) if result is not None else []
         for p in predictions:
             self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
-        if self.target is not None and self.class_combo.findData(self.target) < 0:
-            self.class_combo.addItem(self._class_text(self.target), self.target)
-        self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.target)))
+        if self.choice.target is not None and self.class_combo.findData(self.choice.target) < 0:
+            self.class_combo.addItem(self._class_text(self.choice.target), self.choice.target)
+        self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.choice.target)))
         self.class_combo.blockSignals(False)
 
     def set_target(self, target: Optional[int]) -> None:
         """Explain class ``target`` (None: the top class)."""
-        self.target = None if target is None else int(target)
+        self.choice.set_target(target)
         self._fill_classes()
         self.refresh()
 
@@ -259,14 +265,14 @@ class GradCamView(TabPage):
         if result is not self._cache_result:  # ids are reused: keep one capture's maps only
             self._cache.clear()
             self._cache_result = result
-        key = (id(result), layer, self.target, self.method)
+        key = (id(result), layer, self.choice.target, self.method)
         if key in self._cache:
             self._cache.move_to_end(key)
             self._show(self._cache[key])
             return
         self._wanted = key
         self.header.setText(f"Computing {METHOD_NAMES[self.method]} at {layer}...")
-        self._submit(key, model, result, layer, self.target, self.method)
+        self._submit(key, model, result, layer, self.choice.target, self.method)
 
     def _submit(self, key, model, result, layer: str, target: Optional[int], method: str) -> None:
         from featurescope.core.analysis.gradcam import compute_grad_cam
@@ -318,7 +324,7 @@ class GradCamView(TabPage):
         self.overlay_box.autoRange(padding=0.02)
         self.layer_box.autoRange(padding=0.02)
         label = cam.label or f"class {cam.target}"
-        which = "top class" if self.target is None else "chosen class"
+        which = "top class" if self.choice.target is None else "chosen class"
         probability = ""
         logits = getattr(self.state.result, "logits", None)
         if logits is not None:

@@ -47,6 +47,15 @@ def kernel_colours(kernel: np.ndarray) -> np.ndarray:
     return np.where(t >= 0, white + (red - white) * t, white + (blue - white) * -t).round().astype(np.uint8)
 
 
+
+def inputs_text(channels: int) -> str:
+    """How a learned filter is drawn, for a first layer with ``channels`` inputs."""
+    if channels == 3:
+        return "each in colour and summed over R, G, B (what it does to a grey photo)"
+    if channels == 1:
+        return "each in grey and in red and blue (the model takes one grey channel)"
+    return f"each over its first three of {channels} inputs and summed over all {channels}"
+
 class PlaygroundView(TabPage):
     """Edit a kernel, see it applied to the photo, pool it, find the learned look-alikes."""
 
@@ -322,8 +331,8 @@ class PlaygroundView(TabPage):
             first = self.similar[0]
             self.similar_title.setText(
                 f"<b>The learned filters most like yours</b> ({first.layer}, {first.weights.shape[1]}x"
-                f"{first.weights.shape[2]}): each in colour and summed over R, G, B (what it does to a grey "
-                "photo), ranked by cosine similarity with yours; negative = the same pattern inverted")
+                f"{first.weights.shape[2]}): {inputs_text(first.weights.shape[0])}, ranked by cosine "
+                "similarity with yours; negative = the same pattern inverted")
         self.yours_picture.setPixmap(_pixmap(kernel_colours(kernel), 30))
         for index, ((colour, summed), caption) in enumerate(zip(self.similar_pictures, self.similar_captions)):
             if index < len(self.similar):
