@@ -46,15 +46,16 @@ def add_circuit_parser(commands) -> None:
 
 
 def run_circuit(args: argparse.Namespace) -> int:
-    from featurescope.cli.common import ProgressBar, load_model_from_args, refuse_existing
+    from featurescope.cli.common import ProgressBar, load_model_from_args
     from featurescope.core.circuits.circuit import circuit
     from featurescope.core.io.images import load_image
+    from featurescope.core.io.writers import refuse_existing
     from featurescope.core.models.spec import require_gradients
 
     image = load_image(args.image)
     out = Path(args.output) if args.output else None
-    if out is not None and not args.force:
-        refuse_existing([out])
+    if out is not None:
+        refuse_existing([out], args.force)
     model = load_model_from_args(args)
     require_gradients(model, "A circuit")
     found = circuit(model, image, args.layer, args.channel, source=args.source, position=args.at, top=args.top)

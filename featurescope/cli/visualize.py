@@ -112,14 +112,31 @@ def _channels(args, model, cache, bar, out: Path) -> int:
     make_folder(out)
     for target, picture in zip(targets, made.images):
         write_png(target, picture, force=args.force)
+    photos = made.photo if made.photo is not None else [float("nan")] * len(channels)
     sidecar = {"provenance": provenance(model), "layer": layer, "settings": made.settings,
-               "channels": [{"channel": int(c), "activation": float(a), "file": t.name}
-                            for c, a, t in zip(made.channels, made.activations, targets)]}
+               "channels": [{"channel": int(c), "activation": float(a), "file": t.name,
+                             "photo": None if not p == p else float(p), "found": c not in made.failed}
+                            for c, a, t, p in zip(made.channels, made.activations, targets, photos)]}
     write_json(targets[-1], sidecar, force=args.force)
     cached = len(made.settings.get("cached", []))
     print(f"{layer}: {plural(len(channels), 'channel')}, mean activation {made.activations.mean():.4g}"
           f"{f' ({cached} from the cache)' if cached else ''} -> {out}{os.sep}")
+    _warn_failed(made)
     return 0
+
+
+def _warn_failed(made) -> None:
+    """One line when some pictures excite their channel no more than a photo does."""
+    from featurescope.cli.common import warn
+
+    failed = made.failed
+    if failed:
+        where = {c: i for i, c in enumerate(made.channels)}
+        first = where[failed[0]]
+        more = f" (and {len(failed) - 1} more channels)" if len(failed) > 1 else ""
+        warn(f"no visualisation found for {made.layer} channel {failed[0]}{more}: the best "
+             f"picture reaches {made.activations[first]:.4g}, a photo {made.photo[first]:.4g} "
+             "(the objective's gradient vanishes on these images); its PNG is a failed attempt.")
 
 
 def _poster(args, model, image, cache, bar, out: Path) -> int:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QWidget
 
 from featurescope.gui.widgets.minimum_scroll import MinimumScroll
 
-LAYOUT_VERSION = 2  # 1: two dock columns and a tab bar of views (until issue 16)
+LAYOUT_VERSION = 3  # 1: two dock columns and a tab bar of views (until issue 16); 2: model on top
 COLUMN_WIDTH = 345  # the side column's width in the default layout
 DOCK_FEATURES = (QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                  | QDockWidget.DockWidgetClosable)
@@ -56,7 +56,7 @@ class PanelToggle:
 
     def __init__(self, window: QMainWindow, docks: list, action: Any) -> None:
         self.window, self.docks, self.action = window, list(docks), action
-        self._hidden: list = []
+        self._saved: Any = None  # the window's state when the panels were folded away
         action.setCheckable(True)
         self.sync()
         action.toggled.connect(self.set_shown)
@@ -69,12 +69,16 @@ class PanelToggle:
     def set_shown(self, shown: bool) -> None:
         if shown == self.any_shown():
             return
-        if shown:
-            for dock in self._hidden or self.docks:
+        if shown and self._saved is not None:
+            # the arrangement as it was: showing docks one by one raises the last of each
+            # tab group and shares the heights out anew
+            self.window.restoreState(self._saved, LAYOUT_VERSION)
+        elif shown:
+            for dock in self.docks:
                 dock.show()
         else:
-            self._hidden = [dock for dock in self.docks if not dock.isHidden()]
-            for dock in self._hidden:
+            self._saved = self.window.saveState(LAYOUT_VERSION)
+            for dock in self.docks:
                 dock.hide()
         schedule_tab_bar_check(self.window)
 

@@ -159,16 +159,16 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.display_panel = DisplayOptionsPanel(state)
         left, add = Qt.LeftDockWidgetArea, dock_layout.add_dock
         self.layers_dock = add(self, "Layers", "layersDock", self.layer_panel, left)
-        self.model_dock = add(self, "Model", "modelDock", self.model_panel, left)
+        self.info_dock = add(self, "Layer info", "layerInfoDock", self.layer_info_panel, left)
         self.image_dock = add(self, "Image", "imageDock", self.image_panel, left)
         self.predictions_dock = add(self, "Predictions", "predictionsDock", self.predictions_panel, left)
-        self.info_dock = add(self, "Layer info", "layerInfoDock", self.layer_info_panel, left)
         self.display_dock = add(self, "Display", "displayDock", self.display_panel, left)
-        # one column left of the canvas: the layers (the model as a tab behind them) on top,
-        # the image, predictions, layer info and display options as tabs below
-        dock_layout.arrange_default(self, [self.layers_dock, self.model_dock],
-                                    [self.image_dock, self.predictions_dock, self.info_dock,
-                                     self.display_dock])
+        self.model_dock = add(self, "Model", "modelDock", self.model_panel, left)
+        # one column left of the canvas: the layers (their info as a tab behind them) on
+        # top, the image, predictions, display options and the model as tabs below
+        dock_layout.arrange_default(self, [self.layers_dock, self.info_dock],
+                                    [self.image_dock, self.predictions_dock, self.display_dock,
+                                     self.model_dock])
 
     def _docks(self) -> tuple:
         return (self.layers_dock, self.model_dock, self.image_dock, self.info_dock,

@@ -200,7 +200,7 @@ def test_one_rule_for_the_grad_cam_layer():
     assert grad_cam_layer(infos, "layer2.0.conv1") == ("layer2.0.conv1", "")
     layer, note = grad_cam_layer(infos, "maxpool", "resnet18")
     assert layer == "conv1" and note == ("Grad-CAM reads a convolution's gradients; maxpool is a "
-                                         "MaxPool2d layer, so this shows the nearest convolution "
+                                         "MaxPool2d layer, so it is read at the nearest convolution "
                                          "before it, conv1.")
     assert grad_cam_layer(infos, "avgpool")[0] == "layer4.1.conv2"
     with pytest.raises(ModelError, match="^resnet18 has no layer called 'conv9'"):

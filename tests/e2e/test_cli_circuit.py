@@ -1,7 +1,6 @@
 """`featurescope circuit`: the ranking, its JSON, the trail picture and one-sentence errors."""
 import json
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -37,7 +36,7 @@ def make():
 def small_model(tmp_path):
     path = tmp_path / "net.py"
     path.write_text(NET)
-    return [f"--model", f"{path}:make", "--input-size", "32"]
+    return ["--model", f"{path}:make", "--input-size", "32"]
 
 
 def test_circuit_json_lists_sources_and_check(small_model, capsys):
@@ -84,7 +83,7 @@ def test_bad_requests_are_one_sentence_and_exit_2(small_model, capsys, arguments
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript ONNX exporter
 def test_a_model_without_gradients_gets_one_sentence(tmp_path, capsys):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from torch import nn
 
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)).eval()

@@ -36,6 +36,10 @@ def test_ranking_matches_the_engine_and_a_click_walks_back(window, qtbot, cache_
     assert view.excite_table.item(0, 3).text() == str(shown.excite[0].channel)
     assert shown.excite[0].kernel_rgb is not None and shown.excite[0].map_rgb.ndim == 3
     assert "switching off 5 sources" in view.check_label.text()
+    # what the sources look for: visualised in the background, one cell at a time
+    qtbot.waitUntil(lambda: shown.excite[0].visualisation is not None, timeout=120000)
+    assert view.excite_table.item(0, 1).icon().isNull() is False
+    window.jobs.cancel("circuit_optvis")
 
     # a click on the strongest source makes it the target: the selection follows, the
     # trail grows by one crumb

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QEvent, QPointF
+from PySide6.QtWidgets import QApplication, QFileDialog
 
 from featurescope.core.index.store import open_index
 
@@ -45,6 +46,12 @@ def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
     # hovering another channel shows its examples
     view.channel_list.itemEntered.emit(view.channel_list.item(4))
     qtbot.waitUntil(lambda: view.shown_channel == 4 and view.examples == index.top(layer, 4, 3))
+    # moving on towards the crops crosses other rows: channel 4's crops stay
+    view.channel_list.itemEntered.emit(view.channel_list.item(5))
+    view.channel_list.itemEntered.emit(view.channel_list.item(6))
+    QApplication.sendEvent(view.channel_list.viewport(), QEvent(QEvent.Type.Leave))
+    qtbot.wait(400)
+    assert view.shown_channel == 4
 
     # a crop opens its image with the layer and channel selected and the position pinned
     best = index.top(layer, 4, 3)[0]
@@ -100,7 +107,9 @@ def test_cancel_keeps_what_was_read_and_the_next_build_resumes(window, qtbot, tm
     output = tmp_path / "many.fsindex"
     view.build(str(folder), str(output), top=2, batch_size=2)
     qtbot.waitUntil(lambda: view.progress.value() >= 4, timeout=60000)
+    assert view.progress.text().endswith(f"of 40 images")  # images, not batches
     view.cancel_build()
+    assert view.progress_text.text().startswith("Cancelling") and not view.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not view.building, timeout=60000)
     partial = open_index(output)
     read = int((partial.files["state"] != 0).sum())
@@ -142,3 +151,31 @@ def test_hovering_a_channel_of_the_feature_grid_shows_its_examples(window, qtbot
         assert strip.width == 3 * (72 + 4) + 4  # the three crops side by side
     window.grid_view.channel_hovered.emit(-1)
     assert view.preview_text == ""
+
+
+def test_the_index_goes_to_the_data_folder_never_into_the_photos(window, qtbot, tmp_path, monkeypatch):
+    from featurescope.gui.views.examples_view import default_index_path
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        Image.new("RGB", (40, 30), (60 * i, 20, 90)).save(folder / f"{i}.png")
+    view = window.examples_view
+    view.workers = 0
+    data = tmp_path / "data"
+    monkeypatch.setattr(view, "data_folder", lambda: data)
+    asked = {}
+
+    def save_dialog(_parent, _title, start, _filter):
+        asked["start"] = start
+        return start, ""
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder)))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(save_dialog))
+    view.build_index_dialog()
+    qtbot.waitUntil(lambda: not view.building, timeout=60000)
+    assert asked["start"] == str(default_index_path(folder, data))
+    assert Path(asked["start"]).parent == data / "indexes" and Path(asked["start"]).is_file()
+    assert sorted(p.name for p in folder.iterdir()) == ["0.png", "1.png", "2.png"]
+    other = tmp_path / "elsewhere" / "photos"
+    assert default_index_path(other, data) != default_index_path(folder, data)  # same name, own file

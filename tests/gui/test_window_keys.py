@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTabBar
 
 from featurescope.gui.views.registry import VIEWS
 from featurescope.gui.widgets.shortcut_sheet import ShortcutSheet, shortcut_rows
@@ -13,6 +13,13 @@ from featurescope.gui.widgets.shortcut_sheet import ShortcutSheet, shortcut_rows
 def _activate(qtbot, window):
     window.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+
+
+def _front_tabs(window) -> set:
+    """The panel in front in each tabbed group of docks."""
+    bars = [bar for bar in window.findChildren(QTabBar) if bar.isVisible() and bar.count()
+            and bar.parentWidget() is window]
+    return {bar.tabText(bar.currentIndex()) for bar in bars}
 
 
 def test_layer_keys_work_from_any_view_but_not_while_typing(window, qtbot):
@@ -60,10 +67,20 @@ def test_side_panels_collapse_and_come_back_remembered(make_window, qtbot, setti
     wait_idle(window)
     docks = window._docks()
     stack_width = window.tabs.stack.width()
+    layers_height, front = window.layers_dock.height(), _front_tabs(window)
+    assert front == {"Layers", "Image"}
     window.panels.action.trigger()  # Ctrl+B
     qtbot.waitUntil(lambda: all(dock.isHidden() for dock in docks))
     qtbot.waitUntil(lambda: window.tabs.stack.width() > stack_width + 200)
     window.save_settings()
+    # back as they were: the same panels in front, the same heights
+    window.panels.action.trigger()
+    qtbot.waitUntil(lambda: window.tabs.stack.width() == stack_width)
+    qtbot.wait(50)
+    assert abs(window.layers_dock.height() - layers_height) <= 3
+    assert _front_tabs(window) == front
+    window.panels.action.trigger()
+    qtbot.waitUntil(lambda: all(dock.isHidden() for dock in docks))
     again = make_window(start=False)
     assert all(dock.isHidden() for dock in again._docks()) and not again.panels.action.isChecked()
     again.panels.action.trigger()

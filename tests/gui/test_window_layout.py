@@ -56,7 +56,7 @@ def show_at(window, qtbot, size, index, wait_idle):
     window.tabs.setCurrentIndex(index)
     qtbot.waitUntil(lambda: window.tabs.currentWidget().isVisible())
     wait_idle(window)
-    QApplication.processEvents()
+    qtbot.wait(100)  # the layouts' own pass (a status text that changed as the work ended)
     assert window.size() == QSize(*size), f"the window cannot be made {size}: its minimum is too large"
 
 
@@ -73,3 +73,19 @@ def test_every_view_is_whole_and_one_click_away(window, qtbot, wait_idle, size):
     # every view's button is on screen at once, none scrolled away
     bar = window.tabs.bar
     assert all(button.isVisible() and bar.rect().contains(button.geometry()) for button in bar.buttons)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_arithmetic_of_240_inputs_opens_whole_and_the_maps_keep_their_size(window, qtbot, wait_idle, size):
+    from featurescope.gui.views.channel_view import MAPS_MINIMUM_HEIGHT
+
+    show_at(window, qtbot, size, window.tabs.indexOf(window.channel_view), wait_idle)
+    window.state.set_layer("blocks.4.project")  # a 1x1 convolution of 240 input channels
+    window.channel_view.show_position(10, 10)
+    panel = window.arithmetic_panel
+    qtbot.waitUntil(lambda: panel.explanation is not None and panel.explanation.layer == "blocks.4.project",
+                    timeout=60000)
+    QApplication.processEvents()
+    assert panel.products_table.rowCount() == 240 and panel.products_table.isVisible()
+    assert window.channel_view.plots.height() >= MAPS_MINIMUM_HEIGHT
+    assert squeezed(window) == []

@@ -29,7 +29,7 @@ import torch
 
 from featurescope.core.capture.trace import Linearised
 from featurescope.core.circuits.contributions import batched_pass, Prepared
-from featurescope.core.circuits.graph import CLASS, layer_graph
+from featurescope.core.circuits.graph import CLASS
 from featurescope.core.errors import ModelError
 
 # Impulse rows per batch: chunks keep one pass's memory bounded on wide layers.

@@ -103,8 +103,16 @@ class OptvisCache:
             return None
         return array, activation
 
+    def photo(self, model, layer: str, channel: int, settings: dict) -> float:
+        """What the best sample photo reached for this channel when it was made (NaN: unknown)."""
+        meta = self._paths(self.key(model, layer, channel, settings))[1]
+        try:
+            return float(json.loads(meta.read_text()).get("photo", float("nan")))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return float("nan")
+
     def put(self, model, layer: str, channel: int, settings: dict, image: np.ndarray,
-            activation: float) -> None:
+            activation: float, photo: float = float("nan")) -> None:
         """Store one channel's image and activation (atomically; a full disk is ignored:
         the cache is only a shortcut)."""
         from PIL import Image
@@ -115,7 +123,8 @@ class OptvisCache:
             for path, write in ((png, lambda p: Image.fromarray(image).save(p, format="PNG")),
                                 (meta, lambda p: Path(p).write_text(json.dumps(
                                     {"layer": layer, "channel": int(channel),
-                                     "activation": float(activation), "settings": settings})))):
+                                     "activation": float(activation), "photo": float(photo),
+                                     "settings": settings})))):
                 partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
                 write(partial)
                 os.replace(partial, path)
@@ -139,10 +148,12 @@ class OptvisCache:
         if missing:
             made = visualize(model, layer, missing, steps=steps, size=size, seed=seed,
                              objective=objective, progress=progress, cancel=cancel, **options)
-            for c, image, activation in zip(made.channels, made.images, made.activations):
-                self.put(model, layer, c, settings, image, float(activation))
+            photos = made.photo if made.photo is not None else np.full(len(made.channels), np.nan)
+            for c, image, activation, photo in zip(made.channels, made.images, made.activations, photos):
+                self.put(model, layer, c, settings, image, float(activation), float(photo))
                 found[c] = (image, float(activation))
         images = np.stack([found[c][0] for c in chosen])
         activations = np.array([found[c][1] for c in chosen], dtype=np.float32)
+        photo = np.array([self.photo(model, layer, c, settings) for c in chosen], dtype=np.float32)
         settings = dict(settings, cached=[c for c in chosen if c not in missing])
-        return Visualization(images, activations, chosen, layer, settings)
+        return Visualization(images, activations, chosen, layer, settings, photo)

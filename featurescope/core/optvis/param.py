@@ -65,3 +65,16 @@ def seeds_for(seed: int, channels: list[int]) -> list[int]:
     whether it is optimised alone or in a batch with others."""
     return [int(np.random.SeedSequence([int(seed), int(c)]).generate_state(1, np.uint32)[0])
             for c in channels]
+
+
+def image_to_spectrum(image: torch.Tensor, scale: torch.Tensor, decorrelate: bool = True) -> torch.Tensor:
+    """The spectrum :func:`spectrum_to_image` turns into ``image`` ((N, C, H, W) in [0, 1],
+    clamped just inside it so the sigmoid can be undone): an optimisation can start from
+    a photo instead of noise."""
+    height, width = image.shape[-2:]
+    x = torch.logit(image.float().clamp(0.02, 0.98))
+    if decorrelate and x.shape[1] == 3:
+        inverse = torch.linalg.inv(torch.as_tensor(COLOR_CORRELATION.T, dtype=x.dtype))
+        x = torch.einsum("nchw,cd->ndhw", x, inverse)
+    spectrum = torch.fft.rfftn(x * MAGIC, s=(height, width), norm="ortho")
+    return torch.view_as_real(spectrum) / scale.to(x.device)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+from PIL import Image
 import torch
 from torch import nn
 
@@ -43,7 +44,9 @@ class Visualization:
     ``images``: (N, H, W, 3) uint8, one per channel (grey for a one-channel network);
     ``activations``: (N,) float32, the objective each image reaches, seen without any
     transformation (for ``channel`` the channel's mean activation); ``channels``,
-    ``layer``, ``settings`` (what made them: steps, size, seed, objective...).
+    ``layer``, ``settings`` (what made them: steps, size, seed, objective...); ``photo``:
+what the best of the sample photos reaches, and ``failed``: the channels no picture
+better than a photo was found for.
     ``images, activations = visualize(...)`` unpacks the two arrays.
     """
 
@@ -52,6 +55,16 @@ class Visualization:
     channels: list
     layer: str
     settings: dict = field(default_factory=dict)
+    photo: Optional[np.ndarray] = None  # (N,) the best sample photo's value; NaN: not measured
+
+    @property
+    def failed(self) -> list:
+        """Channels whose picture does not excite them more than a photo does: no
+        visualisation was found (the objective's gradient vanishes for such images)."""
+        if self.photo is None:
+            return []
+        return [c for c, a, p in zip(self.channels, self.activations, self.photo)
+                if np.isfinite(p) and a <= p]
 
     def __iter__(self):
         yield self.images
@@ -154,7 +167,9 @@ def settings_of(steps: int, size: tuple, seed: int, objective: str,
     """The settings that decide what an image looks like (the cache key and the sidecar)."""
     return {"steps": int(steps), "size": [int(size[0]), int(size[1])], "seed": int(seed),
             "objective": objective, "learning_rate": float(learning_rate),
-            "parameterisation": "fourier 1/f, decorrelated colour", "transforms": {
+            "parameterisation": "fourier 1/f, decorrelated colour",
+            # noise first; a channel noise cannot excite more than a photo starts from that photo
+            "start": "noise, then the best sample photo where noise stays below it", "transforms": {
                 "pad": robustness.pad, "jitter": robustness.jitter,
                 "scale": [min(robustness.scales), max(robustness.scales)],
                 "rotate_degrees": max(abs(a) for a in robustness.angles),
@@ -245,20 +260,67 @@ def visualize(model, layer: str, channels, steps: int = 512, size=None, seed: in
                                       step_report, cancel, preview, preview_every, resume)
             images.append(image)
             reached.append(values)
+        images, reached = np.concatenate(images), np.concatenate(reached).astype(np.float32)
+        photo = np.full(len(chosen), np.nan, np.float32)
+        if objective != "negative":
+            photo, starts = _best_photos(model, layer, chosen, objective, (height, width), in_channels)
+            weak = [i for i in range(len(chosen)) if reached[i] <= photo[i]]
+            for first in range(0, len(weak), batch_size):
+                # the objective's gradient vanished from noise (a saturated or dead unit,
+                # a linear first layer): start again from the photo that drives it most
+                part = weak[first:first + batch_size]
+                check(cancel)
+                again, values = _optimise(forward, [chosen[i] for i in part], steps, (height, width),
+                                          seed, objective, in_channels, mean, std, device,
+                                          learning_rate, robustness, lambda step: None, cancel,
+                                          None, preview_every, start=starts[part].to(device))
+                for j, i in enumerate(part):
+                    if values[j] > reached[i]:
+                        images[i], reached[i] = again[j], values[j]
     finally:
         module.train(was_training)
     settings = settings_of(steps, (height, width), seed, objective, robustness, learning_rate)
-    return Visualization(np.concatenate(images), np.concatenate(reached).astype(np.float32),
-                         chosen, layer, settings)
+    return Visualization(images, reached, chosen, layer, settings, photo)
+
+
+def _best_photos(model, layer, channels, objective, size, in_channels):
+    """Per channel, the best sample photo's value (as the result is measured: no
+    transformation) and that photo, (N, C, H, W) in [0, 1] at ``size``."""
+    from featurescope.core.resources import sample_images
+
+    height, width = size
+    pictures = []
+    for path in sample_images():
+        with Image.open(path) as opened:
+            picture = opened.convert("RGB")
+        side = min(picture.size)
+        left, top = (picture.width - side) // 2, (picture.height - side) // 2
+        picture = picture.crop((left, top, left + side, top + side)).resize((width, height), Image.BILINEAR)
+        pictures.append(torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).float() / 255)
+    photos = torch.stack(pictures)  # (P, 3, H, W)
+    count = len(photos)
+    values = activation_of(model, layer, [c for c in channels for _ in range(count)],
+                           photos.repeat(len(channels), 1, 1, 1), objective).reshape(len(channels), count)
+    starts = photos[torch.from_numpy(values.argmax(1))]
+    if in_channels == 1:
+        starts = starts.mean(1, keepdim=True)
+    elif in_channels == 4:
+        starts = torch.cat([starts, torch.ones_like(starts[:, :1])], 1)
+    return values.max(1).astype(np.float32), starts
 
 
 def _optimise(forward, channels, steps, size, seed, objective, in_channels, mean, std, device,
-              learning_rate, robustness, step_report, cancel, preview, preview_every, resume=None):
+              learning_rate, robustness, step_report, cancel, preview, preview_every, resume=None,
+              start=None):
     height, width = size
     seeds = param.seeds_for(seed, channels)
     rngs = [np.random.default_rng(s) for s in seeds]
     scale = param.spectrum_scale(height, width).to(device)
-    spectrum = param.init_spectrum(seeds, in_channels, height, width).to(device).requires_grad_(True)
+    if start is None:
+        spectrum = param.init_spectrum(seeds, in_channels, height, width)
+    else:  # from pictures (N, C, H, W) in [0, 1]
+        spectrum = param.image_to_spectrum(start, scale.cpu(), in_channels == 3)
+    spectrum = spectrum.to(device).requires_grad_(True)
     optimizer = torch.optim.Adam([spectrum], lr=learning_rate)
     targets = torch.tensor(channels, device=device)
     decorrelate = in_channels == 3

@@ -86,8 +86,8 @@ class ArithmeticPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addLayout(top)
-        layout.addLayout(grids, 1)
-        layout.addWidget(self.products_table, 1)
+        layout.addLayout(grids)
+        layout.addWidget(self.products_table)
         layout.addLayout(chooser)
         layout.addWidget(self.steps)
 
@@ -232,6 +232,5 @@ class ArithmeticPanel(QWidget):
         """A 1x1 convolution: one product per input channel, as rows, the strongest first."""
         n = len(e.input_channels)
         self.products_table.set_products(e.input_channels, e.window.reshape(n), e.kernel.reshape(n))
-        self.channel_note.setText(f"1x1 kernel at (y{e.rows[0]}, x{e.cols[0]}): the result mixes the {n} "
-                                  "input channels; the table lists their products, the largest first "
-                                  "(scroll it for the rest)")
+        self.channel_note.setText(f"1x1 kernel: {n} products, one per input channel, the largest first "
+                                  "(scroll the table for the rest)")

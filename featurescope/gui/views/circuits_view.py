@@ -13,7 +13,6 @@ the old); only numpy arrays and plain records come back.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -22,80 +21,15 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from featurescope.core.circuits.panel import CLASS, Shown, compute
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.tab_page import TabPage
 
-CLASS = "class"  # as core.circuits.graph.CLASS (not imported here: that pulls in torch)
-LISTED = 8  # sources shown per side
 ICON = 56
+# The Visualise tab's atlas settings: a source's visualisation made here is its atlas tile
+# there, and the other way round (both go through the disk cache).
+THUMB_STEPS, THUMB_SIZE = 64, 64
 DEFAULT_SOURCE = "(default)"
-
-
-@dataclass
-class Row:
-    """One listed source: channel, contribution, mean activation and its pictures."""
-
-    channel: int
-    contribution: float
-    activation: float
-    map_rgb: np.ndarray
-    visualisation: Optional[np.ndarray]
-    kernel_rgb: Optional[np.ndarray]
-
-
-@dataclass
-class Shown:
-    """What the worker computed for one target (plain data for the GUI thread)."""
-
-    key: tuple
-    layer: str
-    channel: int
-    source: str
-    value: float
-    total: float
-    label: Optional[str]
-    excite: list
-    inhibit: list
-    check: str
-    sources: list  # the layers that may be chosen as the source
-
-
-def compute(model, image, layer: str, channel: int, source: Optional[str], key: tuple,
-            progress=None, cancel=None) -> Shown:
-    """The worker's part: the circuit, its check, thumbnails and kernels."""
-    from featurescope.core.circuits.check import describe_check
-    from featurescope.core.circuits.circuit import circuit
-    from featurescope.core.circuits.expanded import expanded_weights
-    from featurescope.core.circuits.graph import layer_graph
-    from featurescope.core.circuits.picture import kernel_picture
-    from featurescope.core.circuits.trail import cached_visualisation, map_over_photo, photo_of
-    from featurescope.core.errors import ModelError
-
-    found = circuit(model, image, layer, channel, source=source, top=None, weights=False)
-    if cancel is not None:
-        cancel.raise_if_cancelled()
-    order = np.argsort(-found.contributions, kind="stable")
-    excite = [int(i) for i in order[:LISTED] if found.contributions[i] > 0]
-    inhibit = [int(i) for i in order[::-1][:LISTED] if found.contributions[i] < 0]
-    kernels = {}
-    if layer != CLASS and excite + inhibit:
-        try:
-            weights = expanded_weights(model, layer, found.source, channels=[channel], sources=excite + inhibit)[0]
-            kernels = {i: kernel_picture(weights[k].numpy(), ICON) for k, i in enumerate(excite + inhibit)}
-        except ModelError:
-            kernels = {}
-    picture = photo_of(model, image)
-
-    def row(i: int) -> Row:
-        return Row(i, float(found.contributions[i]), float(found.activations[i]),
-                   map_over_photo(found.maps[i], picture), cached_visualisation(model, found.source, i),
-                   kernels.get(i))
-
-    graph = layer_graph(model)
-    upstream = graph.upstream(layer) if layer != CLASS else set(graph.order)
-    sources = [name for name in graph.order if name in upstream]
-    return Shown(key, layer, channel, found.source, found.value, found.total, found.label,
-                 [row(i) for i in excite], [row(i) for i in inhibit], describe_check(found.check), sources)
 
 
 def _icon(rgb: Optional[np.ndarray]) -> QIcon:
@@ -274,6 +208,7 @@ class CircuitsView(TabPage):
     def _forget(self, *_: Any) -> None:
         if self.jobs is not None:
             self.jobs.cancel("circuit")
+            self.jobs.cancel("circuit_optvis")
         self.crumbs, self.sources_of, self.shown, self._wanted = [], {}, None, None
         self._clear()
 
@@ -302,7 +237,7 @@ class CircuitsView(TabPage):
         self.header.setText(f"{self._name(target)}: ranking its inputs...")
 
         def work(progress=None, cancel=None):
-            return compute(model, image, target[0], target[1], source, key, progress, cancel)
+            return compute(model, image, target[0], target[1], source, key, ICON, progress, cancel)
 
         submit_or_run(self.jobs, "circuit", work, label="Circuit", on_result=self._show,
                       on_error=self._failed)
@@ -335,6 +270,38 @@ class CircuitsView(TabPage):
                 table.setItem(r, 3, QTableWidgetItem(str(item.channel)))
                 table.setItem(r, 4, QTableWidgetItem(f"{item.contribution:+.4g}"))
         self._draw_trail()
+        self._visualise_missing(shown)
+
+    def _visualise_missing(self, shown: Shown) -> None:
+        """Visualise the listed sources the cache lacks, one background unit each (small
+        settings); each picture fills its "looks for" cell as it arrives."""
+        missing = [row.channel for row in shown.excite + shown.inhibit if row.visualisation is None]
+        if self.jobs is None or not missing or shown.source == CLASS:
+            return
+        model, source, key = self.state.model, shown.source, shown.key
+
+        def unit_for(channel: int):
+            def unit(progress=None, cancel=None):
+                from featurescope.core.optvis.cache import OptvisCache
+                from featurescope.core.optvis.hierarchy import natural_objective
+
+                made = OptvisCache().visualize(model, source, [channel], steps=THUMB_STEPS, size=THUMB_SIZE,
+                                               objective=natural_objective(model, source), cancel=cancel)
+                return key, channel, made.images[0]
+            return unit
+
+        self.jobs.submit_units("circuit_optvis", [unit_for(c) for c in dict.fromkeys(missing)],
+                               on_partial=self._visualised, on_error=lambda *_: None)
+
+    def _visualised(self, answer: tuple) -> None:
+        key, channel, picture = answer
+        if self.shown is None or self.shown.key != key:
+            return
+        for table, rows in ((self.excite_table, self.shown.excite), (self.inhibit_table, self.shown.inhibit)):
+            for r, row in enumerate(rows):
+                if row.channel == channel:
+                    row.visualisation = picture
+                    table.setItem(r, 1, QTableWidgetItem(_icon(picture), ""))
 
     def _clear(self) -> None:
         for table in (self.excite_table, self.inhibit_table):

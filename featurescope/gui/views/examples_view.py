@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QListWidget,
-                               QListWidgetItem, QProgressBar, QPushButton, QSplitter, QToolTip,
+                               QListWidgetItem, QProgressBar, QPushButton, QSizePolicy, QSplitter, QToolTip,
                                QVBoxLayout, QWidget)
 
 from featurescope.core.atlas.labels import unit_labels
@@ -27,7 +27,19 @@ from featurescope.gui.widgets.tab_page import TabPage
 
 TILE = 128
 PREVIEW_TILE = 72  # the strip shown while hovering a channel of the feature-map grid
-INDEX_NAME = ".featurescope.fsindex"  # inside the folder; hidden files are not indexed
+HOVER_REST_MS = 250  # the mouse rests this long on a channel before its crops show
+
+
+def default_index_path(folder, data_folder) -> Path:
+    """``data_folder/indexes/NAME-HASH.fsindex`` for the photo ``folder``: the same folder
+    always gets the same file (a stopped build resumes), two folders of one name do not
+    share one, and nothing is written into the photo folder."""
+    import hashlib
+
+    folder = Path(folder).expanduser().resolve()
+    digest = hashlib.sha256(str(folder).encode("utf-8")).hexdigest()[:10]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in folder.name) or "folder"
+    return Path(data_folder) / "indexes" / f"{name}-{digest}.fsindex"
 DEAD_COLOUR = QColor(150, 150, 150)
 
 
@@ -91,7 +103,14 @@ class ExamplesView(TabPage):
         self.cancel_button.hide()
         self.progress = QProgressBar(self)
         self.progress.setTextVisible(True)
+        self.progress.setFormat("%v of %m images")
+        self.progress.setMinimumWidth(150)
         self.progress.hide()
+        # rate and time left beside the bar, on one line: elided, never wrapped or clipped
+        self.progress_text = QLabel(self)
+        self.progress_text.setObjectName("indexProgressText")
+        self.progress_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.progress_text.hide()
         self.index_label = QLabel("No index: open one or index a folder.", self)
         self.index_label.setWordWrap(True)
         self.notice = QLabel(self)
@@ -116,7 +135,7 @@ class ExamplesView(TabPage):
         top = QHBoxLayout()
         for widget in (self.open_button, self.build_button, self.progress, self.cancel_button):
             top.addWidget(widget)
-        top.addStretch(1)
+        top.addWidget(self.progress_text, 1)
         right = QWidget(self)
         right_box = QVBoxLayout(right)
         right_box.setContentsMargins(0, 0, 0, 0)
@@ -135,12 +154,29 @@ class ExamplesView(TabPage):
         self.open_button.clicked.connect(self.open_index_dialog)
         self.build_button.clicked.connect(self.build_index_dialog)
         self.cancel_button.clicked.connect(self.cancel_build)
-        self.channel_list.itemEntered.connect(lambda item: self.show_channel(item.data(Qt.ItemDataRole.UserRole)))
+        # hovering shows a channel's crops once the mouse rests on it: moving across other
+        # rows towards the crops keeps the crops of the channel it left
+        self._hover_timer = QTimer(self)
+        self._hover_timer.setSingleShot(True)
+        self._hover_timer.setInterval(HOVER_REST_MS)
+        self._hover_timer.timeout.connect(lambda: self.show_channel(self._resting))
+        self._resting = -1
+        self.channel_list.itemEntered.connect(self._on_item_entered)
+        self.channel_list.viewport().installEventFilter(self)
         self.channel_list.itemClicked.connect(lambda item: self.state.set_channel(item.data(Qt.ItemDataRole.UserRole)))
         self.crops.itemClicked.connect(self._crop_clicked)
         state.layer_changed.connect(self.refresh)
         state.channel_changed.connect(self._on_channel_changed)
         state.model_changed.connect(lambda *_: self._check_model())
+
+    def _on_item_entered(self, item: QListWidgetItem) -> None:
+        self._resting = int(item.data(Qt.ItemDataRole.UserRole))
+        self._hover_timer.start()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.channel_list.viewport() and event.type() == QEvent.Type.Leave:
+            self._hover_timer.stop()  # left for the crops: they stay the shown channel's
+        return super().eventFilter(watched, event)
 
     # -- the index --------------------------------------------------------------------
     def open_index_dialog(self) -> None:
@@ -186,13 +222,26 @@ class ExamplesView(TabPage):
     # -- building ---------------------------------------------------------------------
     def build_index_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Index a folder of images")
-        if folder:
-            self.build(folder)
+        if not folder:
+            return
+        output, _ = QFileDialog.getSaveFileName(
+            self, "Save the index as", str(default_index_path(folder, self.data_folder())),
+            "featurescope index (*.fsindex);;All files (*)")
+        if output:
+            self.build(folder, output)
+
+    def data_folder(self) -> Path:
+        """Where indexes go unless the user says otherwise: the app's data folder."""
+        from PySide6.QtCore import QStandardPaths
+
+        location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+        return Path(location or Path.home() / ".featurescope")
 
     def build(self, folder: str, output: Optional[str] = None, top: int = 9,
               batch_size: int = 16) -> None:
-        """Index ``folder`` with the loaded model in the background (resumes a stopped one);
-        the index file defaults to a hidden file inside the folder."""
+        """Index ``folder`` with the loaded model in the background (resumes a stopped one)
+        into ``output``; by default a file named after the folder in the app's data folder
+        (never a file inside the photo folder)."""
         model = self.state.model
         if model is None:
             self._say("Load a model before indexing a folder.")
@@ -200,18 +249,26 @@ class ExamplesView(TabPage):
         self._say("")
         self.progress.setRange(0, 0)
         self.progress.show()
+        self.progress_text.setText("")
+        self.progress_text.show()
+        self.cancel_button.setEnabled(True)
         self.cancel_button.show()
         self.build_button.setEnabled(False)
-        self.build_job.start(model, folder, output or str(Path(folder) / INDEX_NAME), top=top,
+        output = output or str(default_index_path(folder, self.data_folder()))
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        self.build_job.start(model, folder, output, top=top,
                              batch_size=batch_size, workers=self.workers)
 
     def _build_progress(self, done: int, total: int, text: str) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
-        self.progress.setFormat(f"%v / %m  {text}" if text else "%v / %m")
+        if self.cancel_button.isEnabled():  # "Cancelling..." stays until it has stopped
+            self.progress_text.setText(text)
+            self.progress_text.setToolTip(text)
 
     def _build_ended(self, index: Any, message: str) -> None:
         self.progress.hide()
+        self.progress_text.hide()
         self.cancel_button.hide()
         self.build_button.setEnabled(True)
         if index is not None:
@@ -220,6 +277,9 @@ class ExamplesView(TabPage):
             self._say(message)
 
     def cancel_build(self) -> None:
+        """Stop indexing; what was read is saved, so indexing the folder again resumes."""
+        self.cancel_button.setEnabled(False)
+        self.progress_text.setText("Cancelling: saving the images read so far...")
         self.build_job.cancel()
 
     @property

@@ -34,6 +34,7 @@ class JobsList(QWidget):
         for widgets in self.rows.values():
             for widget in widgets:
                 self.grid.removeWidget(widget)
+                widget.hide()  # gone at once: deleteLater waits for the event loop
                 widget.deleteLater()
         self.rows.clear()
         running = self.jobs.running()

@@ -1,8 +1,8 @@
 """A scroll area for a panel that shows and hides itself (the arithmetic under the maps).
 
-In a splitter the panel takes the room it needs up to what the splitter gives it, and
-scrolls beyond that, so the pictures above keep their share; the area is shown exactly
-while the panel is.
+In a splitter the panel takes the room it needs, never more, and scrolls when the splitter
+gives it less, so the pictures above keep their share; the area is shown exactly while the
+panel is.
 """
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ class PanelScroll(QScrollArea):
         self.setVisible(not panel.isHidden())
 
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 (Qt)
-        if watched is getattr(self, "panel", None) and event.type() in (QEvent.Type.ShowToParent, QEvent.Type.HideToParent):
+        if watched is not getattr(self, "panel", None):
+            return False
+        if event.type() in (QEvent.Type.ShowToParent, QEvent.Type.HideToParent):
             self.setVisible(event.type() == QEvent.Type.ShowToParent)
+        elif event.type() == QEvent.Type.LayoutRequest:
+            # no taller than the panel wants: the pictures above get the rest
+            panel = self.panel
+            self.setMaximumHeight(max(panel.minimumSizeHint().height(), panel.sizeHint().height()) + 2)
         return False

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 COLUMNS = ("input ch", "input", "\u00d7 weight", "= product", "running sum")
-ROWS_SHOWN = 8
+ROWS_SHOWN = 6
 
 
 class ProductsTable(QTableWidget):
