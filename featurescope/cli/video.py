@@ -23,9 +23,9 @@ def run_video(args) -> int:
     if len(layer) != 1:
         raise ExportError(f"video takes one layer; {args.layer!r} names {len(layer)}.")
     if parse_view(args.view)[0] == "gradcam":
-        from featurescope.core.analysis.gradcam import grad_cam_layer
+        from featurescope.core.analysis.gradcam import grad_cam_layer, layer_infos_for
 
-        chosen, note = grad_cam_layer(model.layer_info, layer[0], model.name)
+        chosen, note = grad_cam_layer(layer_infos_for(model, layer[0]), layer[0], model.name)
         if note:
             warn(note)
         layer = [chosen]

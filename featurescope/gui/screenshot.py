@@ -105,6 +105,11 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
             result = window.state.result
             if result is None:
                 raise FeaturescopeError("Nothing was captured; the model or the image did not load.")
+            if layer is not None and layer not in result.layers \
+                    and window.state.model.find_layer_info(layer) is not None:
+                window.state.set_every_module(True)  # a block or an activation: list every module
+                wait_until_idle(window, app)
+                result = window.state.result
             if layer is not None:
                 if layer not in result.layers:
                     shown = ", ".join(result.layers[:8]) + (", ..." if len(result.layers) > 8 else "")

@@ -80,7 +80,7 @@ def test_compare_writes_shared_scale_grids_and_similarities_and_refuses_to_overw
 
     wrong = run("compare", str(CAT), str(COFFEE), "--layer", "layer9", "--model", "resnet18",
                 "--weights", "none", "--input-size", "64", "-o", "other", cwd=tmp_path)
-    assert wrong.returncode == 2 and "not a layer of resnet18" in wrong.stderr
+    assert wrong.returncode == 2 and "no captured layer named 'layer9'" in wrong.stderr
     assert not (tmp_path / "other").exists()
 
 

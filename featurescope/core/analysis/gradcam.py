@@ -48,8 +48,8 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
 
     ``layer_info``: the network's LayerInfo records in network order (``model.layer_info``
     or a capture's). Nothing requested: the last convolution, where Grad-CAM is usually
-    read. A convolution: itself. Any other layer (pooling): the nearest convolution
-    before it, since Grad-CAM reads a convolution's gradients. ModelError when the name
+    read. A convolution, a block, an activation or a norm: itself. A pooling layer: the
+    nearest convolution before it, since Grad-CAM reads a convolution's gradients. ModelError when the name
     is unknown or no convolution comes before it.
     """
     infos = list(layer_info)
@@ -64,7 +64,9 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
                          f"`featurescope layers` lists the layer names.")
     index = names.index(requested)
     kind = infos[index].kind
-    if kind == "Conv2d":
+    # a convolution, or any module that is not a pooling layer (a block such as layer4, an
+    # activation, a batch norm: issue 18) is read where it is
+    if kind == "Conv2d" or (infos[index].groups is None and "Pool" not in kind):
         return requested, ""
     convs = [info.name for info in infos[:index] if info.kind == "Conv2d"]
     what = f"{requested} is a {kind or 'non-convolution'} layer"
@@ -73,6 +75,15 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
                          f"convolution before it.")
     return convs[-1], (f"Grad-CAM reads a convolution's gradients; {what}, so it is read at the "
                        f"nearest convolution before it, {convs[-1]}.")
+
+
+def layer_infos_for(model, requested: Optional[str]) -> list:
+    """The LayerInfos :func:`grad_cam_layer` should choose from for ``requested``: the
+    conv/pool layers, or every module when ``requested`` is another module."""
+    infos = list(model.layer_info)
+    if requested and requested not in {info.name for info in infos}:
+        infos = list(getattr(model, "every_layer_info", None) or infos)
+    return infos
 
 
 def compute_grad_cam(model, image, layer: str, target: Optional[int] = None, method: str = "gradcam",

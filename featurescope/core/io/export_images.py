@@ -97,7 +97,7 @@ def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Seq
     single image that cannot be read), ModelError (the Grad-CAM layer, a network that
     fails), ExportError / FileExistsExportError (the files).
     """
-    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer
+    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer, layer_infos_for
     from featurescope.core.capture.capture import capture
     from featurescope.core.io.export import export_layers, export_targets
     from featurescope.core.io.gradcam_export import export_grad_cam, gradcam_targets
@@ -112,7 +112,7 @@ def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Seq
         if filters else []
     cam_layer = None
     if gradcam or gradcam_layer:
-        cam_layer, note = grad_cam_layer(model.layer_info, gradcam_layer, model.name)
+        cam_layer, note = grad_cam_layer(layer_infos_for(model, gradcam_layer), gradcam_layer, model.name)
         if note and warn is not None:
             warn(note)
         if not model.trained and warn is not None:

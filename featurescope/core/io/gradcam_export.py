@@ -37,13 +37,13 @@ def export_grad_cam(model, result, path: PathLike, layer: Optional[str] = None,
     ``overlay(model.deprocess(result.input), cam.map, colormap, alpha)``. Neither file is
     written when either exists and ``force`` is False. Returns both paths.
     """
-    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer, overlay
+    from featurescope.core.analysis.gradcam import compute_grad_cam, grad_cam_layer, layer_infos_for, overlay
 
     path = Path(path)
     sidecar_path = path.with_suffix(".json")
     refuse_existing((path, sidecar_path), force)
     if cam is None:
-        layer, _note = grad_cam_layer(model.layer_info, layer, model.name)
+        layer, _note = grad_cam_layer(layer_infos_for(model, layer), layer, model.name)
         cam = compute_grad_cam(model, result.input, layer, target)
     picture = overlay(model.deprocess(result.input), cam.map, colormap=colormap, alpha=alpha)
     sidecar = provenance(model, source_path, {"colormap": colormap, "alpha": float(alpha)})

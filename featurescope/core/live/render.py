@@ -154,9 +154,9 @@ def render_video(model, source_path, out, layer: str, view: str = "grid", *, fps
 
     kind, channel = parse_view(view)
     if kind == "gradcam":
-        from featurescope.core.analysis.gradcam import grad_cam_layer
+        from featurescope.core.analysis.gradcam import grad_cam_layer, layer_infos_for
 
-        layer, _note = grad_cam_layer(model.layer_info, layer, model.name)
+        layer, _note = grad_cam_layer(layer_infos_for(model, layer), layer, model.name)
     options = options or DisplayOptions()
     source = VideoFileSource(source_path)
     # decoding and preprocessing run one frame ahead on the grabber thread; "demand"
