@@ -21,7 +21,7 @@ def test_benchmarks_quick_prints_the_table_and_writes_results(tmp_path):
     numbers = {line.split("|")[1].strip() for line in table[2:]}
     assert table[0].startswith("| # | figure |")
     assert {"1", "1b", "2a", "2b", "3", "4", "5", "6"} <= numbers, done.stdout
-    assert {"7", "8", "9a", "9b", "12a"} <= numbers, done.stdout  # lanes, model switches, start-up, live
+    assert {"7", "8", "9a", "9b", "9c", "9d", "12a"} <= numbers, done.stdout  # lanes, model switches, start-up, live
     assert {"13", "13b", "14"} <= numbers, done.stdout  # every module, its memory, graph stalls
     assert any(n.startswith("11") for n in numbers), done.stdout  # optvis vs Lucent (11a/11b), or why not
     text = out.read_text()
