@@ -29,7 +29,8 @@ def run_graph(args) -> int:
     """Trace, lay out and write the graph; print where it went."""
     from featurescope.core.errors import ExportError, ModelError
     from featurescope.core.io.writers import refuse_existing
-    from featurescope.core.graph.dataflow import auto_expanded, block_of, build_dataflow, collapse, expand_path
+    from featurescope.core.graph.dataflow import auto_expanded, block_of, collapse, expand_path
+    from featurescope.core.graph.tracing import build_dataflow
     from featurescope.core.graph.draw import write_picture
     from featurescope.core.graph.layout import layout_graph
 

@@ -17,7 +17,7 @@ from torch import nn
 from featurescope.core.capture import capture as capture_module
 from featurescope.core.capture import taps
 from featurescope.core.capture.capture import capture, describe_layers
-from featurescope.core.capture.layers import CAPTURED_CLASSES, LayerInfo
+from featurescope.core.capture.layers import LayerInfo, captured_classes
 from featurescope.core.capture.result import CaptureResult
 from featurescope.core.errors import ModelError
 from featurescope.core.progress import CancelToken, Cancelled
@@ -57,7 +57,7 @@ def test_captured_tensors_equal_torchvision_feature_extractor(name, size, monkey
     x = torch.randn(1, 3, size, size)
     result = capture(model, x)
     assert result.layers, name
-    expected_types = CAPTURED_CLASSES
+    expected_types = captured_classes()
     assert len(result.layers) == sum(isinstance(m, expected_types) for m in model.modules())
     reference = _reference(model, x, result.layers, monkeypatch)
     for layer in result.layers:

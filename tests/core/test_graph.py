@@ -6,11 +6,10 @@ import torch.fx
 import torchvision
 
 from featurescope.core.capture.trace import trace_dataflow
-from featurescope.core.graph.dataflow import (
-    auto_expanded, block_of, build_dataflow, collapse, expand_path,
-)
+from featurescope.core.graph.dataflow import auto_expanded, block_of, collapse, expand_path
 from featurescope.core.graph.draw import to_svg, write_picture
 from featurescope.core.graph.layout import layout_graph
+from featurescope.core.graph.tracing import build_dataflow
 
 
 def _edges(graph):

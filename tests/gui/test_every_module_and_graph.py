@@ -46,8 +46,8 @@ def test_after_activation_shows_what_the_next_layer_receives(window, qtbot, wait
     qtbot.waitUntil(lambda: "stem_act" in state.result.layers, timeout=60000)
     wait_idle(window)
     assert "stem_act" not in window.layer_panel.layer_names()  # the list stays conv/pool
-    qtbot.waitUntil(lambda: window.overview_strip.tiles, timeout=60000)
-    assert "stem_act" not in [t.name for t in window.overview_strip.tiles]  # and the strip too
+    qtbot.waitUntil(lambda: bool(window.overview_strip.tiles), timeout=60000)
+    assert "stem_act" not in [t.layer for t in window.overview_strip.tiles]  # and the strip too
     state.set_layer("blocks.0.project")
     _pick(window, qtbot, wait_idle, "stem")
     qtbot.waitUntil(lambda: grid.shown_layer == "stem_act", timeout=60000)  # traced on the worker

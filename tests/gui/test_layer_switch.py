@@ -39,6 +39,9 @@ def test_layer_statistics_are_computed_on_the_worker_not_on_a_switch(window, qtb
     wait_idle(window)
     result, panel = window.state.result, window.layer_info_panel
     layers = list(result.layers)
+    # a capture's statistics follow it at most twice a second (the live-video throttle)
+    qtbot.waitUntil(lambda: len(calls["histogram"]) >= len(layers), timeout=30000)
+    wait_idle(window)
     assert len(calls["histogram"]) == len(layers)  # once per layer, in the background
     before = len(calls["histogram"])
     for layer in layers[::-1] + layers:

@@ -1,6 +1,8 @@
 """Drive the real MainWindow offscreen: start-up, models, images, layers, channels, errors."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -251,7 +253,22 @@ def test_a_later_successful_load_clears_the_error(window, qtbot, tmp_path, wait_
     assert not window.banner.isVisible() and bar.currentMessage() == ""
 
 
-def test_cancel_a_long_job_keeps_what_was_there(window, qtbot):
+def test_cancel_a_long_job_keeps_what_was_there(window, qtbot, monkeypatch):
+    from featurescope.core.models import load
+
+    real_load = load.load_model
+
+    def slow_load(*args, cancel=None, **kwargs):
+        # a resnet18 loads in ~0.3 s on a quiet machine: the busy bar waits 400 ms, so
+        # the load is held (as a download would be) until the user cancels it
+        model = real_load(*args, cancel=cancel, **kwargs)
+        for _ in range(600):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            time.sleep(0.05)
+        return model
+
+    monkeypatch.setattr(load, "load_model", slow_load)
     old_model, old_result = window.state.model, window.state.result
     window.request_model({"name": "resnet18", "weights": "none", "device": "cpu"})
     # shown once the job has run a moment (a stream of short jobs never makes a busy bar)

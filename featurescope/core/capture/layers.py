@@ -11,11 +11,12 @@ runs that session on zeros).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
-
-from torch import nn
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from featurescope.core.errors import ModelError
+
+if TYPE_CHECKING:  # torch is imported where a module is looked at: the window shows first
+    from torch import nn
 
 # The one set of layer kinds (LayerInfo.kind) everything that sorts layers uses.
 CONV_TYPES = ("Conv2d", "ConvTranspose2d")
@@ -25,10 +26,15 @@ ADAPTIVE_POOL_TYPES = ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
 POOL_TYPES = WINDOW_POOL_TYPES + ADAPTIVE_POOL_TYPES
 # The module types whose outputs are captured by default.
 CAPTURED_TYPES = CONV_TYPES + POOL_TYPES
-# The classes themselves, in the same order, for isinstance (subclasses such as
-# lite.SameConv2d count).
-CAPTURED_CLASSES = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d,
-                    nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def captured_classes() -> tuple[type, ...]:
+    """The classes of CAPTURED_TYPES, in the same order, for isinstance (subclasses
+    such as lite.SameConv2d count)."""
+    from torch import nn
+
+    return (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.AvgPool2d,
+            nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def find_layer_module(module: nn.Module, layer: str, model_name: str) -> tuple[n
 
 def captured_kind(module: nn.Module) -> Optional[str]:
     """"Conv2d", "MaxPool2d", ... when ``module`` is captured (subclasses too), else None."""
-    for cls, kind in zip(CAPTURED_CLASSES, CAPTURED_TYPES):
+    for cls, kind in zip(captured_classes(), CAPTURED_TYPES):
         if isinstance(module, cls):
             return kind
     return None

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from featurescope.core.index.store import Example
+if TYPE_CHECKING:  # the store imports torch; the Examples view imports this at start-up
+    from featurescope.core.index.store import Example
 
 _BACKGROUND = (24, 24, 28)
 _CAPTION = 18

@@ -198,10 +198,10 @@ def check_showable(module, label: str) -> None:
     to show, naming what it has instead (1-D or 3-D convolutions, or neither)."""
     from torch import nn
 
-    from featurescope.core.capture.layers import CAPTURED_CLASSES
+    from featurescope.core.capture.layers import captured_classes
 
     kinds = {type(sub).__name__ for sub in module.modules()}
-    if any(isinstance(sub, CAPTURED_CLASSES) for sub in module.modules()):
+    if any(isinstance(sub, captured_classes()) for sub in module.modules()):
         return
     other = sorted(kinds & {"Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool1d",
                             "MaxPool3d", "AvgPool1d", "AvgPool3d", "AdaptiveAvgPool1d",

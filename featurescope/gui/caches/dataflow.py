@@ -22,7 +22,7 @@ def prepare(model: Any, progress=None, cancel=None) -> Any:
         if model in _cache:
             return _cache[model]
     from featurescope.core.errors import ModelError
-    from featurescope.core.graph.dataflow import build_dataflow
+    from featurescope.core.graph.tracing import build_dataflow
 
     try:
         graph = build_dataflow(model, progress=progress, cancel=cancel)
