@@ -116,7 +116,9 @@ def run_predict(args) -> int:
 
     image = load_image(args.image)  # a broken image fails before the model is loaded
     model = load_model_from_args(args)
-    predictions = _predictions(model, image, args.top)
+    if model.task != "classification":
+        return _print_dense(args, model, image)
+    predictions = _predictions(model, image, args.top or 5)
     if not model.trained:
         warn(f"{model.name} is untrained (random weights), so these predictions mean nothing.")
     if args.json:
@@ -130,4 +132,32 @@ def run_predict(args) -> int:
         # Models without category names are labelled "class N" already.
         index = "" if p.label == f"class {p.index}" else f"  (class {p.index})"
         print(f"{rank:>2}. {p.label:<{label_w}}  {p.probability * 100:6.2f} %{index}")
+    return 0
+
+
+def _print_dense(args, model, image) -> int:
+    """A detector's boxes or a segmenter's classes, as lines or JSON with --json."""
+    from featurescope.core.analysis.detection import DEFAULT_TOP, predict_dense
+
+    found = predict_dense(model, image, threshold=args.score_threshold, top=args.top or DEFAULT_TOP)
+    if not model.trained:
+        warn(f"{model.name} is untrained (random weights), so these {model.task} results mean nothing.")
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    print(f"{Path(args.image).name} ({image.size[0]} x {image.size[1]}), {model.display_name}:")
+    rows = found.get("detections")
+    if rows is not None:
+        if not rows:
+            print(f"no box scores {args.score_threshold:g} or more")
+        label_w = max([len(r["label"]) for r in rows] + [5])
+        for number, row in enumerate(rows):
+            x0, y0, x1, y1 = row["box"]
+            print(f"{number:>2}. {row['label']:<{label_w}}  {row['score'] * 100:6.2f} %  "
+                  f"box {x0:.0f},{y0:.0f} - {x1:.0f},{y1:.0f}")
+        return 0
+    rows = found["segmentation"][:args.top] if args.top else found["segmentation"]
+    label_w = max([len(r["label"]) for r in rows] + [5])
+    for row in rows:
+        print(f"{row['label']:<{label_w}}  {row['fraction'] * 100:6.2f} % of the pixels")
     return 0

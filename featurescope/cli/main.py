@@ -3,7 +3,7 @@
     featurescope                      open the app (same as ``featurescope gui``)
     featurescope models               the networks it knows
     featurescope layers [--all]       the conv and pooling layers of one (--all: every module)
-    featurescope predict IMAGE        what the network thinks the image shows
+    featurescope predict IMAGE        what the network thinks the image shows (classes, boxes or a class mask)
     featurescope export IMAGE... -o DIR   feature grids (PNG), activations (NPZ), a JSON sidecar
     featurescope compare A B --layer L -o DIR   two images at one layer: A, B, |A - B|, similarity
     featurescope explain IMAGE --layer L --channel C --at Y,X   the arithmetic at one position
@@ -98,10 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="Print the network's top predictions for an image.")
     predict.add_argument("image", metavar="IMAGE", help="a JPEG, PNG, WebP, BMP, TIFF or GIF file")
     add_model_options(predict)
-    predict.add_argument("--top", "-k", type=positive_int, default=5, metavar="K",
-                         help="how many predictions (default 5)")
+    predict.add_argument("--top", "-k", type=positive_int, default=None, metavar="K",
+                         help="how many predictions (default 5; a detector's boxes: 20)")
     predict.add_argument("--json", action="store_true",
-                         help='print {"predictions": [{"label", "index", "probability"}, ...]} only')
+                         help='print {"predictions": [{"label", "index", "probability"}, ...]} only; '
+                              'a detector: {"detections": [{"label", "score", "box"}, ...]} (box: '
+                              'x0, y0, x1, y1 in the image\'s pixels); a segmenter: '
+                              '{"segmentation": [{"label", "fraction"}, ...]}')
+    predict.add_argument("--score-threshold", type=float, default=0.5, metavar="S",
+                         help="a detector's boxes from this score on (default 0.5; --top of them "
+                              "at most, default 20 for a detector)")
 
     export = commands.add_parser(
         "export", help="write feature grids (PNG), activations (NPZ) and a JSON sidecar",

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from featurescope.core.capture import memory
+from featurescope.core.capture.dense import dense_output
 from featurescope.core.capture.inputs import as_batch, as_input, logits_of
 from featurescope.core.capture.layers import LayerInfo
 from featurescope.core.capture.result import BatchResult, CaptureResult
@@ -208,7 +209,8 @@ def capture(model, image_or_input, layers: Optional[Sequence[str]] = None,
     logits = logits_of(output)
     return CaptureResult(store.outputs, run.infos, None if logits is None else logits[0], input_cpu,
                          categories=getattr(loaded, "categories", None), model_name=model_name,
-                         device=torch.device(device), notice=notice, memory_budget=memory_budget)
+                         device=torch.device(device), notice=notice, memory_budget=memory_budget,
+                         dense=dense_output(output, x.shape[-2:]))
 
 
 def capture_batch(model, inputs, layers: Optional[Sequence[str]] = None,
@@ -297,7 +299,8 @@ def capture_missing(model, result: CaptureResult, layers: Sequence[str],
     ordered = {name: outputs[name] for name in result.layers if name in outputs}
     return CaptureResult(ordered, [result.info[n] for n in result.layers], result.logits,
                          result.input, categories=result.categories, model_name=result.model_name,
-                         device=result.device, notice=result.notice, memory_budget=budget)
+                         device=result.device, notice=result.notice, memory_budget=budget,
+                         dense=result.dense)
 
 
 def describe_layers(module: nn.Module, input_shape=(1, 3, 224, 224),

@@ -29,6 +29,8 @@ class CaptureResult:
     inference tensor that refuses in-place changes, so clone it to modify it);
     ``name in result``; ``.info[name]`` -> LayerInfo; ``.logits`` (num_classes,) CPU
     float32 tensor or None (stopped early, or an output that is not (1, N));
+    ``.dense`` a detector's boxes or a segmenter's class map
+    (:class:`~featurescope.core.capture.dense.DenseOutput`), else None;
     ``.input`` the (1, 3, H, W) CPU tensor fed; ``.categories``; ``.model_name``;
     ``.device``; ``.predictions(top=5)``; ``.raw(name)`` the stored (1, C, H, W) tensor
     on the model's device.
@@ -44,7 +46,7 @@ class CaptureResult:
 
     def __init__(self, outputs: dict, infos: Sequence[LayerInfo], logits, input_tensor,
                  categories=None, model_name: str = "", device=None, notice: str = "",
-                 memory_budget: Optional[int] = None):
+                 memory_budget: Optional[int] = None, dense=None):
         self._outputs = outputs
         self.layers: list[str] = [info.name for info in infos]
         self.info: dict[str, LayerInfo] = {info.name: info for info in infos}
@@ -56,6 +58,7 @@ class CaptureResult:
         self.missing: list[str] = [name for name in self.layers if name not in outputs]
         self.notice = notice
         self.memory_budget = memory_budget
+        self.dense = dense
         stored = next(iter(outputs.values()), None)
         self.storage_dtype = stored.dtype if stored is not None else torch.float32
 

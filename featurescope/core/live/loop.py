@@ -69,7 +69,7 @@ def capture_frame(model, frame: Frame, layer: str, *, logits: bool = False,
         infos = [result.info.get(info.name, info) for info in full]
         result = CaptureResult(result._outputs, infos, result.logits, result.input,
                                categories=result.categories, model_name=result.model_name,
-                               device=result.device)
+                               device=result.device, dense=result.dense)
     return LiveFrame(image, result, frame, time.perf_counter())
 
 

@@ -85,7 +85,7 @@ class LoadedModel:
     "mynet.pth"), ``.trained``, ``.display_name`` ("vgg16 (untrained)"), ``.device``,
     ``.categories`` (list[str] or None), ``.input_size`` (H, W), ``.channels`` (1, 3 or 4),
     ``.mean``/``.std`` (one value per channel), ``.preprocess(pil)``, ``.deprocess(tensor)``,
-    ``.input_picture(tensor)``, ``.layer_info``, ``.layers``, ``.spec`` (the registry's
+    ``.input_picture(tensor)``, ``.task`` ("classification", "detection" or "segmentation"), ``.layer_info``, ``.layers``, ``.spec`` (the registry's
     record: ``.source``, ``.supports_gradients``, ``.path`` of own files) and ``.source``
     (what to ask for to load it again: own files by absolute path)."""
 
@@ -110,6 +110,11 @@ class LoadedModel:
     def source(self) -> str:
         """The name to load this model again with, from any folder."""
         return self.spec.name if self.spec is not None else self.name
+
+    @property
+    def task(self) -> str:
+        """"classification", "detection" (boxes) or "segmentation" (a class per pixel)."""
+        return self.spec.task if self.spec is not None else "classification"
 
     @property
     def supports_gradients(self) -> bool:
@@ -283,7 +288,10 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
     channels = base.channels
     final_mean = parse_statistics(mean, channels, "mean") or tuple(base.mean)
     final_std = parse_statistics(std, channels, "std") or tuple(base.std)
-    if spec.transform is not None and input_size is None and mean is None and std is None:
+    if spec.transform_for is not None:  # the whole photo at the input size (detectors)
+        crop = _size_pair(input_size) if input_size is not None else _size_pair(base.input_size)
+        transform = spec.transform_for(crop, final_mean, final_std)
+    elif spec.transform is not None and input_size is None and mean is None and std is None:
         transform = spec.transform
         crop = _size_pair(base.input_size)
     else:
@@ -297,6 +305,8 @@ def load_model(name_or_path: str, weights: Union[str, os.PathLike] = "default",
         transform = ImageTransform(crop, resize, final_mean, final_std, base.interpolation, channels)
 
     drop_aux(module, None)  # unused in eval; not worth showing or keeping in memory
+    if spec.fit_input is not None:
+        spec.fit_input(module, crop)
     module = module.to(target_device).eval()
     categories = getattr(module, "categories", None)
     if not (isinstance(categories, (list, tuple)) and all(isinstance(c, str) for c in categories)):

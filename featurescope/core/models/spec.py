@@ -80,6 +80,14 @@ class ModelSpec:
     random_init: bool = True
     path: Optional[Path] = None  # own model files, absolute
     preprocessing_for: Optional[Callable[[Any, "Preprocessing"], "Preprocessing"]] = None
+    # what the network outputs: "classification" (class scores), "detection" (boxes) or
+    # "segmentation" (a class per pixel)
+    task: str = "classification"
+    # transform_for(size, mean, std) -> the photo's transform, instead of the resize and
+    # centre crop (detectors and segmenters see the whole photo)
+    transform_for: Optional[Callable[..., Callable]] = None
+    # fit_input(module, (H, W)): tell the built network the input size it will be fed
+    fit_input: Optional[Callable[[Any, tuple], None]] = None
 
     def __post_init__(self) -> None:
         self.label = self.label or self.name

@@ -110,13 +110,15 @@ def imagenet_categories() -> list[str]:
 
 def check_known(name: str) -> None:
     """Raise a ModelError (with the closest known name) unless featurescope knows ``name``."""
-    if name == lite.NAME or name in torchvision_names():
+    from featurescope.core.models.sources import detection  # (it imports this module)
+
+    if name == lite.NAME or name in torchvision_names() or name in detection.MODELS:
         return
     if name.startswith(_NOT_CNN):
         raise ModelError(
             f"{name!r} is a vision transformer: it has no convolution and pooling feature maps "
             f"for featurescope to show; run `featurescope models` for the CNNs.")
-    choices = [lite.NAME, *torchvision_names()]
+    choices = [lite.NAME, *torchvision_names(), *detection.MODELS]
     close = difflib.get_close_matches(name, choices, n=1)
     hint = f"did you mean {close[0]}? " if close else ""
     raise ModelError(

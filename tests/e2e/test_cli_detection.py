@@ -1,0 +1,48 @@
+"""`featurescope predict` on a detector and a segmenter (random weights, in process)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featurescope.cli.main import main
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (90, 150, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_predict_json_of_a_detector_lists_boxes_in_image_pixels(photo, capsys):
+    code = main(["predict", str(photo), "--model", "ssdlite320_mobilenet_v3_large", "--weights",
+                 "none", "--device", "cpu", "--input-size", "160", "--score-threshold", "0",
+                 "--top", "4", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "untrained" in err
+    data = json.loads(out)
+    assert list(data) == ["detections"] and len(data["detections"]) == 4
+    for row in data["detections"]:
+        assert set(row) == {"label", "score", "box"}
+        x0, y0, x1, y1 = row["box"]
+        assert 0 <= x0 <= x1 <= 150 and 0 <= y0 <= y1 <= 90
+    # the lines say the same
+    assert main(["predict", str(photo), "--model", "ssdlite320_mobilenet_v3_large", "--weights",
+                 "none", "--device", "cpu", "--input-size", "160", "--score-threshold", "0",
+                 "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("photo.png (150 x 90), ssdlite320_mobilenet_v3_large (untrained)")
+    assert lines[1].startswith(" 0. " + data["detections"][0]["label"]) and " box " in lines[1]
+
+
+def test_predict_json_of_a_segmenter_gives_fractions(photo, capsys):
+    code = main(["predict", str(photo), "--model", "lraspp_mobilenet_v3_large", "--weights", "none",
+                 "--device", "cpu", "--input-size", "96", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and list(data) == ["segmentation"]
+    assert set(data["segmentation"][0]) == {"label", "fraction"}
+    assert sum(r["fraction"] for r in data["segmentation"]) == pytest.approx(1.0, abs=1e-4)
