@@ -112,3 +112,58 @@ def test_a_classifier_still_predicts_classes():
     assert model.task == "classification"
     result = capture(model, torch.zeros(1, 3, 224, 224))
     assert result.dense is None and result.logits is not None
+
+
+# --------------------------------------------------------------------------- default weights
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_offline_sentence_names_the_detectors_file_and_its_backbones(hub, monkeypatch):
+    import http.server
+
+    from featurescope.core.errors import DownloadError
+    from featurescope.core.models.sources import torchvision as torchvision_source
+
+    closed = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    port = closed.server_address[1]
+    closed.server_close()  # nothing listens there: as offline as a loopback gets
+    url = f"http://127.0.0.1:{port}/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    monkeypatch.setitem(torchvision_source.WEIGHTS_URLS, "fasterrcnn_resnet50_fpn", url)
+    with pytest.raises(DownloadError) as info:
+        load_model("fasterrcnn_resnet50_fpn", device="cpu")
+    text = str(info.value)
+    assert text.startswith("fasterrcnn_resnet50_fpn needs fasterrcnn_resnet50_fpn_coco-258fb6c6.pth "
+                           "(its backbone's ImageNet weights, resnet50-0676ba61.pth, are inside it")
+    assert f"download failed: could not download {url} (" in text and "refused" in text.lower()
+    assert text.endswith(f"place it at {hub / 'fasterrcnn_resnet50_fpn_coco-258fb6c6.pth'}.")
+    assert "\n" not in text and info.value.cache_path == hub / "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth"
+    assert not hub.exists() or not list(hub.iterdir())
+
+
+def test_default_weights_from_the_cache_load_as_torchvision_saves_them(hub):
+    """torchvision's COCO checkpoints come from FrozenBatchNorm2d (no num_batches_tracked)
+    and a segmenter's carry the auxiliary head: both load, and the head is dropped."""
+    import torchvision.models as tvm
+
+    from featurescope.core.models.sources.torchvision import cache_path_for
+
+    torch.manual_seed(3)
+    saved = tvm.get_model("lraspp_mobilenet_v3_large", weights=None, weights_backbone=None)
+    state = {k: v for k, v in saved.state_dict().items() if not k.endswith("num_batches_tracked")}
+    path = cache_path_for("lraspp_mobilenet_v3_large")
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    model = load_model("lraspp_mobilenet_v3_large", device="cpu", input_size=64)
+    assert model.trained and model.weights_label == "COCO_WITH_VOC_LABELS_V1"
+    assert torch.equal(model.module.classifier.low_classifier.weight, saved.classifier.low_classifier.weight)
+
+    saved = tvm.get_model("fcn_resnet50", weights=None, weights_backbone=None, aux_loss=True)
+    path = cache_path_for("fcn_resnet50")
+    torch.save(saved.state_dict(), path)
+    model = load_model("fcn_resnet50", device="cpu", input_size=64)
+    assert model.module.aux_classifier is None
