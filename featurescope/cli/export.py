@@ -39,6 +39,9 @@ def run_export(args) -> int:
 
         load_image(files[0])  # so does one broken image
     model = load_model_from_args(args)
+    from featurescope.core.analysis.dense_cam import parse_cam_target
+
+    parse_cam_target(model, args.gradcam_target)  # a wrong target fails before any file
     names = select_layers(model, args.layers)
     formats = ("png", "npz") if args.format == "both" else (args.format,)
     bar = ProgressBar()
@@ -53,7 +56,9 @@ def run_export(args) -> int:
     try:
         done = export_images(model, args.images, args.output, names, formats=formats, options=options,
                              annotate=args.annotate, filters=args.filters,
-                             gradcam=args.gradcam or args.cam_method != "gradcam", cam_method=args.cam_method,
+                             gradcam=args.gradcam or args.cam_method != "gradcam"
+                             or bool(args.gradcam_target), cam_method=args.cam_method,
+                             gradcam_target=parse_cam_target(model, args.gradcam_target),
                              gradcam_layer=args.gradcam_layer, force=args.force, warn=warn,
                              progress=bar, report=said)
     finally:

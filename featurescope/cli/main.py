@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--gradcam-layer", metavar="NAME",
                         help="explain this layer instead of the last convolution; for a "
                              "pooling layer, the nearest convolution before it (implies --gradcam)")
+    export.add_argument("--gradcam-target", metavar="T",
+                        help="what Grad-CAM explains: class:NAME (or class:N), or a detector's "
+                             "box:N (0 = its best box, as `featurescope predict` lists them); "
+                             "default the top class, a detector's best box, a segmenter's "
+                             "largest class over its region (implies --gradcam)")
     export.add_argument("--output", "-o", required=True, metavar="DIR", help="output folder (created if needed)")
     export.add_argument("--force", action="store_true", help="overwrite files that exist")
 

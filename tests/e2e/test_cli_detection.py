@@ -46,3 +46,21 @@ def test_predict_json_of_a_segmenter_gives_fractions(photo, capsys):
     assert code == 0 and list(data) == ["segmentation"]
     assert set(data["segmentation"][0]) == {"label", "fraction"}
     assert sum(r["fraction"] for r in data["segmentation"]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_export_gradcam_of_a_detectors_box(photo, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["export", str(photo), "--model", "ssdlite320_mobilenet_v3_large", "--weights", "none",
+                 "--device", "cpu", "--input-size", "160", "--layers", "backbone.features.1.0.1.0",
+                 "--gradcam-layer", "backbone.features.1.0.1.0", "--gradcam-target", "box:2",
+                 "-o", str(out)])
+    assert code == 0
+    sidecar = json.loads((out / "gradcam_backbone.features.1.0.1.0.json").read_text())
+    assert sidecar["box_number"] == 2 and len(sidecar["box"]) == 4 and "class_index" not in sidecar
+    capsys.readouterr()
+    # a class target for a detector is one sentence, before any file is written
+    code = main(["export", str(photo), "--model", "ssdlite320_mobilenet_v3_large", "--weights", "none",
+                 "--device", "cpu", "--input-size", "160", "--gradcam-target", "class:dog",
+                 "-o", str(tmp_path / "nothing")])
+    err = capsys.readouterr().err
+    assert code == 2 and "name it as box:N" in err and not (tmp_path / "nothing").exists()

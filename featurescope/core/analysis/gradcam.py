@@ -38,6 +38,11 @@ class GradCam:
     layer: str
     layer_map: np.ndarray
     method: str = "gradcam"
+    # a detector's: target is the box's rank (0 = best), label its class, score its score,
+    # box (x0, y0, x1, y1) in input pixels; a segmenter's: score is the class's summed
+    # score over its region (core/analysis/dense_cam.py)
+    task: str = "classification"
+    box: Optional[tuple] = None
 
 
 def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
@@ -48,7 +53,7 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
 
     ``layer_info``: the network's LayerInfo records in network order (``model.layer_info``
     or a capture's). Nothing requested: the last convolution, where Grad-CAM is usually
-    read. A convolution, a block, an activation or a norm: itself. A pooling layer: the
+    read (of a network with a ``backbone`` and heads after it, the backbone's last). A convolution, a block, an activation or a norm: itself. A pooling layer: the
     nearest convolution before it, since Grad-CAM reads a convolution's gradients. ModelError when the name
     is unknown or no convolution comes before it.
     """
@@ -57,6 +62,11 @@ def grad_cam_layer(layer_info: Iterable, requested: Optional[str] = None,
         convs = [info.name for info in infos if info.kind == "Conv2d"]
         if not convs:
             raise ModelError(f"{model_name} has no convolution layer, so it has no Grad-CAM.")
+        # a detector's or segmenter's heads come after its backbone (and FPN), whose last
+        # convolution still sees the whole picture: Faster R-CNN's RPN gets no gradient
+        backbone = [name for name in convs if name.startswith("backbone.")]
+        if backbone and backbone[-1] != convs[-1]:
+            return backbone[-1], ""
         return convs[-1], ""
     names = [info.name for info in infos]
     if requested not in names:
@@ -90,6 +100,8 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None, met
                      aug_smooth: bool = False, eigen_smooth: bool = False,
                      batch: Optional[int] = None, progress=None, cancel=None) -> GradCam:
     """The class activation map of ``layer`` for class ``target`` (default: the top class).
+    A detector's ``target`` is a box's rank (0, the best box, by default) and a
+    segmenter's a class over the pixels it wins (core/analysis/dense_cam.py).
 
     ``model``: a LoadedModel (or a plain classification ``nn.Module``); ``image``: a PIL
     image (run through ``model.preprocess``) or a (1, 3, H, W) tensor; ``layer``: a layer
@@ -114,6 +126,10 @@ def compute_grad_cam(model, image, layer: str, target: Optional[int] = None, met
     if method not in CAM_METHODS:
         raise ModelError(f"{method!r} is not a CAM method featurescope has; choose one of "
                          f"{', '.join(CAM_METHODS)}.")
+    if getattr(model, "task", "classification") != "classification":  # a box or a region
+        from featurescope.core.analysis.dense_cam import dense_grad_cam
+
+        return dense_grad_cam(model, image, layer, target, method, aug_smooth, eigen_smooth)
     prep = prepare(model, image, "Grad-CAM")  # ONNX models run outside autograd
     height, width = prep.x.shape[-2:]
     with eval_mode(prep.module):

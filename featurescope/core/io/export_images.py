@@ -78,7 +78,8 @@ def sub_folders(files: Sequence[Path], out: PathLike) -> list[Path]:
 def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Sequence[str], *,
                   formats: Sequence[str] = ("png",), options: Optional[DisplayOptions] = None,
                   annotate: bool = False, filters: bool = False, gradcam: bool = False,
-                  gradcam_layer: Optional[str] = None, cam_method: str = "gradcam", force: bool = False,
+                  gradcam_layer: Optional[str] = None, cam_method: str = "gradcam",
+                  gradcam_target: Optional[int] = None, force: bool = False,
                   confirm: Optional[Confirm] = None, warn: Optional[Callable[[str], None]] = None,
                   progress: Optional[ProgressCallback] = None,
                   cancel: Optional[CancelToken] = None,
@@ -89,7 +90,8 @@ def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Seq
 
     ``model``: a LoadedModel; ``layers``: its layer names; ``formats``: "png", "npz";
     ``gradcam`` (or a ``gradcam_layer``): also ``gradcam_<layer>.png`` and its JSON, made
-    with ``cam_method`` (core/analysis/cam_methods.py).
+    with ``cam_method`` (core/analysis/cam_methods.py) for ``gradcam_target`` (a class, a
+    detector's box rank; None: the default of compute_grad_cam).
     ``warn(sentence)`` hears what the user should know before the work starts (the
     Grad-CAM layer used instead of the one asked, an untrained model's Grad-CAM).
     ``progress(done, total, text)`` counts one image's files, its text starting with
@@ -142,7 +144,7 @@ def export_images(model, sources: Sequence[PathLike], out: PathLike, layers: Seq
             result = capture(model, image, layers=None if every else names, cancel=cancel)
             # Grad-CAM first: a model it cannot explain (a dict output, no gradients)
             # stops this image before any file is written, not halfway.
-            cam = compute_grad_cam(model, result.input, cam_layer, method=cam_method) \
+            cam = compute_grad_cam(model, result.input, cam_layer, gradcam_target, method=cam_method) \
                 if cam_layer else None
             record.written = export_layers(
                 result, folder, layers=names, formats=formats, options=options,

@@ -57,5 +57,9 @@ def export_grad_cam(model, result, path: PathLike, layer: Optional[str] = None,
         "input_size": list(cam.map.shape),
         "layer_map_size": list(cam.layer_map.shape),
     })
+    if cam.box is not None:  # a detector's: the box, by its rank (target), not a class index
+        sidecar.pop("class_index")
+        sidecar.update({"task": cam.task, "box_number": int(cam.target),
+                        "box": [round(float(v), 2) for v in cam.box]})
     return write_all([lambda: write_png(path, picture, force=force),
                       lambda: write_json(sidecar_path, sidecar, force=force)])
