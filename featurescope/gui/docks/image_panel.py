@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from featurescope.gui.model.dense_targets import dense_rows
 from featurescope.gui.model.state import AppState
+from featurescope.gui.widgets.dense_overlay import DenseOverlay
 
 THUMB = 64
 
@@ -51,6 +53,8 @@ class ImagePanel(QWidget):
         self.preview_box.setMouseEnabled(False, False)
         self.preview_item = pg.ImageItem(axisOrder="row-major")
         self.preview_box.addItem(self.preview_item)
+        # a detector's boxes or a segmenter's mask, over the picture in its pixels
+        self.dense_overlay = DenseOverlay(self.preview_box)
         self.caption = QLabel("No image")
         self.caption.setObjectName("imageCaption")
         # "chelsea.png: 451 x 300 -> model input 224 x 224" wraps instead of widening the dock
@@ -100,6 +104,8 @@ class ImagePanel(QWidget):
         self.recent.itemClicked.connect(self._on_item)
         self.open_button.clicked.connect(self.open_requested)
         state.result_changed.connect(self._on_result_changed)
+        state.score_threshold_changed.connect(self.draw_dense)
+        state.gradcam.target_changed.connect(self.draw_dense)
         state.image_changed.connect(self._on_image_changed)
 
     def _on_item(self, item: QListWidgetItem) -> None:
@@ -121,18 +127,32 @@ class ImagePanel(QWidget):
         self.caption.setText(f"{name}  ({size})")
         self.caption.setToolTip(source)
 
+    def draw_dense(self, *_: Any) -> None:
+        """A detector's boxes (from the score threshold on) or a segmenter's class mask over
+        the picture; the Grad-CAM target drawn thicker or alone."""
+        state = self.state
+        if state.result is None or state.model is None:
+            self.dense_overlay.clear()
+            return
+        rows = dense_rows(state.model, state.result, state.score_threshold)
+        self.dense_overlay.show(state.result, rows, state.gradcam.target)
+
     def _on_result_changed(self, result: Any) -> None:
         model = self.state.model
         if result is None or model is None:
+            self.dense_overlay.clear()
             return
         picture = np.ascontiguousarray(model.deprocess(result.input))
         self.preview_item.setImage(picture, autoLevels=False, levels=(0, 255))
         h, w = picture.shape[:2]
         self.preview_box.setRange(xRange=(0, w), yRange=(0, h), padding=0)
+        self.draw_dense()
         image = self.state.image
         source = self.state.image_source
         name = Path(source).name if source and source != "clipboard" else (source or "image")
         if image is not None:
             self.caption.setText(f"{name}: {image.width} x {image.height} -> model input {w} x {h}")
-            self.caption.setToolTip(f"{source}\n{image.width} x {image.height} pixels, resized and "
-                                    f"cropped to {w} x {h} for the model (shown above)")
+            how = "resized and cropped" if getattr(model, "task", "classification") == "classification" \
+                else "resized whole (not cropped)"
+            self.caption.setToolTip(f"{source}\n{image.width} x {image.height} pixels, {how} "
+                                    f"to {w} x {h} for the model (shown above)")

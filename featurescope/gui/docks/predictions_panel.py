@@ -1,12 +1,17 @@
-"""Predictions dock: the model's top classes for the current image, with probability bars."""
+"""Predictions dock: the model's top classes for the current image, with probability bars;
+a detector's boxes (label, score, from a score threshold on) or a segmenter's classes (share
+of the pixels), where clicking one makes it what Grad-CAM explains."""
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPainter
-from PySide6.QtWidgets import (QGridLayout, QGroupBox, QLabel, QProgressBar, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QListWidget, QListWidgetItem, QProgressBar, QSizePolicy, QVBoxLayout,
+                               QWidget)
+
+from featurescope.gui.model.dense_targets import best_score, dense_rows, task_of
 
 TOP = 5
 UNTRAINED_TEXT = "untrained: these predictions mean nothing"
@@ -71,20 +76,99 @@ class PredictionsPanel(QWidget):
             grid.addWidget(label, i, 0)
             grid.addWidget(bar, i, 1)
             self.rows.append((label, bar))
+        self.dense_group = self._build_dense_group()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.header)
         layout.addWidget(self.warning)
         layout.addWidget(self.group)
+        layout.addWidget(self.dense_group, 1)
         layout.addStretch(1)
         state.result_changed.connect(self.refresh)
         state.model_changed.connect(self.refresh)
         state.image_changed.connect(self.refresh)
+        state.score_threshold_changed.connect(self.refresh)
+        state.gradcam.target_changed.connect(self.refresh)
         self.refresh()
+
+    def _build_dense_group(self) -> QGroupBox:
+        """A detector's boxes or a segmenter's classes: a list to click, and the score
+        threshold the boxes are shown from."""
+        group = QGroupBox("Detections", self)
+        group.setObjectName("densePredictions")
+        self.threshold = QDoubleSpinBox(group)
+        self.threshold.setObjectName("scoreThreshold")
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setDecimals(2)
+        self.threshold.setValue(self.state.score_threshold)
+        self.threshold.setToolTip("Boxes scoring this much or more are listed and drawn on the photo")
+        self.threshold.valueChanged.connect(self.state.set_score_threshold)
+        self.threshold_row = QWidget(group)
+        row = QHBoxLayout(self.threshold_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("Score at least", group))
+        row.addWidget(self.threshold)
+        row.addStretch(1)
+        self.dense_list = QListWidget(group)
+        self.dense_list.setObjectName("denseList")
+        self.dense_list.setToolTip("Click one to explain it in the Grad-CAM view")
+        self.dense_list.itemClicked.connect(self._dense_chosen)
+        self.dense_note = QLabel(group)
+        self.dense_note.setWordWrap(True)
+        box = QVBoxLayout(group)
+        box.setContentsMargins(6, 4, 6, 6)
+        box.addWidget(self.threshold_row)
+        box.addWidget(self.dense_list, 1)
+        box.addWidget(self.dense_note)
+        return group
+
+    def _dense_chosen(self, item: QListWidgetItem) -> None:
+        self.state.gradcam.set_target(item.data(Qt.ItemDataRole.UserRole))
+
+    def _refresh_dense(self, task: str) -> None:
+        """The boxes or classes of the current result; the Grad-CAM target selected."""
+        state = self.state
+        rows = dense_rows(state.model, state.result, state.score_threshold)
+        detection = task == "detection"
+        self.dense_group.setTitle(f"{len(rows)} boxes" if detection else "Classes (share of pixels)")
+        self.threshold_row.setVisible(detection)
+        self.threshold.blockSignals(True)
+        self.threshold.setValue(state.score_threshold)
+        self.threshold.blockSignals(False)
+        self.dense_list.clear()
+        for row in rows:
+            item = QListWidgetItem(f"{row.text}   {row.value * 100:.1f} %")
+            item.setData(Qt.ItemDataRole.UserRole, row.target)
+            item.setToolTip(f"{row.text}: {'score' if detection else 'share of the pixels'} "
+                            f"{row.value:.3f}; click to explain it in the Grad-CAM view")
+            self.dense_list.addItem(item)
+            if row.target == state.gradcam.target:
+                item.setSelected(True)
+        best = best_score(state.result)
+        note = ""
+        if state.result is None:
+            note = "waiting for a result"
+        elif detection and not rows:
+            note = (f"No box scores {state.score_threshold:.2f} or more"
+                    + (f" (the best scores {best:.3f})." if best is not None else "; no box at all."))
+        self.dense_note.setText(note)
+        self.dense_note.setVisible(bool(note))
+
+    def dense_texts(self) -> list[str]:
+        """The listed boxes or classes, as shown (for tests)."""
+        return [self.dense_list.item(i).text() for i in range(self.dense_list.count())]
 
     def refresh(self, *_: Any) -> None:
         model, result = self.state.model, self.state.result
         self.warning.setVisible(model is not None and not getattr(model, "trained", True))
+        task = task_of(model)
+        self.group.setVisible(task == "classification")
+        self.dense_group.setVisible(task != "classification")
+        if task != "classification":
+            self.header.setText(getattr(model, "display_name", ""))
+            self._refresh_dense(task)
+            return
         predictions = []
         if result is not None and getattr(result, "logits", None) is not None:
             predictions = list(result.predictions(top=TOP))

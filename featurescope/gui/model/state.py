@@ -46,6 +46,7 @@ class AppState:
     error_reported = Signal(str)  # one sentence for the user
     every_module_changed = Signal(bool)  # the layer list shows every module, not conv/pool only
     index_changed = Signal(object)  # the dataset index open (Examples), or None
+    score_threshold_changed = Signal(float)  # a detector's boxes are shown from this score on
 
     def __init__(self) -> None:
         self.model: Optional[LoadedModel] = None
@@ -68,6 +69,8 @@ class AppState:
         self.index = None
         self.compare = CompareState()  # the Compare view's image B and comparison
         self.gradcam = GradCamChoice()  # the Grad-CAM class and opacity
+        # a detector's boxes (predictions, the photo) from this score on
+        self.score_threshold: float = 0.5
         self._thread = threading.get_ident()
 
     def _check_thread(self) -> None:
@@ -99,6 +102,14 @@ class AppState:
         self._check_thread()
         self.image, self.image_source, self.image_origin = image, source, ""
         self.set_result(result)
+
+    def set_score_threshold(self, threshold: float) -> None:
+        """Show a detector's boxes from ``threshold`` (0-1) on."""
+        self._check_thread()
+        threshold = min(1.0, max(0.0, float(threshold)))
+        if threshold != self.score_threshold:
+            self.score_threshold = threshold
+            self.score_threshold_changed.emit(threshold)
 
     def set_result(self, result: Optional[CaptureResult]) -> None:
         """Show a capture; selects its first layer when the selected one is not in it."""

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
                                QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
+from featurescope.gui.model.dense_targets import cam_title, dense_rows, task_of
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
@@ -150,7 +151,9 @@ class GradCamView(TabPage):
         self.opacity_slider.valueChanged.connect(lambda v: self.choice.set_opacity(v / 100.0))
         self.choice.opacity_changed.connect(self._show_opacity)
         state.result_changed.connect(self._forget_result)
-        for signal in (state.result_changed, state.layer_changed, state.model_changed):
+        # the target also changes from outside: a box or class clicked in the predictions
+        for signal in (state.result_changed, state.layer_changed, state.model_changed,
+                       self.choice.target_changed):
             signal.connect(self.refresh)
         self.refresh()
 
@@ -184,10 +187,14 @@ class GradCamView(TabPage):
             self.completer.model().setStringList([self._class_text(i) for i in range(len(self._categories()))])
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
-        self.class_combo.addItem("top class", None)
+        task = task_of(model)
+        self.class_combo.addItem({"detection": "best box", "segmentation": "largest class"}.get(
+            task, "top class"), None)
         predictions = result.predictions(TOP) if result is not None else []
         for p in predictions:
             self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
+        for row in dense_rows(model, result, self.state.score_threshold):  # boxes or classes
+            self.class_combo.addItem(f"{row.text}, {row.value * 100:.1f} %", row.target)
         if self.choice.target is not None and self.class_combo.findData(self.choice.target) < 0:
             self.class_combo.addItem(self._class_text(self.choice.target), self.choice.target)
         self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.choice.target)))
@@ -258,7 +265,7 @@ class GradCamView(TabPage):
             self.header.setText("No Grad-CAM yet: load a model and an image." if result is None
                                 else "No convolution to explain at this layer.")
             return
-        if getattr(result, "logits", None) is None:
+        if getattr(result, "logits", None) is None and getattr(result, "dense", None) is None:
             self._show(None)
             self.header.setText(f"{model.name} gives no class scores, so it has no Grad-CAM.")
             return
@@ -331,7 +338,10 @@ class GradCamView(TabPage):
             import torch
 
             probability = f", p = {float(torch.softmax(logits.double(), 0)[cam.target]) * 100:.1f} %"
-        self.header.setText(f"{METHOD_NAMES.get(cam.method, 'Grad-CAM')} of '{label}' ({which}, class {cam.target}{probability}) "
+        what = f"'{label}' ({which}, class {cam.target}{probability})"
+        if getattr(cam, "task", "classification") != "classification":  # a box or a region
+            what = cam_title(cam, self.choice.target is not None)
+        self.header.setText(f"{METHOD_NAMES.get(cam.method, 'Grad-CAM')} of {what} "
                             f"at {cam.layer}, {cam.layer_map.shape[0]}x{cam.layer_map.shape[1]}")
         if not np.any(cam.layer_map > 0):
             # A legitimate result (the gradient-weighted sum of the maps is negative
