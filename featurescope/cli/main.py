@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="ablation view: switch these channels of the layer off (e.g. 0-19)")
     shot.add_argument("--size", type=window_size, default=(1280, 800), metavar="WxH",
                       help="window size (default 1280x800)")
+    shot.add_argument("--score-threshold", type=float, metavar="S",
+                      help="a detector's boxes from this score on (default 0.5)")
     video = commands.add_parser(
         "video", help="render a clip beside one layer's feature maps into a video file",
         description="Run every frame of a video through the network and write a video of the "

@@ -40,7 +40,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     position: Optional[tuple[int, int]] = None,
                     compare_with: Optional[Union[str, Path]] = None, device: Optional[str] = None,
                     input_size: Any = None, mean: Any = None, std: Any = None,
-                    switch_off: Optional[list] = None) -> Path:
+                    switch_off: Optional[list] = None,
+                    score_threshold: Optional[float] = None) -> Path:
     """Save a PNG of the whole main window after everything it shows is computed.
 
     ``image`` defaults to the bundled cat, ``model`` to efficientnet_lite0; ``layer`` to
@@ -50,7 +51,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     ``compare_with`` image B of the compare view (default: another bundled sample);
     ``device`` (default "auto"); ``input_size`` (224, (32, 32) or "32x32"), ``mean`` and
     ``std`` for an own model (``file.py:factory``); ``switch_off`` channels of the layer
-    that the ablation view switches off before the picture is taken.
+    that the ablation view switches off before the picture is taken; ``score_threshold``
+    the score a detector's boxes are drawn from (default 0.5).
     Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
@@ -96,6 +98,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
         try:
             window.resize(*size)
             window.show()
+            if score_threshold is not None:
+                window.state.set_score_threshold(score_threshold)
             window.start(image=image_path, model=model or DEFAULT_MODEL,
                          weights=weights or "default", device=device or "auto",
                          input_size=input_size, mean=mean, std=std)

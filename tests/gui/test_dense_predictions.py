@@ -106,3 +106,8 @@ def test_grad_cam_view_explains_a_chosen_box(qtbot, ssdlite, photo):
     assert "box 2 (chosen box, score" in view.header.text()
     assert view.class_combo.itemText(0) == "best box"
     assert view.class_combo.findData(2) > 0
+    # the explained box is drawn over the map, where the detector put it
+    assert len(view.box_overlay.box_items) == 1
+    x0, y0 = state.result.dense.boxes[2][:2]
+    rect = view.box_overlay.box_items[0].rect()
+    assert (rect.left(), rect.top()) == pytest.approx((x0, y0), abs=1e-3)

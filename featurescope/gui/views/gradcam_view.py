@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
 from featurescope.core.render import grids
 from featurescope.gui.model.dense_targets import cam_title, dense_rows, task_of
 from featurescope.gui.jobs.workers import submit_or_run
+from featurescope.gui.widgets.dense_overlay import DenseOverlay
 from featurescope.gui.widgets.image_box import image_box
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.widgets.equal_columns import EqualColumns
@@ -121,6 +122,7 @@ class GradCamView(TabPage):
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_item.setOpacity(self.choice.opacity)
         self.overlay_box.addItem(self.overlay_item)
+        self.box_overlay = DenseOverlay(self.overlay_box)  # a detector's explained box
         self.layer_box, self.layer_item = image_box()
         self.plots.addLabel("over the input image", row=0, col=0)
         self.plots.addLabel("at the layer's own resolution", row=0, col=2)
@@ -318,7 +320,7 @@ class GradCamView(TabPage):
     def _show(self, cam: Any) -> None:
         self.cam = cam
         if cam is None:
-            for item in (self.input_item, self.overlay_item, self.layer_item):
+            for item in (self.input_item, self.overlay_item, self.layer_item, self.box_overlay):
                 item.clear()
             return
         picture = self._input_picture()
@@ -328,6 +330,10 @@ class GradCamView(TabPage):
             self.input_item.clear()
         self.overlay_item.setImage(cam.map, autoLevels=False, levels=(0.0, 1.0), lut=self._lut)
         self.layer_item.setImage(cam.layer_map, autoLevels=False, levels=(0.0, 1.0), lut=self._lut)
+        self.box_overlay.clear()
+        if getattr(cam, "box", None) is not None:
+            rows = dense_rows(self.state.model, self.state.result, 0.0)
+            self.box_overlay.show(self.state.result, [r for r in rows if r.target == cam.target], None)
         self.overlay_box.autoRange(padding=0.02)
         self.layer_box.autoRange(padding=0.02)
         label = cam.label or f"class {cam.target}"

@@ -80,10 +80,17 @@ class DenseOverlay:
             rect.setZValue(10 + (5 if selected else 0))
             self.view_box.addItem(rect)
             self.box_items.append(rect)
-            label = pg.TextItem(f"{row.target}: {row.label} {row.value:.2f}", color=(255, 255, 255),
+            # inside the box's top corner on the picture's nearer side, so it stays on it
+            right = x0 > dense.input_size[1] / 2
+            light = 0.299 * colour.red() + 0.587 * colour.green() + 0.114 * colour.blue() > 150
+            label = pg.TextItem(f"{row.target}: {row.label} {row.value:.2f}",
+                                color=(0, 0, 0) if light else (255, 255, 255),
                                 fill=pg.mkBrush(colour.red(), colour.green(), colour.blue(), 200),
-                                anchor=(0, 1))
-            label.setPos(x0, y0)
+                                anchor=(1 if right else 0, 0))
+            font = label.textItem.font()
+            font.setPointSizeF(7.5)  # the preview is small: a label should not hide its box
+            label.setFont(font)
+            label.setPos(x1 if right else x0, y0)
             label.setZValue(11 + (5 if selected else 0))
             self.view_box.addItem(label)
             self.label_items.append(label)
