@@ -81,6 +81,12 @@ def run_why(args) -> int:
     image = load_image(args.image)
     model = load_model_from_args(args)
     require_gradients(model, "featurescope why")
+    if model.task != "classification":
+        from featurescope.core.errors import ModelError
+
+        raise ModelError(f"featurescope why explains a classifier's class, and {model.name} is a "
+                         f"{model.task} model; `featurescope export --gradcam-target` explains "
+                         f"one of its {'boxes' if model.task == 'detection' else 'classes over its region'}.")
     layer = args.layer
     if not layer:
         layer, _note = grad_cam_layer(model.layer_info, None, model.name)

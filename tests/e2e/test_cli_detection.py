@@ -64,3 +64,13 @@ def test_export_gradcam_of_a_detectors_box(photo, tmp_path, capsys):
                  "-o", str(tmp_path / "nothing")])
     err = capsys.readouterr().err
     assert code == 2 and "name it as box:N" in err and not (tmp_path / "nothing").exists()
+
+
+def test_why_refuses_a_detector_in_one_sentence(photo, capsys):
+    code = main(["why", str(photo), "--model", "lraspp_mobilenet_v3_large", "--weights", "none",
+                 "--device", "cpu", "--input-size", "64"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and err == (
+        "featurescope: featurescope why explains a classifier's class, and lraspp_mobilenet_v3_large "
+        "is a segmentation model; `featurescope export --gradcam-target` explains one of its "
+        "classes over its region.")

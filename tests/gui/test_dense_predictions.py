@@ -111,3 +111,15 @@ def test_grad_cam_view_explains_a_chosen_box(qtbot, ssdlite, photo):
     x0, y0 = state.result.dense.boxes[2][:2]
     rect = view.box_overlay.box_items[0].rect()
     assert (rect.left(), rect.top()) == pytest.approx((x0, y0), abs=1e-3)
+
+
+def test_why_view_points_a_detector_to_grad_cam(qtbot, ssdlite, photo):
+    from featurescope.gui.views.why_view import WhyView
+
+    state = _state_with(ssdlite, photo)
+    view = WhyView(state)
+    qtbot.addWidget(view)
+    view.show()
+    view.redraw()
+    assert view.header.text().startswith("ssdlite320_mobilenet_v3_large gives boxes, not one set of "
+                                         "class scores") and "Grad-CAM view explains a box" in view.header.text()

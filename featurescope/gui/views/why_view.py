@@ -214,7 +214,12 @@ class WhyView(TabPage):
             self._show(None, "Nothing to explain yet: load a model and an image.")
             return
         if result.logits is None:
-            self._show(None, f"{model.name} gives no class scores, so there is no class to explain.")
+            task = getattr(model, "task", "classification")
+            what = {"detection": "boxes", "segmentation": "a class per pixel"}.get(task)
+            self._show(None, f"{model.name} gives {what}, not one set of class scores, so the Why "
+                             f"view has no class to explain; the Grad-CAM view explains a box or a "
+                             f"class over its region." if what else
+                       f"{model.name} gives no class scores, so there is no class to explain.")
             return
         if not getattr(model, "supports_gradients", True):
             self._show(None, f"The Why view needs gradients, which {model.display_name} does not give.")
