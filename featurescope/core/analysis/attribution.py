@@ -51,6 +51,9 @@ class Attribution:
     maps: np.ndarray
     activations: np.ndarray
     baseline_logit: Optional[float] = None
+    # a detector's box or a segmenter's region, for the deletion check to read again
+    # (core/analysis/dense_why.py); None for a classifier
+    reference: Optional[object] = None
 
     def top(self, k: int = 10) -> list[int]:
         """The ``k`` channels that speak most for the class, strongest first."""
@@ -83,6 +86,10 @@ def attribute(model, image, layer: str, target: Optional[int] = None, method: st
         raise ModelError(f"{method!r} is not an attribution method; choose {' or '.join(METHODS)}.")
     if int(steps) < 1:
         raise ModelError(f"Integrated gradients needs at least 1 step, not {steps}.")
+    if getattr(model, "task", "classification") != "classification":  # a box or a region
+        from featurescope.core.analysis.dense_why import dense_attribute
+
+        return dense_attribute(model, image, layer, target, method, progress)
     prep = prepare(model, image, "Attribution")
     baseline = None
     with eval_mode(prep.module):

@@ -93,6 +93,13 @@ def faithfulness(model, image, layer: str, attribution, ks: Sequence[int] = (1, 
     prep = prepare(model, image, "The deletion check")
     target = attribution.target
     probabilities = []
+    reference = getattr(attribution, "reference", None)
+    read = None
+    if reference is not None:  # a detector's box or a segmenter's region, read again
+        from featurescope.core.analysis.dense_why import read_reference
+
+        read = read_reference(reference)
+        batch = min(batch, 4)  # whole detectors run per copy: a few at a time
     pieces = chunks(len(rows), batch)
     with eval_mode(prep.module), torch.no_grad():
         for done, (start, stop) in enumerate(pieces):
@@ -104,8 +111,9 @@ def faithfulness(model, image, layer: str, attribution, ks: Sequence[int] = (1, 
                 keep = mask.to(device=output.device, dtype=output.dtype)[:, :, None, None]
                 return output * keep
 
-            scores, _ = run_tail(prep, layer, switch_off, "The deletion check", grad=False)
-            probabilities.append(torch.softmax(scores.double(), dim=1)[:, target].cpu())
+            scores, _ = run_tail(prep, layer, switch_off, "The deletion check", grad=False, read=read)
+            probabilities.append(scores.double().cpu() if read is not None else
+                                 torch.softmax(scores.double(), dim=1)[:, target].cpu())
     report(progress, len(pieces), len(pieces), "switching channels off")
     probability = torch.cat(probabilities).numpy()
     curves = {ranking: {k: [] for k in wanted} for ranking in RANKINGS}

@@ -126,13 +126,18 @@ def run_layer(prep: Prepared, layer: str, what: str, grad: bool = True):
 
 
 def run_tail(prep: Prepared, layer: str, edit: Callable[[torch.Tensor], torch.Tensor], what: str,
-             grad: bool = False):
+             grad: bool = False, read: Optional[Callable] = None):
     """The scores of the network when ``layer``'s output (1, C, H, W) is replaced by
     ``edit(output)`` (N, C, H, W): (scores (N, classes), the edited batch as the rest of
     the network saw it, in the graph when ``grad``). The part before ``layer`` runs once
-    when the rest of the network can broadcast it (see the module docstring)."""
+    when the rest of the network can broadcast it (see the module docstring). ``read``:
+    what to read from the network's output instead of class scores, one row per copy (a
+    detector's box score, core/analysis/dense_why.py)."""
     from featurescope.core.capture.grad import run_with_grad
 
+    if read is None:
+        def read(output):
+            return class_scores(output, prep.name, what)
     size = {}
 
     def replace(output):
@@ -144,7 +149,7 @@ def run_tail(prep: Prepared, layer: str, edit: Callable[[torch.Tensor], torch.Te
     try:
         run = run_with_grad(prep.module, prep.x, [layer], model_name=prep.name,
                             replace={layer: replace}, grad=grad)
-        scores = class_scores(run.output, prep.name, what)
+        scores = read(run.output)
         if scores.shape[0] == size.get("n"):
             return scores, run.activations[layer]
     except ModelError as error:
@@ -156,7 +161,7 @@ def run_tail(prep: Prepared, layer: str, edit: Callable[[torch.Tensor], torch.Te
     n = size["n"]
     run = run_with_grad(prep.module, prep.x.expand(n, *prep.x.shape[1:]), [layer],
                         model_name=prep.name, replace={layer: replace}, grad=grad)
-    return class_scores(run.output, prep.name, what), run.activations[layer]
+    return read(run.output), run.activations[layer]
 
 
 def chunks(total: int, size: int):
