@@ -26,7 +26,10 @@ def add_why_parser(commands) -> None:
     why.add_argument("image", metavar="IMAGE")
     add_model_options(why)
     why.add_argument("--class", dest="target", metavar="C",
-                     help="the class to explain: its index or its name (default: the top class)")
+                     help="the class to explain: its index or its name (default: the top class); "
+                          "a detector's box: box:N (0 = its best, the default; the score is its "
+                          "'probability'); a segmenter's class over its region: class:NAME "
+                          "(default: its largest class)")
     why.add_argument("--layer", "-l", metavar="L",
                      help="the layer (default: the last convolution)")
     why.add_argument("--top", "-k", type=positive_int, default=10, metavar="K",
@@ -63,6 +66,15 @@ def class_index(model, text) -> "int | None":
     raise ModelError(f"{model.name} has no class called {text!r}{hint}")
 
 
+def _box_entry(found) -> dict:
+    """A detector's explained box for the JSON: its rank and x0, y0, x1, y1 in input pixels."""
+    reference = getattr(found, "reference", None)
+    if reference is None or reference.box is None:
+        return {}
+    return {"box": {"number": int(reference.target),
+                    "input_box": [round(float(v), 2) for v in reference.box]}}
+
+
 def run_why(args) -> int:
     """Print (or --json) the ranked channels and the deletion check; -o writes a report."""
     from featurescope.core.analysis.attribution import attribute
@@ -81,16 +93,18 @@ def run_why(args) -> int:
     image = load_image(args.image)
     model = load_model_from_args(args)
     require_gradients(model, "featurescope why")
-    if model.task != "classification":
-        from featurescope.core.errors import ModelError
-
-        raise ModelError(f"featurescope why explains a classifier's class, and {model.name} is a "
-                         f"{model.task} model; `featurescope export --gradcam-target` explains "
-                         f"one of its {'boxes' if model.task == 'detection' else 'classes over its region'}.")
     layer = args.layer
     if not layer:
         layer, _note = grad_cam_layer(model.layer_info, None, model.name)
-    target = class_index(model, args.target)
+    if model.task == "classification":
+        target = class_index(model, args.target)
+    else:  # a detector's box:N, a segmenter's class:NAME over its region
+        from featurescope.core.analysis.dense_cam import parse_cam_target
+
+        text = args.target
+        if text and ":" not in text:
+            text = ("box:" if model.task == "detection" else "class:") + text
+        target = parse_cam_target(model, text, "--class")
     if not model.trained:
         warn(f"{model.name} is untrained (random weights), so its reasons mean little.")
     bar = ProgressBar(prefix="why ") if not args.json else None
@@ -106,6 +120,7 @@ def run_why(args) -> int:
     listed = ranked[:args.top] + [c for c in found.against(args.top) if c not in ranked[:args.top]]
     answer = {
         "class": {"index": found.target, "label": found.label, "probability": found.probability},
+        **_box_entry(found),
         "layer": layer,
         "method": found.method,
         "channels": [{"channel": c, "contribution": float(found.channels[c]),
@@ -125,6 +140,10 @@ def run_why(args) -> int:
         print(json.dumps(answer))
         return 0
     name = found.label if found.label is not None else f"class {found.target}"
+    if _box_entry(found):  # a detector's: its score, not a class probability
+        name = f"box {found.target} ({name})"
+    elif getattr(found, "reference", None) is not None:
+        name = f"{name} over its region"
     print(f"{name} ({found.probability:.1%}) at {layer}, {found.method}:")
     print(f"  {'for':<5}{'channel':>8}{'contribution':>14}{'mean act.':>11}")
     for c in ranked[:args.top]:

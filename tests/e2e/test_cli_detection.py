@@ -66,11 +66,16 @@ def test_export_gradcam_of_a_detectors_box(photo, tmp_path, capsys):
     assert code == 2 and "name it as box:N" in err and not (tmp_path / "nothing").exists()
 
 
-def test_why_refuses_a_detector_in_one_sentence(photo, capsys):
-    code = main(["why", str(photo), "--model", "lraspp_mobilenet_v3_large", "--weights", "none",
-                 "--device", "cpu", "--input-size", "64"])
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and err == (
-        "featurescope: featurescope why explains a classifier's class, and lraspp_mobilenet_v3_large "
-        "is a segmentation model; `featurescope export --gradcam-target` explains one of its "
-        "classes over its region.")
+def test_why_explains_a_segmenters_class_over_its_region(photo, capsys):
+    code = main(["why", str(photo), "--model", "fcn_resnet50", "--weights", "none", "--device", "cpu",
+                 "--input-size", "64", "--layer", "backbone.layer4.2.conv3", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0 and data["class"]["label"] != "__background__"
+    assert data["faithfulness"]["top"][0] == pytest.approx(data["class"]["probability"], abs=1e-6)
+    # a class that is not a box, and integrated gradients, are one sentence each
+    code = main(["why", str(photo), "--model", "fcn_resnet50", "--weights", "none", "--device", "cpu",
+                 "--input-size", "64", "--class", "box:1"])
+    assert code == 2 and "is not a detector" in capsys.readouterr().err
+    code = main(["why", str(photo), "--model", "fcn_resnet50", "--weights", "none", "--device", "cpu",
+                 "--input-size", "64", "--method", "integrated_gradients"])
+    assert code == 2 and "use grad_x_act" in capsys.readouterr().err

@@ -113,13 +113,29 @@ def test_grad_cam_view_explains_a_chosen_box(qtbot, ssdlite, photo):
     assert (rect.left(), rect.top()) == pytest.approx((x0, y0), abs=1e-3)
 
 
-def test_why_view_points_a_detector_to_grad_cam(qtbot, ssdlite, photo):
+def test_why_view_explains_the_box_clicked(qtbot, photo, monkeypatch):
+    import functools
+
+    from featurescope.core.analysis import faithfulness
+    from featurescope.core.models.load import load_model
     from featurescope.gui.views.why_view import WhyView
 
-    state = _state_with(ssdlite, photo)
+    # a whole detector runs per switched-off copy: one k and one random draw keep this quick
+    monkeypatch.setattr(faithfulness, "faithfulness",
+                        functools.partial(faithfulness.faithfulness, ks=(1,), draws=1))
+
+    model = load_model("fasterrcnn_resnet50_fpn", weights="none", input_size=96, device="cpu")
+    layer = "backbone.fpn.layer_blocks.0.0"
+    state = _state_with(model, photo, [layer])
+    state.set_layer(layer)
+    state.set_score_threshold(0.0)
     view = WhyView(state)
     qtbot.addWidget(view)
+    view.resize(800, 600)
     view.show()
-    view.redraw()
-    assert view.header.text().startswith("ssdlite320_mobilenet_v3_large gives boxes, not one set of "
-                                         "class scores") and "Grad-CAM view explains a box" in view.header.text()
+    assert view.class_combo.itemText(0) == "best box" and view.class_combo.findData(1) > 0
+    state.gradcam.set_target(1)  # as a click in the predictions panel does
+    assert view.target == 1
+    qtbot.waitUntil(lambda: view.answer is not None, timeout=120000)
+    assert view.header.text().startswith("Why box 1, '")
+    assert view.answer.attribution.target == 1 and view.for_list.count() > 0

@@ -126,10 +126,10 @@ def dense_grad_cam(model, image, layer: str, target: Optional[int] = None,
                    method=method, task=task, box=box)
 
 
-def parse_cam_target(model, text: Optional[str]) -> Optional[int]:
-    """What ``--gradcam-target`` names, as compute_grad_cam's ``target``: ``box:N`` a
-    detector's N-th best box (0 = best), ``class:NAME`` or ``class:N`` a class (a
-    segmenter's over its region); None or "" for the default. ModelError otherwise."""
+def parse_cam_target(model, text: Optional[str], option: str = "--gradcam-target") -> Optional[int]:
+    """What ``--gradcam-target`` (or ``option``) names, as compute_grad_cam's ``target``:
+    ``box:N`` a detector's N-th best box (0 = best), ``class:NAME`` or ``class:N`` a class
+    (a segmenter's over its region); None or "" for the default. ModelError otherwise."""
     if not text:
         return None
     kind, _, value = str(text).partition(":")
@@ -137,12 +137,12 @@ def parse_cam_target(model, text: Optional[str]) -> Optional[int]:
     name = getattr(model, "name", "the model")
     if kind == "box" and value.strip().isdigit():
         if task != "detection":
-            raise ModelError(f"--gradcam-target {text}: {name} is not a detector, so it has no "
+            raise ModelError(f"{option} {text}: {name} is not a detector, so it has no "
                              f"boxes; name a class as class:NAME.")
         return int(value)
     if kind == "class" and value.strip():
         if task == "detection":
-            raise ModelError(f"--gradcam-target {text}: a detector's Grad-CAM explains one box; "
+            raise ModelError(f"{option} {text}: a detector's Grad-CAM explains one box; "
                              f"name it as box:N (N as `featurescope predict` lists them, 0 first).")
         if value.strip().isdigit():
             return int(value)
@@ -150,7 +150,7 @@ def parse_cam_target(model, text: Optional[str]) -> Optional[int]:
         lowered = [str(c).lower() for c in categories]
         if value.strip().lower() in lowered:
             return lowered.index(value.strip().lower())
-        raise ModelError(f"--gradcam-target {text}: {name} has no class called {value.strip()!r}; "
+        raise ModelError(f"{option} {text}: {name} has no class called {value.strip()!r}; "
                          f"give its index or a name `featurescope predict` prints.")
-    raise ModelError(f"--gradcam-target {text!r} is neither box:N (a detector's N-th box) nor "
+    raise ModelError(f"{option} {text!r} is neither box:N (a detector's N-th box) nor "
                      f"class:NAME (a class, by name or index).")

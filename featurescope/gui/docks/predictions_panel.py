@@ -112,7 +112,7 @@ class PredictionsPanel(QWidget):
         row.addStretch(1)
         self.dense_list = QListWidget(group)
         self.dense_list.setObjectName("denseList")
-        self.dense_list.setToolTip("Click one to explain it in the Grad-CAM view")
+        self.dense_list.setToolTip("Click one to explain it in the Grad-CAM and Why views")
         self.dense_list.itemClicked.connect(self._dense_chosen)
         self.dense_note = QLabel(group)
         self.dense_note.setWordWrap(True)
@@ -141,7 +141,7 @@ class PredictionsPanel(QWidget):
             item = QListWidgetItem(f"{row.text}   {row.value * 100:.1f} %")
             item.setData(Qt.ItemDataRole.UserRole, row.target)
             item.setToolTip(f"{row.text}: {'score' if detection else 'share of the pixels'} "
-                            f"{row.value:.3f}; click to explain it in the Grad-CAM view")
+                            f"{row.value:.3f}; click to explain it in the Grad-CAM and Why views")
             self.dense_list.addItem(item)
             if row.target == state.gradcam.target:
                 item.setSelected(True)

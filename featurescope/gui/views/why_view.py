@@ -26,6 +26,7 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QSplitter, QVBoxLayout, QWidget)
 
+from featurescope.gui.model.dense_targets import dense_rows, task_of
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.tab_page import TabPage
 
@@ -159,6 +160,7 @@ class WhyView(TabPage):
         self.class_combo.activated.connect(lambda i: self.set_target(self.class_combo.itemData(i)))
         self.method_combo.activated.connect(lambda i: self.set_method(self.method_combo.itemData(i)))
         state.result_changed.connect(self._forget_result)
+        state.gradcam.target_changed.connect(self._follow_choice)
         for signal in (state.result_changed, state.layer_changed, state.model_changed):
             signal.connect(self.refresh)
         self.refresh()
@@ -183,9 +185,14 @@ class WhyView(TabPage):
             self._cache_result = None
 
     def set_target(self, target: Optional[int]) -> None:
-        """Explain class ``target`` (None: the top class)."""
+        """Explain class ``target`` (None: the top class; a detector's box by its rank)."""
         self.target = None if target is None else int(target)
         self.refresh()
+
+    def _follow_choice(self, target: Optional[int]) -> None:
+        # a box or class clicked in the predictions panel is what a detector's Why explains
+        if task_of(self.state.model) != "classification":
+            self.set_target(target)
 
     def set_method(self, method: str) -> None:
         """Rank by ``method`` ("grad_x_act" or "integrated_gradients")."""
@@ -197,9 +204,12 @@ class WhyView(TabPage):
         result = self.state.result
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
-        self.class_combo.addItem("top class", None)
+        self.class_combo.addItem({"detection": "best box", "segmentation": "largest class"}.get(
+            task_of(self.state.model), "top class"), None)
         for p in (result.predictions(5) if result is not None and result.logits is not None else []):
             self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
+        for row in dense_rows(self.state.model, result, self.state.score_threshold):
+            self.class_combo.addItem(f"{row.text}, {row.value * 100:.1f} %", row.target)
         if self.class_combo.findData(self.target) < 0:
             self.target = None
         self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.target)))
@@ -213,13 +223,8 @@ class WhyView(TabPage):
         if result is None or model is None or not layer:
             self._show(None, "Nothing to explain yet: load a model and an image.")
             return
-        if result.logits is None:
-            task = getattr(model, "task", "classification")
-            what = {"detection": "boxes", "segmentation": "a class per pixel"}.get(task)
-            self._show(None, f"{model.name} gives {what}, not one set of class scores, so the Why "
-                             f"view has no class to explain; the Grad-CAM view explains a box or a "
-                             f"class over its region." if what else
-                       f"{model.name} gives no class scores, so there is no class to explain.")
+        if result.logits is None and result.dense is None:
+            self._show(None, f"{model.name} gives no class scores, so there is no class to explain.")
             return
         if not getattr(model, "supports_gradients", True):
             self._show(None, f"The Why view needs gradients, which {model.display_name} does not give.")
@@ -269,7 +274,12 @@ class WhyView(TabPage):
             return
         found, faith = answer.attribution, answer.faithfulness
         name = found.label or f"class {found.target}"
-        self.header.setText(f"Why '{name}' ({found.probability * 100:.1f} %): the channels of "
+        what = f"'{name}' ({found.probability * 100:.1f} %)"
+        reference = getattr(found, "reference", None)
+        if reference is not None:  # a detector's box, a segmenter's class over its region
+            what = (f"box {found.target}, '{name}' (score {found.probability:.3f})" if reference.box is not None
+                    else f"'{name}' over its region (mean probability {found.probability * 100:.1f} %)")
+        self.header.setText(f"Why {what}: the channels of "
                             f"{found.layer} by their contribution ({METHODS[found.method]})")
         for listing, channels in ((self.for_list, found.top(LISTED)), (self.against_list, found.against(LISTED))):
             for channel in channels:
