@@ -179,3 +179,24 @@ def test_the_index_goes_to_the_data_folder_never_into_the_photos(window, qtbot, 
     assert sorted(p.name for p in folder.iterdir()) == ["0.png", "1.png", "2.png"]
     other = tmp_path / "elsewhere" / "photos"
     assert default_index_path(other, data) != default_index_path(folder, data)  # same name, own file
+
+
+def test_a_deleted_or_edited_example_is_named_not_drawn_as_a_plain_tile(window, qtbot, tmp_path):
+    from featurescope.gui.main_window import EXAMPLES_TAB
+
+    folder = make_folder(tmp_path / "photos")
+    view = window.examples_view
+    window.tabs.setCurrentIndex(EXAMPLES_TAB)
+    layer = window.state.model.layers[5]
+    window.state.set_layer(layer)
+    index = _built(qtbot, view, folder, tmp_path / "photos.fsindex", top=3, batch_size=4)
+    best = index.top(layer, 2, 3)
+    Path(best[0].path).unlink()  # deleted since indexing
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(best[1].path)  # replaced by another picture
+    view.show_channel(2)
+    qtbot.waitUntil(lambda: view.shown_channel == 2 and view.crops.count() == 3, timeout=30000)
+    captions = [view.crops.item(i).text() for i in range(3)]
+    assert captions[0].startswith("#1 missing") and captions[1].startswith("#2 changed")
+    assert "missing" not in captions[2] and "changed" not in captions[2]
+    assert "2 of 3 examples changed since indexing" in view.header.text()
+    assert Path(best[0].path).name in view.header.text()

@@ -195,3 +195,19 @@ def test_the_hierarchy_build_is_in_the_jobs_list_and_its_cancel_stops_it(window,
     assert len(view.hierarchy_rows) < len(layers)  # it stopped, and stays stopped
     qtbot.wait(300)
     assert len(view.hierarchy_rows) < len(layers) and jobs.running() == []
+
+
+def test_a_visualisation_that_does_not_beat_a_photo_says_so(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, layer="stem", steps=1, size=32)
+    window.state.set_channel(0)
+    qtbot.mouseClick(view.again_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.shown_key is not None and view.shown_key[2] == 0, timeout=60000)
+    # one step from noise (then from the best sample photo) cannot beat that photo: the
+    # picture is not passed off as what the channel looks for
+    import re
+
+    text = view.vis_label.text
+    assert text.startswith("no picture found"), text
+    reached, photo = (float(v) for v in re.findall(r"(-?[\d.]+(?:e-?\d+)?) does not beat a sample photo's (-?[\d.]+(?:e-?\d+)?)", text)[0])
+    assert reached <= photo
+    assert "no useful gradient" in view.note.text() and "more steps" in view.note.text()

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QLis
                                QVBoxLayout, QWidget)
 
 from featurescope.core.atlas.labels import unit_labels
-from featurescope.core.index.sheet import crop_pictures
+from featurescope.core.index.sheet import crop_pictures, problems_note
 from featurescope.core.index.walk import default_index_path
 from featurescope.gui.controllers.index_building import IndexBuildJob
 from featurescope.gui.widgets.tab_page import TabPage
@@ -312,19 +312,23 @@ class ExamplesView(TabPage):
                             + ("never fired on this collection." if dead else
                                f"fired in {fired:.0%} of {index.images:,} images; the top "
                                f"{len(examples)}, best first, cropped to the field each unit saw."))
-        self.jobs.submit("examples-crops", lambda progress, cancel: (layer, channel, examples,
-                                                                     crop_pictures(examples, TILE)),
-                         on_result=self._show_crops, on_error=lambda message, _e: self._say(message))
+        self.jobs.submit("examples-crops", lambda progress, cancel: (
+            layer, channel, examples, crop_pictures(examples, TILE), [e.problem() for e in examples]),
+            on_result=self._show_crops, on_error=lambda message, _e: self._say(message))
 
     def _show_crops(self, answer: tuple) -> None:
-        layer, channel, examples, pictures = answer
+        layer, channel, examples, pictures, problems = answer
         if layer != self.state.layer or channel != self.shown_channel:
             return
         self.crops.clear()
         self.examples = list(examples)
-        for example, picture in zip(examples, pictures):
+        note = problems_note(examples, problems)
+        if note:  # a file deleted or edited since indexing: its box may not be what the unit saw
+            self.header.setText(f"{self.header.text()} {note}")
+        for example, picture, problem in zip(examples, pictures, problems):
+            value = problem if problem else f"{example.activation:.3g}"
             item = QListWidgetItem(QIcon(_pixmap(picture)),
-                                   f"#{example.rank + 1} {example.activation:.3g}\n{Path(example.path).name}")
+                                   f"#{example.rank + 1} {value}\n{Path(example.path).name}")
             item.setToolTip(f"{example.path}\nactivation {example.activation:.4g} at "
                             f"{example.position}, box {list(example.box)}")
             self.crops.addItem(item)
