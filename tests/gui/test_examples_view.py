@@ -25,8 +25,9 @@ def _built(qtbot, view, folder, output, **kwargs):
     return view.index
 
 
-def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
-    from featurescope.gui.main_window import CHANNEL_TAB, EXAMPLES_TAB
+def _photos_indexed(window, qtbot, tmp_path):
+    """The Examples view with an index of a small folder (top 3) built for layer 5."""
+    from featurescope.gui.main_window import EXAMPLES_TAB
 
     folder = make_folder(tmp_path / "photos")
     view = window.examples_view
@@ -34,6 +35,13 @@ def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
     layer = window.state.model.layers[5]
     window.state.set_layer(layer)
     index = _built(qtbot, view, folder, tmp_path / "photos.fsindex", top=3, batch_size=4)
+    return view, layer, index
+
+
+def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
+    from featurescope.gui.main_window import CHANNEL_TAB
+
+    view, layer, index = _photos_indexed(window, qtbot, tmp_path)
     assert index.complete and index.images == 11 and len(index.skipped) == 3
     assert open_index(tmp_path / "photos.fsindex").complete
     assert not view.notice.isVisible()  # built with the loaded model
@@ -182,14 +190,7 @@ def test_the_index_goes_to_the_data_folder_never_into_the_photos(window, qtbot, 
 
 
 def test_a_deleted_or_edited_example_is_named_not_drawn_as_a_plain_tile(window, qtbot, tmp_path):
-    from featurescope.gui.main_window import EXAMPLES_TAB
-
-    folder = make_folder(tmp_path / "photos")
-    view = window.examples_view
-    window.tabs.setCurrentIndex(EXAMPLES_TAB)
-    layer = window.state.model.layers[5]
-    window.state.set_layer(layer)
-    index = _built(qtbot, view, folder, tmp_path / "photos.fsindex", top=3, batch_size=4)
+    view, layer, index = _photos_indexed(window, qtbot, tmp_path)
     best = index.top(layer, 2, 3)
     Path(best[0].path).unlink()  # deleted since indexing
     Image.new("RGB", (40, 30), (0, 0, 0)).save(best[1].path)  # replaced by another picture
