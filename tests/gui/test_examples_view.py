@@ -115,7 +115,7 @@ def test_cancel_keeps_what_was_read_and_the_next_build_resumes(window, qtbot, tm
     output = tmp_path / "many.fsindex"
     view.build(str(folder), str(output), top=2, batch_size=2)
     qtbot.waitUntil(lambda: view.progress.value() >= 4, timeout=60000)
-    assert view.progress.text().endswith(f"of 40 images")  # images, not batches
+    assert view.progress.text().endswith("of 40 images")  # images, not batches
     view.cancel_build()
     assert view.progress_text.text().startswith("Cancelling") and not view.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not view.building, timeout=60000)
