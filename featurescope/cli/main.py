@@ -18,6 +18,7 @@
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
     featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
     featurescope why IMAGE            which channels carried the class, checked by switching them off
+    featurescope backprop IMAGE --layer L --channel C -o P.png   the pattern that drives a channel
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -39,6 +40,7 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.backprop import add_backprop_parser, run_backprop
 from featurescope.cli.circuit import add_circuit_parser, run_circuit
 from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
@@ -174,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_circuit_parser(commands)
     add_graph_parser(commands)
     add_why_parser(commands)
+    add_backprop_parser(commands)
     add_atlas_parser(commands)
 
     explain = commands.add_parser(
@@ -279,6 +282,7 @@ _COMMANDS = {
     "video": run_video,
     "graph": run_graph,
     "why": run_why,
+    "backprop": run_backprop,
     "atlas": run_atlas,
 }
 
