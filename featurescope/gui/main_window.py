@@ -141,6 +141,7 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.channel_view.position_pinned.connect(self.arithmetic_panel.explain)
         self.backprop_control = BackpropControl(state, self.channel_view, jobs=self.jobs)
         self.channel_view.controls.addWidget(self.backprop_control)
+        self.backprop_control.method_changed.connect(self.examples_view.crops.set_backprop)
         self.overview_strip = OverviewStrip(state, jobs=self.jobs)
         self.tabs.add_above(self.overview_strip)
         self.banner = ErrorBanner()

@@ -62,3 +62,42 @@ def test_a_layer_without_channels_gets_the_engines_sentence(window, qtbot, wait_
     qtbot.waitUntil(lambda: "does not output a feature map" in control.note.text(), timeout=60000)
     assert control.pattern is None and view.pattern is None and "Traceback" not in control.note.text()
     wait_idle(window)
+
+
+def test_each_example_crop_shows_its_units_pattern(window, qtbot, tmp_path, wait_idle):
+    import shutil
+    from pathlib import Path
+
+    import featurescope as fs
+    from featurescope.core.index.build import build_index
+    from featurescope.core.io.images import load_image
+    from featurescope.core.render.why_report import square_tile
+    from featurescope.gui.main_window import EXAMPLES_TAB
+    from featurescope.gui.views.example_crops import GAP, TILE
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for sample in sorted((Path(__file__).resolve().parents[2] / "resources" / "samples").iterdir())[:4]:
+        shutil.copy(sample, folder / sample.name)
+    model = window.state.model
+    index = build_index(model, folder, layers=[LAYER], top=2, batch_size=8, workers=0)
+    view = window.examples_view
+    window.state.set_layer(LAYER)
+    window.state.set_channel(3)
+    window.tabs.setCurrentIndex(EXAMPLES_TAB)
+    view.set_index(index)
+    qtbot.waitUntil(lambda: view.crops.count() == 2, timeout=30000)
+    crops = view.crops
+    assert crops.tile(0).shape == (TILE, TILE, 3)  # backprop view off: the crop alone
+
+    window.backprop_control.set_method("guided")  # the Channel tab's selector
+    qtbot.waitUntil(lambda: len(crops.patterns) == 2, timeout=60000)
+    for row, example in enumerate(index.top(LAYER, 3, 2)):
+        expected = fs.guided_backprop(model, load_image(example.path), LAYER, 3, position=tuple(example.position))
+        top, left, bottom, right = example.input_box
+        np.testing.assert_array_equal(crops.patterns[row], expected.picture[top:bottom, left:right])
+        np.testing.assert_array_equal(crops.tile(row)[:, TILE + GAP:], square_tile(crops.patterns[row], TILE))
+    assert crops.iconSize().width() == 2 * TILE + GAP
+    window.backprop_control.set_method("off")
+    assert crops.tile(0).shape == (TILE, TILE, 3) and not crops.patterns
+    wait_idle(window)

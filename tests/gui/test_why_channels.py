@@ -41,7 +41,7 @@ def _visualisation_part(view, channel):
 def test_each_channel_shows_its_visualisation_cached_or_made(window, qtbot, cache_dir):
     from featurescope.core.analysis.attribution import attribute
     from featurescope.core.optvis.cache import OptvisCache
-    from featurescope.core.render.why_report import _square
+    from featurescope.core.render.why_report import square_tile
     from featurescope.gui.views.why_view import THUMB
 
     model, result = window.state.model, window.state.result
@@ -54,14 +54,14 @@ def test_each_channel_shows_its_visualisation_cached_or_made(window, qtbot, cach
     window.tabs.setCurrentWidget(view)
     qtbot.waitUntil(lambda: view.answer is not None and view.answer.attribution.layer == LAYER, timeout=60000)
     np.testing.assert_array_equal(view.answer.visualisations[top[0]], cached)  # at once, from the cache
-    np.testing.assert_array_equal(_visualisation_part(view, top[0]), _square(cached, THUMB))
+    np.testing.assert_array_equal(_visualisation_part(view, top[0]), square_tile(cached, THUMB))
     # the others are made in the background and fill in as they arrive
     second = top[1]
     qtbot.waitUntil(lambda: view.answer.visualisations.get(second) is not None, timeout=60000)
     made = OptvisCache().get(model, LAYER, second, _settings(model, 2, 32))
     assert made is not None
     np.testing.assert_array_equal(view.answer.visualisations[second], made[0])
-    np.testing.assert_array_equal(_visualisation_part(view, second), _square(made[0], THUMB))
+    np.testing.assert_array_equal(_visualisation_part(view, second), square_tile(made[0], THUMB))
     row = [view.for_list.item(i).data(256) for i in range(view.for_list.count())].index(second)
     assert view.for_list.item(row).icon().availableSizes()[0].width() == 3 * THUMB + 8
     # no index open: no crops beside the channels
@@ -72,7 +72,7 @@ def test_each_channel_shows_its_visualisation_cached_or_made(window, qtbot, cach
 def test_with_an_index_open_each_channel_shows_its_top_crops(window, qtbot, cache_dir, tmp_path):
     from featurescope.core.index.build import build_index
     from featurescope.core.index.sheet import crop_pictures
-    from featurescope.core.render.why_report import _square
+    from featurescope.core.render.why_report import square_tile
     from featurescope.gui.views.why_view import THUMB
 
     folder = tmp_path / "photos"
@@ -97,9 +97,9 @@ def test_with_an_index_open_each_channel_shows_its_top_crops(window, qtbot, cach
     assert row.shape[1] == 4 * THUMB + 12  # pair, visualisation, a block of crops
     block = row[:, 3 * THUMB + 12:]
     small = (THUMB - 4) // 2
-    np.testing.assert_array_equal(block[:small, :small], _square(expected[0], small))
-    np.testing.assert_array_equal(block[:small, small + 4:], _square(expected[1], small))
-    np.testing.assert_array_equal(block[small + 4:, :small], _square(expected[2], small))
+    np.testing.assert_array_equal(block[:small, :small], square_tile(expected[0], small))
+    np.testing.assert_array_equal(block[:small, small + 4:], square_tile(expected[1], small))
+    np.testing.assert_array_equal(block[small + 4:, :small], square_tile(expected[2], small))
     # the index closed: the crops go
     window.state.set_index(None)
     assert view.row_picture(channel).shape[1] == 3 * THUMB + 8

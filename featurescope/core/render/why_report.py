@@ -122,7 +122,7 @@ def why_report(picture: np.ndarray, attribution, faith=None, top: int = 8,
 _PLACEHOLDER = (236, 236, 236)  # a picture still to come (or none to show)
 
 
-def _square(picture: Optional[np.ndarray], side: int) -> np.ndarray:
+def square_tile(picture: Optional[np.ndarray], side: int) -> np.ndarray:
     """``picture`` fitted (aspect kept) on a ``side`` square; a pale square for None."""
     tile = Image.new("RGB", (side, side), _PLACEHOLDER)
     if picture is not None:
@@ -141,12 +141,12 @@ def channel_row(pair: np.ndarray, visualisation: Optional[np.ndarray] = None,
     None, up to 3 dataset-example crops in a 2x2 block of the same height."""
     side = pair.shape[0]
     white = np.full((side, gap, 3), 255, np.uint8)
-    parts = [pair, white, _square(visualisation, side)]
+    parts = [pair, white, square_tile(visualisation, side)]
     if crops is not None:
         small = (side - gap) // 2
         block = np.full((side, side, 3), 255, np.uint8)
         for k, crop in enumerate(list(crops)[:3]):
             y, x = (k // 2) * (small + gap), (k % 2) * (small + gap)
-            block[y:y + small, x:x + small] = _square(crop, small)
+            block[y:y + small, x:x + small] = square_tile(crop, small)
         parts += [white, block]
     return np.ascontiguousarray(np.concatenate(parts, axis=1))

@@ -6,13 +6,15 @@ that drives the unit, ``fs.guided_backprop(...).picture``, takes the photo's pla
 the right (the receptive-field outlines stay on it; the map overlay steps aside). The
 work runs on the worker as a labelled "guided" request (a new one replaces the old);
 answers are kept per capture, layer, channel, position and method. A model without
-gradients or a layer without channels: the engine's sentence beside the selector.
+gradients or a layer without channels: the engine's sentence beside the selector. The
+Examples tab's crops follow the selector too (``method_changed``).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any, Optional
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
 from featurescope.gui.jobs.workers import submit_or_run
@@ -24,6 +26,8 @@ CACHE_SIZE = 16
 class BackpropControl(QWidget):
     """``BackpropControl(state, channel_view, jobs)``: the selector and its sentence; it
     follows the channel view's redraws and pins."""
+
+    method_changed = Signal(str)  # the Examples tab's crops show their patterns by it too
 
     def __init__(self, state, view, jobs: Any = None, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -56,6 +60,7 @@ class BackpropControl(QWidget):
         """"off", "guided" or "deconvnet"."""
         self.method = method if method in METHODS else "off"
         self.combo.setCurrentIndex(max(0, self.combo.findData(self.method)))
+        self.method_changed.emit(self.method)
         self.update_pattern()
 
     def key(self) -> Optional[tuple]:
