@@ -242,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="compare view: image B (default: another bundled sample)")
     shot.add_argument("--switch-off", type=channel_list, metavar="C[,C...]",
                       help="ablation view: switch these channels of the layer off (e.g. 0-19)")
+    shot.add_argument("--backprop", choices=("guided", "deconvnet"),
+                      help="channel view: show the channel's (or the --position unit's) pattern")
     shot.add_argument("--size", type=window_size, default=(1280, 800), metavar="WxH",
                       help="window size (default 1280x800)")
     video = commands.add_parser(

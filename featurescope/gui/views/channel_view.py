@@ -327,6 +327,7 @@ class ChannelView(TabPage):
         if shown is not None and self.channel_map is not None:
             self.input_item.setImage(shown, autoLevels=False, levels=(0, 255))
         self.overlay_item.setVisible(picture is None)
+        self.opacity_slider.setEnabled(picture is None)  # no map over the pattern
         self.overlay_title.setText(title if picture is not None else "over the input image")
 
     def add_detail_panel(self, panel: QWidget) -> None:

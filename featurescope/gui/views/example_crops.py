@@ -42,7 +42,8 @@ class ExampleCrops(QListWidget):
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setMovement(QListView.Movement.Static)
         self.setWordWrap(True)
-        self.setToolTip("Click a crop to open its image with this channel in the Channel tab.")
+        self.setToolTip("Click a crop to open its image with this channel in the Channel tab. With the "
+                        "Channel tab's backprop view on, each crop has its unit's pattern beside it.")
         self._size_tiles()
 
     def _size_tiles(self) -> None:
