@@ -55,3 +55,9 @@ def test_a_layer_without_channels_and_an_onnx_model_get_one_sentence(tmp_path, c
                  "--channel", "0", "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert "needs gradients, which the ONNX model" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_screenshot_backprop_belongs_to_the_channel_view(tmp_path, capsys):
+    assert main(["screenshot", str(tmp_path / "shot.png"), "--view", "grid", "--backprop", "guided"]) == 2
+    err = capsys.readouterr().err
+    assert "add --view channel" in err and err.count("\n") == 1 and not (tmp_path / "shot.png").exists()
