@@ -89,7 +89,8 @@ def test_with_an_index_open_each_channel_shows_its_top_crops(window, qtbot, cach
     qtbot.waitUntil(lambda: view.answer is not None and view.answer.attribution.layer == LAYER, timeout=60000)
     window.jobs.cancel("why_optvis")
     window.state.set_index(index)
-    qtbot.waitUntil(lambda: view.answer.examples_of is index, timeout=60000)
+    qtbot.waitUntil(lambda: view.answer.examples_of is index
+                    and len(view.answer.examples) == len(view.answer.thumbnails), timeout=60000)
     channel = view.for_list.item(0).data(256)
     expected = crop_pictures(index.top(LAYER, channel, 3), THUMB)
     assert len(expected) == 3

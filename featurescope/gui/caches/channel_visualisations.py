@@ -14,10 +14,11 @@ THUMB_STEPS, THUMB_SIZE = 64, 64
 
 
 def visualise_missing(jobs: Any, kind: str, model: Any, layer: str, channels: Iterable[int], tag: Any,
-                      on_picture: Callable[[tuple], None]) -> None:
+                      on_picture: Callable[[tuple], None], label: str = "") -> None:
     """Visualise ``channels`` of ``layer`` as background request ``kind`` (a new request
     of that kind replaces the old); each picture arrives as ``on_picture((tag, channel,
-    picture))`` on the GUI thread, ``tag`` telling the caller whether it still wants it."""
+    picture))`` on the GUI thread, ``tag`` telling the caller whether it still wants it;
+    ``label`` names the request in the Jobs list (with its Cancel)."""
     channels = list(dict.fromkeys(int(c) for c in channels))
     if jobs is None or not channels:
         return
@@ -32,4 +33,5 @@ def visualise_missing(jobs: Any, kind: str, model: Any, layer: str, channels: It
             return tag, channel, made.images[0]
         return unit
 
-    jobs.submit_units(kind, [unit_for(c) for c in channels], on_partial=on_picture, on_error=lambda *_: None)
+    jobs.submit_units(kind, [unit_for(c) for c in channels], label=label, on_partial=on_picture,
+                      on_error=lambda *_: None)

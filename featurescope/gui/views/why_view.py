@@ -268,9 +268,12 @@ class WhyView(TabPage):
         submit_or_run(self.jobs, "why", work, label=f"Why at {layer}", on_result=done, on_error=failed)
 
     def _show(self, answer: Optional[WhyAnswer], message: str = "") -> None:
-        if self.jobs is not None and (answer is None or self.answer is not answer):
+        previous = self.answer
+        if self.jobs is not None and previous is not None and previous is not answer:
             for kind in ("why_optvis", "why_examples"):  # the previous answer's pictures
                 self.jobs.cancel(kind)
+            if len(previous.examples) < len(previous.thumbnails):
+                previous.examples_of = None  # read them again when it comes back
         self.answer = answer
         for listing in (self.for_list, self.against_list):
             listing.clear()
@@ -305,7 +308,7 @@ class WhyView(TabPage):
             f"random {faith.auc['random']:.3f}.")
         missing = [c for c, picture in answer.visualisations.items() if picture is None]
         visualise_missing(self.jobs, "why_optvis", self.state.model, found.layer, missing, answer.key,
-                          self._visualised)
+                          self._visualised, label=f"Visualising the Why view's channels of {found.layer}")
         self._fetch_examples()
 
     # --- each channel's pictures -------------------------------------------------------
@@ -346,36 +349,39 @@ class WhyView(TabPage):
         self._draw_rows(only=channel)
 
     def _fetch_examples(self) -> None:
-        """Read the top crops of the listed channels from the open index (worker), once per
-        answer and index; without a covering index the rows lose their crops."""
+        """Read the top crops of the listed channels from the open index, one background
+        unit per channel, once per answer and index; without a covering index the rows
+        lose their crops."""
         answer, index = self.answer, self._index()
-        if answer is None:
+        if answer is None or answer.examples_of is index:
             return
-        if index is None or answer.examples_of is not index:
-            answer.examples, answer.examples_of = {}, None
-            self._draw_rows()
-        if index is None or answer.examples_of is index:
+        answer.examples, answer.examples_of = {}, index
+        self._draw_rows()
+        if index is None:
             return
-        layer, channels, key = answer.attribution.layer, list(answer.thumbnails), answer.key
+        layer, key = answer.attribution.layer, answer.key
 
-        def work(progress=None, cancel=None):
-            from featurescope.core.index.sheet import crop_pictures
+        def unit_for(channel: int):
+            def unit(progress=None, cancel=None):
+                from featurescope.core.index.sheet import crop_pictures
 
-            crops = {}
-            for channel in channels:
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                crops[channel] = crop_pictures(index.top(layer, channel, EXAMPLES), THUMB)
-            return key, index, crops
+                return key, index, channel, crop_pictures(index.top(layer, channel, EXAMPLES), THUMB)
+            return unit
 
-        submit_or_run(self.jobs, "why_examples", work, on_result=self._examples_read, on_error=lambda *_: None)
+        units = [unit_for(c) for c in answer.thumbnails]
+        if self.jobs is None:  # a view used on its own: read them here
+            for unit in units:
+                self._examples_read(unit())
+            return
+        self.jobs.submit_units("why_examples", units, label=f"Reading the Why view's examples of {layer}",
+                               on_partial=self._examples_read, on_error=lambda *_: None)
 
     def _examples_read(self, answer: tuple) -> None:
-        key, index, crops = answer
-        if self.answer is None or self.answer.key != key or self._index() is not index:
+        key, index, channel, crops = answer
+        if self.answer is None or self.answer.key != key or self.answer.examples_of is not index:
             return
-        self.answer.examples, self.answer.examples_of = crops, index
-        self._draw_rows()
+        self.answer.examples[channel] = crops
+        self._draw_rows(only=channel)
 
     def _clicked(self, item: QListWidgetItem) -> None:
         channel = item.data(Qt.ItemDataRole.UserRole)
