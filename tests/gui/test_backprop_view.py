@@ -4,6 +4,7 @@ channels gets the engine's sentence."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 LAYER = "blocks.2.project"
 
@@ -100,4 +101,29 @@ def test_each_example_crop_shows_its_units_pattern(window, qtbot, tmp_path, wait
     assert crops.iconSize().width() == 2 * TILE + GAP
     window.backprop_control.set_method("off")
     assert crops.tile(0).shape == (TILE, TILE, 3) and not crops.patterns
+    wait_idle(window)
+
+
+def test_an_onnx_model_gets_the_engines_sentence(window, qtbot, tmp_path, monkeypatch, wait_idle):
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    import torch
+    from torch import nn
+
+    import featurescope as fs
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (torch.zeros(1, 3, 32, 32),), str(tmp_path / "net.onnx"), dynamo=False)
+    view, control = _open(window, qtbot, LAYER, 0)
+    # the work reads the state's model when it is asked for: an ONNX one gives no gradients
+    monkeypatch.setattr(window.state, "model", fs.load_model(str(tmp_path / "net.onnx")))
+    key = (id(window.state.result), "0", 0, None, "guided")
+    control._wanted = key
+    control._submit(key)
+    qtbot.waitUntil(lambda: "needs gradients, which the ONNX model" in control.note.text(), timeout=60000)
+    assert control.pattern is None and view.pattern is None
+    monkeypatch.undo()
     wait_idle(window)
