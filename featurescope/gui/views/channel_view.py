@@ -14,7 +14,9 @@ and every position whose field contains that pixel (dashed). Fields come from
 
 Clicking a position (or hovering with Shift held) pins it and emits ``position_pinned``;
 the main window shows the arithmetic behind that value in a panel added under the maps
-with :meth:`add_detail_panel` (gui/views/arithmetic_panel.py).
+with :meth:`add_detail_panel` (gui/views/arithmetic_panel.py). The backprop view
+(gui/views/backprop_control.py) puts a unit's pattern in the photo's place with
+:meth:`show_pattern` after each redraw (``redrawn``).
 """
 from __future__ import annotations
 
