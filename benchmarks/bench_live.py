@@ -147,16 +147,14 @@ def live_figures(models, size: int, frames: int, gui_frames: int, rounds: int = 
     return figures
 
 
-def window_rate(name: str, size: int, clip, frames: int, folder: str, rounds: int = 3) -> Figure:
-    """12f: frames per second the real window shows while it plays ``clip`` as fast as the
-    network runs (grid tab and predictions on screen: every frame runs to the logits) over
-    the plain forward rate, paired round by round in one run."""
-    from featurescope.core.live.sources import VideoFileSource
+def _loaded_window(name: str, size: int, settings: Path):
+    """The application and a 1280x800 MainWindow that has loaded ``name`` (random weights)
+    and captured its first image."""
     from featurescope.gui.app import application
     from featurescope.gui.main_window import MainWindow
 
     app = application()
-    window = MainWindow(settings=str(Path(folder, "rate.ini")), start=False)
+    window = MainWindow(settings=str(settings), start=False)
     window.resize(1280, 800)
     window.show()
     window.start(model=name, weights="none", input_size=str(size))
@@ -166,6 +164,17 @@ def window_rate(name: str, size: int, clip, frames: int, folder: str, rounds: in
         time.sleep(0.005)
         if time.monotonic() > deadline:
             raise TimeoutError("the window did not load its model")
+    return app, window
+
+
+def window_rate(name: str, size: int, clip, frames: int, folder: str, rounds: int = 3) -> Figure:
+    """12f: frames per second the real window shows while it plays ``clip`` as fast as the
+    network runs (grid tab and predictions on screen: every frame runs to the logits) over
+    the plain forward rate, paired round by round in one run."""
+    from featurescope.core.live.sources import VideoFileSource
+
+    app, window = _loaded_window(name, size, Path(folder, "rate.ini"))
+    deadline = time.monotonic() + 600
     window.predictions_dock.show()
     window.predictions_dock.raise_()
     model = window.state.model
@@ -204,19 +213,9 @@ def _gui_stall(name: str, size: int, clip, frames: int, folder: str) -> Figure:
     from PySide6.QtCore import QTimer
 
     from featurescope.core.live.sources import FakeCamera, VideoFileSource
-    from featurescope.gui.app import application
-    from featurescope.gui.main_window import MainWindow
 
-    app = application()
-    window = MainWindow(settings=str(Path(folder, "settings.ini")), start=False)
-    window.show()
-    window.start(model=name, weights="none", input_size=str(size))
+    app, window = _loaded_window(name, size, Path(folder, "settings.ini"))
     deadline = time.monotonic() + 600
-    while not (window.jobs.is_idle() and window.state.result is not None):
-        app.processEvents()
-        time.sleep(0.005)
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not load its model")
     ticks = []
     timer = QTimer()
     timer.setInterval(5)

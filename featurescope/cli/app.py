@@ -35,6 +35,7 @@ def run_screenshot(args) -> int:
                            layer=args.layer, view=args.view, channel=args.channel, size=args.size,
                            position=args.position, compare_with=args.compare_with,
                            switch_off=getattr(args, "switch_off", None),
+                           backprop=getattr(args, "backprop", None),
                            score_threshold=getattr(args, "score_threshold", None),
                            **model_options(args, ("device", *_MODEL_OPTIONS)))
     print(path)

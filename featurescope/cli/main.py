@@ -18,6 +18,7 @@
     featurescope video CLIP --layer L -o OUT.mp4   a clip beside one layer's view, as a video
     featurescope graph -o net.svg     the network's dataflow as a picture (SVG or PNG)
     featurescope why IMAGE            which channels carried the class, checked by switching them off
+    featurescope backprop IMAGE --layer L --channel C -o P.png   the pattern that drives a channel
 
 Only argparse and the standard library are imported at start-up: torch, torchvision
 and Qt are imported inside the command that needs them, so ``--help`` and
@@ -39,6 +40,7 @@ from featurescope import __version__
 # The handler modules import only the standard library at the top (engine and Qt inside
 # the handlers), so importing them here keeps --help and --version instant.
 from featurescope.cli.app import run_gui, run_screenshot
+from featurescope.cli.backprop import add_backprop_parser, run_backprop
 from featurescope.cli.circuit import add_circuit_parser, run_circuit
 from featurescope.cli.atlas import add_atlas_parser, run_atlas
 from featurescope.cli.arguments import (
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_circuit_parser(commands)
     add_graph_parser(commands)
     add_why_parser(commands)
+    add_backprop_parser(commands)
     add_atlas_parser(commands)
 
     explain = commands.add_parser(
@@ -250,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="compare view: image B (default: another bundled sample)")
     shot.add_argument("--switch-off", type=channel_list, metavar="C[,C...]",
                       help="ablation view: switch these channels of the layer off (e.g. 0-19)")
+    shot.add_argument("--backprop", choices=("guided", "deconvnet"),
+                      help="channel view: show the channel's (or the --position unit's) pattern")
     shot.add_argument("--size", type=window_size, default=(1280, 800), metavar="WxH",
                       help="window size (default 1280x800)")
     shot.add_argument("--score-threshold", type=float, metavar="S",
@@ -292,6 +297,7 @@ _COMMANDS = {
     "video": run_video,
     "graph": run_graph,
     "why": run_why,
+    "backprop": run_backprop,
     "atlas": run_atlas,
 }
 

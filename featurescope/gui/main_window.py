@@ -35,6 +35,7 @@ from featurescope.gui.controllers.model_loading import ModelJobs, first_layer
 from featurescope.gui.model.settings import Settings
 from featurescope.gui.model.state import AppState
 from featurescope.gui.views.arithmetic_panel import ArithmeticPanel
+from featurescope.gui.views.backprop_control import BackpropControl
 from featurescope.gui.views.overview_strip import OverviewStrip
 from featurescope.gui.views.registry import VIEWS, view_index
 from featurescope.gui.widgets.fit_button import add_fit_buttons, fit_pictures
@@ -138,6 +139,9 @@ class MainWindow(ImageDropTarget, QMainWindow):
         self.arithmetic_panel = ArithmeticPanel(state, jobs=self.jobs)
         self.channel_view.add_detail_panel(self.arithmetic_panel)
         self.channel_view.position_pinned.connect(self.arithmetic_panel.explain)
+        self.backprop_control = BackpropControl(state, self.channel_view, jobs=self.jobs)
+        self.channel_view.controls.addWidget(self.backprop_control)
+        self.backprop_control.method_changed.connect(self.examples_view.crops.set_backprop)
         self.overview_strip = OverviewStrip(state, jobs=self.jobs)
         self.tabs.add_above(self.overview_strip)
         self.banner = ErrorBanner()

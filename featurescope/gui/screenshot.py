@@ -40,7 +40,7 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     position: Optional[tuple[int, int]] = None,
                     compare_with: Optional[Union[str, Path]] = None, device: Optional[str] = None,
                     input_size: Any = None, mean: Any = None, std: Any = None,
-                    switch_off: Optional[list] = None,
+                    switch_off: Optional[list] = None, backprop: Optional[str] = None,
                     score_threshold: Optional[float] = None) -> Path:
     """Save a PNG of the whole main window after everything it shows is computed.
 
@@ -51,8 +51,9 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     ``compare_with`` image B of the compare view (default: another bundled sample);
     ``device`` (default "auto"); ``input_size`` (224, (32, 32) or "32x32"), ``mean`` and
     ``std`` for an own model (``file.py:factory``); ``switch_off`` channels of the layer
-    that the ablation view switches off before the picture is taken; ``score_threshold``
-    the score a detector's boxes are drawn from (default 0.5).
+    that the ablation view switches off before the picture is taken; ``backprop``
+    ("guided" or "deconvnet") turns the channel view's backprop view on;
+    ``score_threshold`` the score a detector's boxes are drawn from (default 0.5).
     Uses throwaway settings, never the user's.
     Raises FeaturescopeError (one sentence) for a bad image, model, layer or view.
     """
@@ -73,6 +74,8 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
     if position is not None and view != "channel":
         raise FeaturescopeError("--position marks a receptive field in the channel view; "
                                 "add --view channel.")
+    if backprop is not None and view != "channel":
+        raise FeaturescopeError("--backprop shows a pattern in the channel view; add --view channel.")
     if switch_off and view != "ablation":
         raise FeaturescopeError("--switch-off runs in the ablation view; add --view ablation.")
     image_b = None
@@ -141,6 +144,9 @@ def save_screenshot(out: Union[str, Path], image: Optional[Union[str, Path]] = N
                     raise FeaturescopeError(f"Layer {window.state.layer} is {height} x {width}; "
                                             f"position {y},{x} is outside it.")
                 window.channel_view.show_position(int(y), int(x))
+            if backprop is not None:
+                window.backprop_control.set_method(backprop)
+                wait_until_idle(window, app)
             if switch_off:
                 channels = result[window.state.layer].shape[0]
                 bad = [c for c in switch_off if not 0 <= c < channels]

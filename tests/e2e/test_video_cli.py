@@ -117,7 +117,9 @@ def test_ctrl_c_says_the_video_was_not_written(tmp_path):
     import time
     from pathlib import Path
 
-    clip = write_shapes_video(tmp_path / "long.mp4", frames=400, size=(64, 48), fps=25)
+    # long enough that a quiet machine is still writing it when Ctrl-C comes (400 frames
+    # were done before the first poll saw the partial file on a fast CI machine)
+    clip = write_shapes_video(tmp_path / "long.mp4", frames=3000, size=(64, 48), fps=25)
     out = tmp_path / "out.mp4"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     process = subprocess.Popen([sys.executable, "-m", "featurescope", "video", str(clip), "--layer", "layer4.1.conv2",
@@ -127,6 +129,7 @@ def test_ctrl_c_says_the_video_was_not_written(tmp_path):
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(".out.partial*")) and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)  # polling for the first frame written, not waiting for time to pass
+        assert process.poll() is None, "the video was complete before Ctrl-C could be sent"
         process.send_signal(signal.SIGINT)
         _out, err = process.communicate(timeout=60)
     finally:

@@ -4,6 +4,18 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("featurescope-cache")
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(_session_cache, monkeypatch):
+    """Feature visualisations the views make in the background (Why, Circuits) go to a
+    cache of the test session's own, never the user's (a test may set its own)."""
+    monkeypatch.setenv("FEATURESCOPE_CACHE_DIR", str(_session_cache))
+
+
 @pytest.fixture
 def settings_path(tmp_path):
     """An INI file of our own: tests never touch the user's settings."""

@@ -25,8 +25,9 @@ def _built(qtbot, view, folder, output, **kwargs):
     return view.index
 
 
-def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
-    from featurescope.gui.main_window import CHANNEL_TAB, EXAMPLES_TAB
+def _photos_indexed(window, qtbot, tmp_path):
+    """The Examples view with an index of a small folder (top 3) built for layer 5."""
+    from featurescope.gui.main_window import EXAMPLES_TAB
 
     folder = make_folder(tmp_path / "photos")
     view = window.examples_view
@@ -34,6 +35,13 @@ def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
     layer = window.state.model.layers[5]
     window.state.set_layer(layer)
     index = _built(qtbot, view, folder, tmp_path / "photos.fsindex", top=3, batch_size=4)
+    return view, layer, index
+
+
+def test_build_show_hover_and_open_an_example(window, qtbot, tmp_path):
+    from featurescope.gui.main_window import CHANNEL_TAB
+
+    view, layer, index = _photos_indexed(window, qtbot, tmp_path)
     assert index.complete and index.images == 11 and len(index.skipped) == 3
     assert open_index(tmp_path / "photos.fsindex").complete
     assert not view.notice.isVisible()  # built with the loaded model
@@ -107,7 +115,7 @@ def test_cancel_keeps_what_was_read_and_the_next_build_resumes(window, qtbot, tm
     output = tmp_path / "many.fsindex"
     view.build(str(folder), str(output), top=2, batch_size=2)
     qtbot.waitUntil(lambda: view.progress.value() >= 4, timeout=60000)
-    assert view.progress.text().endswith(f"of 40 images")  # images, not batches
+    assert view.progress.text().endswith("of 40 images")  # images, not batches
     view.cancel_build()
     assert view.progress_text.text().startswith("Cancelling") and not view.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not view.building, timeout=60000)
@@ -179,3 +187,17 @@ def test_the_index_goes_to_the_data_folder_never_into_the_photos(window, qtbot, 
     assert sorted(p.name for p in folder.iterdir()) == ["0.png", "1.png", "2.png"]
     other = tmp_path / "elsewhere" / "photos"
     assert default_index_path(other, data) != default_index_path(folder, data)  # same name, own file
+
+
+def test_a_deleted_or_edited_example_is_named_not_drawn_as_a_plain_tile(window, qtbot, tmp_path):
+    view, layer, index = _photos_indexed(window, qtbot, tmp_path)
+    best = index.top(layer, 2, 3)
+    Path(best[0].path).unlink()  # deleted since indexing
+    Image.new("RGB", (40, 30), (0, 0, 0)).save(best[1].path)  # replaced by another picture
+    view.show_channel(2)
+    qtbot.waitUntil(lambda: view.shown_channel == 2 and view.crops.count() == 3, timeout=30000)
+    captions = [view.crops.item(i).text() for i in range(3)]
+    assert captions[0].startswith("#1 missing") and captions[1].startswith("#2 changed")
+    assert "missing" not in captions[2] and "changed" not in captions[2]
+    assert "2 of 3 examples changed since indexing" in view.header.text()
+    assert Path(best[0].path).name in view.header.text()

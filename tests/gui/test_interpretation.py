@@ -51,8 +51,8 @@ def test_channel_view_draws_the_receptive_field_of_hovered_and_clicked_positions
     assert view.rf_position == (20, 9)
     assert view.rf_box == field.box(20, 9)
     y0, x0, y1, x1 = field.box(20, 9)
-    rect = view.rf_item.rect()
-    assert view.rf_item.isVisible()
+    rect = view.outlines.rf_item.rect()
+    assert view.outlines.rf_item.isVisible()
     assert (rect.x(), rect.y(), rect.width(), rect.height()) == (x0, y0, x1 - x0, y1 - y0)
     assert f"{y1 - y0} x {x1 - x0} px" in view.field_label.text()
 
@@ -60,7 +60,7 @@ def test_channel_view_draws_the_receptive_field_of_hovered_and_clicked_positions
     _click(qtbot, view.plots, view.map_item, QPointF(25.5, 3.5))
     assert view.pinned == (3, 25) and view.rf_box == field.box(3, 25)
     view.show_hover(QPointF(-5000, -5000))
-    assert view.rf_box == field.box(3, 25) and view.rf_item.isVisible()
+    assert view.rf_box == field.box(3, 25) and view.outlines.rf_item.isVisible()
 
     # hovering the input marks the map position centred nearest and all that see the pixel
     text = view.show_hover(view.input_item.mapToScene(QPointF(100.2, 60.2)))
@@ -72,7 +72,7 @@ def test_channel_view_draws_the_receptive_field_of_hovered_and_clicked_positions
             b = field.box(y, x)
             sees = b[0] <= 60 < b[2] and b[1] <= 100 < b[3]
             assert sees == (sy0 <= y < sy1 and sx0 <= x < sx1), (y, x)
-    assert view.seeing_item.isVisible()
+    assert view.outlines.seeing_item.isVisible()
 
     # a new layer drops the pin
     window.state.set_layer("stem")

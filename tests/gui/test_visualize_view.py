@@ -178,3 +178,36 @@ def test_build_atlas_shows_in_the_jobs_list_with_progress_and_cancel(window, qtb
     window.state.set_layer(layers[1])  # the next layer: no atlas starts by itself
     qtbot.wait(100)
     assert window.jobs.is_idle() and jobs_list.labels() == []
+
+
+def test_the_hierarchy_build_is_in_the_jobs_list_and_its_cancel_stops_it(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, layer="stem", steps=200, size=32)
+    view.lower_tabs.setCurrentIndex(1)
+    layers = ["stem", "blocks.4.project", "blocks.8.project", "head"]
+    view.start_hierarchy(layers, per_layer=3)
+    jobs = window.jobs
+    qtbot.waitUntil(lambda: any(r.label.startswith("Hierarchy of 4 layers") for r in jobs.running()),
+                    timeout=30000)
+    request = next(r for r in jobs.running() if r.label.startswith("Hierarchy"))
+    jobs.cancel_request(request.id)
+    qtbot.waitUntil(lambda: "cancelled" in view.hierarchy_label.text(), timeout=60000)
+    qtbot.waitUntil(jobs.is_idle, timeout=60000)
+    assert len(view.hierarchy_rows) < len(layers)  # it stopped, and stays stopped
+    qtbot.wait(300)
+    assert len(view.hierarchy_rows) < len(layers) and jobs.running() == []
+
+
+def test_a_visualisation_that_does_not_beat_a_photo_says_so(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, layer="stem", steps=1, size=32)
+    window.state.set_channel(0)
+    qtbot.mouseClick(view.again_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.shown_key is not None and view.shown_key[2] == 0, timeout=60000)
+    # one step from noise (then from the best sample photo) cannot beat that photo: the
+    # picture is not passed off as what the channel looks for
+    import re
+
+    text = view.vis_label.text
+    assert text.startswith("no picture found"), text
+    reached, photo = (float(v) for v in re.findall(r"(-?[\d.]+(?:e-?\d+)?) does not beat a sample photo's (-?[\d.]+(?:e-?\d+)?)", text)[0])
+    assert reached <= photo
+    assert "no useful gradient" in view.note.text() and "more steps" in view.note.text()

@@ -3,8 +3,16 @@ are the engine's, and a click opens the channel in the Channel tab."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from featurescope.gui.main_window import CHANNEL_TAB
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    """The channels' feature visualisations are made into a cache of the test's own."""
+    monkeypatch.setenv("FEATURESCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def test_why_view_shows_the_engines_ranking_and_curves_and_opens_a_channel(window, qtbot, wait_idle):
@@ -52,6 +60,7 @@ def test_why_view_shows_the_engines_ranking_and_curves_and_opens_a_channel(windo
     channel = item.data(256)
     view.for_list.itemClicked.emit(item)
     assert window.tabs.currentIndex() == CHANNEL_TAB and window.state.channel == channel
+    window.jobs.cancel("why_optvis")  # the channels' visualisations, still being made
     wait_idle(window)
 
 

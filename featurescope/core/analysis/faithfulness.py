@@ -14,7 +14,7 @@ layer runs once and the rest runs on batches of copies (core/analysis/tail.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch

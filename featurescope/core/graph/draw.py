@@ -50,7 +50,7 @@ def to_svg(graph: Dataflow, layout: GraphLayout, highlight: Optional[str] = None
            'font-family="DejaVu Sans, Arial, sans-serif">',
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
            'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#777"/></marker></defs>',
-           f'<rect width="100%" height="100%" fill="white"/>']
+           '<rect width="100%" height="100%" fill="white"/>']
     for _src, _dst, points in layout.edges:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
         out.append(f'<polyline points="{path}" fill="none" stroke="#777" stroke-width="1.2" '
@@ -97,7 +97,7 @@ def to_png(graph: Dataflow, layout: GraphLayout, highlight: Optional[str] = None
 
     for _src, _dst, points in layout.edges:
         draw.line([(s(x), s(y)) for x, y in points], fill="#777777", width=max(1, int(scale)))
-        (x0, y0), (x1, y1) = points[-2], points[-1]
+        x1, y1 = points[-1]
         draw.polygon([(s(x1), s(y1)), (s(x1) - s(3.5), s(y1) - s(6)), (s(x1) + s(3.5), s(y1) - s(6))],
                      fill="#777777")
     for node_id, box in layout.boxes.items():

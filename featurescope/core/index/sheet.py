@@ -154,14 +154,25 @@ def contact_sheet(examples: Sequence[Example], tile: int = 160, columns: Optiona
 
 
 def crop_pictures(examples, tile: int = 128) -> list[np.ndarray]:
-    """(h, w, 3) uint8 crops of ``examples``, longer side ``tile`` (worker thread)."""
+    """(h, w, 3) uint8 crops of ``examples``, longer side ``tile`` (worker thread); a file
+    that cannot be read any more is a tile marked "missing"."""
     pictures = []
     for example in examples:
         try:
             crop = example_crop(example)
-        except Exception:  # the file moved or changed since it was indexed: a grey tile
-            crop = Image.new("RGB", (tile, tile), (60, 60, 60))
+        except Exception:  # the file moved or was replaced since it was indexed
+            crop = _mark_tile(tile, "missing", _font(12))
         scale = tile / max(crop.width, crop.height, 1)
         size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
         pictures.append(np.asarray(crop.resize(size, Image.Resampling.BICUBIC).convert("RGB")))
     return pictures
+
+
+def problems_note(examples, problems: Sequence[str]) -> str:
+    """One sentence on the examples whose file is missing or changed since indexing
+    ("2 of 9 examples changed since indexing: a.png (missing), b.png (changed)."), or ""."""
+    named = [f"{printable(Path(e.path).name)} ({p})" for e, p in zip(examples, problems) if p]
+    if not named:
+        return ""
+    shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+    return f"{len(named)} of {len(problems)} examples changed since indexing: {shown}."

@@ -29,7 +29,7 @@ import numpy as np
 
 from featurescope.core.errors import ExportError
 from featurescope.core.io.provenance import layer_record, layers_sidecar, provenance
-from featurescope.core.io.writers import (PathLike, file_sha256, make_folder, refuse_existing,
+from featurescope.core.io.writers import (PathLike, make_folder, refuse_existing,
                                           safe_filename, to_numpy, write_all, write_json,
                                           write_npz, write_png)
 from featurescope.core.progress import CancelToken, ProgressCallback, check, report

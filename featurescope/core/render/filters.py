@@ -11,8 +11,6 @@ Single-channel pictures go through a diverging colormap, scaled symmetrically pe
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from featurescope.core.render.grids import (

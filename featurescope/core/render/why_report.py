@@ -117,3 +117,36 @@ def why_report(picture: np.ndarray, attribution, faith=None, top: int = 8,
     if plot is not None:
         page.paste(Image.fromarray(plot), (8, 40 + 2 * (tile + 22) + 4))
     return np.asarray(page)
+
+
+_PLACEHOLDER = (236, 236, 236)  # a picture still to come (or none to show)
+
+
+def square_tile(picture: Optional[np.ndarray], side: int) -> np.ndarray:
+    """``picture`` fitted (aspect kept) on a ``side`` square; a pale square for None."""
+    tile = Image.new("RGB", (side, side), _PLACEHOLDER)
+    if picture is not None:
+        image = Image.fromarray(np.ascontiguousarray(np.asarray(picture)[:, :, :3]))
+        scale = side / max(image.width, image.height, 1)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.BILINEAR)
+        tile.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+    return np.asarray(tile)
+
+
+def channel_row(pair: np.ndarray, visualisation: Optional[np.ndarray] = None,
+                crops: Optional[list] = None, gap: int = 4) -> np.ndarray:
+    """One listed channel's pictures side by side: its (side, w, 3) thumbnail pair, its
+    feature visualisation (a pale square until there is one) and, when ``crops`` is not
+    None, up to 3 dataset-example crops in a 2x2 block of the same height."""
+    side = pair.shape[0]
+    white = np.full((side, gap, 3), 255, np.uint8)
+    parts = [pair, white, square_tile(visualisation, side)]
+    if crops is not None:
+        small = (side - gap) // 2
+        block = np.full((side, side, 3), 255, np.uint8)
+        for k, crop in enumerate(list(crops)[:3]):
+            y, x = (k // 2) * (small + gap), (k % 2) * (small + gap)
+            block[y:y + small, x:x + small] = square_tile(crop, small)
+        parts += [white, block]
+    return np.ascontiguousarray(np.concatenate(parts, axis=1))

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QSplitter, QTextBrowser, QVBoxLayout, QWidget
 
 from featurescope.core.analysis.explain import LayerExplanation, explain_layer
 from featurescope.gui.caches import receptive_fields as field_cache
-from featurescope.gui.caches.layer_stats import HISTOGRAM_BINS, LayerStats, StatsCache, compute
+from featurescope.gui.caches.layer_stats import LayerStats, StatsCache, compute
 from featurescope.gui.controllers.throttle import Throttle
 
 EMPTY_TEXT = "Select a layer to see what it does."

@@ -13,6 +13,8 @@ from PySide6.QtWidgets import (QDoubleSpinBox, QGridLayout, QGroupBox, QHBoxLayo
 
 from featurescope.gui.model.dense_targets import best_score, dense_rows, task_of
 
+from featurescope.gui.model.prediction_rows import steady_order
+
 TOP = 5
 UNTRAINED_TEXT = "untrained: these predictions mean nothing"
 
@@ -64,11 +66,13 @@ class PredictionsPanel(QWidget):
         self.warning.setStyleSheet("color: #c0392b; font-weight: bold;")
         grid = QGridLayout(self.group)
         grid.setContentsMargins(6, 4, 6, 6)
-        grid.setColumnStretch(1, 1)
+        # the columns' widths never follow the text: a new class name does not move the bars
+        grid.setColumnStretch(0, 2)
+        grid.setColumnStretch(1, 3)
         self.rows: list[tuple[QLabel, QProgressBar]] = []
+        self.shown_classes: list[int] = []  # class indices, top row first
         for i in range(TOP):
-            label = QLabel(self)
-            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            label = ElidedLabel(self)
             bar = QProgressBar(self)
             bar.setRange(0, 1000)
             bar.setMaximumHeight(16)
@@ -180,6 +184,11 @@ class PredictionsPanel(QWidget):
             self.group.setTitle("No class output to predict from")
         else:
             self.group.setTitle(f"Top {len(predictions)} classes")
+        if self.state.live_frame and predictions:
+            by_index = {p.index: p for p in predictions}
+            order = steady_order(self.shown_classes, [(p.index, p.probability) for p in predictions])
+            predictions = [by_index[i] for i in order]
+        self.shown_classes = [p.index for p in predictions]
         categories = getattr(model, "categories", None)
         for i, (label, bar) in enumerate(self.rows):
             visible = i < len(predictions)
@@ -190,7 +199,7 @@ class PredictionsPanel(QWidget):
             p = predictions[i]
             text = p.label if categories and p.label else f"class {p.index}"
             label.setText(text)
-            label.setToolTip(f"{text} (index {p.index})")
+            label.setToolTip(f"{text} (index {p.index}, {p.probability * 100:.1f} %)")
             bar.setValue(round(p.probability * 1000))
             bar.setFormat(f"{p.probability * 100:.1f} %")
 

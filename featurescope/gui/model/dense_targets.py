@@ -65,3 +65,25 @@ def cam_title(cam: Any, chosen: bool) -> str:
         return f"'{cam.label}' box {cam.target} ({which}, score {cam.score:.3f})"
     which = "chosen class" if chosen else "largest class"
     return f"'{cam.label or cam.target}' over its region ({which}, class {cam.target})"
+
+
+def default_target_text(model: Any) -> str:
+    """The first entry of a target list: what is explained when nothing is chosen."""
+    return {"detection": "best box", "segmentation": "largest class"}.get(task_of(model), "top class")
+
+
+def target_items(model: Any, result: Any, threshold: float) -> list[tuple[str, int]]:
+    """(text, target) of each box or class a view offers as a target."""
+    return [(f"{row.text}, {row.value * 100:.1f} %", row.target)
+            for row in dense_rows(model, result, threshold)]
+
+
+def why_title(found: Any) -> Optional[str]:
+    """What a detector's or segmenter's attribution explains, or None for a classifier's."""
+    reference = getattr(found, "reference", None)
+    if reference is None:
+        return None
+    name = found.label or f"class {found.target}"
+    if reference.box is not None:
+        return f"box {found.target}, '{name}' (score {found.probability:.3f})"
+    return f"'{name}' over its region (mean probability {found.probability * 100:.1f} %)"

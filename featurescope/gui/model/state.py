@@ -67,6 +67,7 @@ class AppState:
         # the dataset index the Examples view has open: its examples and, for a folder of
         # sub-folders, each unit's label (shown in the channel headers too)
         self.index = None
+        self.live_frame = False  # the image is a frame of a playing video (set_frame)
         self.compare = CompareState()  # the Compare view's image B and comparison
         self.gradcam = GradCamChoice()  # the Grad-CAM class and opacity
         # a detector's boxes (predictions, the photo) from this score on
@@ -92,6 +93,7 @@ class AppState:
         self._check_thread()
         self.image, self.image_source = image, source
         self.image_origin = source if origin is None else origin
+        self.live_frame = False
         self.result = None
         self.image_changed.emit(image, source)
 
@@ -101,6 +103,7 @@ class AppState:
         (predictions would blink empty). Listeners read ``image``/``image_source``."""
         self._check_thread()
         self.image, self.image_source, self.image_origin = image, source, ""
+        self.live_frame = True  # the predictions keep their rows steady from frame to frame
         self.set_result(result)
 
     def set_score_threshold(self, threshold: float) -> None:

@@ -14,7 +14,9 @@ and every position whose field contains that pixel (dashed). Fields come from
 
 Clicking a position (or hovering with Shift held) pins it and emits ``position_pinned``;
 the main window shows the arithmetic behind that value in a panel added under the maps
-with :meth:`add_detail_panel` (gui/views/arithmetic_panel.py).
+with :meth:`add_detail_panel` (gui/views/arithmetic_panel.py). The backprop view
+(gui/views/backprop_control.py) puts a unit's pattern in the photo's place with
+:meth:`show_pattern` after each redraw (``redrawn``).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QPushButton,
 from featurescope.core.analysis.stats import channel_stats
 from featurescope.core.render import grids
 from featurescope.core.render.options import colour_levels
-from featurescope.gui.widgets.image_box import image_box, item_pixel, outline_item
+from featurescope.gui.widgets.field_outlines import FieldOutlines
+from featurescope.gui.widgets.image_box import image_box, item_pixel
 from featurescope.gui.widgets.tab_page import TabPage
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.gui.widgets.equal_columns import EqualColumns
@@ -44,6 +47,7 @@ class ChannelView(TabPage):
     """The selected channel of the selected layer, large and over the input image."""
 
     position_pinned = Signal(int, int)  # a map position was clicked (or Shift-hovered)
+    redrawn = Signal()  # the backprop view (backprop_control.py) puts its pattern back
 
     def __init__(self, state, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -61,6 +65,7 @@ class ChannelView(TabPage):
         self.seeing: Optional[tuple[int, int, int, int]] = None  # map positions seeing a hovered pixel
         self.pinned: Optional[tuple[int, int]] = None  # clicked position (kept while on this layer)
         self._pinned_layer = ""
+        self.pattern: Optional[np.ndarray] = None  # shown in the photo's place (backprop view)
 
         self.header = QLabel(self)
         self.header.setWordWrap(True)
@@ -100,10 +105,7 @@ class ChannelView(TabPage):
         # column is the bar plus its numbers, and the pictures get the width it frees
         self.color_bar.axis.setWidth(None)
         self.color_bar.geometryChanged.connect(self.equal_columns.apply)
-        self.rf_item = outline_item(self.overlay_box, "#00e5ff")  # the field on the input
-        self.pixel_item = outline_item(self.overlay_box, "#ffffff", 1.0)  # the hovered input pixel
-        self.position_item = outline_item(self.map_box, "#00e5ff")  # the position on the map
-        self.seeing_item = outline_item(self.map_box, "#ffffff", 1.0, dashed=True)
+        self.outlines = FieldOutlines(self.map_box, self.overlay_box)
 
         self.stats_label = QLabel(self)
         self.stats_label.setWordWrap(True)
@@ -139,6 +141,7 @@ class ChannelView(TabPage):
         layout.addLayout(bottom)
         layout.addWidget(self.hover_label)
         layout.addWidget(self.field_label)
+        self.controls = layout  # the main window adds the backprop view's selector, a row below
 
         for keys, slot, text in ((("Right", "N"), self.next_channel, "Next channel"),
                                  (("Left", "P"), self.previous_channel, "Previous channel")):
@@ -228,6 +231,7 @@ class ChannelView(TabPage):
             self.stats_label.setText("")
             self.previous_button.setEnabled(False)
             self.next_button.setEnabled(False)
+            self.redrawn.emit()
             return
         c, n = self.current_channel, layer.shape[0]
         info = getattr(self.state.result, "info", {}).get(self.state.layer)
@@ -277,6 +281,7 @@ class ChannelView(TabPage):
                  f"zeros {s['zeros'] * 100:.1f} %", f"negative {s['negative'] * 100:.1f} %")
         self.stats_label.setText("&nbsp;&nbsp; ".join(
             f"<span style='white-space:nowrap'>{pair}</span>" for pair in pairs))
+        self.redrawn.emit()
 
     # --- interaction --------------------------------------------------------------
 
@@ -307,30 +312,7 @@ class ChannelView(TabPage):
                     pixel: Optional[tuple[int, int]] = None) -> None:
         """Outline ``position``'s receptive field on the input (and the position on the
         map); with ``pixel``, also the hovered input pixel and the positions seeing it."""
-        field = self.field
-        self.rf_position = self.rf_box = self.seeing = None
-        for item in (self.rf_item, self.position_item, self.pixel_item, self.seeing_item):
-            item.hide()
-        if field is None or position is None:
-            return
-        y, x = position
-        try:
-            y0, x0, y1, x1 = field.box(y, x)
-        except IndexError:
-            return
-        self.rf_position, self.rf_box = (y, x), (y0, x0, y1, x1)
-        self.rf_item.setRect(x0, y0, x1 - x0, y1 - y0)
-        self.rf_item.show()
-        self.position_item.setRect(x, y, 1, 1)
-        self.position_item.show()
-        if pixel is not None:
-            self.pixel_item.setRect(pixel[1], pixel[0], 1, 1)
-            self.pixel_item.show()
-            self.seeing = field_cache.positions_seeing(field, *pixel)
-            if self.seeing is not None:
-                sy0, sx0, sy1, sx1 = self.seeing
-                self.seeing_item.setRect(sx0, sy0, sx1 - sx0, sy1 - sy0)
-                self.seeing_item.show()
+        self.rf_position, self.rf_box, self.seeing = self.outlines.draw(self.field, position, pixel)
 
     def show_position(self, y: int, x: int) -> None:
         """Pin map position (y, x): its receptive field stays drawn on the input."""
@@ -338,6 +320,17 @@ class ChannelView(TabPage):
         self._draw_field(self.pinned)
         self._show_pinned()
         self.position_pinned.emit(int(y), int(x))
+
+    def show_pattern(self, picture: Optional[np.ndarray], title: str = "") -> None:
+        """Show ``picture`` ((H, W, 3) uint8, the backprop view's pattern) in the photo's
+        place, the map overlay hidden; None brings the photo and the overlay back."""
+        self.pattern = picture
+        shown = picture if picture is not None else self._input_picture()
+        if shown is not None and self.channel_map is not None:
+            self.input_item.setImage(shown, autoLevels=False, levels=(0, 255))
+        self.overlay_item.setVisible(picture is None)
+        self.opacity_slider.setEnabled(picture is None)  # no map over the pattern
+        self.overlay_title.setText(title if picture is not None else "over the input image")
 
     def add_detail_panel(self, panel: QWidget) -> None:
         """Put ``panel`` under the maps (the arithmetic at the pinned position); it scrolls

@@ -22,13 +22,11 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QHeaderView,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from featurescope.core.circuits.panel import CLASS, Shown, compute
+from featurescope.gui.caches.channel_visualisations import visualise_missing
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.tab_page import TabPage
 
 ICON = 56
-# The Visualise tab's atlas settings: a source's visualisation made here is its atlas tile
-# there, and the other way round (both go through the disk cache).
-THUMB_STEPS, THUMB_SIZE = 64, 64
 DEFAULT_SOURCE = "(default)"
 
 
@@ -273,25 +271,12 @@ class CircuitsView(TabPage):
         self._visualise_missing(shown)
 
     def _visualise_missing(self, shown: Shown) -> None:
-        """Visualise the listed sources the cache lacks, one background unit each (small
-        settings); each picture fills its "looks for" cell as it arrives."""
+        """Visualise the listed sources the cache lacks in the background; each picture
+        fills its "looks for" cell as it arrives."""
         missing = [row.channel for row in shown.excite + shown.inhibit if row.visualisation is None]
-        if self.jobs is None or not missing or shown.source == CLASS:
-            return
-        model, source, key = self.state.model, shown.source, shown.key
-
-        def unit_for(channel: int):
-            def unit(progress=None, cancel=None):
-                from featurescope.core.optvis.cache import OptvisCache
-                from featurescope.core.optvis.hierarchy import natural_objective
-
-                made = OptvisCache().visualize(model, source, [channel], steps=THUMB_STEPS, size=THUMB_SIZE,
-                                               objective=natural_objective(model, source), cancel=cancel)
-                return key, channel, made.images[0]
-            return unit
-
-        self.jobs.submit_units("circuit_optvis", [unit_for(c) for c in dict.fromkeys(missing)],
-                               on_partial=self._visualised, on_error=lambda *_: None)
+        if shown.source != CLASS:
+            visualise_missing(self.jobs, "circuit_optvis", self.state.model, shown.source, missing, shown.key,
+                              self._visualised)
 
     def _visualised(self, answer: tuple) -> None:
         key, channel, picture = answer

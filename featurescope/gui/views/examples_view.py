@@ -7,6 +7,8 @@ build of that folder resumes it. For the selected layer the channel list marks c
 that never fired on the collection; hovering a channel shows its top crops, clicking
 one selects it. Clicking a crop asks the window to open that image with the layer and
 channel selected and the position pinned in the Channel tab (``example_opened``).
+With the Channel tab's backprop view on, each crop has its unit's pattern beside it
+(gui/views/example_crops.py).
 An index built with another model than the loaded one says so in a sentence.
 """
 from __future__ import annotations
@@ -15,19 +17,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPoint, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QCursor, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListView, QListWidget,
+from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QCursor
+from PySide6.QtWidgets import (QFileDialog, QHBoxLayout, QLabel, QListWidget,
                                QListWidgetItem, QProgressBar, QPushButton, QSizePolicy, QSplitter, QToolTip,
                                QVBoxLayout, QWidget)
 
 from featurescope.core.atlas.labels import unit_labels
-from featurescope.core.index.sheet import crop_pictures
+from featurescope.core.index.sheet import crop_pictures, problems_note
 from featurescope.core.index.walk import default_index_path
 from featurescope.gui.controllers.index_building import IndexBuildJob
+from featurescope.gui.views.example_crops import TILE, ExampleCrops
 from featurescope.gui.widgets.tab_page import TabPage
 
-TILE = 128
 PREVIEW_TILE = 72  # the strip shown while hovering a channel of the feature-map grid
 HOVER_REST_MS = 250  # the mouse rests this long on a channel before its crops show
 DEAD_COLOUR = QColor(150, 150, 150)
@@ -37,13 +39,6 @@ def _as_image(array: np.ndarray):
     from PIL import Image
 
     return Image.fromarray(array)
-
-
-def _pixmap(array: np.ndarray) -> QPixmap:
-    array = np.ascontiguousarray(array)
-    height, width = array.shape[:2]
-    image = QImage(array.data, width, height, 3 * width, QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(image.copy())
 
 
 class ExamplesView(TabPage):
@@ -95,14 +90,7 @@ class ExamplesView(TabPage):
         self.channel_list = QListWidget(self)
         self.channel_list.setMouseTracking(True)
         self.channel_list.setToolTip("Hover a channel to see its examples; click to select it.")
-        self.crops = QListWidget(self)
-        self.crops.setViewMode(QListView.ViewMode.IconMode)
-        self.crops.setIconSize(QSize(TILE, TILE))
-        self.crops.setGridSize(QSize(TILE + 16, TILE + 36))
-        self.crops.setResizeMode(QListView.ResizeMode.Adjust)
-        self.crops.setMovement(QListView.Movement.Static)
-        self.crops.setWordWrap(True)
-        self.crops.setToolTip("Click a crop to open its image with this channel in the Channel tab.")
+        self.crops = ExampleCrops(state, jobs, self)
 
         top = QHBoxLayout()
         for widget in (self.open_button, self.build_button, self.progress, self.cancel_button):
@@ -312,22 +300,19 @@ class ExamplesView(TabPage):
                             + ("never fired on this collection." if dead else
                                f"fired in {fired:.0%} of {index.images:,} images; the top "
                                f"{len(examples)}, best first, cropped to the field each unit saw."))
-        self.jobs.submit("examples-crops", lambda progress, cancel: (layer, channel, examples,
-                                                                     crop_pictures(examples, TILE)),
-                         on_result=self._show_crops, on_error=lambda message, _e: self._say(message))
+        self.jobs.submit("examples-crops", lambda progress, cancel: (
+            layer, channel, examples, crop_pictures(examples, TILE), [e.problem() for e in examples]),
+            on_result=self._show_crops, on_error=lambda message, _e: self._say(message))
 
     def _show_crops(self, answer: tuple) -> None:
-        layer, channel, examples, pictures = answer
+        layer, channel, examples, pictures, problems = answer
         if layer != self.state.layer or channel != self.shown_channel:
             return
-        self.crops.clear()
         self.examples = list(examples)
-        for example, picture in zip(examples, pictures):
-            item = QListWidgetItem(QIcon(_pixmap(picture)),
-                                   f"#{example.rank + 1} {example.activation:.3g}\n{Path(example.path).name}")
-            item.setToolTip(f"{example.path}\nactivation {example.activation:.4g} at "
-                            f"{example.position}, box {list(example.box)}")
-            self.crops.addItem(item)
+        note = problems_note(examples, problems)
+        if note:  # a file deleted or edited since indexing: its box may not be what the unit saw
+            self.header.setText(f"{self.header.text()} {note}")
+        self.crops.show_examples(layer, channel, examples, pictures, problems)
 
     # -- hovering a channel in the feature-map grid -------------------------------------
     def preview_channel(self, channel: int, where: Optional[QPoint] = None) -> None:

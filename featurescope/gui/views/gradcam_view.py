@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QComboBox, QCompleter, QHBoxLayout, QLabel, QLine
                                QVBoxLayout, QWidget)
 
 from featurescope.core.render import grids
-from featurescope.gui.model.dense_targets import cam_title, dense_rows, task_of
+from featurescope.gui.model.dense_targets import cam_title, default_target_text, dense_rows, target_items
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.dense_overlay import DenseOverlay
 from featurescope.gui.widgets.image_box import image_box
@@ -189,14 +189,12 @@ class GradCamView(TabPage):
             self.completer.model().setStringList([self._class_text(i) for i in range(len(self._categories()))])
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
-        task = task_of(model)
-        self.class_combo.addItem({"detection": "best box", "segmentation": "largest class"}.get(
-            task, "top class"), None)
+        self.class_combo.addItem(default_target_text(model), None)
         predictions = result.predictions(TOP) if result is not None else []
         for p in predictions:
             self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
-        for row in dense_rows(model, result, self.state.score_threshold):  # boxes or classes
-            self.class_combo.addItem(f"{row.text}, {row.value * 100:.1f} %", row.target)
+        for text, target in target_items(model, result, self.state.score_threshold):
+            self.class_combo.addItem(text, target)  # a detector's boxes, a segmenter's classes
         if self.choice.target is not None and self.class_combo.findData(self.choice.target) < 0:
             self.class_combo.addItem(self._class_text(self.choice.target), self.choice.target)
         self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.choice.target)))

@@ -73,8 +73,17 @@ class HierarchySection:
             return run
 
         self.hierarchy_label.setText(f"Building the hierarchy of {len(layers)} layers in the background...")
+        # labelled: it shows in the Jobs list with its progress (layers done) and a Cancel
         self.jobs.submit_units("optvis_hierarchy", [unit(layer) for layer in layers],
-                               on_partial=self._hierarchy_row, on_error=self._hierarchy_failed)
+                               label=f"Hierarchy of {len(layers)} layers",
+                               on_partial=self._hierarchy_row, on_error=self._hierarchy_failed,
+                               on_cancelled=lambda: self._hierarchy_cancelled(key))
+
+    def _hierarchy_cancelled(self, key) -> None:
+        if key == self._hierarchy_key:
+            self.hierarchy_label.setText(
+                f"Hierarchy stopped after {len(self.hierarchy_rows)} layers (cancelled); choose "
+                "Build hierarchy to start it again.")
 
     def _hierarchy_row(self, piece) -> None:
         key, row = piece

@@ -357,6 +357,13 @@ class VisualizeView(AtlasSection, HierarchySection, TabPage):
         self.from_cache = bool(made.settings.get("cached"))
         where = " (from the cache)" if self.from_cache else ""
         text = f"what it looks for: activation {made.activations[0]:.3g}{where}"
+        if made.failed:  # no better picture than a sample photo: a failure, said as such
+            photo = float(made.photo[0])
+            text = (f"no picture found: {made.activations[0]:.3g} does not beat a sample photo's "
+                    f"{photo:.3g}{where}")
+            self.note.setText(f"Channel {made.channels[0]}'s objective gives no useful gradient from "
+                              f"noise or from a photo at {made.settings.get('steps', '?')} steps; "
+                              "more steps may find one.")
         self._keep_picture(key, made.images[0], text)
         if key == self.key_now():
             self.vis_item.setImage(made.images[0], autoLevels=False, levels=(0, 255))

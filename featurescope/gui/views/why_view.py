@@ -3,8 +3,10 @@ switching them off really lowers it.
 
 For the capture's photo, a class (the top one or one of the top five) and a method
 (activation x gradient, or integrated gradients), the channels of ``state.layer`` ranked
-by their contribution, for the class and against it, each with two thumbnails: its map
-over the photo and its contribution map (red for, blue against). Beside them the deletion
+by their contribution, for the class and against it, each with its map over the photo,
+its contribution map (red for, blue against), its feature visualisation (from the cache,
+else made in the background, filling in as it arrives) and, when an index of this model
+covering the layer is open (Examples), its top 3 dataset-example crops. Beside them the deletion
 curves (class probability with the top k channels switched off, beside the k strongest
 and k random channels) and their areas. A click on a channel opens it in the Channel tab.
 
@@ -26,12 +28,14 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
                                QSplitter, QVBoxLayout, QWidget)
 
-from featurescope.gui.model.dense_targets import dense_rows, task_of
+from featurescope.gui.caches.channel_visualisations import visualise_missing
+from featurescope.gui.model.dense_targets import default_target_text, target_items, task_of, why_title
 from featurescope.gui.jobs.workers import submit_or_run
 from featurescope.gui.widgets.tab_page import TabPage
 
 LISTED = 12  # channels listed for and against the class
 THUMB = 72
+EXAMPLES = 3  # dataset-example crops per listed channel
 CACHE_SIZE = 8
 METHODS = {"grad_x_act": "activation x gradient", "integrated_gradients": "integrated gradients"}
 CURVES = (("top", "top by contribution", (214, 39, 40)), ("strongest", "strongest activation", (31, 119, 180)),
@@ -41,11 +45,17 @@ CURVES = (("top", "top by contribution", (214, 39, 40)), ("strongest", "stronges
 @dataclass
 class WhyAnswer:
     """What the worker hands back: the attribution, its deletion curves, and per listed
-    channel an (THUMB, 2 * THUMB + 4, 3) uint8 thumbnail pair."""
+    channel an (THUMB, 2 * THUMB + 4, 3) uint8 thumbnail pair and its cached feature
+    visualisation (None until made). ``examples``: channel -> its top crops, filled in
+    later for the index in ``examples_of`` (the view's request key is ``key``)."""
 
     attribution: Any
     faithfulness: Any
     thumbnails: dict = field(default_factory=dict)
+    visualisations: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+    examples_of: Any = None
+    key: tuple = ()
 
 
 def explain(model, image, layer: str, target: Optional[int], method: str, progress=None,
@@ -53,6 +63,7 @@ def explain(model, image, layer: str, target: Optional[int], method: str, progre
     """The Why view's work (runs on the worker thread)."""
     from featurescope.core.analysis.attribution import attribute
     from featurescope.core.analysis.faithfulness import faithfulness
+    from featurescope.core.circuits.trail import cached_visualisation
     from featurescope.core.render.why_report import channel_over_photo, contribution_picture
 
     found = attribute(model, image, layer, target=target, method=method, progress=progress, cancel=cancel)
@@ -60,8 +71,9 @@ def explain(model, image, layer: str, target: Optional[int], method: str, progre
     picture = np.asarray(model.deprocess(image))
     listed = found.top(LISTED) + found.against(LISTED)
     scale = float(max((np.abs(found.maps[c]).max() for c in listed), default=0.0))
-    thumbnails = {}
+    thumbnails, visualisations = {}, {}
     for channel in listed:
+        visualisations[channel] = cached_visualisation(model, layer, channel)
         from PIL import Image
 
         over = np.asarray(Image.fromarray(channel_over_photo(picture, found.activations[channel]))
@@ -69,7 +81,7 @@ def explain(model, image, layer: str, target: Optional[int], method: str, progre
         contribution = contribution_picture(found.maps[channel], (THUMB, THUMB), scale)
         gap = np.full((THUMB, 4, 3), 255, np.uint8)
         thumbnails[channel] = np.ascontiguousarray(np.concatenate([over, gap, contribution], axis=1))
-    return WhyAnswer(found, faith, thumbnails)
+    return WhyAnswer(found, faith, thumbnails, visualisations)
 
 
 def _icon(rgb: np.ndarray) -> QIcon:
@@ -122,7 +134,8 @@ class WhyView(TabPage):
         lists = QWidget(self)
         lists_box = QVBoxLayout(lists)
         lists_box.setContentsMargins(0, 0, 0, 0)
-        lists_box.addWidget(self._wrapped("For the class (map over the photo | contribution):"))
+        lists_box.addWidget(self._wrapped("For the class (map over the photo | contribution | what it "
+                                          "looks for | top dataset examples when an index is open):"))
         lists_box.addWidget(self.for_list, 3)
         lists_box.addWidget(self._wrapped("Against it:"))
         lists_box.addWidget(self.against_list, 2)
@@ -150,7 +163,7 @@ class WhyView(TabPage):
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(lists)
         splitter.addWidget(right)
-        splitter.setSizes([420, 560])
+        splitter.setSizes([520, 460])  # the lists' four pictures a row, the curves beside
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.header)
@@ -160,7 +173,9 @@ class WhyView(TabPage):
         self.class_combo.activated.connect(lambda i: self.set_target(self.class_combo.itemData(i)))
         self.method_combo.activated.connect(lambda i: self.set_method(self.method_combo.itemData(i)))
         state.result_changed.connect(self._forget_result)
-        state.gradcam.target_changed.connect(self._follow_choice)
+        state.gradcam.target_changed.connect(  # a detector's box or class clicked in Predictions
+            lambda target: task_of(self.state.model) != "classification" and self.set_target(target))
+        state.index_changed.connect(lambda _index: self._fetch_examples())
         for signal in (state.result_changed, state.layer_changed, state.model_changed):
             signal.connect(self.refresh)
         self.refresh()
@@ -189,11 +204,6 @@ class WhyView(TabPage):
         self.target = None if target is None else int(target)
         self.refresh()
 
-    def _follow_choice(self, target: Optional[int]) -> None:
-        # a box or class clicked in the predictions panel is what a detector's Why explains
-        if task_of(self.state.model) != "classification":
-            self.set_target(target)
-
     def set_method(self, method: str) -> None:
         """Rank by ``method`` ("grad_x_act" or "integrated_gradients")."""
         self.method = method if method in METHODS else "grad_x_act"
@@ -204,12 +214,11 @@ class WhyView(TabPage):
         result = self.state.result
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
-        self.class_combo.addItem({"detection": "best box", "segmentation": "largest class"}.get(
-            task_of(self.state.model), "top class"), None)
+        self.class_combo.addItem(default_target_text(self.state.model), None)
         for p in (result.predictions(5) if result is not None and result.logits is not None else []):
             self.class_combo.addItem(f"{p.label} ({p.index}), {p.probability * 100:.1f} %", int(p.index))
-        for row in dense_rows(self.state.model, result, self.state.score_threshold):
-            self.class_combo.addItem(f"{row.text}, {row.value * 100:.1f} %", row.target)
+        for text, target in target_items(self.state.model, result, self.state.score_threshold):
+            self.class_combo.addItem(text, target)  # a detector's boxes, a segmenter's classes
         if self.class_combo.findData(self.target) < 0:
             self.target = None
         self.class_combo.setCurrentIndex(max(0, self.class_combo.findData(self.target)))
@@ -250,6 +259,7 @@ class WhyView(TabPage):
         def done(answer: WhyAnswer) -> None:
             if self._cache_result is not result:
                 return  # a newer capture arrived meanwhile
+            answer.key = key
             self._cache[key] = answer
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
@@ -263,6 +273,12 @@ class WhyView(TabPage):
         submit_or_run(self.jobs, "why", work, label=f"Why at {layer}", on_result=done, on_error=failed)
 
     def _show(self, answer: Optional[WhyAnswer], message: str = "") -> None:
+        previous = self.answer
+        if self.jobs is not None and previous is not None and previous is not answer:
+            for kind in ("why_optvis", "why_examples"):  # the previous answer's pictures
+                self.jobs.cancel(kind)
+            if len(previous.examples) < len(previous.thumbnails):
+                previous.examples_of = None  # read them again when it comes back
         self.answer = answer
         for listing in (self.for_list, self.against_list):
             listing.clear()
@@ -274,20 +290,15 @@ class WhyView(TabPage):
             return
         found, faith = answer.attribution, answer.faithfulness
         name = found.label or f"class {found.target}"
-        what = f"'{name}' ({found.probability * 100:.1f} %)"
-        reference = getattr(found, "reference", None)
-        if reference is not None:  # a detector's box, a segmenter's class over its region
-            what = (f"box {found.target}, '{name}' (score {found.probability:.3f})" if reference.box is not None
-                    else f"'{name}' over its region (mean probability {found.probability * 100:.1f} %)")
+        what = why_title(found) or f"'{name}' ({found.probability * 100:.1f} %)"
         self.header.setText(f"Why {what}: the channels of "
                             f"{found.layer} by their contribution ({METHODS[found.method]})")
         for listing, channels in ((self.for_list, found.top(LISTED)), (self.against_list, found.against(LISTED))):
             for channel in channels:
                 item = QListWidgetItem(f"channel {channel}\n{found.channels[channel]:+.3g}")
                 item.setData(Qt.ItemDataRole.UserRole, int(channel))
-                if channel in answer.thumbnails:
-                    item.setIcon(_icon(answer.thumbnails[channel]))
                 listing.addItem(item)
+        self._draw_rows()
         positions = np.arange(len(faith.k), dtype=float)  # k = 0, 1, 2, 5... evenly spaced
         axis = self.plot.getAxis("bottom")
         axis.setTicks([[(float(i), str(k)) for i, k in enumerate(faith.k)]])
@@ -301,6 +312,82 @@ class WhyView(TabPage):
             f"{faith.random[-1] * 100:.1f} %. Areas under the curves (lower falls faster): "
             f"top {faith.auc['top']:.3f}, strongest {faith.auc['strongest']:.3f}, "
             f"random {faith.auc['random']:.3f}.")
+        missing = [c for c, picture in answer.visualisations.items() if picture is None]
+        visualise_missing(self.jobs, "why_optvis", self.state.model, found.layer, missing, answer.key,
+                          self._visualised, label=f"Visualising the Why view's channels of {found.layer}")
+        self._fetch_examples()
+
+    # --- each channel's pictures -------------------------------------------------------
+    def _index(self):
+        """The open index when it is this model's and covers the answer's layer, else None."""
+        index, answer = getattr(self.state, "index", None), self.answer
+        if index is None or answer is None or answer.attribution.layer not in index.layers:
+            return None
+        return index if self.state.model is None or not index.matches_model(self.state.model) else None
+
+    def row_picture(self, channel: int) -> Optional[np.ndarray]:
+        """The pictures shown beside ``channel`` now, side by side (what its icon holds)."""
+        from featurescope.core.render.why_report import channel_row
+
+        answer = self.answer
+        if answer is None or channel not in answer.thumbnails:
+            return None
+        crops = answer.examples.get(channel, []) if self._index() is not None else None
+        return channel_row(answer.thumbnails[channel], answer.visualisations.get(channel), crops)
+
+    def _draw_rows(self, only: Optional[int] = None) -> None:
+        for listing in (self.for_list, self.against_list):
+            for row in range(listing.count()):
+                item = listing.item(row)
+                channel = item.data(Qt.ItemDataRole.UserRole)
+                if only is not None and channel != only:
+                    continue
+                picture = self.row_picture(channel)
+                if picture is not None:
+                    listing.setIconSize(QSize(picture.shape[1], picture.shape[0]))
+                    item.setIcon(_icon(picture))
+
+    def _visualised(self, answer: tuple) -> None:
+        key, channel, picture = answer
+        if self.answer is None or self.answer.key != key:
+            return  # the selection moved on
+        self.answer.visualisations[channel] = picture
+        self._draw_rows(only=channel)
+
+    def _fetch_examples(self) -> None:
+        """Read the top crops of the listed channels from the open index, one background
+        unit per channel, once per answer and index; without a covering index the rows
+        lose their crops."""
+        answer, index = self.answer, self._index()
+        if answer is None or answer.examples_of is index:
+            return
+        answer.examples, answer.examples_of = {}, index
+        self._draw_rows()
+        if index is None:
+            return
+        layer, key = answer.attribution.layer, answer.key
+
+        def unit_for(channel: int):
+            def unit(progress=None, cancel=None):
+                from featurescope.core.index.sheet import crop_pictures
+
+                return key, index, channel, crop_pictures(index.top(layer, channel, EXAMPLES), THUMB)
+            return unit
+
+        units = [unit_for(c) for c in answer.thumbnails]
+        if self.jobs is None:  # a view used on its own: read them here
+            for unit in units:
+                self._examples_read(unit())
+            return
+        self.jobs.submit_units("why_examples", units, label=f"Reading the Why view's examples of {layer}",
+                               on_partial=self._examples_read, on_error=lambda *_: None)
+
+    def _examples_read(self, answer: tuple) -> None:
+        key, index, channel, crops = answer
+        if self.answer is None or self.answer.key != key or self.answer.examples_of is not index:
+            return
+        self.answer.examples[channel] = crops
+        self._draw_rows(only=channel)
 
     def _clicked(self, item: QListWidgetItem) -> None:
         channel = item.data(Qt.ItemDataRole.UserRole)
