@@ -20,6 +20,7 @@ PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 13
            (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
            (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128))
 MASK_ALPHA = 110  # of 255: the photo stays visible under the mask
+LABELLED = 8  # boxes that get a label on the picture (the best ones; the list names all)
 
 
 def class_colour(index: int) -> tuple[int, int, int]:
@@ -80,6 +81,8 @@ class DenseOverlay:
             rect.setZValue(10 + (5 if selected else 0))
             self.view_box.addItem(rect)
             self.box_items.append(rect)
+            if row.target >= LABELLED and not selected:
+                continue
             # inside the box's top corner on the picture's nearer side, so it stays on it
             right = x0 > dense.input_size[1] / 2
             light = 0.299 * colour.red() + 0.587 * colour.green() + 0.114 * colour.blue() > 150
