@@ -124,7 +124,10 @@ def test_ctrl_c_says_the_video_was_not_written(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     process = subprocess.Popen([sys.executable, "-m", "featurescope", "video", str(clip), "--layer", "layer4.1.conv2",
                                 "-m", "resnet18", "-w", "none", "--input-size", "64", "-d", "cpu", "-o", str(out)],
-                               env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               # a suite started in the background (`cmd &`) hands its
+                               # children SIGINT ignored: give the command Ctrl-C back
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(".out.partial*")) and time.monotonic() < deadline and process.poll() is None:

@@ -11,8 +11,9 @@ Examples tab's crops follow the selector too (``method_changed``).
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
@@ -36,7 +37,9 @@ class BackpropControl(QWidget):
         self.shown_key: Optional[tuple] = None  # the pattern on screen
         self._wanted: Optional[tuple] = None
         self._cache: OrderedDict[tuple, Any] = OrderedDict()  # key -> GuidedBackprop
-        self._cache_result: Any = None
+        # the capture the cache belongs to, held weakly: a hidden view must not keep a
+        # model the user has left alive through its last capture
+        self._cache_result: Callable[[], Any] = lambda: None
 
         self.combo = QComboBox(self)
         self.combo.setObjectName("backpropMethod")
@@ -78,9 +81,10 @@ class BackpropControl(QWidget):
     def update_pattern(self) -> None:
         if not self.view.isVisible():
             return  # the view's next redraw (when shown) asks again
-        if self.state.result is not self._cache_result:  # the previous capture's patterns go
+        if self.state.result is not self._cache_result():  # the previous capture's patterns go
             self._cache.clear()
-            self._cache_result = self.state.result
+            result = self.state.result
+            self._cache_result = weakref.ref(result) if result is not None else (lambda: None)
         key = self.key()
         if key is None:
             self._show(None, "")
@@ -105,7 +109,7 @@ class BackpropControl(QWidget):
             return guided_backprop(model, image, layer, channel, position=position, method=method)
 
         def done(pattern: Any) -> None:
-            if self._cache_result is not self.state.result or key[0] != id(self.state.result):
+            if self._cache_result() is not self.state.result or key[0] != id(self.state.result):
                 return  # a newer capture arrived meanwhile
             self._cache[key] = pattern
             while len(self._cache) > CACHE_SIZE:
