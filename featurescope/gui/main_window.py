@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QMainWindow, QVBoxLayout, QWidget
 
 from featurescope.gui import dock_layout
@@ -134,6 +134,8 @@ class MainWindow(ImageDropTarget, QMainWindow):
             setattr(self, f"{entry.name}_view", view)
             self.tabs.addTab(view, entry.title, entry.group, entry.tip)
         self._pending_pin: Optional[tuple] = None  # an example opened from the Examples tab
+        self._catalogue_asked = False  # start() asks the worker for the model catalogue
+        self._catalogue_submitted = False
         # teaching (issue 13): the arithmetic under the channel view, the network at a glance
         # above the views
         self.arithmetic_panel = ArithmeticPanel(state, jobs=self.jobs)
@@ -249,10 +251,21 @@ class MainWindow(ImageDropTarget, QMainWindow):
             recent = [p for p in self.settings.recent_files() if Path(p).is_file()]
             image = recent[0] if recent else str(default_sample())
         self.request_image(str(image))
+        # The catalogue imports torchvision (~1.5 s): the worker does it after the first
+        # capture (or after 10 s without one), so the first grid does not wait for it.
+        self._catalogue_asked = True  # and not the GUI thread on the first model either
+        self.state.result_changed.connect(self._ask_catalogue)
+        QTimer.singleShot(10000, self._ask_catalogue)
+        self.layer_panel.focus_list()
+
+    def _ask_catalogue(self, *_: Any) -> None:
+        self.state.result_changed.disconnect(self._ask_catalogue)
+        if self.model_panel.filled or self._catalogue_submitted:
+            return
+        self._catalogue_submitted = True
         self.jobs.submit("catalogue", lambda progress, cancel: catalogue_and_devices(),
                          on_result=lambda choices: self.model_panel.filled or self.model_panel.fill_choices(*choices),
                          on_error=lambda message, _error: log.info("no catalogue: %s", message))
-        self.layer_panel.focus_list()
 
     def request_model(self, spec: dict) -> None:
         self.model_jobs.request_model(spec)
@@ -353,8 +366,10 @@ class MainWindow(ImageDropTarget, QMainWindow):
     def _on_model_changed(self, model: Any) -> None:
         self.clear_error()
         self._update_title()
-        if model is not None and not self.model_panel.filled:
-            self.model_panel.fill_choices()  # torch is imported by now (a window made with start=False)
+        if model is not None and not self.model_panel.filled and not self._catalogue_asked:
+            # a window made with start=False: torch is imported by now; the catalogue's
+            # torchvision import (~1.5 s) is paid here only when no worker job does it
+            self.model_panel.fill_choices()
 
     def _update_title(self) -> None:
         parts = ["featurescope"]

@@ -54,29 +54,55 @@ _IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 class ImageTransform:
     """Resize the shorter side, centre-crop, scale to [0, 1] and normalise; the same steps
     as torchvision's ``ImageClassification``, for any crop size (non-square too) and 1, 3
-    or 4 channels (the photo is converted to grey or RGBA first)."""
+    or 4 channels (the photo is converted to grey or RGBA first).
+
+    Written with Pillow and torch alone, step for step as torchvision's functional
+    transforms do them on a PIL image (its ``resize`` is Pillow's, its crop offsets are
+    rounded halves, tested equal to torchvision's): importing torchvision costs ~1.5 s of
+    the app's start-up (it loads torch._dynamo), and the embedded Lite0 needs nothing else
+    from it.
+    """
 
     def __init__(self, crop: tuple[int, int], resize: int, mean, std, interpolation=None,
                  channels: int = 3):
-        from torchvision.transforms import InterpolationMode
-
         self.crop = crop
         self.resize = resize
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        if isinstance(interpolation, str):
-            interpolation = InterpolationMode(interpolation)
-        self.interpolation = interpolation or InterpolationMode.BILINEAR
+        # "bilinear", "bicubic", "nearest" (or torchvision's InterpolationMode, by its value)
+        self.interpolation = str(getattr(interpolation, "value", interpolation) or "bilinear")
         self.channels = channels
 
     def __call__(self, image):
+        import numpy as np
         import torch
-        from torchvision.transforms import functional as TF
+        from PIL import Image
 
-        image = TF.resize(image, self.resize, interpolation=self.interpolation, antialias=True)
-        image = TF.center_crop(image, list(self.crop))
-        tensor = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float32)
-        return TF.normalize(tensor, self.mean, self.std)
+        filters = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                   "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
+                   "hamming": Image.Resampling.HAMMING, "lanczos": Image.Resampling.LANCZOS}
+        width, height = image.size
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = self.resize, int(self.resize * long / short)
+        size = (new_short, new_long) if width <= height else (new_long, new_short)
+        if size != (width, height):
+            image = image.resize(size, filters[self.interpolation])
+        crop_h, crop_w = self.crop
+        if crop_w > image.width or crop_h > image.height:  # torchvision pads with zeros
+            padded = Image.new(image.mode, (max(crop_w, image.width), max(crop_h, image.height)))
+            left, top = (crop_w - image.width) // 2 if crop_w > image.width else 0, \
+                (crop_h - image.height) // 2 if crop_h > image.height else 0
+            padded.paste(image, (left, top))
+            image = padded
+        top = int(round((image.height - crop_h) / 2.0))
+        left = int(round((image.width - crop_w) / 2.0))
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+        array = np.array(image, copy=True)
+        tensor = torch.as_tensor(array).reshape(image.height, image.width, -1).permute(2, 0, 1)
+        tensor = tensor.to(torch.float32).div(255)
+        mean = torch.as_tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
+        std = torch.as_tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
+        return tensor.sub_(mean).div_(std)
 
 
 class LoadedModel:
