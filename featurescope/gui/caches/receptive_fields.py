@@ -1,10 +1,13 @@
 """Receptive fields, computed once per model and shared by the views and docks.
 
 ``receptive_fields(model)`` is one traced pass over the network (on the meta device, so
-cheap, and safe beside a capture on another thread: captures are per thread). It still
-costs ~0.1 s for a large network, so the main window fills this cache on the worker while
-it loads a model (:func:`prepare`); the GUI only reads it (:func:`fields_for`), and
-computes it itself only when nothing filled it (tests that build a state by hand).
+cheap, and safe beside a capture on another thread: captures are per thread). It costs
+~0.1 s for a large network, and ~1.5 s the first time in a process (torch imports its
+decompositions then), so the app fills this cache on the worker after a model's first
+capture (:func:`mark_pending`, then :func:`prepare`): the first grid does not wait for
+it. The GUI only reads it (:func:`fields_for`): while it is pending a layer has no field
+yet (``AppState.fields_ready`` says when it is in), and it is computed on the spot only
+when nothing is filling it (tests that build a state by hand).
 """
 from __future__ import annotations
 
@@ -15,6 +18,31 @@ from typing import Any, Optional
 _lock = threading.Lock()
 _cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 _errors: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_pending: "weakref.WeakSet[Any]" = weakref.WeakSet()  # being prepared on the worker
+
+
+def mark_pending(model: Any) -> None:
+    """``model``'s fields are on their way (a worker job calls :func:`prepare`)."""
+    with _lock:
+        if model not in _cache:
+            _pending.add(model)
+
+
+def forget_pending(model: Any) -> None:
+    """The job for ``model`` will not come (cancelled): read its fields on the spot again."""
+    with _lock:
+        _pending.discard(model)
+
+
+def ready(model: Any) -> bool:
+    """True when ``model``'s fields are worked out (reading them costs nothing)."""
+    with _lock:
+        return model is not None and model in _cache
+
+
+def is_pending(model: Any) -> bool:
+    with _lock:
+        return model is not None and model in _pending
 
 
 def prepare(model: Any) -> dict:
@@ -41,6 +69,7 @@ def prepare(model: Any) -> dict:
                 continue
     with _lock:
         _cache[model] = fields
+        _pending.discard(model)
         if error:
             _errors[model] = error
     return fields
@@ -52,7 +81,10 @@ def fields_for(model: Any) -> dict:
         return {}
     with _lock:
         cached = _cache.get(model)
-    return cached if cached is not None else prepare(model)
+        pending = model in _pending
+    if cached is not None:
+        return cached
+    return {} if pending else prepare(model)
 
 
 def field_for(model: Any, layer: str) -> Optional[Any]:

@@ -6,10 +6,11 @@ state's error report.
 """
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 
 from featurescope.gui.caches import receptive_fields as field_cache
 from featurescope.core.capture.memory import release_freed_memory
@@ -42,6 +43,10 @@ def first_layer(result: Any) -> str:
     return result.layers[0] if result.layers else ""
 
 
+# Without a first capture (no image yet) a model's receptive fields are worked out after this.
+FIELDS_WAIT_MS = 5000
+
+
 class ModelJobs(QObject):
     """Model loading, whole-image capture and re-capture of layers the budget left out."""
 
@@ -58,6 +63,7 @@ class ModelJobs(QObject):
         self.model_error = ""
         self._fetching: Optional[tuple] = None  # (id(result), layer) being fetched
         self._trimmed_for = 0  # id() of the model after whose first capture memory was trimmed
+        self._fields_asked: "weakref.WeakSet[Any]" = weakref.WeakSet()  # models whose fields are asked for
         state.layer_changed.connect(self.fetch_missing_layer)
         self._captured_layers = capture_layers(state)
         state.every_module_changed.connect(self._on_layer_scope)
@@ -105,8 +111,6 @@ class ModelJobs(QObject):
             # layer_info is computed lazily by a forward pass on zeros: do it here, not
             # in the layer list on the GUI thread (0.8 s for vgg16)
             model.layer_info
-            # receptive fields: traced here, once per model, not on the GUI thread
-            field_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:
@@ -114,8 +118,10 @@ class ModelJobs(QObject):
             self.model_error = ""
             self.settings.set_model_spec(name, weights, device, str(spec.get("input_size") or ""),
                                          str(spec.get("mean") or ""), str(spec.get("std") or ""))
+            field_cache.mark_pending(model)  # nobody traces them on the GUI thread meanwhile
             self.state.set_model(model)
             self.request_capture()
+            self._prepare_fields_later(model)
 
         label = f"Loading {Path(name).name if '.py' in name else name}"
         self.jobs.submit("model", work, label=label, on_result=loaded,
@@ -144,14 +150,15 @@ class ModelJobs(QObject):
 
             model = load_model(DEFAULT_MODEL, weights="default", device="cpu")
             model.layer_info
-            field_cache.prepare(model)
             return model
 
         def loaded(model: Any) -> None:
             self.model_spec = {"name": DEFAULT_MODEL, "weights": "default", "device": "cpu"}
+            field_cache.mark_pending(model)
             self.state.set_model(model)
             self.show_status(f"{shown} did not load; showing {DEFAULT_MODEL} (embedded) instead.")
             self.request_capture()
+            self._prepare_fields_later(model)
 
         self.jobs.submit("model", work, label=f"Loading {DEFAULT_MODEL} instead of {shown}",
                          on_result=loaded, on_error=self._failed,
@@ -191,11 +198,32 @@ class ModelJobs(QObject):
                 self._trimmed_for = id(model)
                 self.jobs.submit("trim", lambda progress, cancel: release_freed_memory(),
                                  lane=BACKGROUND)
+                self._prepare_fields(model)
 
         self._fetching = None
         self.jobs.submit("capture", work, label=f"Capturing {model.name}",
                          on_result=captured, on_error=self._failed,
                          also_cancel=("grids", "stats", "fetch"))
+
+    def _prepare_fields_later(self, model: Any) -> None:
+        """The model's first capture asks for its fields; without one (no image) they
+        are worked out after FIELDS_WAIT_MS all the same."""
+        ref = weakref.ref(model)
+        QTimer.singleShot(FIELDS_WAIT_MS, self, lambda: ref() is not None and self._prepare_fields(ref()))
+
+    def _prepare_fields(self, model: Any) -> None:
+        """Receptive fields on the worker, after the model's first capture (the first
+        trace in a process costs ~1.5 s: the first grid does not wait for it). The views
+        read them once they are in (``AppState.fields_ready``)."""
+        if field_cache.ready(model) or model in self._fields_asked:
+            return
+        self._fields_asked.add(model)
+        field_cache.mark_pending(model)
+        self.jobs.submit("fields", lambda progress, cancel: field_cache.prepare(model),
+                         label=f"Receptive fields of {model.name}", lane=BACKGROUND,
+                         on_result=lambda _fields: self.state.fields_ready.emit(model),
+                         on_cancelled=lambda: field_cache.forget_pending(model),
+                         on_error=lambda *_: field_cache.forget_pending(model))
 
     def fetch_missing_layer(self, *_: Any) -> None:
         """Capture the selected layer again when the memory budget left it out (worker).

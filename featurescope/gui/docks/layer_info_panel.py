@@ -54,6 +54,8 @@ def _pair_text(value, unit: str = "") -> str:
 def field_html(field: Any, model: Any) -> str:
     """The receptive-field paragraph: size and jump in input pixels, in words."""
     esc = html.escape
+    if field is None and field_cache.is_pending(model):
+        return "<p><b>Receptive field</b>: being worked out in the background...</p>"
     if field is None:
         reason = field_cache.error_for(model)
         return ("<p><b>Receptive field</b>: unknown for this layer"
@@ -125,6 +127,7 @@ class LayerInfoPanel(QWidget):
         self.throttle = Throttle(self._on_result_changed, LIVE_INTERVAL, self)
         state.result_changed.connect(self.throttle)
         state.model_changed.connect(self.refresh)
+        state.fields_ready.connect(self.refresh)
         self.refresh()
 
     def _on_result_changed(self, *_: Any) -> None:

@@ -46,6 +46,7 @@ class AppState:
     error_reported = Signal(str)  # one sentence for the user
     every_module_changed = Signal(bool)  # the layer list shows every module, not conv/pool only
     index_changed = Signal(object)  # the dataset index open (Examples), or None
+    fields_ready = Signal(object)  # the model whose receptive fields the worker has worked out
     score_threshold_changed = Signal(float)  # a detector's boxes are shown from this score on
 
     def __init__(self) -> None:

@@ -158,7 +158,8 @@ class ChannelView(TabPage):
         self.plots.scene().sigMouseClicked.connect(self._clicked)
         state.result_changed.connect(self._forget_result)
         for signal in (state.result_changed, state.layer_changed, state.channel_changed,
-                       state.display_changed, state.model_changed, state.index_changed):
+                       state.display_changed, state.model_changed, state.index_changed,
+                       state.fields_ready):
             signal.connect(self.refresh)
         self.refresh()
 
