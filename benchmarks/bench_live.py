@@ -167,6 +167,30 @@ def _loaded_window(name: str, size: int, settings: Path):
     return app, window
 
 
+def _run_events_until(done, signal) -> None:
+    """Run Qt's event loop until ``done()``, checked after each ``signal`` and every 50 ms.
+    A QEventLoop sleeps between events as the app's own loop does; polling processEvents()
+    in a Python loop would keep one of the two cores busy and slow the worker it measures."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if done():
+        return
+    loop = QEventLoop()
+
+    def check(*_args) -> None:
+        if done():
+            loop.quit()
+
+    signal.connect(check)
+    timer = QTimer()
+    timer.setInterval(50)
+    timer.timeout.connect(check)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    signal.disconnect(check)
+
+
 def window_rate(name: str, size: int, clip, frames: int, folder: str, rounds: int = 3) -> Figure:
     """12f: frames per second the real window shows while it plays ``clip`` as fast as the
     network runs (grid tab and predictions on screen: every frame runs to the logits) over
@@ -186,12 +210,10 @@ def window_rate(name: str, size: int, clip, frames: int, folder: str, rounds: in
     def in_window() -> float:
         shown.clear()
         window.live.start(VideoFileSource(clip), pace="demand")
-        while len(shown) < 2 and time.monotonic() < deadline:
-            app.processEvents()
+        _run_events_until(lambda: len(shown) >= 2 or time.monotonic() > deadline, window.live.frame_shown)
         start, first = time.perf_counter(), len(shown)
-        while len(shown) < first + frames - 4 and window.live.grabber is not None \
-                and not window.live.paused and time.monotonic() < deadline:
-            app.processEvents()
+        _run_events_until(lambda: len(shown) >= first + frames - 4 or window.live.grabber is None
+                          or window.live.paused or time.monotonic() > deadline, window.live.frame_shown)
         seconds = time.perf_counter() - start
         count = len(shown) - first
         window.live.stop()
@@ -224,13 +246,9 @@ def _gui_stall(name: str, size: int, clip, frames: int, folder: str) -> Figure:
     window.live.frame_shown.connect(shown.append)
     window.live.start(FakeCamera(VideoFileSource(clip), loop=True, fps=25))
     timer.start()
-    while len(shown) < 2 and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.001)
+    _run_events_until(lambda: len(shown) >= 2 or time.monotonic() > deadline, window.live.frame_shown)
     start, first = time.perf_counter(), len(shown)
-    while len(shown) < first + frames and time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.001)
+    _run_events_until(lambda: len(shown) >= first + frames or time.monotonic() > deadline, window.live.frame_shown)
     seconds = time.perf_counter() - start
     timer.stop()
     live_fps = (len(shown) - first) / seconds
