@@ -105,6 +105,18 @@ def test_each_kind_of_name_finds_its_source(tmp_path):
     assert catalogue_entries()[0].name == "efficientnet_lite0"
 
 
+def test_the_catalogue_lists_the_classifiers_before_the_detectors_and_segmenters():
+    """Detectors claim their names before the torchvision classifiers (which claim any
+    name), but a user scrolling the list meets resnet and vgg first."""
+    from featurescope.core.models.sources.detection import MODELS
+
+    names = [entry.name for entry in catalogue_entries()]
+    dense = [i for i, name in enumerate(names) if name in MODELS]
+    assert dense and names.index("resnet18") < min(dense) and names.index("vgg16") < min(dense)
+    assert dense == list(range(len(names) - len(dense), len(names)))  # all at the end
+    assert source_for("fasterrcnn_resnet50_fpn").name == "torchvision-detection"
+
+
 def test_one_channel_mnist_model_reads_channels_and_size_from_the_model(nets):
     m = load_model(f"{nets}:Net", weights="none", device="cpu", mean="0.1307", std="0.3081")
     assert m.channels == 1 and m.input_size == (28, 28)

@@ -36,7 +36,8 @@ class CatalogueEntry:
 def register_source(cls):
     """Class decorator: register an instance of ``cls`` under ``cls.name``. The class has
     ``name``, ``priority`` (int), ``claims(name) -> bool``, ``spec(name) -> ModelSpec`` and
-    optionally ``catalogue() -> list[CatalogueEntry]``."""
+    optionally ``catalogue() -> list[CatalogueEntry]`` and ``listed`` (int: where that
+    catalogue goes in the list; the priority by default)."""
     _SOURCES[cls.name] = cls()
     return cls
 
@@ -72,9 +73,11 @@ def resolve(name: str) -> ModelSpec:
 
 
 def catalogue_entries() -> list[CatalogueEntry]:
-    """Every source's catalogue, sources in priority order."""
+    """Every source's catalogue, sources in ``listed`` order (their priority unless they
+    say otherwise: detectors must claim names before the torchvision classifiers do, yet
+    list after them, since classifiers are what most users come for)."""
     entries: list[CatalogueEntry] = []
-    for source in sources():
+    for source in sorted(sources(), key=lambda s: getattr(s, "listed", s.priority)):
         listing: Callable = getattr(source, "catalogue", None)
         if listing is not None:
             entries.extend(listing())

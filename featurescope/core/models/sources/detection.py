@@ -126,6 +126,7 @@ class DetectionSource:
 
     name = "torchvision-detection"
     priority = 900  # before the torchvision classifiers, which claim every name
+    listed = 1100  # but listed after them
 
     def claims(self, name: str) -> bool:
         return name in MODELS
