@@ -142,8 +142,8 @@ def parse_cam_target(model, text: Optional[str], option: str = "--gradcam-target
         return int(value)
     if kind == "class" and value.strip():
         if task == "detection":
-            raise ModelError(f"{option} {text}: a detector's Grad-CAM explains one box; "
-                             f"name it as box:N (N as `featurescope predict` lists them, 0 first).")
+            raise ModelError(f"{option} {text}: {name} is a detector, explained one box at a time; "
+                             f"name the box as box:N (N as `featurescope predict` lists them, 0 first).")
         if value.strip().isdigit():
             return int(value)
         categories = list(getattr(model, "categories", None) or [])

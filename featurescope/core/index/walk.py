@@ -25,7 +25,7 @@ def list_images(folder) -> list[FileRecord]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is a file, not a folder"
-        raise ImageError(f"{root} {what}; index needs a folder of images.")
+        raise ImageError(f"{root} {what}; give a folder of images (its sub-folders are read too).")
     found = []
     for directory, subfolders, names in os.walk(root, followlinks=False):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
