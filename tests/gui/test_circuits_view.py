@@ -69,3 +69,14 @@ def test_class_start_and_trail_export(window, qtbot, cache_dir, tmp_path):
     qtbot.waitUntil(lambda: view.shown.key[3] == ("class", top), timeout=120000)
     assert view.shown.source == "head" and view.shown.label
     assert view.trail_label.text().startswith("Trail: <b>class")
+
+
+def test_a_first_layer_says_nothing_feeds_it_and_keeps_no_rows_of_the_previous_channel(window, qtbot, cache_dir):
+    view = open_tab(window, qtbot, "blocks.1.project", 2)
+    assert view.excite_table.rowCount() > 0
+    window.state.set_layer("stem")
+    window.state.set_channel(3)
+    qtbot.waitUntil(lambda: "Nothing captured feeds stem" in view.note.text(), timeout=120000)
+    assert view.header.text() == "stem channel 3"  # no "ranking its inputs..." left behind
+    assert view.excite_table.rowCount() == view.inhibit_table.rowCount() == 0
+    window.jobs.cancel("circuit_optvis")
