@@ -49,7 +49,6 @@ class CircuitsView(TabPage):
         self.sources_of: dict[tuple, str] = {}  # crumb -> the source layer chosen there
         self.shown: Optional[Shown] = None
         self._wanted: Optional[tuple] = None
-        self._asked: Optional[tuple] = None  # the (layer, channel) last asked for
         self._moving = False  # this view is moving the selection (a click on a source)
 
         self.header = QLabel(self)
@@ -232,7 +231,7 @@ class CircuitsView(TabPage):
         key = (id(model), id(self.state.result), id(image), target, source)
         if self.shown is not None and self.shown.key == key or self._wanted == key:
             return
-        self._wanted, self._asked = key, target
+        self._wanted = key
         self.header.setText(f"{self._name(target)}: ranking its inputs...")
 
         def work(progress=None, cancel=None):
@@ -244,9 +243,10 @@ class CircuitsView(TabPage):
     def _failed(self, message: str, _error: Any = None) -> None:
         # the previous target's rows would read as this one's: clear them, and the header
         # names the channel without promising a ranking
+        target = self._wanted[3] if self._wanted is not None else None
         self._wanted, self.shown = None, None
         self._clear()
-        self.header.setText(self._name(self._asked) if self._asked is not None else "")
+        self.header.setText(self._name(target) if target is not None else "")
         self.note.setText(message)
 
     def _show(self, shown: Shown) -> None:
