@@ -75,3 +75,14 @@ def test_a_class_over_its_region():
     assert found.probability == pytest.approx(mean_probability, abs=1e-6)
     check = faithfulness(model, x, layer, found, ks=(8,), draws=1)
     assert check.top[0] == pytest.approx(mean_probability, abs=1e-6) and check.top[1] < check.top[0]
+
+
+def test_a_detector_that_finds_no_box_says_so_without_naming_grad_cam():
+    """box_target serves Grad-CAM and Why alike: the Why view showed "for Grad-CAM to
+    explain" when a detector found nothing."""
+    from featurescope.core.analysis.dense_cam import box_target
+
+    nothing = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long), "scores": torch.zeros(0)}]
+    with pytest.raises(ModelError, match=r"^ssdlite found no box in this image, so there is no box score to "
+                                         r"explain\.$"):
+        box_target(nothing, None, "ssdlite")

@@ -36,8 +36,8 @@ def box_target(output, target: Optional[int], model_name: str):
     count = int(scores.shape[0])
     number = 0 if target is None else int(target)
     if count == 0:
-        raise ModelError(f"{model_name} found no box in this image, so there is no box score "
-                         f"for Grad-CAM to explain.")
+        # shared by Grad-CAM and Why: the sentence names neither
+        raise ModelError(f"{model_name} found no box in this image, so there is no box score to explain.")
     if not 0 <= number < count:
         raise ModelError(f"{model_name} found {count} boxes, so box {number} does not exist; "
                          f"choose 0 to {count - 1}.")
