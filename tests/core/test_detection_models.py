@@ -167,3 +167,23 @@ def test_default_weights_from_the_cache_load_as_torchvision_saves_them(hub):
     torch.save(saved.state_dict(), path)
     model = load_model("fcn_resnet50", device="cpu", input_size=64)
     assert model.module.aux_classifier is None
+
+
+def test_the_circuits_wiring_of_a_detector_leaves_it_working(photo):
+    """The wiring's shapes-only pass on "meta" reached the AnchorGenerator, which keeps its
+    anchors on the last input's device: every later capture failed with "Cannot copy out
+    of meta tensor" (the Circuits view broke the model it looked at)."""
+    from featurescope.core.circuits.graph import layer_graph
+
+    model = load_model("fasterrcnn_mobilenet_v3_large_320_fpn", weights="none", device="cpu", input_size=160)
+    last = model.layers[-1]  # after the region proposals, so the anchors are used
+
+    def last_map():
+        result = capture(model, photo, layers=[last], stop_early=False)
+        assert result.dense is not None
+        return result[last]
+
+    before = last_map()
+    graph = layer_graph(model)
+    assert graph.default_source("backbone.body.2.block.0.0") == "backbone.body.1.block.1.0"
+    assert torch.equal(last_map(), before)

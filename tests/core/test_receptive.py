@@ -246,3 +246,28 @@ def test_every_captured_layer_of_a_loaded_model(name):
     last_conv = [info.name for info in model.layer_info if info.kind == "Conv2d"][-1]
     assert (fields[last_conv].size, fields[last_conv].jump) == {
         "resnet18": (435, 32), "efficientnet_lite0": (851, 32)}[name]
+
+
+class _CachesOnInputDevice(nn.Module):
+    """Keeps a tensor made on its last input's device, as torchvision's AnchorGenerator
+    keeps its anchors, plus one it made before any pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.scale = torch.ones(1)
+
+    def forward(self, x):
+        self.scale = self.scale.to(x.device)
+        self.offset = torch.zeros(1, device=x.device)
+        return self.conv(x) * self.scale + self.offset
+
+
+def test_the_shapes_only_pass_leaves_no_meta_tensor_in_the_network():
+    from featurescope.core.analysis.receptive import receptive_fields
+
+    net = _CachesOnInputDevice()
+    fields = receptive_fields(net, ["conv"], input_size=16)
+    assert fields["conv"].size_hw == (3, 3)
+    assert net.scale.device.type == "cpu" and not hasattr(net, "offset")
+    assert net(torch.ones(1, 3, 16, 16)).shape == (1, 4, 14, 14)  # a real pass still runs

@@ -35,7 +35,7 @@ from torch import nn
 from featurescope.core.analysis.field_tracker import Axis, Field, FieldTracker
 from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.capture.layers import find_layer_module, pair
-from featurescope.core.capture.trace import OpTrace
+from featurescope.core.capture.trace import OpTrace, module_state_kept
 from featurescope.core.errors import LayerNotRunError, ModelError
 
 IntOrPair = Union[int, tuple[int, int]]
@@ -158,7 +158,7 @@ def receptive_fields(model, layers: Optional[list[str]] = None,
                             dtype=dtype)
         tracker.set_field(image, Field(Axis(1, 1, 0), Axis(1, 1, 0), (height, width)))
         # nothing after the last wanted layer is needed
-        with OpTrace(tracker, to_meta=to_meta):
+        with module_state_kept(module), OpTrace(tracker, to_meta=to_meta):
             outputs = run_with_grad(module, image, layers, model_name=model_name, stop_after=layers,
                                     grad=False).activations
         for layer, output in outputs.items():

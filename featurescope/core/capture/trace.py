@@ -9,7 +9,8 @@ network with weights anywhere runs on a meta input computing shapes only.
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -38,6 +39,44 @@ def tensors_in(value) -> list:
     if isinstance(value, dict):
         return [t for v in value.values() for t in tensors_in(v)]
     return []
+
+
+_REGISTRIES = ("_parameters", "_buffers", "_modules")
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else None
+
+
+@contextmanager
+def module_state_kept(module: torch.nn.Module) -> Iterator[None]:
+    """Put back, afterwards, every plain tensor attribute (not a parameter or buffer) of
+    ``module``'s submodules, and drop new ones that hold meta tensors. A shapes-only pass
+    on "meta" must leave the network as it found it: torchvision's AnchorGenerator keeps
+    its anchors on the device of the last input it saw, so one meta pass would break every
+    later real one ("Cannot copy out of meta tensor")."""
+    saved = {}
+    for sub in module.modules():
+        for name, value in vars(sub).items():
+            if name not in _REGISTRIES and tensors_in(value):
+                saved[(id(sub), name)] = (value, _copy(value))
+    try:
+        yield
+    finally:
+        for sub in module.modules():
+            for name, value in list(vars(sub).items()):
+                if name in _REGISTRIES:
+                    continue
+                if (id(sub), name) in saved:
+                    original, items = saved[(id(sub), name)]
+                    if isinstance(original, list):
+                        original[:] = items
+                    elif isinstance(original, dict):
+                        original.clear()
+                        original.update(items)
+                    setattr(sub, name, original)
+                elif any(t.device.type == "meta" for t in tensors_in(value)):
+                    delattr(sub, name)
 
 
 class OpTrace(TorchFunctionMode):

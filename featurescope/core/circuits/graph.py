@@ -28,7 +28,7 @@ from torch import nn
 
 from featurescope.core.capture.grad import run_with_grad
 from featurescope.core.capture.layers import find_layer_module
-from featurescope.core.capture.trace import OpTrace, tensors_in
+from featurescope.core.capture.trace import OpTrace, module_state_kept, tensors_in
 from featurescope.core.errors import LayerNotRunError, ModelError
 
 # The target that stands for the network's output (the class scores).
@@ -188,7 +188,7 @@ def _trace(module: nn.Module, model_name: str, layers: list[str], shape) -> Laye
         x = torch.zeros(shape, device=device or _device_of(module))
         observer = _Parents(x)
         try:
-            with OpTrace(observer, to_meta=device == "meta"):
+            with module_state_kept(module), OpTrace(observer, to_meta=device == "meta"):
                 run = run_with_grad(module, x, layers, model_name=model_name, grad=False)
             break
         except LayerNotRunError:
